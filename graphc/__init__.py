@@ -1,0 +1,32 @@
+"""graphc: a static computation-graph compiler for deep learning.
+
+Build a graph of placeholder, parameter, constant and op nodes, differentiate
+it with :func:`grad`, and :func:`compile` it to one native kernel::
+
+    import numpy as np, graphc as gc
+    x = gc.placeholder((16, 12), "float64", name="x")
+    w = gc.parameter(np.random.randn(12, 5), name="w")
+    loss = gc.mean(gc.tanh(x @ w) ** 2)
+    (gw,) = gc.grad(loss, [w])
+    f = gc.compile([loss, gw])
+    loss_v, gw_v = f(x=np.ones((16, 12)))
+"""
+from __future__ import annotations
+
+from .autodiff import grad
+from .compiler import CompiledFunction, compile
+from .errors import (DTypeError, GraphcError, InputError, InputTypeError, RuntimeCheckError,
+                     ShapeError)
+from .ir.dtypes import bool_, float32, float64, int32, int64
+from .ir.graph import Graph
+from .ir.node import Node
+from .ops import *  # noqa: F401,F403 - the op functions are the public API
+from .ops import __all__ as _ops_all
+from .ops.common import parameter, placeholder
+
+__version__ = "0.1.0"
+
+__all__ = ["grad", "compile", "CompiledFunction", "Graph", "Node", "placeholder", "parameter",
+           "GraphcError", "ShapeError", "DTypeError", "InputError", "InputTypeError",
+           "RuntimeCheckError", "float32", "float64", "int32", "int64", "bool_",
+           *_ops_all]

@@ -1,0 +1,1 @@
+"""Backends: the numpy interpreter (the oracle) and the LLVM JIT."""

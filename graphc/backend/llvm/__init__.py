@@ -1,0 +1,1 @@
+"""Lowering of a planned graph to LLVM IR and its JIT compilation."""

@@ -1,0 +1,334 @@
+"""Emit one LLVM module for a planned graph.
+
+The module has one entry point, ``i32 graphc_main(ptr args)``: ``args`` is
+an array of pointers (placeholders, parameters, constants, outputs, arena, in
+the order of :class:`ArgLayout`). The entry calls one internal function per
+kernel, passing each the buffers it touches as ``noalias`` pointers (O3
+inlines them and keeps the no-alias facts). The return value is 0, or the
+code of the first failed run-time check (see ``error_if``).
+
+Inside a kernel every value is produced by :meth:`KernelEmitter.eval`, which
+computes node ``n`` at index ``idx``: a node outside the kernel is loaded from
+its buffer; a member node is computed from its inputs by its op's lowering
+rule — elementwise ops through the scalar builder, movement ops through index
+arithmetic, reductions as an inner loop. Fusion is therefore only a matter
+of which nodes are members of which kernel.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from ...ir import dtypes as D
+from ...ir.graph import Graph
+from ...ir.node import Node
+from ...ops import registry
+from ..plan import Kernel, MemoryPlan, is_immediate
+from .loops import IndexBuilder, for_nest, for_range
+from .scalar import I8, I32, I64, PTR, SV, ScalarBuilder, mem_type, reg_type
+
+ENTRY = "graphc_main"
+
+
+class ArgLayout:
+    """The order of pointers in the entry's ``args`` array."""
+
+    def __init__(self, graph: Graph, n_outputs: int):
+        self.inputs = list(graph.placeholders)
+        self.params = list(graph.parameters)
+        self.consts = [c for c in graph.constants if not is_immediate(c)]
+        self.n_outputs = n_outputs
+        self.slot = {}
+        k = 0
+        for n in self.inputs + self.params + self.consts:
+            self.slot[n.id] = k
+            k += 1
+        self.output0 = k
+        self.arena = k + n_outputs
+        self.count = self.arena + 1
+
+
+def broadcast_index(idx, out_shape, in_shape, ix):
+    """Index into an input of shape ``in_shape`` broadcast to ``out_shape``."""
+    lead = len(out_shape) - len(in_shape)
+    return [ix.const(0) if in_shape[k] == 1 else idx[lead + k] for k in range(len(in_shape))]
+
+
+class ModuleEmitter:
+    def __init__(self, graph: Graph, kernels: list[Kernel], mem: MemoryPlan, name="graphc"):
+        self.graph = graph
+        self.kernels = kernels
+        self.mem = mem
+        self.module = ir.Module(name=name)
+        self.errors: list[str] = []           # code k+1 -> message
+        self.layout = ArgLayout(graph, len(graph.outputs))
+        # where each node's buffer is: ("slot", k) or ("arena", offset)
+        self.where: dict[int, tuple] = {}
+        for nid, k in self.layout.slot.items():
+            self.where[nid] = ("slot", k)
+        self.copies = []                      # (node, output slot) still to copy
+        for j, o in enumerate(graph.outputs):
+            if o.id not in self.where and not o.is_leaf:
+                self.where[o.id] = ("slot", self.layout.output0 + j)
+            else:
+                self.copies.append((o, j))
+        for nid, off in mem.arena.items():
+            self.where.setdefault(nid, ("arena", off))
+
+    def error_code(self, message: str) -> int:
+        if message in self.errors:
+            return self.errors.index(message) + 1
+        self.errors.append(message)
+        return len(self.errors)
+
+    def emit(self) -> ir.Module:
+        fnty = ir.FunctionType(I32, [PTR])
+        entry = ir.Function(self.module, fnty, ENTRY)
+        entry.args[0].add_attribute("noalias")
+        b = ir.IRBuilder(entry.append_basic_block("entry"))
+        args = entry.args[0]
+        status = b.alloca(I32, name="status")
+        b.store(ir.Constant(I32, 0), status)
+        slot_ptr = {}
+
+        def pointer(loc):
+            if loc not in slot_ptr:
+                kind, k = loc
+                if kind == "slot":
+                    p = b.gep(args, [ir.Constant(I64, k)], source_etype=PTR, inbounds=True)
+                    slot_ptr[loc] = b.load(p, typ=PTR, name=f"arg{k}")
+                else:
+                    base = pointer(("slot", self.layout.arena))
+                    slot_ptr[loc] = b.gep(base, [ir.Constant(I64, k)], source_etype=I8,
+                                          inbounds=True, name=f"arena{k}")
+            return slot_ptr[loc]
+
+        kernels = list(self.kernels)
+        for node, j in self.copies:
+            kernels.append(Kernel("loop", [node], set(), node.shape, name=f"copy_out{j}"))
+        for ki, k in enumerate(kernels):
+            dest = None
+            if k.name.startswith("copy_out"):
+                dest = ("slot", self.layout.output0 + int(k.name[8:]))
+            em = KernelEmitter(self, k, ki, dest)
+            fn, locs = em.build()
+            b.call(fn, [pointer(loc) for loc in locs] + [status])
+        b.ret(b.load(status, typ=I32))
+        return self.module
+
+
+class KernelEmitter:
+    """Emits one kernel as an internal function."""
+
+    def __init__(self, me: ModuleEmitter, kernel: Kernel, index: int, dest=None):
+        self.me = me
+        self.k = kernel
+        self.index = index
+        self.dest = dest          # output location override (copy kernels)
+        self.members = kernel.members
+        self.scopes: list[dict] = []
+        self.current: Node | None = None
+
+    # -- buffers ------------------------------------------------------------------
+    def _loc(self, n: Node, writing=False):
+        if writing and self.dest is not None:
+            return self.dest
+        try:
+            return self.me.where[n.id]
+        except KeyError:
+            raise RuntimeError(f"no buffer planned for {n!r} (kernel {self.k.name})") from None
+
+    def _collect(self):
+        locs = []
+        for m in self._member_nodes():
+            for i in m.inputs:
+                if i.id not in self.members and not is_immediate(i):
+                    locs.append(self._loc(i))
+        for o in self.k.outputs:
+            if o.id not in self.members and not is_immediate(o):
+                locs.append(self._loc(o))        # copy kernel reads its source
+            locs.append(self._loc(o, writing=True))
+        seen, out = set(), []
+        for loc in locs:
+            if loc not in seen:
+                seen.add(loc)
+                out.append(loc)
+        return out
+
+    def _member_nodes(self):
+        stack, seen, out = list(self.k.outputs), set(), []
+        while stack:
+            n = stack.pop()
+            if n.id in seen or n.id not in self.members:
+                continue
+            seen.add(n.id)
+            out.append(n)
+            stack.extend(n.inputs)
+        return out
+
+    # -- building -----------------------------------------------------------------
+    def build(self):
+        locs = self._collect()
+        mod = self.me.module
+        fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [PTR] * (len(locs) + 1)),
+                         f"kernel{self.index}_{self.k.name or 'k'}")
+        fn.linkage = "internal"
+        for a in fn.args:
+            a.add_attribute("noalias")
+        self.ptr = dict(zip(locs, fn.args[:-1]))
+        self.status = fn.args[-1]
+        self.fn = fn
+        entry = fn.append_basic_block("entry")
+        body = fn.append_basic_block("body")
+        self.b = b = ir.IRBuilder(entry)
+        self.alloca_builder = ir.IRBuilder(entry)
+        self.err = b.alloca(I32, name="err")
+        b.store(ir.Constant(I32, 0), self.err)
+        b.branch(body)
+        b.position_at_end(body)
+        self.s = ScalarBuilder(b, mod, kernel=self)
+        self.ix = IndexBuilder(b, self.s)
+        if self.k.kind == "matmul":
+            self._emit_matmul()
+        else:
+            self._emit_loop()
+        e = b.load(self.err, typ=I32)
+        st = b.load(self.status, typ=I32)
+        keep = b.icmp_unsigned("!=", st, ir.Constant(I32, 0))
+        b.store(b.select(keep, st, e), self.status)
+        b.ret_void()
+        return fn, locs
+
+    def alloca(self, t, name=""):
+        ab = self.alloca_builder
+        ab.position_at_start(self.fn.entry_basic_block)
+        return ab.alloca(t, name=name)
+
+    def error_if(self, cond: SV, message: str) -> None:
+        n = self.current
+        where = f" (node {n.name}, built at {n.source})" if n is not None else ""
+        code = self.me.error_code(message + where)
+        b = self.b
+        old = b.load(self.err, typ=I32)
+        b.store(b.select(cond.v, ir.Constant(I32, code), old), self.err)
+
+    # -- memory ---------------------------------------------------------------------
+    def _addr(self, n: Node, idx, writing=False):
+        ptr = self.ptr[self._loc(n, writing)]
+        lin = self.ix.linearize(idx, n.shape)
+        return self.b.gep(ptr, [lin], source_etype=mem_type(n.dtype), inbounds=True)
+
+    def load(self, n: Node, idx) -> SV:
+        t = mem_type(n.dtype)
+        v = self.b.load(self._addr(n, idx), typ=t, align=n.dtype.itemsize)
+        if D.is_bool(n.dtype):
+            v = self.b.icmp_unsigned("!=", v, ir.Constant(I8, 0))
+        return SV(v, n.dtype, self.s)
+
+    def store(self, n: Node, idx, v: SV) -> None:
+        val = v.v
+        if D.is_bool(n.dtype):
+            val = self.b.zext(val, I8)
+        self.b.store(val, self._addr(n, idx, writing=True), align=n.dtype.itemsize)
+
+    # -- evaluation -------------------------------------------------------------------
+    def eval(self, n: Node, idx) -> SV:
+        """The value of node ``n`` at index ``idx`` (a list of i64 values)."""
+        if is_immediate(n):
+            return self.s.const(n.value.reshape(-1)[0], n.dtype)
+        if n.id not in self.members:
+            return self.load(n, idx)
+        key = (n.id, tuple(id(v) for v in idx))
+        for scope in reversed(self.scopes):
+            if key in scope:
+                return scope[key]
+        d = registry.get(n.op)
+        prev, self.current = self.current, n
+        if d.kind == "elementwise":
+            args = [self.eval(i, broadcast_index(idx, n.shape, i.shape, self.ix)) for i in n.inputs]
+            v = d.scalar(self.s, n, *args)
+        elif d.kind == "index":
+            v = d.lower_at(self, n, idx)
+        elif d.kind == "reduce":
+            v = self._reduce_at(n, d, idx)
+        elif d.kind == "matmul":
+            v = self._dot_at(n, idx)
+        else:
+            raise NotImplementedError(f"no lowering for kind {d.kind!r} (op {n.op})")
+        self.current = prev
+        if v.dtype != n.dtype:
+            raise TypeError(f"lowering of {n.op!r} produced {v.dtype}, expected {n.dtype}")
+        self.scopes[-1][key] = v
+        return v
+
+    def _reduce_at(self, n: Node, d, idx) -> SV:
+        x = n.inputs[0]
+        axes, keep = n.attrs["axes"], n.attrs["keepdims"]
+        t = reg_type(n.dtype)
+        acc = self.alloca(t, name="acc")
+        self.b.store(self.s.const(d.reduce_init(n.dtype), n.dtype).v, acc)
+        outer = {}
+        k = 0
+        for a in range(x.ndim):
+            if a in axes:
+                if keep:
+                    k += 1
+            else:
+                outer[a] = idx[k]
+                k += 1
+        with for_nest(self.b, [x.shape[a] for a in axes], name="r") as ridx:
+            self.scopes.append({})
+            full = [outer[a] if a in outer else ridx[axes.index(a)] for a in range(x.ndim)]
+            v = self.eval(x, full)
+            cur = SV(self.b.load(acc, typ=t), n.dtype, self.s)
+            self.b.store(d.reduce_combine(self.s, cur, v).v, acc)
+            self.scopes.pop()
+        return SV(self.b.load(acc, typ=t), n.dtype, self.s)
+
+    def _operand_idx(self, n: Node, operand: Node, batch_idx, last2):
+        bshape = n.shape[:-2]
+        ob = operand.shape[:-2]
+        return broadcast_index(list(batch_idx), bshape, ob, self.ix) + list(last2)
+
+    def _dot_at(self, n: Node, idx) -> SV:
+        a, bb = n.inputs
+        t = reg_type(n.dtype)
+        acc = self.alloca(t, name="dot")
+        self.b.store(self.s.const(0, n.dtype).v, acc)
+        i, j = idx[-2], idx[-1]
+        with for_range(self.b, a.shape[-1], "k") as k:
+            self.scopes.append({})
+            av = self.eval(a, self._operand_idx(n, a, idx[:-2], (i, k)))
+            bv = self.eval(bb, self._operand_idx(n, bb, idx[:-2], (k, j)))
+            cur = SV(self.b.load(acc, typ=t), n.dtype, self.s)
+            self.b.store((cur + av * bv).v, acc)
+            self.scopes.pop()
+        return SV(self.b.load(acc, typ=t), n.dtype, self.s)
+
+    def _emit_loop(self):
+        with for_nest(self.b, self.k.shape) as idx:
+            self.scopes.append({})
+            for o in self.k.outputs:
+                self.store(o, idx, self.eval(o, idx))
+            self.scopes.pop()
+
+    def _emit_matmul(self):
+        """C = A @ B in i-k-j order: the inner loop runs along a row of B and C
+        (contiguous, so it vectorizes)."""
+        n = self.k.root
+        a, bb = n.inputs
+        s, b = self.s, self.b
+        m_, k_, n_ = n.shape[-2], a.shape[-1], n.shape[-1]
+        with for_nest(b, n.shape[:-2] + (m_,), name="mb") as outer:
+            bidx, i = outer[:-1], outer[-1]
+            with for_range(b, n_, "j0") as j:
+                self.store(n, bidx + [i, j], s.const(0, n.dtype))
+            with for_range(b, k_, "k") as k:
+                self.scopes.append({})
+                av = self.eval(a, self._operand_idx(n, a, bidx, (i, k)))
+                with for_range(b, n_, "j") as j:
+                    self.scopes.append({})
+                    bv = self.eval(bb, self._operand_idx(n, bb, bidx, (k, j)))
+                    cur = self.load(n, bidx + [i, j])
+                    self.store(n, bidx + [i, j], cur + av * bv)
+                    self.scopes.pop()
+                self.scopes.pop()

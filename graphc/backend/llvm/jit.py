@@ -1,0 +1,83 @@
+"""Compile LLVM IR text to machine code for the host CPU and JIT-load it.
+
+IR building (emit.py) is kept apart from compiling (here): this module only
+sees IR text. One target machine per process, built for the host CPU and its
+features; the new pass manager runs the O-level pipeline; MCJIT loads the
+object code. The engine is kept by the returned :class:`JitModule`, and its
+code is freed when that object is dropped.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+
+import llvmlite.binding as llvm
+
+_lock = threading.RLock()
+_state: dict = {}
+
+
+def _init():
+    with _lock:
+        if "tm" not in _state:
+            llvm.initialize_native_target()
+            llvm.initialize_native_asmprinter()
+            target = llvm.Target.from_default_triple()
+            cpu = llvm.get_host_cpu_name()
+            feats = llvm.get_host_cpu_features().flatten()
+            _state["cpu"] = cpu
+            _state["features"] = feats
+            _state["triple"] = llvm.get_process_triple()
+            _state["tms"] = {}
+            _state["tm"] = target.create_target_machine(cpu=cpu, features=feats, opt=3,
+                                                        codemodel="jitdefault")
+        return _state
+
+
+def target_machine(opt: int = 3):
+    st = _init()
+    with _lock:
+        tm = st["tms"].get(opt)
+        if tm is None:
+            target = llvm.Target.from_default_triple()
+            tm = st["tms"][opt] = target.create_target_machine(
+                cpu=st["cpu"], features=st["features"], opt=opt, codemodel="jitdefault")
+        return tm
+
+
+def host_info() -> dict:
+    st = _init()
+    return {"triple": st["triple"], "cpu": st["cpu"], "features": st["features"],
+            "llvm": ".".join(map(str, llvm.llvm_version_info))}
+
+
+class JitModule:
+    """A JIT-compiled module: keeps the engine alive, exposes the entry."""
+
+    def __init__(self, ir_text: str, entry: str, opt: int = 3):
+        st = _init()
+        with _lock:      # llvmlite's global LLVM context is not thread-safe
+            mod = llvm.parse_assembly(ir_text)
+            mod.triple = st["triple"]
+            mod.verify()
+            tm = target_machine(opt)
+            mod.data_layout = str(tm.target_data)
+            if opt > 0:
+                pto = llvm.create_pipeline_tuning_options(speed_level=opt)
+                pto.loop_vectorization = True
+                pto.slp_vectorization = True
+                pto.loop_unrolling = True
+                pb = llvm.create_pass_builder(tm, pto)
+                pb.getModulePassManager().run(mod, pb)
+            self.optimized_ir = str(mod)
+            self.engine = llvm.create_mcjit_compiler(mod, tm)
+            self.engine.finalize_object()
+            self.address = self.engine.get_function_address(entry)
+        self._opt = opt
+        self.cfunc = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p)(self.address)
+
+    def assembly(self) -> str:
+        """Assembly text of the optimized module (generated on request)."""
+        with _lock:
+            mod = llvm.parse_assembly(self.optimized_ir)
+            return target_machine(self._opt).emit_assembly(mod)

@@ -1,0 +1,152 @@
+"""Loop-nest and index-arithmetic helpers for emitting kernels (in the style
+of numba's ``cgutils.for_range``)."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from llvmlite import ir
+
+from ...ir import dtypes as D
+from .scalar import I1, I64, SV
+
+
+@contextmanager
+def for_range(b: ir.IRBuilder, count, name: str = "i"):
+    """``for i in range(count)``: yields the i64 index; the builder is left
+    after the loop when the block exits."""
+    if isinstance(count, int):
+        count = ir.Constant(I64, count)
+    fn = b.function
+    pre = b.block
+    cond = fn.append_basic_block(f"{name}.cond")
+    body = fn.append_basic_block(f"{name}.body")
+    end = fn.append_basic_block(f"{name}.end")
+    b.branch(cond)
+    b.position_at_end(cond)
+    i = b.phi(I64, name=name)
+    i.add_incoming(ir.Constant(I64, 0), pre)
+    b.cbranch(b.icmp_signed("<", i, count), body, end)
+    b.position_at_end(body)
+    yield i
+    nxt = b.add(i, ir.Constant(I64, 1), name=f"{name}.next", flags=("nuw", "nsw"))
+    i.add_incoming(nxt, b.block)
+    b.branch(cond)
+    b.position_at_end(end)
+
+
+@contextmanager
+def for_nest(b: ir.IRBuilder, shape, name: str = "i"):
+    """Nested loops over ``shape`` (outermost first); yields the index list."""
+    idx = []
+    cms = []
+    try:
+        for d, n in enumerate(shape):
+            cm = for_range(b, n, f"{name}{d}")
+            idx.append(cm.__enter__())
+            cms.append(cm)
+        yield idx
+    finally:
+        for cm in reversed(cms):
+            cm.__exit__(None, None, None)
+
+
+class IndexBuilder:
+    """i64 index arithmetic for ``lower_at`` rules of movement ops."""
+
+    def __init__(self, b: ir.IRBuilder, s):
+        self.b = b
+        self.s = s
+        self._consts = {}
+
+    def const(self, k: int):
+        c = self._consts.get(k)
+        if c is None:
+            c = self._consts[k] = ir.Constant(I64, int(k))
+        return c
+
+    def _c(self, v):
+        return self.const(v) if isinstance(v, int) else v
+
+    def add(self, a, b):
+        a, b = self._c(a), self._c(b)
+        if isinstance(b, ir.Constant) and b.constant == 0:
+            return a
+        if isinstance(a, ir.Constant) and a.constant == 0:
+            return b
+        return self.b.add(a, b)
+
+    def sub(self, a, b):
+        a, b = self._c(a), self._c(b)
+        if isinstance(b, ir.Constant) and b.constant == 0:
+            return a
+        return self.b.sub(a, b)
+
+    def mul(self, a, b):
+        a, b = self._c(a), self._c(b)
+        for x, y in ((a, b), (b, a)):
+            if isinstance(y, ir.Constant):
+                if y.constant == 1:
+                    return x
+                if y.constant == 0:
+                    return self.const(0)
+        return self.b.mul(a, b)
+
+    def sdiv(self, a, b):
+        a, b = self._c(a), self._c(b)
+        if isinstance(b, ir.Constant) and b.constant == 1:
+            return a
+        return self.b.sdiv(a, b)
+
+    def udiv(self, a, b):
+        a, b = self._c(a), self._c(b)
+        if isinstance(b, ir.Constant) and b.constant == 1:
+            return a
+        return self.b.udiv(a, b)
+
+    def urem(self, a, b):
+        a, b = self._c(a), self._c(b)
+        if isinstance(b, ir.Constant) and b.constant == 1:
+            return self.const(0)
+        return self.b.urem(a, b)
+
+    def eq(self, a, b): return self.b.icmp_signed("==", self._c(a), self._c(b))
+    def lt(self, a, b): return self.b.icmp_signed("<", self._c(a), self._c(b))
+    def ge(self, a, b): return self.b.icmp_signed(">=", self._c(a), self._c(b))
+    def and_(self, a, b): return self.b.and_(a, b)
+
+    def select(self, c, a, b):
+        return self.b.select(c, self._c(a), self._c(b))
+
+    def clamp(self, v, lo: int, hi: int):
+        v = self.select(self.lt(v, lo), lo, v)
+        return self.select(self.lt(self._c(hi), v), hi, v)
+
+    def linearize(self, idx, shape):
+        """Row-major linear offset of ``idx`` in ``shape``."""
+        lin = self.const(0)
+        for i, n in zip(idx, shape):
+            lin = self.add(self.mul(lin, n), i)
+        return lin
+
+    def delinearize(self, lin, shape):
+        """Split a row-major linear offset into an index of ``shape``."""
+        parts = [None] * len(shape)
+        nonunit = [k for k, n in enumerate(shape) if n != 1]
+        for k, n in enumerate(shape):
+            if n == 1:
+                parts[k] = self.const(0)
+        for pos, k in enumerate(reversed(nonunit)):
+            if pos == len(nonunit) - 1:
+                parts[k] = lin
+            else:
+                parts[k] = self.urem(lin, shape[k])
+                lin = self.udiv(lin, shape[k])
+        return parts
+
+    def as_bool(self, v) -> SV:
+        assert v.type == I1
+        return SV(v, D.bool_, self.s)
+
+    def scalar(self, v) -> SV:
+        """An index as an int64 scalar value."""
+        return SV(v, D.int64, self.s)

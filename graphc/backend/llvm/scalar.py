@@ -1,0 +1,268 @@
+"""The scalar-expression builder used by every elementwise lowering rule.
+
+Lowering rules never touch llvmlite directly: they receive scalar values
+(:class:`SV`, an LLVM value tagged with its numpy dtype) and a builder ``s``
+whose methods (``s.exp(x)``, ``s.select(c, a, b)``, ``s.cast(x, dt)``, …)
+and operators (``x * 2.0 + y``, ``x > 0``) emit LLVM IR. Because the rules
+only describe one element, the same rule is used inside any loop nest, fused
+with its neighbours, and vectorized by LLVM.
+"""
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+
+from ...ir import dtypes as D
+
+I1 = ir.IntType(1)
+I8 = ir.IntType(8)
+I32 = ir.IntType(32)
+I64 = ir.IntType(64)
+F32 = ir.FloatType()
+F64 = ir.DoubleType()
+PTR = ir.PointerType()
+
+_REG = {D.float32: F32, D.float64: F64, D.int32: I32, D.int64: I64, D.bool_: I1}
+_MEM = {D.float32: F32, D.float64: F64, D.int32: I32, D.int64: I64, D.bool_: I8}
+
+
+def reg_type(dt: np.dtype) -> ir.Type:
+    """LLVM type of a value of dtype ``dt`` in registers (bool is i1)."""
+    return _REG[dt]
+
+
+def mem_type(dt: np.dtype) -> ir.Type:
+    """LLVM type of an element of dtype ``dt`` in memory (bool is i8, as numpy)."""
+    return _MEM[dt]
+
+
+class SV:
+    """A scalar value: an LLVM value with the numpy dtype it represents."""
+
+    __slots__ = ("v", "dtype", "s")
+
+    def __init__(self, v, dtype, s):
+        self.v, self.dtype, self.s = v, dtype, s
+
+    def _c(self, o):
+        return o if isinstance(o, SV) else self.s.const(o, self.dtype)
+
+    def __add__(self, o): return self.s.add(self, self._c(o))
+    def __radd__(self, o): return self.s.add(self._c(o), self)
+    def __sub__(self, o): return self.s.sub(self, self._c(o))
+    def __rsub__(self, o): return self.s.sub(self._c(o), self)
+    def __mul__(self, o): return self.s.mul(self, self._c(o))
+    def __rmul__(self, o): return self.s.mul(self._c(o), self)
+    def __truediv__(self, o): return self.s.div(self, self._c(o))
+    def __rtruediv__(self, o): return self.s.div(self._c(o), self)
+    def __neg__(self): return self.s.neg(self)
+    def __gt__(self, o): return self.s.gt(self, self._c(o))
+    def __lt__(self, o): return self.s.lt(self, self._c(o))
+    def __ge__(self, o): return self.s.ge(self, self._c(o))
+    def __le__(self, o): return self.s.le(self, self._c(o))
+    __hash__ = object.__hash__
+
+
+class ScalarBuilder:
+    """Emits scalar LLVM IR for elementwise rules. ``b`` is an ``ir.IRBuilder``."""
+
+    def __init__(self, b: ir.IRBuilder, module: ir.Module, kernel=None):
+        self.b = b
+        self.module = module
+        self.kernel = kernel     # the kernel being emitted (for error_if)
+
+    # -- values -------------------------------------------------------------
+    def wrap(self, v, dtype) -> SV:
+        return SV(v, dtype, self)
+
+    def const(self, value, dtype) -> SV:
+        dtype = np.dtype(dtype)
+        t = reg_type(dtype)
+        if D.is_float(dtype):
+            c = ir.Constant(t, float(np.asarray(value, dtype=dtype)))
+        elif D.is_bool(dtype):
+            c = ir.Constant(t, int(bool(value)))
+        else:
+            c = ir.Constant(t, int(value))
+        return SV(c, dtype, self)
+
+    def _same(self, a: SV, b: SV, what: str):
+        if a.dtype != b.dtype:
+            raise TypeError(f"scalar {what}: dtypes differ ({a.dtype} vs {b.dtype})")
+
+    # -- arithmetic -----------------------------------------------------------
+    def _arith(self, fop, iop, a: SV, b: SV, what):
+        self._same(a, b, what)
+        if D.is_float(a.dtype):
+            return SV(getattr(self.b, fop)(a.v, b.v), a.dtype, self)
+        if D.is_bool(a.dtype):
+            raise TypeError(f"scalar {what} on bool")
+        return SV(getattr(self.b, iop)(a.v, b.v), a.dtype, self)
+
+    def add(self, a, b): return self._arith("fadd", "add", a, b, "add")
+    def sub(self, a, b): return self._arith("fsub", "sub", a, b, "sub")
+    def mul(self, a, b): return self._arith("fmul", "mul", a, b, "mul")
+
+    def div(self, a, b):
+        self._same(a, b, "div")
+        if not D.is_float(a.dtype):
+            raise TypeError("scalar div needs floats")
+        return SV(self.b.fdiv(a.v, b.v), a.dtype, self)
+
+    def neg(self, a):
+        if D.is_float(a.dtype):
+            return SV(self.b.fneg(a.v), a.dtype, self)
+        return SV(self.b.sub(ir.Constant(a.v.type, 0), a.v), a.dtype, self)
+
+    def fma(self, a, b, c):
+        if D.is_float(a.dtype):
+            return self._intrinsic("llvm.fma", a, b, c)
+        return a * b + c
+
+    # -- comparisons and selection -------------------------------------------
+    def _cmp(self, fop, iop, a, b):
+        self._same(a, b, "comparison")
+        if D.is_float(a.dtype):
+            return SV(self.b.fcmp_ordered(fop, a.v, b.v) if fop != "!=" else
+                      self.b.fcmp_unordered(fop, a.v, b.v), D.bool_, self)
+        if D.is_bool(a.dtype):
+            return SV(self.b.icmp_unsigned(iop, a.v, b.v), D.bool_, self)
+        return SV(self.b.icmp_signed(iop, a.v, b.v), D.bool_, self)
+
+    def gt(self, a, b): return self._cmp(">", ">", a, b)
+    def lt(self, a, b): return self._cmp("<", "<", a, b)
+    def ge(self, a, b): return self._cmp(">=", ">=", a, b)
+    def le(self, a, b): return self._cmp("<=", "<=", a, b)
+    def eq(self, a, b): return self._cmp("==", "==", a, b)
+    def ne(self, a, b): return self._cmp("!=", "!=", a, b)
+
+    def isnan(self, a):
+        if not D.is_float(a.dtype):
+            return self.const(False, D.bool_)
+        return SV(self.b.fcmp_unordered("uno", a.v, a.v), D.bool_, self)
+
+    def select(self, c: SV, a: SV, b: SV) -> SV:
+        self._same(a, b, "select")
+        return SV(self.b.select(c.v, a.v, b.v), a.dtype, self)
+
+    def and_(self, a, b): return SV(self.b.and_(a.v, b.v), D.bool_, self)
+    def or_(self, a, b): return SV(self.b.or_(a.v, b.v), D.bool_, self)
+    def not_(self, a): return SV(self.b.xor(a.v, ir.Constant(I1, 1)), D.bool_, self)
+
+    def maximum(self, a, b):
+        """numpy's maximum: NaN in either operand gives NaN."""
+        if D.is_float(a.dtype):
+            pick = self.b.fcmp_unordered(">", a.v, b.v)   # a > b or either is NaN
+            r = self.b.select(pick, a.v, b.v)
+            return SV(self.b.select(self.b.fcmp_unordered("uno", b.v, b.v), b.v, r), a.dtype, self)
+        return self.select(self.ge(a, b), a, b)
+
+    def minimum(self, a, b):
+        if D.is_float(a.dtype):
+            pick = self.b.fcmp_unordered("<", a.v, b.v)
+            r = self.b.select(pick, a.v, b.v)
+            return SV(self.b.select(self.b.fcmp_unordered("uno", b.v, b.v), b.v, r), a.dtype, self)
+        return self.select(self.le(a, b), a, b)
+
+    # -- math functions -------------------------------------------------------
+    def _intrinsic(self, name, *args: SV) -> SV:
+        t = args[0].v.type
+        fname = f"{name}.{'f32' if t == F32 else 'f64'}"
+        fn = self.module.globals.get(fname)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(t, [t] * len(args)), fname)
+        return SV(self.b.call(fn, [a.v for a in args]), args[0].dtype, self)
+
+    def _float(self, a, what):
+        if not D.is_float(a.dtype):
+            raise TypeError(f"scalar {what} needs a float, got {a.dtype}")
+
+    def exp(self, a): self._float(a, "exp"); return self._intrinsic("llvm.exp", a)
+    def log(self, a): self._float(a, "log"); return self._intrinsic("llvm.log", a)
+    def sqrt(self, a): self._float(a, "sqrt"); return self._intrinsic("llvm.sqrt", a)
+    def tanh(self, a): self._float(a, "tanh"); return self._intrinsic("llvm.tanh", a)
+    def floor(self, a): self._float(a, "floor"); return self._intrinsic("llvm.floor", a)
+
+    def pow(self, a, b):
+        self._same(a, b, "pow")
+        if D.is_float(a.dtype):
+            return self._intrinsic("llvm.pow", a, b)
+        return self._ipow(a, b)
+
+    def abs(self, a):
+        if D.is_float(a.dtype):
+            return self._intrinsic("llvm.fabs", a)
+        return self.select(self.lt(a, self.const(0, a.dtype)), self.neg(a), a)
+
+    def log1p(self, a):
+        return self.log(a + 1.0)
+
+    def sigmoid(self, a):
+        one = self.const(1.0, a.dtype)
+        return one / (one + self.exp(-a))
+
+    def _ipow(self, a, b):
+        """Integer power by repeated squaring; a negative exponent is an error."""
+        t = a.v.type
+        fname = f"graphc.ipow.i{t.width}"
+        fn = self.module.globals.get(fname)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(t, [t, t]), fname)
+            fn.linkage = "internal"
+            bb = ir.IRBuilder(fn.append_basic_block("entry"))
+            base, e = fn.args
+            loop = fn.append_basic_block("loop")
+            done = fn.append_basic_block("done")
+            bb.branch(loop)
+            lb = ir.IRBuilder(loop)
+            r = lb.phi(t); x = lb.phi(t); k = lb.phi(t)
+            r.add_incoming(ir.Constant(t, 1), fn.entry_basic_block)
+            x.add_incoming(base, fn.entry_basic_block)
+            k.add_incoming(e, fn.entry_basic_block)
+            odd = lb.trunc(k, I1)
+            r2 = lb.select(odd, lb.mul(r, x), r)
+            x2 = lb.mul(x, x)
+            k2 = lb.ashr(k, ir.Constant(t, 1))
+            r.add_incoming(r2, loop); x.add_incoming(x2, loop); k.add_incoming(k2, loop)
+            lb.cbranch(lb.icmp_signed(">", k2, ir.Constant(t, 0)), loop, done)
+            db = ir.IRBuilder(done)
+            res = db.phi(t)
+            res.add_incoming(r2, loop)
+            db.ret(res)
+        zero = self.const(0, a.dtype)
+        self.error_if(self.lt(b, zero), "integers to negative integer powers are not allowed")
+        safe_b = self.select(self.lt(b, zero), zero, b)
+        isz = self.eq(safe_b, zero)
+        r = SV(self.b.call(fn, [a.v, self.select(isz, self.const(1, a.dtype), safe_b).v]), a.dtype, self)
+        return self.select(isz, self.const(1, a.dtype), r)
+
+    # -- conversions ------------------------------------------------------------
+    def cast(self, a: SV, dt) -> SV:
+        dt = np.dtype(dt)
+        src, b = a.dtype, self.b
+        if src == dt:
+            return a
+        t = reg_type(dt)
+        if D.is_bool(dt):
+            if D.is_float(src):
+                return SV(b.fcmp_unordered("!=", a.v, ir.Constant(a.v.type, 0.0)), dt, self)
+            return SV(b.icmp_unsigned("!=", a.v, ir.Constant(a.v.type, 0)), dt, self)
+        if D.is_bool(src):
+            return SV(b.uitofp(a.v, t) if D.is_float(dt) else b.zext(a.v, t), dt, self)
+        if D.is_float(src) and D.is_float(dt):
+            return SV(b.fpext(a.v, t) if dt.itemsize > src.itemsize else b.fptrunc(a.v, t), dt, self)
+        if D.is_float(src):      # float -> int: saturating, NaN -> 0 (never poison)
+            fname = f"llvm.fptosi.sat.i{t.width}.{'f32' if src == D.float32 else 'f64'}"
+            fn = self.module.globals.get(fname) or ir.Function(
+                self.module, ir.FunctionType(t, [a.v.type]), fname)
+            return SV(b.call(fn, [a.v]), dt, self)
+        if D.is_float(dt):
+            return SV(b.sitofp(a.v, t), dt, self)
+        return SV(b.sext(a.v, t) if dt.itemsize > src.itemsize else b.trunc(a.v, t), dt, self)
+
+    # -- checks -----------------------------------------------------------------
+    def error_if(self, cond: SV, message: str) -> None:
+        """Record a run-time error (raised after the call) when ``cond`` holds."""
+        if self.kernel is None:
+            raise RuntimeError("error_if outside a kernel")
+        self.kernel.error_if(cond, message)

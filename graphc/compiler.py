@@ -1,0 +1,138 @@
+"""``graphc.compile``: from output nodes to a callable.
+
+The steps, in order (see docs/architecture.md):
+
+1. collect the graph reachable from the outputs (``ir/graph.py``);
+2. run the pass pipeline (``passes/``);
+3. plan kernels and memory (``backend/plan.py``);
+4. emit one LLVM module (``backend/llvm/emit.py``) and JIT it (``jit.py``);
+5. wrap the native entry in a :class:`CompiledFunction` that checks
+   arguments and calls it (``runtime.py``).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .backend import interp
+from .errors import InputError
+from .ir.graph import Graph
+from .ir.node import Node
+from .runtime import NativeCall, bind_inputs
+
+BACKENDS = ("llvm", "interp")
+
+
+def _as_outputs(outputs):
+    if isinstance(outputs, Node):
+        return [outputs], True
+    if isinstance(outputs, (list, tuple)):
+        outs = list(outputs)
+        if not outs:
+            raise ValueError("compile: no outputs given")
+        for o in outs:
+            if not isinstance(o, Node):
+                raise TypeError(f"compile: outputs must be graph nodes, got {type(o).__name__}")
+        return outs, False
+    raise TypeError(f"compile: outputs must be a node or a list of nodes, "
+                    f"got {type(outputs).__name__}")
+
+
+def _check_inputs(graph: Graph, inputs) -> None:
+    used = [n for n in graph.nodes if n.op == "placeholder"]
+    if inputs is None:
+        names = {}
+        for p in used:
+            if p.name in names:
+                raise InputError(f"compile: two different placeholders are named {p.name!r}; "
+                                 "give them distinct names or pass inputs=[...] to call "
+                                 "positionally")
+            names[p.name] = p
+        return
+    for p in inputs:
+        if not isinstance(p, Node) or p.op != "placeholder":
+            raise TypeError(f"compile: inputs must be placeholders, got {p!r}")
+    ids = [p.id for p in inputs]
+    if len(set(ids)) != len(ids):
+        raise InputError("compile: a placeholder appears twice in inputs")
+    missing = [p.name for p in used if p.id not in set(ids)]
+    if missing:
+        raise InputError(f"compile: the outputs use placeholder(s) {missing} not listed in inputs")
+
+
+class CompiledFunction:
+    """A compiled graph. Call it with the placeholders' values."""
+
+    def __init__(self, graph: Graph, single: bool, positional: bool, backend: str):
+        self.graph = graph
+        self._single = single
+        self._positional = positional
+        self.backend = backend
+        self.compile_seconds = 0.0
+        self.llvm_ir = None
+        self._jit = None
+        self._native = None
+        self.kernels = []
+        self.memory = None
+
+    @property
+    def llvm_ir_optimized(self) -> str | None:
+        return self._jit.optimized_ir if self._jit else None
+
+    @property
+    def asm(self) -> str | None:
+        return self._jit.assembly() if self._jit else None
+
+    @property
+    def num_kernels(self) -> int:
+        return len(self.kernels)
+
+    def __call__(self, *args, **kwargs):
+        inputs = bind_inputs(self.graph, self._positional, args, kwargs)
+        if self._native is None:
+            feeds = {p.id: a for p, a in zip(self.graph.placeholders, inputs)}
+            results = interp.run_graph(self.graph, feeds)
+        else:
+            results = [np.empty(o.shape, o.dtype) for o in self.graph.outputs]
+            self._native(inputs, results)
+        return results[0] if self._single else tuple(results)
+
+    def __repr__(self):
+        ins = ", ".join(p.name for p in self.graph.placeholders)
+        return (f"<graphc compiled function ({ins}) -> {len(self.graph.outputs)} output(s), "
+                f"backend={self.backend}, {len(self.graph)} nodes>")
+
+
+def compile(outputs, inputs=None, *, backend: str = "llvm") -> CompiledFunction:  # noqa: A001
+    """Compile output node(s) into a callable.
+
+    ``outputs``: a node (the call returns one array) or a list/tuple of nodes
+    (returns a tuple). ``inputs``: the positional order of placeholders;
+    without it placeholders are passed by keyword (their names).
+    ``backend``: ``"llvm"`` (native code) or ``"interp"`` (numpy).
+    """
+    t0 = time.perf_counter()
+    if backend not in BACKENDS:
+        raise ValueError(f"compile: unknown backend {backend!r} (one of {BACKENDS})")
+    outs, single = _as_outputs(outputs)
+    if inputs is not None:
+        inputs = list(inputs)
+    graph = Graph(outs, inputs)
+    _check_inputs(graph, inputs)
+    f = CompiledFunction(graph, single, inputs is not None, backend)
+    if backend == "llvm":
+        from .backend.llvm.emit import ENTRY, ModuleEmitter
+        from .backend.llvm.jit import JitModule
+        from .backend.plan import plan_memory_naive, plan_unfused
+        kernels = plan_unfused(graph)
+        mem = plan_memory_naive(graph, kernels)
+        me = ModuleEmitter(graph, kernels, mem)
+        module = me.emit()
+        f.llvm_ir = str(module)
+        f._jit = JitModule(f.llvm_ir, ENTRY)
+        f._native = NativeCall(f._jit.cfunc, me.layout, mem.size, me.errors)
+        f.kernels = kernels
+        f.memory = mem
+    f.compile_seconds = time.perf_counter() - t0
+    return f

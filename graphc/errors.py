@@ -1,0 +1,47 @@
+"""Error types and the helper that names the user's source line.
+
+Every error graphc raises is a ``ValueError`` or ``TypeError`` subclass, so
+callers that catch the builtin types keep working, and every message names
+what was wrong (the op, the shapes, the placeholder) and where.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+class GraphcError(Exception):
+    """Base class of every error graphc raises on purpose."""
+
+
+class ShapeError(GraphcError, ValueError):
+    """An op was given shapes (or axes, indices) it cannot accept."""
+
+
+class DTypeError(GraphcError, TypeError):
+    """An op was given a dtype it cannot accept."""
+
+
+class InputError(GraphcError, ValueError):
+    """A compiled function was called with a missing, unknown or wrong-shaped input."""
+
+
+class InputTypeError(GraphcError, TypeError):
+    """A compiled function was called with an input of the wrong type or dtype."""
+
+
+class RuntimeCheckError(GraphcError, ValueError):
+    """A check inside the computation failed (e.g. a label out of range)."""
+
+
+def user_source() -> str:
+    """Return ``file:line`` of the innermost frame outside the graphc package."""
+    f = sys._getframe(1)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not os.path.abspath(fn).startswith(_PKG_DIR + os.sep):
+            return f"{fn}:{f.f_lineno}"
+        f = f.f_back
+    return "<unknown>"

@@ -1,0 +1,1 @@
+"""The graph IR: dtypes, immutable nodes, graphs and their verifier."""

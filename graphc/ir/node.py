@@ -1,0 +1,131 @@
+"""Immutable graph nodes.
+
+A :class:`Node` is one value in a computation graph: a placeholder (an input
+given at call time), a parameter (holds a numpy ``value`` read at each call),
+a constant, or the result of an op applied to other nodes. Shape and dtype are
+computed when the node is built (see ``ops/registry.py``), so errors surface at
+the user's line. Op nodes are hash-consed: building the same op on the same
+inputs with the same attributes twice returns the same node, which makes common
+subexpression elimination nearly free.
+"""
+from __future__ import annotations
+
+import itertools
+import weakref
+
+import numpy as np
+
+from ..errors import DTypeError, ShapeError
+from . import dtypes
+
+LEAF_OPS = ("placeholder", "parameter", "constant")
+_ids = itertools.count()
+
+
+def _freeze(v):
+    if isinstance(v, list):
+        return tuple(_freeze(x) for x in v)
+    if isinstance(v, tuple):
+        return tuple(_freeze(x) for x in v)
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+class Node:
+    """One value in a graph. Never mutated after construction (a parameter's
+    ``value`` is data, not structure)."""
+
+    __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "name", "source",
+                 "id", "_value", "trainable", "__weakref__")
+
+    def __init__(self, op: str, inputs: tuple, attrs: dict, shape: tuple,
+                 dtype: np.dtype, name: str | None, source: str):
+        self.op = op
+        self.inputs = tuple(inputs)
+        self.attrs = attrs
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = dtype
+        self.id = next(_ids)
+        self.name = name if name is not None else f"{op}_{self.id}"
+        self.source = source
+        self._value = None
+        self.trainable = False
+
+    # -- basic properties ---------------------------------------------------
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.op in LEAF_OPS
+
+    @property
+    def value(self) -> np.ndarray:
+        """The numpy value of a parameter or constant."""
+        if self.op not in ("parameter", "constant"):
+            raise AttributeError(f"{self.op} node {self.name!r} has no value")
+        return self._value
+
+    @value.setter
+    def value(self, v) -> None:
+        if self.op != "parameter":
+            raise AttributeError(f"cannot set the value of {self.op} node {self.name!r}")
+        a = np.asarray(v)
+        if a.shape != self.shape:
+            raise ShapeError(f"parameter {self.name!r}: new value has shape {a.shape}, "
+                             f"expected {self.shape}")
+        if a.dtype != self.dtype:
+            if not np.can_cast(a.dtype, self.dtype, casting="same_kind"):
+                raise DTypeError(f"parameter {self.name!r}: new value has dtype {a.dtype}, "
+                                 f"expected {self.dtype}")
+        self._value = np.array(a, dtype=self.dtype, order="C", copy=True)
+
+    def __repr__(self) -> str:
+        dt = dtypes.SHORT.get(self.dtype, str(self.dtype))
+        return f"<{self.op} {self.name}: {dt}{list(self.shape)}>"
+
+    def __bool__(self):
+        raise TypeError(f"the truth value of graph node {self.name!r} is not known when the "
+                        "graph is built; use gc.where(...) for data-dependent choices")
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of a 0-d node")
+        return self.shape[0]
+
+    def __iter__(self):
+        raise TypeError(f"graph node {self.name!r} is not iterable; index it instead")
+
+    def __array__(self, *a, **k):
+        raise TypeError(f"graph node {self.name!r} has no value until the graph is run; "
+                        "compile it and call the result")
+
+    # Operators are attached in ops/__init__.py (they need the op functions).
+    __hash__ = object.__hash__
+
+
+# Hash-consing table: (op, input ids, frozen attrs) -> node. Weak values, so a
+# node lives only as long as someone uses it; its inputs' ids stay valid while
+# it lives because it holds them.
+_CONS: "weakref.WeakValueDictionary[tuple, Node]" = weakref.WeakValueDictionary()
+
+
+def cons_key(op: str, inputs: tuple, attrs: dict) -> tuple:
+    return (op, tuple(i.id for i in inputs), tuple(sorted((k, _freeze(v)) for k, v in attrs.items())))
+
+
+def lookup(key):
+    return _CONS.get(key)
+
+
+def remember(key, node: Node) -> None:
+    _CONS[key] = node

@@ -1,0 +1,164 @@
+"""Helpers shared by the op families: turning Python values into nodes,
+numpy-style promotion and broadcasting, axis normalization."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ..errors import DTypeError, ShapeError, user_source
+from ..ir import dtypes as D
+from ..ir import node as _node
+from ..ir.node import Node
+
+
+def constant(value, dtype=None, name: str | None = None) -> Node:
+    """A constant node holding a copy of ``value``. Small constants are
+    hash-consed by value, so equal constants are one node."""
+    a = np.array(value, dtype=None if dtype is None else D.as_dtype(dtype), copy=True, order="C")
+    if a.dtype == np.float16:
+        a = a.astype(np.float32)
+    if dtype is None and a.dtype not in D.SUPPORTED:
+        raise DTypeError(f"constant: dtype {a.dtype} is not supported")
+    dt = D.as_dtype(a.dtype)
+    a.setflags(write=False)
+    key = None
+    if a.size <= 64 and name is None:
+        key = ("constant", (), (("bytes", a.tobytes()), ("dtype", dt.str), ("shape", a.shape)))
+        found = _node.lookup(key)
+        if found is not None:
+            return found
+    n = Node("constant", (), {}, a.shape, dt, name, user_source())
+    n._value = a
+    if key is not None:
+        _node.remember(key, n)
+    return n
+
+
+def is_scalar(x) -> bool:
+    return isinstance(x, (numbers.Number, np.generic)) and not isinstance(x, np.ndarray)
+
+
+def as_node(x, dtype=None) -> Node:
+    if isinstance(x, Node):
+        return x
+    if is_scalar(x) or isinstance(x, (np.ndarray, list, tuple)):
+        return constant(x, dtype)
+    raise TypeError(f"cannot use a {type(x).__name__} as a graph value")
+
+
+def promote(opname: str, *xs) -> list[Node]:
+    """Promote operands to one dtype as numpy does (Python scalars weak) and
+    turn them into nodes, inserting casts where needed."""
+    from .elementwise import cast
+    keys = []
+    for x in xs:
+        if isinstance(x, Node):
+            keys.append(x.dtype)
+        elif isinstance(x, np.ndarray):
+            keys.append(D.as_dtype(x.dtype))
+        elif isinstance(x, np.generic):
+            keys.append(D.as_dtype(x.dtype))
+        elif isinstance(x, (bool, int, float)):
+            keys.append(x)
+        elif isinstance(x, (list, tuple)):
+            keys.append(np.asarray(x).dtype)
+        else:
+            raise TypeError(f"{opname}: cannot use a {type(x).__name__} as an operand")
+    try:
+        dt = D.result_type(*keys)
+    except (TypeError, DTypeError) as e:
+        raise DTypeError(f"{opname}: cannot promote operand dtypes: {e}") from None
+    out = []
+    for x in xs:
+        if isinstance(x, Node):
+            out.append(x if x.dtype == dt else cast(x, dt))
+        else:
+            try:
+                with np.errstate(over="raise", invalid="raise"):
+                    arr = np.asarray(x, dtype=dt)
+            except (OverflowError, FloatingPointError) as e:
+                raise DTypeError(f"{opname}: scalar {x!r} does not fit in {dt}: {e}") from None
+            out.append(constant(arr))
+    return out
+
+
+def broadcast_shapes(opname: str, *shapes) -> tuple:
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        shown = ", ".join(str(tuple(s)) for s in shapes)
+        raise ShapeError(f"{opname}: shapes {shown} do not broadcast") from None
+
+
+def norm_axis(opname: str, axis: int, ndim: int) -> int:
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise ShapeError(f"{opname}: axis must be an int, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise ShapeError(f"{opname}: axis {axis} is out of range for a {ndim}-d input")
+    return int(axis) % ndim
+
+
+def norm_axes(opname: str, axis, ndim: int) -> tuple:
+    """``None`` -> all axes; int or tuple -> sorted tuple of non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool):
+        axis = (axis,)
+    if not isinstance(axis, (tuple, list)):
+        raise ShapeError(f"{opname}: axis must be None, an int or a tuple of ints, got {axis!r}")
+    out = tuple(norm_axis(opname, a, ndim) for a in axis)
+    if len(set(out)) != len(out):
+        raise ShapeError(f"{opname}: repeated axis in {tuple(axis)}")
+    return tuple(sorted(out))
+
+
+def shape_of(opname: str, shape) -> tuple:
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    try:
+        shape = tuple(int(s) for s in shape)
+    except TypeError:
+        raise ShapeError(f"{opname}: shape must be a tuple of ints, got {shape!r}") from None
+    if any(s < 0 for s in shape):
+        raise ShapeError(f"{opname}: negative dimension in shape {shape}")
+    return shape
+
+
+MAX_BYTES = 1 << 46      # 64 TiB: any larger tensor is a mistake, not a workload
+
+
+def check_size(opname: str, shape: tuple, dtype) -> None:
+    n = 1
+    for s in shape:
+        n *= s
+    if n * np.dtype(dtype).itemsize > MAX_BYTES:
+        raise ShapeError(f"{opname}: shape {shape} of {np.dtype(dtype)} needs "
+                         f"{n * np.dtype(dtype).itemsize} bytes, more than graphc allows "
+                         f"({MAX_BYTES})")
+
+
+def placeholder(shape, dtype="float32", name: str | None = None) -> Node:
+    """An input of the graph, given when the compiled function is called."""
+    shape = shape_of("placeholder", shape)
+    dt = D.as_dtype(dtype)
+    check_size("placeholder", shape, dt)
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"placeholder: name must be a str, got {type(name).__name__}")
+    n = Node("placeholder", (), {}, shape, dt, name, user_source())
+    if name is None:
+        n.name = f"input_{n.id}"
+    return n
+
+
+def parameter(value, name: str | None = None, dtype=None, trainable: bool = True) -> Node:
+    """A graph value that holds a numpy array (``.value``), read at each call.
+    Assigning ``.value`` (same shape) changes what the next call sees."""
+    a = np.array(value, dtype=None if dtype is None else D.as_dtype(dtype), copy=True)
+    dt = D.as_dtype(a.dtype)
+    n = Node("parameter", (), {}, a.shape, dt, name, user_source())
+    if name is None:
+        n.name = f"param_{n.id}"
+    n._value = np.array(a, order="C")
+    n.trainable = bool(trainable)
+    return n

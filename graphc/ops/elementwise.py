@@ -1,0 +1,248 @@
+"""Elementwise ops: one output element from the input elements at the same
+(broadcast) index. Each is declared once, below, with its shape/dtype rule,
+numpy reference, VJP and scalar lowering."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DTypeError
+from ..ir import dtypes as D
+from ..ir.node import Node
+from .common import as_node, broadcast_shapes, promote
+from .registry import OpDef, make, register
+
+# ---------------------------------------------------------------- dtype rules
+
+
+def _numeric(name, inputs, attrs):
+    dt = inputs[0].dtype
+    if D.is_bool(dt):
+        raise DTypeError(f"{name}: bool operands are not supported; cast to a number first")
+    return dt
+
+
+def _floating(name, inputs, attrs):
+    dt = inputs[0].dtype
+    if not D.is_float(dt):
+        raise DTypeError(f"{name}: needs a floating operand, got {dt}")
+    return dt
+
+
+def _compare(name, inputs, attrs):
+    return D.bool_
+
+
+def _any(name, inputs, attrs):
+    return inputs[0].dtype
+
+
+def _cast_rule(name, inputs, attrs):
+    return attrs["dtype"]
+
+
+def _where_rule(name, inputs, attrs):
+    if not D.is_bool(inputs[0].dtype):
+        raise DTypeError(f"where: condition must be bool, got {inputs[0].dtype}")
+    return inputs[1].dtype
+
+
+def _define(name, nin, dtype_rule, ref, vjp, scalar, doc=""):
+    def infer(inputs, attrs):
+        if len(inputs) != nin:
+            raise TypeError(f"{name} takes {nin} inputs, got {len(inputs)}")
+        if nin > 1 and name != "where":
+            if len({i.dtype for i in inputs}) > 1:
+                raise DTypeError(f"{name}: operand dtypes differ: "
+                                 + ", ".join(str(i.dtype) for i in inputs))
+        if name == "where" and inputs[1].dtype != inputs[2].dtype:
+            raise DTypeError(f"where: branch dtypes differ: {inputs[1].dtype}, {inputs[2].dtype}")
+        shape = broadcast_shapes(name, *[i.shape for i in inputs])
+        return shape, dtype_rule(name, inputs, attrs)
+    return register(OpDef(name, "elementwise", infer, ref, vjp, scalar=scalar, doc=doc))
+
+
+def _ref_sigmoid(x):
+    with np.errstate(over="ignore"):
+        return (1.0 / (1.0 + np.exp(-x))).astype(x.dtype)
+
+
+def _no_grad(node, g):
+    return [None] * len(node.inputs)
+
+
+# ------------------------------------------------------------------ unary ops
+
+_define("neg", 1, _numeric, np.negative, lambda n, g: [-g], lambda s, n, x: -x)
+_define("exp", 1, _floating, np.exp, lambda n, g: [g * n], lambda s, n, x: s.exp(x))
+_define("log", 1, _floating, np.log, lambda n, g: [g / n.inputs[0]], lambda s, n, x: s.log(x))
+_define("sqrt", 1, _floating, np.sqrt, lambda n, g: [g / (2.0 * n)], lambda s, n, x: s.sqrt(x))
+_define("tanh", 1, _floating, np.tanh, lambda n, g: [g * (1.0 - n * n)],
+        lambda s, n, x: s.tanh(x))
+_define("sigmoid", 1, _floating, _ref_sigmoid, lambda n, g: [g * n * (1.0 - n)],
+        lambda s, n, x: s.sigmoid(x))
+_define("relu", 1, _numeric, lambda x: np.maximum(x, np.zeros((), x.dtype)),
+        lambda n, g: [where(n.inputs[0] > 0, g, 0)],
+        lambda s, n, x: s.select(s.lt(x, s.const(0, x.dtype)), s.const(0, x.dtype), x))
+_define("abs", 1, _numeric, np.abs,
+        lambda n, g: [where(n.inputs[0] > 0, g, where(n.inputs[0] < 0, -g, 0))],
+        lambda s, n, x: s.abs(x))
+_define("stop_gradient", 1, _any, lambda x: x.copy(), _no_grad, lambda s, n, x: x,
+        doc="identity whose gradient is zero")
+
+
+def _cast_vjp(n, g):
+    src = n.inputs[0].dtype
+    if D.is_float(src) and D.is_float(n.dtype):
+        return [cast(g, src)]
+    return [None]
+
+
+def _ref_cast(x, dtype):
+    with np.errstate(invalid="ignore", over="ignore"):
+        if D.is_float(x.dtype) and D.is_int(dtype):
+            # as the compiled code: saturate, NaN -> 0 (numpy leaves this undefined)
+            info = np.iinfo(dtype)
+            y = np.nan_to_num(x, nan=0.0, posinf=info.max, neginf=info.min)
+            y = np.clip(y, info.min, info.max)
+            return np.trunc(y).astype(dtype)
+        return x.astype(dtype)
+
+
+
+_define("cast", 1, _cast_rule, _ref_cast, _cast_vjp, lambda s, n, x: s.cast(x, n.dtype))
+
+# ----------------------------------------------------------------- binary ops
+
+_define("add", 2, _numeric, np.add, lambda n, g: [g, g], lambda s, n, a, b: a + b)
+_define("sub", 2, _numeric, np.subtract, lambda n, g: [g, -g], lambda s, n, a, b: a - b)
+_define("mul", 2, _numeric, np.multiply,
+        lambda n, g: [g * n.inputs[1], g * n.inputs[0]], lambda s, n, a, b: a * b)
+_define("div", 2, _floating, np.divide,
+        lambda n, g: [g / n.inputs[1], -g * n / n.inputs[1]], lambda s, n, a, b: a / b)
+
+
+def _ref_pow(a, b):
+    if D.is_int(a.dtype) and np.any(b < 0):
+        from ..errors import RuntimeCheckError
+        raise RuntimeCheckError("pow: integers to negative integer powers are not allowed")
+    return np.power(a, b)
+
+
+def _pow_vjp(n, g):
+    a, b = n.inputs
+    if not D.is_float(n.dtype):
+        return [None, None]
+    ga = g * b * a ** (b - 1.0)
+    safe_a = where(a > 0, a, 1.0)
+    gb = g * n * where(a > 0, log(safe_a), 0.0)
+    return [ga, gb]
+
+
+_define("pow", 2, _numeric, _ref_pow, _pow_vjp, lambda s, n, a, b: s.pow(a, b))
+
+
+def _max_vjp(n, g):
+    a, b = n.inputs
+    pick_a = a >= b
+    return [where(pick_a, g, 0), where(pick_a, 0, g)]
+
+
+def _min_vjp(n, g):
+    a, b = n.inputs
+    pick_a = a <= b
+    return [where(pick_a, g, 0), where(pick_a, 0, g)]
+
+
+_define("maximum", 2, _numeric, np.maximum, _max_vjp, lambda s, n, a, b: s.maximum(a, b))
+_define("minimum", 2, _numeric, np.minimum, _min_vjp, lambda s, n, a, b: s.minimum(a, b))
+
+_define("greater", 2, _compare, np.greater, _no_grad, lambda s, n, a, b: s.gt(a, b))
+_define("less", 2, _compare, np.less, _no_grad, lambda s, n, a, b: s.lt(a, b))
+_define("greater_equal", 2, _compare, np.greater_equal, _no_grad, lambda s, n, a, b: s.ge(a, b))
+_define("less_equal", 2, _compare, np.less_equal, _no_grad, lambda s, n, a, b: s.le(a, b))
+_define("equal", 2, _compare, np.equal, _no_grad, lambda s, n, a, b: s.eq(a, b))
+_define("not_equal", 2, _compare, np.not_equal, _no_grad, lambda s, n, a, b: s.ne(a, b))
+
+_define("where", 3, _where_rule, np.where,
+        lambda n, g: [None, where(n.inputs[0], g, 0), where(n.inputs[0], 0, g)],
+        lambda s, n, c, a, b: s.select(c, a, b))
+
+# ------------------------------------------------------------ public functions
+
+
+def cast(x, dtype) -> Node:
+    """Convert ``x`` to ``dtype`` (numpy ``astype`` semantics; float -> int
+    truncates toward zero and saturates, NaN -> 0)."""
+    x = as_node(x)
+    dt = D.as_dtype(dtype)
+    if x.dtype == dt:
+        return x
+    return make("cast", (x,), {"dtype": dt})
+
+
+def _unary_numeric(name):
+    def f(x) -> Node:
+        return make(name, (as_node(x),))
+    f.__name__ = name
+    return f
+
+
+def _unary_float(name):
+    def f(x) -> Node:
+        x = as_node(x)
+        if D.is_int(x.dtype):       # numpy: int -> float64
+            x = cast(x, D.float64)
+        elif D.is_bool(x.dtype):
+            raise DTypeError(f"{name}: bool operand; cast it to a float first")
+        return make(name, (x,))
+    f.__name__ = name
+    return f
+
+
+def _binary(name, floating=False):
+    def f(a, b) -> Node:
+        a, b = promote(name, a, b)
+        if floating and not D.is_float(a.dtype):
+            if D.is_bool(a.dtype):
+                raise DTypeError(f"{name}: bool operands; cast them to a float first")
+            a, b = cast(a, D.float64), cast(b, D.float64)
+        return make(name, (a, b))
+    f.__name__ = name
+    return f
+
+
+neg = _unary_numeric("neg")
+relu = _unary_numeric("relu")
+abs = _unary_numeric("abs")  # noqa: A001 - numpy's name
+exp = _unary_float("exp")
+log = _unary_float("log")
+sqrt = _unary_float("sqrt")
+tanh = _unary_float("tanh")
+sigmoid = _unary_float("sigmoid")
+add = _binary("add")
+sub = _binary("sub")
+mul = _binary("mul")
+div = _binary("div", floating=True)
+pow = _binary("pow")  # noqa: A001
+maximum = _binary("maximum")
+minimum = _binary("minimum")
+greater = _binary("greater")
+less = _binary("less")
+greater_equal = _binary("greater_equal")
+less_equal = _binary("less_equal")
+equal = _binary("equal")
+not_equal = _binary("not_equal")
+
+
+def stop_gradient(x) -> Node:
+    """``x`` unchanged, but treated as a constant by :func:`graphc.grad`."""
+    return make("stop_gradient", (as_node(x),))
+
+
+def where(cond, a, b) -> Node:
+    """Elementwise ``a if cond else b`` with numpy broadcasting."""
+    c = as_node(cond)
+    if not D.is_bool(c.dtype):
+        c = cast(c, D.bool_)
+    a, b = promote("where", a, b)
+    return make("where", (c, a, b))

@@ -1,0 +1,399 @@
+"""Movement ops: reshape, transpose, broadcast_to, slice (and its adjoint
+``unslice``), concatenate. Each lowers as an index map (``lower_at``): the
+output element at ``idx`` is an input element at another index, so movement
+folds into the index arithmetic of whatever loop reads it."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..ir.node import Node
+from .common import as_node, norm_axis, shape_of
+from .registry import OpDef, make, register
+
+
+def _prod(xs):
+    n = 1
+    for x in xs:
+        n *= x
+    return n
+
+
+# ------------------------------------------------------------------- reshape
+
+def _reshape_infer(inputs, attrs):
+    (x,) = inputs
+    shape = attrs["shape"]
+    if _prod(shape) != x.size:
+        raise ShapeError(f"reshape: cannot reshape {x.shape} ({x.size} elements) "
+                         f"to {shape} ({_prod(shape)} elements)")
+    return shape, x.dtype
+
+
+def reshape_groups(src: tuple, dst: tuple) -> list:
+    """Split two shapes of equal size into runs of axes with equal products:
+    ``[(src_axes, dst_axes), ...]``. Within a run the index is linearized and
+    re-split; a run of one axis on each side is passed through unchanged."""
+    groups, i, j = [], 0, 0
+    ns, nd = len(src), len(dst)
+    while i < ns or j < nd:
+        si, dj = [], []
+        ps = pd = 1
+        # take at least one axis from a side that has any left
+        if i < ns:
+            ps *= src[i]; si.append(i); i += 1
+        if j < nd:
+            pd *= dst[j]; dj.append(j); j += 1
+        while ps != pd:
+            if ps < pd and i < ns:
+                ps *= src[i]; si.append(i); i += 1
+            elif j < nd:
+                pd *= dst[j]; dj.append(j); j += 1
+            else:
+                si.extend(range(i, ns)); i = ns
+                break
+        # absorb trailing size-1 axes (keeps the groups minimal but complete)
+        groups.append((tuple(si), tuple(dj)))
+    return groups
+
+
+def _reshape_lower(ctx, n, idx):
+    x = n.inputs[0]
+    ix = ctx.ix
+    if x.size == 0:
+        return ctx.eval(x, [ix.const(0)] * x.ndim)
+    src = [ix.const(0)] * x.ndim
+    for s_axes, d_axes in reshape_groups(x.shape, n.shape):
+        if len(s_axes) == 1 and len(d_axes) == 1:
+            src[s_axes[0]] = idx[d_axes[0]]
+            continue
+        lin = ix.linearize([idx[d] for d in d_axes], [n.shape[d] for d in d_axes])
+        parts = ix.delinearize(lin, [x.shape[s] for s in s_axes])
+        for s, p in zip(s_axes, parts):
+            src[s] = p
+    return ctx.eval(x, src)
+
+
+register(OpDef("reshape", "index", _reshape_infer,
+               lambda x, shape: x.reshape(shape),
+               lambda n, g: [reshape(g, n.inputs[0].shape)],
+               lower_at=_reshape_lower))
+
+
+def reshape(x, shape) -> Node:
+    """numpy ``reshape``; one dimension may be -1."""
+    x = as_node(x)
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    shape = tuple(int(s) for s in shape)
+    if shape.count(-1) > 1:
+        raise ShapeError(f"reshape: more than one -1 in {shape}")
+    if -1 in shape:
+        rest = _prod(s for s in shape if s != -1)
+        if rest == 0 or x.size % rest:
+            raise ShapeError(f"reshape: cannot reshape {x.shape} to {shape}")
+        shape = tuple(x.size // rest if s == -1 else s for s in shape)
+    shape = shape_of("reshape", shape)
+    if shape == x.shape:
+        return x
+    if x.op == "reshape":             # reshape of reshape is one reshape
+        x = x.inputs[0]
+        if shape == x.shape:
+            return x
+    return make("reshape", (x,), {"shape": shape})
+
+
+# ----------------------------------------------------------------- transpose
+
+def _transpose_infer(inputs, attrs):
+    (x,) = inputs
+    perm = attrs["axes"]
+    if sorted(perm) != list(range(x.ndim)):
+        raise ShapeError(f"transpose: axes {perm} are not a permutation of {x.ndim} axes "
+                         f"(input shape {x.shape})")
+    return tuple(x.shape[p] for p in perm), x.dtype
+
+
+def _transpose_lower(ctx, n, idx):
+    perm = n.attrs["axes"]
+    src = [None] * len(perm)
+    for k, p in enumerate(perm):
+        src[p] = idx[k]
+    return ctx.eval(n.inputs[0], src)
+
+
+register(OpDef("transpose", "index", _transpose_infer,
+               lambda x, axes: np.transpose(x, axes),
+               lambda n, g: [transpose(g, tuple(np.argsort(n.attrs["axes"])))],
+               lower_at=_transpose_lower))
+
+
+def transpose(x, axes=None) -> Node:
+    """numpy ``transpose``: reverse the axes, or permute them by ``axes``."""
+    x = as_node(x)
+    if axes is None:
+        axes = tuple(reversed(range(x.ndim)))
+    try:
+        axes = tuple(int(a) % x.ndim if x.ndim else int(a) for a in axes)
+    except TypeError:
+        raise ShapeError(f"transpose: axes must be a sequence of ints, got {axes!r}") from None
+    if axes == tuple(range(x.ndim)):
+        return x
+    return make("transpose", (x,), {"axes": axes})
+
+
+def swapaxes(x, a: int = -1, b: int = -2) -> Node:
+    x = as_node(x)
+    a, b = norm_axis("swapaxes", a, x.ndim), norm_axis("swapaxes", b, x.ndim)
+    perm = list(range(x.ndim))
+    perm[a], perm[b] = perm[b], perm[a]
+    return transpose(x, perm)
+
+
+# -------------------------------------------------------------- broadcast_to
+
+def _broadcast_infer(inputs, attrs):
+    (x,) = inputs
+    shape = attrs["shape"]
+    ok = len(shape) >= x.ndim and all(
+        s == d or s == 1 for s, d in zip(x.shape, shape[len(shape) - x.ndim:]))
+    if not ok:
+        raise ShapeError(f"broadcast_to: cannot broadcast {x.shape} to {shape}")
+    return shape, x.dtype
+
+
+def _broadcast_lower(ctx, n, idx):
+    x = n.inputs[0]
+    lead = n.ndim - x.ndim
+    src = [ctx.ix.const(0) if x.shape[k] == 1 else idx[lead + k] for k in range(x.ndim)]
+    return ctx.eval(x, src)
+
+
+def unbroadcast(g: Node, shape: tuple) -> Node:
+    """Sum ``g`` down to ``shape`` (the adjoint of broadcasting to g's shape)."""
+    from .reduce import sum as _sum
+    if g.shape == tuple(shape):
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
+    return reshape(_sum(g, axes, keepdims=True), shape)
+
+
+register(OpDef("broadcast_to", "index", _broadcast_infer,
+               lambda x, shape: np.broadcast_to(x, shape).copy(),
+               lambda n, g: [unbroadcast(g, n.inputs[0].shape)],
+               lower_at=_broadcast_lower))
+
+
+def broadcast_to(x, shape) -> Node:
+    x = as_node(x)
+    shape = shape_of("broadcast_to", shape)
+    if shape == x.shape:
+        return x
+    return make("broadcast_to", (x,), {"shape": shape})
+
+
+# ---------------------------------------------------------- slice / unslice
+
+def _slice_out_shape(starts, stops, steps):
+    return tuple(len(range(a, b, c)) for a, b, c in zip(starts, stops, steps))
+
+
+def _slice_infer(inputs, attrs):
+    (x,) = inputs
+    return _slice_out_shape(attrs["starts"], attrs["stops"], attrs["steps"]), x.dtype
+
+
+def _slice_lower(ctx, n, idx):
+    ix = ctx.ix
+    src = [ix.add(ix.const(a), ix.mul(i, ix.const(c)))
+           for i, a, c in zip(idx, n.attrs["starts"], n.attrs["steps"])]
+    return ctx.eval(n.inputs[0], src)
+
+
+def _slice_ref(x, starts, stops, steps):
+    sl = tuple(slice(a, b if b >= 0 else None, c) for a, b, c in zip(starts, stops, steps))
+    return x[sl].copy()
+
+
+def _slice_vjp(n, g):
+    a = n.attrs
+    return [make("unslice", (g,), {"shape": n.inputs[0].shape, "starts": a["starts"],
+                                   "stops": a["stops"], "steps": a["steps"]})]
+
+
+register(OpDef("slice", "index", _slice_infer, _slice_ref, _slice_vjp, lower_at=_slice_lower))
+
+
+def _unslice_infer(inputs, attrs):
+    (g,) = inputs
+    a = attrs
+    want = _slice_out_shape(a["starts"], a["stops"], a["steps"])
+    if g.shape != want:
+        raise ShapeError(f"unslice: input shape {g.shape} does not match the slice {want}")
+    return a["shape"], g.dtype
+
+
+def _unslice_ref(g, shape, starts, stops, steps):
+    out = np.zeros(shape, g.dtype)
+    sl = tuple(slice(a, b if b >= 0 else None, c) for a, b, c in zip(starts, stops, steps))
+    out[sl] = g
+    return out
+
+
+def _unslice_lower(ctx, n, idx):
+    ix, s = ctx.ix, ctx.s
+    g = n.inputs[0]
+    if g.size == 0:
+        return s.const(0, n.dtype)
+    valid = None
+    src = []
+    for i, a, c, m in zip(idx, n.attrs["starts"], n.attrs["steps"], g.shape):
+        t = ix.sub(i, ix.const(a))
+        q = ix.sdiv(t, ix.const(c))
+        ok = ix.and_(ix.eq(ix.mul(q, ix.const(c)), t),
+                     ix.and_(ix.ge(q, ix.const(0)), ix.lt(q, ix.const(m))))
+        valid = ok if valid is None else ix.and_(valid, ok)
+        src.append(ix.clamp(q, 0, m - 1))
+    v = ctx.eval(g, src)
+    return s.select(ix.as_bool(valid), v, s.const(0, n.dtype))
+
+
+register(OpDef("unslice", "index", _unslice_infer, _unslice_ref,
+               lambda n, g: [make("slice", (g,), {k: n.attrs[k] for k in ("starts", "stops", "steps")})],
+               lower_at=_unslice_lower, doc="zeros of the input's source shape with the slice filled in"))
+
+
+def getitem(x, key) -> Node:
+    """Basic numpy indexing: ints, slices (any step), ``None`` and ``...``."""
+    x = as_node(x)
+    if not isinstance(key, tuple):
+        key = (key,)
+    for k in key:
+        if not (k is None or k is Ellipsis or isinstance(k, slice) or
+                (isinstance(k, (int, np.integer)) and not isinstance(k, bool))):
+            raise ShapeError(f"index: only ints, slices, None and ... are supported, got "
+                             f"{type(k).__name__} (index {key!r} into shape {x.shape})")
+    if sum(k is Ellipsis for k in key) > 1:
+        raise ShapeError(f"index: more than one ... in {key!r}")
+    n_real = sum(1 for k in key if k is not None and k is not Ellipsis)
+    if n_real > x.ndim:
+        raise ShapeError(f"index: too many indices ({n_real}) for shape {x.shape}")
+    if Ellipsis in key:
+        e = key.index(Ellipsis)
+        key = key[:e] + (slice(None),) * (x.ndim - n_real) + key[e + 1:]
+    else:
+        key = key + (slice(None),) * (x.ndim - n_real)
+    starts, stops, steps, final = [], [], [], []
+    d = 0
+    for k in key:
+        if k is None:
+            final.append(1)
+            continue
+        size = x.shape[d]
+        if isinstance(k, slice):
+            if k.step == 0:
+                raise ShapeError(f"index: slice step cannot be zero (shape {x.shape})")
+            a, b, c = k.indices(size)
+            starts.append(a); stops.append(b); steps.append(c)
+            final.append(len(range(a, b, c)))
+        else:
+            i = int(k)
+            if not -size <= i < size:
+                raise ShapeError(f"index: index {i} is out of bounds for axis {d} "
+                                 f"with size {size} (shape {x.shape})")
+            i %= size
+            starts.append(i); stops.append(i + 1); steps.append(1)
+        d += 1
+    full = all(a == 0 and c == 1 and b == s for a, b, c, s in zip(starts, stops, steps, x.shape))
+    y = x if full else make("slice", (x,), {"starts": tuple(starts), "stops": tuple(stops),
+                                            "steps": tuple(steps)})
+    return reshape(y, tuple(final))
+
+
+# --------------------------------------------------------------- concatenate
+
+def _concat_infer(inputs, attrs):
+    ax = attrs["axis"]
+    first = inputs[0]
+    for t in inputs:
+        if t.dtype != first.dtype:
+            raise ShapeError(f"concatenate: dtypes differ ({first.dtype}, {t.dtype})")
+        if t.ndim != first.ndim or any(a != b for k, (a, b) in enumerate(zip(t.shape, first.shape))
+                                        if k != ax):
+            shown = ", ".join(str(i.shape) for i in inputs)
+            raise ShapeError(f"concatenate: shapes {shown} differ outside axis {ax}")
+    shape = list(first.shape)
+    shape[ax] = sum(t.shape[ax] for t in inputs)
+    return tuple(shape), first.dtype
+
+
+def _concat_lower(ctx, n, idx):
+    ax = n.attrs["axis"]
+    ix, s = ctx.ix, ctx.s
+    result, off = None, 0
+    for t in n.inputs:
+        m = t.shape[ax]
+        if m == 0:
+            continue
+        local = ix.sub(idx[ax], ix.const(off))
+        src = list(idx)
+        src[ax] = ix.clamp(local, 0, m - 1)
+        v = ctx.eval(t, src)
+        if result is None:
+            result = v
+        else:
+            result = s.select(ix.as_bool(ix.ge(local, ix.const(0))), v, result)
+        off += m
+    if result is None:
+        return s.const(0, n.dtype)
+    return result
+
+
+def _concat_vjp(n, g):
+    ax = n.attrs["axis"]
+    out, off = [], 0
+    for t in n.inputs:
+        key = [slice(None)] * n.ndim
+        key[ax] = slice(off, off + t.shape[ax])
+        out.append(getitem(g, tuple(key)))
+        off += t.shape[ax]
+    return out
+
+
+register(OpDef("concatenate", "index", _concat_infer,
+               lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_vjp,
+               lower_at=_concat_lower))
+
+
+def concatenate(xs, axis: int = 0) -> Node:
+    from .common import promote
+    xs = list(xs)
+    if not xs:
+        raise ShapeError("concatenate: needs at least one input")
+    xs = promote("concatenate", *xs)
+    if xs[0].ndim == 0:
+        raise ShapeError("concatenate: zero-dimensional inputs cannot be concatenated")
+    ax = norm_axis("concatenate", axis, xs[0].ndim)
+    if len(xs) == 1:
+        return xs[0]
+    return make("concatenate", tuple(xs), {"axis": ax})
+
+
+def expand_dims(x, axis: int) -> Node:
+    x = as_node(x)
+    ax = norm_axis("expand_dims", axis, x.ndim + 1)
+    return reshape(x, x.shape[:ax] + (1,) + x.shape[ax:])
+
+
+def squeeze(x, axis=None) -> Node:
+    x = as_node(x)
+    if axis is None:
+        return reshape(x, tuple(s for s in x.shape if s != 1))
+    from .common import norm_axes
+    axes = norm_axes("squeeze", axis, x.ndim)
+    for a in axes:
+        if x.shape[a] != 1:
+            raise ShapeError(f"squeeze: axis {a} of shape {x.shape} has size {x.shape[a]}, not 1")
+    return reshape(x, tuple(s for i, s in enumerate(x.shape) if i not in axes))

@@ -1,0 +1,102 @@
+"""Neural-network ops: the primitive ``one_hot`` and the numerically stable
+composites ``logsumexp``, ``log_softmax``, ``softmax`` and
+``softmax_cross_entropy``."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DTypeError, RuntimeCheckError, ShapeError
+from ..ir import dtypes as D
+from ..ir.node import Node
+from .common import as_node, norm_axes, norm_axis
+from .elementwise import abs as _abs
+from .elementwise import cast, exp, log, stop_gradient, where
+from .movement import reshape
+from .reduce import max as _max
+from .reduce import sum as _sum
+from .registry import OpDef, make, register
+
+
+def _one_hot_infer(inputs, attrs):
+    (lab,) = inputs
+    if not D.is_int(lab.dtype):
+        raise DTypeError(f"one_hot: labels must be integers, got {lab.dtype}")
+    return lab.shape + (attrs["depth"],), D.bool_
+
+
+def _one_hot_ref(lab, depth):
+    if lab.size and (lab.min() < 0 or lab.max() >= depth):
+        bad = lab[(lab < 0) | (lab >= depth)].flat[0]
+        raise RuntimeCheckError(f"one_hot: label {bad} is out of range [0, {depth})")
+    return lab[..., None] == np.arange(depth, dtype=lab.dtype)
+
+
+def _one_hot_lower(ctx, n, idx):
+    s, ix = ctx.s, ctx.ix
+    depth = n.attrs["depth"]
+    lab = s.cast(ctx.eval(n.inputs[0], idx[:-1]), D.int64)
+    bad = s.or_(s.lt(lab, s.const(0, D.int64)), s.ge(lab, s.const(depth, D.int64)))
+    s.error_if(bad, f"one_hot: a label is out of range [0, {depth})")
+    return s.eq(lab, ix.scalar(idx[-1]))
+
+
+register(OpDef("one_hot", "index", _one_hot_infer, _one_hot_ref,
+               lambda n, g: [None], lower_at=_one_hot_lower,
+               doc="labels (...,) -> bool (..., depth); a label outside [0, depth) is an error"))
+
+
+def one_hot(labels, depth: int) -> Node:
+    """``labels[..., None] == arange(depth)`` as bool; out-of-range labels
+    raise a RuntimeCheckError when the graph runs."""
+    labels = as_node(labels)
+    if not isinstance(depth, (int, np.integer)) or depth < 0:
+        raise ShapeError(f"one_hot: depth must be a non-negative int, got {depth!r}")
+    return make("one_hot", (labels,), {"depth": int(depth)})
+
+
+def logsumexp(x, axis=None, keepdims: bool = False) -> Node:
+    """``log(sum(exp(x)))`` computed stably (the max is subtracted first)."""
+    x = as_node(x)
+    if not D.is_float(x.dtype):
+        x = cast(x, D.float64)
+    axes = norm_axes("logsumexp", axis, x.ndim)
+    m = stop_gradient(_max(x, axes, keepdims=True))
+    m = where(_abs(m) < np.inf, m, 0.0)      # all -inf (or inf) rows: no shift
+    out = log(_sum(exp(x - m), axes, keepdims=True)) + m
+    if not keepdims:
+        out = reshape(out, tuple(s for i, s in enumerate(out.shape) if i not in axes))
+    return out
+
+
+def log_softmax(x, axis: int = -1) -> Node:
+    x = as_node(x)
+    return x - logsumexp(x, norm_axis("log_softmax", axis, x.ndim), keepdims=True)
+
+
+def softmax(x, axis: int = -1) -> Node:
+    x = as_node(x)
+    if not D.is_float(x.dtype):
+        x = cast(x, D.float64)
+    ax = norm_axis("softmax", axis, x.ndim)
+    m = stop_gradient(_max(x, ax, keepdims=True))
+    m = where(_abs(m) < np.inf, m, 0.0)
+    e = exp(x - m)
+    return e / _sum(e, ax, keepdims=True)
+
+
+def softmax_cross_entropy(logits, labels) -> Node:
+    """Per-example ``-log_softmax(logits)[..., label]``: logits (..., C) float,
+    labels (...) int; returns shape (...). A label outside [0, C) is an error
+    when the graph runs."""
+    logits, labels = as_node(logits), as_node(labels)
+    if logits.ndim < 1:
+        raise ShapeError("softmax_cross_entropy: logits must have a class axis")
+    if not D.is_float(logits.dtype):
+        raise DTypeError(f"softmax_cross_entropy: logits must be floating, got {logits.dtype}")
+    if not D.is_int(labels.dtype):
+        raise DTypeError(f"softmax_cross_entropy: labels must be integers, got {labels.dtype}")
+    if labels.shape != logits.shape[:-1]:
+        raise ShapeError(f"softmax_cross_entropy: logits {logits.shape} need labels of shape "
+                         f"{logits.shape[:-1]}, got {labels.shape}")
+    mask = one_hot(labels, logits.shape[-1])
+    return -_sum(where(mask, log_softmax(logits, -1), 0.0), -1)

@@ -1,0 +1,102 @@
+"""Reductions over axes: the primitives ``reduce_sum`` and ``reduce_max``,
+and the composites ``sum``, ``max``, ``min`` and ``mean`` users call."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..ir import dtypes as D
+from ..ir.node import Node
+from .common import as_node, norm_axes
+from .registry import OpDef, make, register
+
+
+def _infer(name):
+    def infer(inputs, attrs):
+        (x,) = inputs
+        axes, keep = attrs["axes"], attrs["keepdims"]
+        if name == "reduce_max" and any(x.shape[a] == 0 for a in axes):
+            raise ShapeError(f"max: zero-size axis {axes} of shape {x.shape} has no maximum")
+        if name == "reduce_sum" and D.is_bool(x.dtype):
+            raise ShapeError("reduce_sum: bool input; cast it first")
+        shape = tuple(1 if i in axes else s for i, s in enumerate(x.shape)) if keep else \
+            tuple(s for i, s in enumerate(x.shape) if i not in axes)
+        return shape, x.dtype
+    return infer
+
+
+def _keep_shape(n: Node) -> tuple:
+    axes = n.attrs["axes"]
+    return tuple(1 if i in axes else s for i, s in enumerate(n.inputs[0].shape))
+
+
+def _sum_vjp(n, g):
+    from .movement import broadcast_to, reshape
+    return [broadcast_to(reshape(g, _keep_shape(n)), n.inputs[0].shape)]
+
+
+def _max_vjp(n, g):
+    from .elementwise import cast, equal
+    from .movement import broadcast_to, reshape
+    x = n.inputs[0]
+    y = broadcast_to(reshape(n, _keep_shape(n)), x.shape)
+    mask = cast(equal(x, y), x.dtype)
+    count = sum(mask, n.attrs["axes"], keepdims=True)
+    return [broadcast_to(reshape(g, _keep_shape(n)), x.shape) * mask / count]
+
+
+def _max_init(dt):
+    if D.is_float(dt):
+        return -np.inf
+    if D.is_bool(dt):
+        return False
+    return np.iinfo(dt).min
+
+
+register(OpDef("reduce_sum", "reduce", _infer("reduce_sum"),
+               lambda x, axes, keepdims: np.sum(x, axis=axes, keepdims=keepdims, dtype=x.dtype),
+               _sum_vjp, reduce_init=lambda dt: 0,
+               reduce_combine=lambda s, acc, x: acc + x))
+register(OpDef("reduce_max", "reduce", _infer("reduce_max"),
+               lambda x, axes, keepdims: np.max(x, axis=axes, keepdims=keepdims),
+               _max_vjp, reduce_init=_max_init,
+               reduce_combine=lambda s, acc, x: s.maximum(acc, x)))
+
+
+def sum(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001 - numpy's name
+    """Sum over ``axis`` (None = all). bool and int32 sum to int64, as numpy."""
+    from .elementwise import cast
+    x = as_node(x)
+    axes = norm_axes("sum", axis, x.ndim)
+    if D.is_bool(x.dtype) or x.dtype == D.int32:
+        x = cast(x, D.int64)
+    if not axes:
+        return x
+    return make("reduce_sum", (x,), {"axes": axes, "keepdims": bool(keepdims)})
+
+
+def max(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001
+    """Maximum over ``axis`` (None = all); NaN propagates, as numpy."""
+    x = as_node(x)
+    axes = norm_axes("max", axis, x.ndim)
+    if not axes:
+        return x
+    return make("reduce_max", (x,), {"axes": axes, "keepdims": bool(keepdims)})
+
+
+def min(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001
+    """Minimum over ``axis``: ``-max(-x)`` (not for bool)."""
+    return -max(-as_node(x), axis, keepdims)
+
+
+def mean(x, axis=None, keepdims: bool = False) -> Node:
+    """Arithmetic mean over ``axis``; integers average to float64, as numpy."""
+    from .elementwise import cast
+    x = as_node(x)
+    axes = norm_axes("mean", axis, x.ndim)
+    if not D.is_float(x.dtype):
+        x = cast(x, D.float64)
+    count = 1
+    for a in axes:
+        count *= x.shape[a]
+    return sum(x, axes, keepdims) / float(count) if count else sum(x, axes, keepdims) * np.nan

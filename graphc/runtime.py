@@ -1,0 +1,110 @@
+"""Calling a compiled graph: argument checks, buffers, the native call.
+
+Every argument is checked here, in Python, before native code is entered:
+names, shapes and dtypes against the placeholders; arrays made C-contiguous
+and aligned (copied if they are not). Results are fresh arrays owned by the
+caller.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+
+import numpy as np
+
+from .errors import InputError, InputTypeError, RuntimeCheckError
+from .ir.graph import Graph
+
+
+def _describe(n) -> str:
+    return f"placeholder {n.name!r} ({n.dtype}{list(n.shape)})"
+
+
+def bind_inputs(graph: Graph, positional: bool, args: tuple, kwargs: dict) -> list:
+    """Match call arguments to placeholders; return checked contiguous arrays
+    in placeholder order."""
+    phs = graph.placeholders
+    values = [None] * len(phs)
+    given = [False] * len(phs)
+    if args:
+        if not positional:
+            names = ", ".join(p.name for p in phs)
+            raise InputError(f"this function takes its inputs by keyword ({names}); "
+                             f"got {len(args)} positional argument(s)")
+        if len(args) > len(phs):
+            raise InputError(f"too many positional inputs: got {len(args)}, expected {len(phs)}")
+        for k, a in enumerate(args):
+            values[k], given[k] = a, True
+    if kwargs:
+        index = {p.name: k for k, p in enumerate(phs)}
+        for key, v in kwargs.items():
+            k = index.get(key)
+            if k is None:
+                names = ", ".join(p.name for p in phs) or "none"
+                raise InputError(f"unknown input {key!r} (the inputs are: {names})")
+            if given[k]:
+                raise InputError(f"input {key!r} given twice")
+            values[k], given[k] = v, True
+    missing = [p.name for p, g in zip(phs, given) if not g]
+    if missing:
+        raise InputError(f"missing input(s): {', '.join(map(repr, missing))}")
+    return [check_array(p, v) for p, v in zip(phs, values)]
+
+
+def check_array(p, v) -> np.ndarray:
+    if isinstance(v, np.ndarray):
+        if v.dtype != p.dtype:
+            raise InputTypeError(f"{_describe(p)} got an array of dtype {v.dtype}; "
+                                 f"convert it with .astype(np.{p.dtype})")
+        a = v
+    else:
+        if isinstance(v, (str, bytes)) or v is None or not _array_like(v):
+            raise InputTypeError(f"{_describe(p)} got a {type(v).__name__}, not an array")
+        try:
+            a = np.asarray(v)
+        except (ValueError, TypeError) as e:
+            raise InputTypeError(f"{_describe(p)}: cannot convert input to an array: {e}") from None
+        if a.dtype == object or not np.can_cast(a.dtype, p.dtype, casting="same_kind"):
+            raise InputTypeError(f"{_describe(p)} got values of dtype {a.dtype}")
+        a = a.astype(p.dtype)
+    if a.shape != p.shape:
+        raise InputError(f"{_describe(p)} got shape {a.shape}")
+    if not (a.flags.c_contiguous and a.flags.aligned):
+        a = np.array(a, order="C", copy=True)   # (ascontiguousarray would make 0-d 1-d)
+    return a
+
+
+def _array_like(v) -> bool:
+    import numbers
+    return isinstance(v, (numbers.Number, np.generic, list, tuple)) or hasattr(v, "__array__")
+
+
+class NativeCall:
+    """Builds the pointer array for one call and runs the kernel."""
+
+    def __init__(self, cfunc, layout, arena_size: int, errors: list[str]):
+        self.cfunc = cfunc
+        self.layout = layout
+        self.arena_size = arena_size
+        self.errors = errors
+        self.out_specs = None
+        self._local = threading.local()
+        self.ptr_type = ctypes.c_void_p * layout.count
+
+    def arena(self) -> np.ndarray:
+        a = getattr(self._local, "arena", None)
+        if a is None:
+            a = self._local.arena = np.empty(max(self.arena_size, 1), np.uint8)
+        return a
+
+    def __call__(self, inputs: list, outputs: list) -> None:
+        L = self.layout
+        ptrs = [a.ctypes.data for a in inputs]
+        ptrs += [p.value.ctypes.data for p in L.params]
+        ptrs += [c.value.ctypes.data for c in L.consts]
+        ptrs += [o.ctypes.data for o in outputs]
+        arena = self.arena()
+        ptrs.append(arena.ctypes.data)
+        status = self.cfunc(self.ptr_type(*ptrs))
+        if status:
+            raise RuntimeCheckError(self.errors[status - 1])
