@@ -29,8 +29,10 @@ def _init():
             _state["features"] = feats
             _state["triple"] = llvm.get_process_triple()
             _state["tms"] = {}
-            _state["tm"] = target.create_target_machine(cpu=cpu, features=feats, opt=3,
-                                                        codemodel="jitdefault")
+            tm = target.create_target_machine(cpu=cpu, features=feats, opt=3,
+                                              codemodel="jitdefault")
+            _state["tms"][3] = tm
+            _state["data_layout"] = str(tm.target_data)
         return _state
 
 
@@ -61,7 +63,7 @@ class JitModule:
             mod.triple = st["triple"]
             mod.verify()
             tm = target_machine(opt)
-            mod.data_layout = str(tm.target_data)
+            mod.data_layout = st["data_layout"]
             if opt > 0:
                 pto = llvm.create_pipeline_tuning_options(speed_level=opt)
                 pto.loop_vectorization = True

@@ -1,0 +1,271 @@
+"""The op table: one entry per public op, from which the op tests are
+generated (shape/dtype inference, interpreter vs numpy, compiled vs
+interpreter, VJP vs finite differences, second order).
+
+An entry gives the graphc function, the numpy oracle, sample inputs, and how
+to draw input values (``domain``). ``grad`` says which inputs are
+differentiable (float64 finite differences are run on them); ``grad2`` asks
+for the second-order check as well.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+import graphc as gc
+
+F32, F64, I32, I64, B = "float32", "float64", "int32", "int64", "bool"
+
+
+@dataclass
+class Sample:
+    shapes: tuple          # one shape per array input
+    dtypes: tuple          # one dtype per array input
+    kwargs: dict = field(default_factory=dict)
+
+    def __repr__(self):
+        ins = ",".join(f"{d}{list(s)}" for s, d in zip(self.shapes, self.dtypes))
+        kw = "".join(f",{k}={v}" for k, v in self.kwargs.items())
+        return f"{ins}{kw}"
+
+
+@dataclass
+class OpInfo:
+    name: str
+    fn: Callable               # graphc: fn(*nodes, **kwargs) -> node
+    ref: Callable              # numpy: ref(*arrays, **kwargs) -> array
+    samples: list
+    domain: str = "normal"     # normal | positive | small_int | unit | labels
+    grad: tuple = ()           # indices of differentiable inputs
+    grad2: bool = False
+    rtol: float = 1e-6
+    atol: float = 1e-6
+    grad_samples: list | None = None   # samples for the gradient checks (float64)
+    grad_eps: float = 1e-6
+    grad_tol: float = 1e-6
+
+    def grad_cases(self):
+        if self.grad_samples is not None:
+            return self.grad_samples
+        return [s for s in self.samples if all(d == F64 for d in s.dtypes)]
+
+
+def draw(info: OpInfo, sample: Sample, rng: np.random.Generator, *, for_grad=False):
+    out = []
+    for k, (shape, dt) in enumerate(zip(sample.shapes, sample.dtypes)):
+        dt = np.dtype(dt)
+        dom = info.domain if isinstance(info.domain, str) else info.domain[k]
+        if dt == np.bool_:
+            a = rng.random(shape) < 0.5
+        elif dt.kind in "iu":
+            if dom == "labels":
+                a = rng.integers(0, sample.kwargs.get("_classes", 5), shape)
+            elif dom == "small_int":
+                a = rng.integers(0, 4, shape)
+            else:
+                a = rng.integers(-5, 6, shape)
+        else:
+            if dom == "positive":
+                a = rng.uniform(0.5, 2.0, shape)
+            elif dom == "unit":
+                a = rng.uniform(-0.9, 0.9, shape)
+            elif dom == "distinct" or for_grad:
+                # values well apart so max/relu/abs are differentiable at them
+                n = int(np.prod(shape))
+                a = (rng.permutation(n).reshape(shape) - n / 2 + 0.5) * 0.37 + \
+                    rng.uniform(-0.05, 0.05, shape)
+                if dom == "positive":
+                    a = np.abs(a) + 0.5
+            else:
+                a = rng.standard_normal(shape)
+        out.append(np.asarray(a).astype(dt))
+    return out
+
+
+def S(*pairs, **kw):
+    return Sample(tuple(p[0] for p in pairs), tuple(p[1] for p in pairs), kw)
+
+
+BCAST = [((3, 4), (3, 4)), ((3, 4), (4,)), ((2, 1, 4), (3, 1)), ((), (3,)), ((5,), ())]
+
+
+def _binary_samples(dts=(F32, F64, I32, I64)):
+    out = [S((a, d), (b, d)) for a, b in BCAST for d in dts]
+    out += [S(((3, 4), F32), ((4,), F64)), S(((3,), I32), ((3,), F32)),
+            S(((3,), I64), ((3,), I32)), S(((2, 0, 3), F64), ((3,), F64))]
+    return out
+
+
+def _unary_samples(dts):
+    return [S(((3, 4), d)) for d in dts] + [S(((), F64)), S(((2, 3, 4), F64)), S(((0, 3), F64))]
+
+
+FLOATS = (F32, F64)
+NUMS = (F32, F64, I32, I64)
+
+
+def _np_sigmoid(x):
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    return (1 / (1 + np.exp(-x))).astype(x.dtype)
+
+
+def _np_relu(x):
+    return np.maximum(x, np.zeros((), x.dtype))
+
+
+def _np_logsumexp(x, axis=None, keepdims=False):
+    m = np.max(x, axis=axis, keepdims=True)
+    r = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return r if keepdims else np.squeeze(r, axis=axis) if axis is not None else r.reshape(())
+
+
+def _np_log_softmax(x, axis=-1):
+    return x - _np_logsumexp(x, axis=axis, keepdims=True)
+
+
+def _np_softmax(x, axis=-1):
+    return np.exp(_np_log_softmax(x, axis))
+
+
+def _np_ce(logits, labels):
+    ls = _np_log_softmax(logits, -1)
+    return -np.take_along_axis(ls, labels[..., None].astype(np.int64), -1)[..., 0]
+
+
+def _np_where(c, a, b):
+    return np.where(c, a, b)
+
+
+UNARY_FLOAT = [
+    ("exp", gc.exp, np.exp, "normal"),
+    ("log", gc.log, np.log, "positive"),
+    ("sqrt", gc.sqrt, np.sqrt, "positive"),
+    ("tanh", gc.tanh, np.tanh, "normal"),
+    ("sigmoid", gc.sigmoid, _np_sigmoid, "normal"),
+]
+UNARY_NUM = [
+    ("neg", gc.neg, np.negative),
+    ("abs", gc.abs, np.abs),
+    ("relu", gc.relu, _np_relu),
+]
+BINARY = [
+    ("add", gc.add, np.add), ("sub", gc.sub, np.subtract), ("mul", gc.mul, np.multiply),
+    ("maximum", gc.maximum, np.maximum), ("minimum", gc.minimum, np.minimum),
+]
+COMPARE = [
+    ("greater", gc.greater, np.greater), ("less", gc.less, np.less),
+    ("equal", gc.equal, np.equal), ("greater_equal", gc.greater_equal, np.greater_equal),
+    ("less_equal", gc.less_equal, np.less_equal), ("not_equal", gc.not_equal, np.not_equal),
+]
+
+OPS: list[OpInfo] = []
+for name, f, r, dom in UNARY_FLOAT:
+    OPS.append(OpInfo(name, f, r, _unary_samples(FLOATS) + [S(((3,), I32))], domain=dom,
+                      grad=(0,), grad2=True, rtol=2e-6))
+for name, f, r in UNARY_NUM:
+    OPS.append(OpInfo(name, f, r, _unary_samples(NUMS), domain="distinct" if name != "neg"
+                      else "normal", grad=(0,), grad2=True))
+for name, f, r in BINARY:
+    OPS.append(OpInfo(name, f, r, _binary_samples(), domain="distinct", grad=(0, 1), grad2=True))
+OPS.append(OpInfo("div", gc.div, np.divide, _binary_samples((F32, F64)) + [S(((3,), I32), ((3,), I32))],
+                  domain=("normal", "positive"), grad=(0, 1), grad2=True, rtol=2e-6))
+OPS.append(OpInfo("pow", gc.pow, np.power,
+                  [S(((3, 4), d), ((3, 4), d)) for d in FLOATS] +
+                  [S(((3, 4), F64), ((4,), F64)), S(((3, 4), I64), ((3, 4), I64)),
+                   S(((5,), I32), ((5,), I32))],
+                  domain=("positive", "small_int"), grad=(0, 1), grad2=True, rtol=1e-5,
+                  grad_samples=[S(((3, 4), F64), ((3, 4), F64)), S(((3, 4), F64), ((4,), F64))]))
+for name, f, r in COMPARE:
+    OPS.append(OpInfo(name, f, r, _binary_samples() + [S(((3,), B), ((3,), B))], domain="small_int"))
+OPS.append(OpInfo("where", gc.where, _np_where,
+                  [S(((3, 4), B), ((3, 4), F64), ((3, 4), F64)),
+                   S(((3, 1), B), ((4,), F32), ((3, 4), F32)),
+                   S(((), B), ((2, 3), I64), ((3,), I32)),
+                   S(((2, 3), B), ((2, 3), B), ((2, 3), B))],
+                  grad=(1, 2), grad2=True))
+OPS.append(OpInfo("cast", lambda x, dtype: gc.cast(x, dtype),
+                  lambda x, dtype: x.astype(dtype),
+                  [S(((3, 4), s), dtype=d) for s in (F32, F64, I32, I64, B)
+                   for d in (F32, F64, I32, I64, B) if s != d],
+                  grad=(0,), grad_samples=[S(((3, 4), F64), dtype=F32)], grad_eps=1e-2,
+                  grad_tol=1e-4))
+OPS.append(OpInfo("matmul", gc.matmul, np.matmul,
+                  [S(((3, 4), d), ((4, 5), d)) for d in NUMS] +
+                  [S(((2, 3, 4), F64), ((4, 5), F64)), S(((2, 1, 3, 4), F64), ((3, 4, 2), F64)),
+                   S(((4,), F64), ((4, 5), F64)), S(((3, 4), F64), ((4,), F64)),
+                   S(((4,), F64), ((4,), F64)), S(((2, 3, 4), F32), ((2, 4, 6), F32)),
+                   S(((3, 4), F32), ((4, 5), F64)), S(((0, 4), F64), ((4, 3), F64)),
+                   S(((3, 0), F64), ((0, 2), F64)), S(((17, 33), F32), ((33, 9), F32))],
+                  grad=(0, 1), grad2=True, rtol=1e-5, atol=1e-5))
+
+REDUCE_AXES = [dict(axis=None), dict(axis=0), dict(axis=-1), dict(axis=(0, 2)),
+               dict(axis=1, keepdims=True), dict(axis=None, keepdims=True), dict(axis=())]
+for name, f, r in (("sum", gc.sum, np.sum), ("mean", gc.mean, np.mean),
+                   ("max", gc.max, np.max), ("min", gc.min, np.min)):
+    samples = [Sample(((2, 3, 4),), (d,), kw) for d in NUMS for kw in REDUCE_AXES]
+    samples += [Sample(((5,),), (F64,), {}), Sample(((),), (F64,), {})]
+    if name in ("sum", "mean"):
+        samples += [Sample(((2, 3),), (B,), dict(axis=1)), Sample(((0, 3),), (F64,), dict(axis=1))]
+    if name != "min":
+        samples += [Sample(((3, 4),), (B,), dict(axis=0))] if name == "max" else []
+    OPS.append(OpInfo(name, f, r, samples, domain="distinct", grad=(0,), rtol=1e-5))
+
+OPS += [
+    OpInfo("reshape", lambda x, shape: gc.reshape(x, shape), lambda x, shape: np.reshape(x, shape),
+           [Sample(((2, 3, 4),), (d,), dict(shape=s)) for d in (F32, F64, I32, B)
+            for s in ((6, 4), (24,), (4, 3, 2), (2, 12), (1, 24, 1), (-1, 2))] +
+           [Sample(((),), (F64,), dict(shape=(1, 1))), Sample(((0, 3),), (F64,), dict(shape=(3, 0)))],
+           grad=(0,)),
+    OpInfo("transpose", lambda x, axes=None: gc.transpose(x, axes),
+           lambda x, axes=None: np.transpose(x, axes),
+           [Sample(((2, 3, 4),), (d,), dict(axes=a)) for d in (F64, I64, B)
+            for a in (None, (0, 2, 1), (2, 0, 1), (1, 0, 2))] +
+           [Sample(((3, 5),), (F32,), {})], grad=(0,)),
+    OpInfo("broadcast_to", lambda x, shape: gc.broadcast_to(x, shape),
+           lambda x, shape: np.broadcast_to(x, shape),
+           [Sample(((3, 1),), (d,), dict(shape=(2, 3, 4))) for d in (F64, I32, B)] +
+           [Sample(((),), (F64,), dict(shape=(2, 2))), Sample(((4,),), (F32,), dict(shape=(3, 4)))],
+           grad=(0,)),
+    OpInfo("getitem", lambda x, key: x[key], lambda x, key: x[key],
+           [Sample(((5, 6, 4),), (d,), dict(key=k)) for d in (F64, I32)
+            for k in ((slice(1, 4), slice(None, None, 2)), 2, (-1, slice(None), 0),
+                      (slice(None, None, -1),), (Ellipsis, slice(1, 3)), (None, 1, Ellipsis, None),
+                      (slice(4, 1, -2), slice(-3, None), slice(None, 2)),
+                      (slice(3, 3),))], grad=(0,)),
+    OpInfo("concatenate", lambda *xs, axis=0: gc.concatenate(xs, axis),
+           lambda *xs, axis=0: np.concatenate(xs, axis),
+           [S(((2, 3), F64), ((4, 3), F64), axis=0), S(((2, 3), F32), ((2, 1), F32), axis=1),
+            S(((2, 3), I32), ((2, 0), I32), ((2, 2), I32), axis=-1),
+            S(((2, 3), F64), ((2, 3), F32), axis=0), S(((1, 2), B), ((1, 2), B), axis=0)],
+           grad=(0, 1)),
+    OpInfo("squeeze", lambda x, axis=None: gc.squeeze(x, axis), lambda x, axis=None: np.squeeze(x, axis),
+           [Sample(((1, 3, 1),), (F64,), {}), Sample(((1, 3, 1),), (F64,), dict(axis=2))], grad=(0,)),
+    OpInfo("expand_dims", lambda x, axis: gc.expand_dims(x, axis),
+           lambda x, axis: np.expand_dims(x, axis),
+           [Sample(((2, 3),), (F64,), dict(axis=a)) for a in (0, 1, 2, -1)], grad=(0,)),
+    OpInfo("softmax", lambda x, axis=-1: gc.softmax(x, axis), _np_softmax,
+           [Sample(((4, 5),), (d,), dict(axis=a)) for d in FLOATS for a in (-1, 0)] +
+           [Sample(((2, 3, 4),), (F64,), dict(axis=1))], grad=(0,), rtol=1e-5),
+    OpInfo("log_softmax", lambda x, axis=-1: gc.log_softmax(x, axis), _np_log_softmax,
+           [Sample(((4, 5),), (d,), dict(axis=a)) for d in FLOATS for a in (-1, 0)],
+           grad=(0,), grad2=True, rtol=1e-5),
+    OpInfo("logsumexp", lambda x, axis=None, keepdims=False: gc.logsumexp(x, axis, keepdims),
+           _np_logsumexp,
+           [Sample(((4, 5),), (d,), dict(axis=a)) for d in FLOATS for a in (None, -1, 0)] +
+           [Sample(((2, 3, 4),), (F64,), dict(axis=(0, 2), keepdims=True))], grad=(0,), rtol=1e-5),
+    OpInfo("softmax_cross_entropy", gc.softmax_cross_entropy, _np_ce,
+           [S(((6, 5), d), ((6,), li)) for d in FLOATS for li in (I32, I64)] +
+           [S(((2, 3, 4), F64), ((2, 3), I64), _classes=4)],
+           domain=("normal", "labels"), grad=(0,), rtol=1e-5),
+    OpInfo("one_hot", lambda x, depth: gc.one_hot(x, depth),
+           lambda x, depth: x[..., None] == np.arange(depth),
+           [Sample(((6,),), (d,), dict(depth=5)) for d in (I32, I64)] +
+           [Sample(((2, 3),), (I64,), dict(depth=5))], domain="labels"),
+    OpInfo("stop_gradient", gc.stop_gradient, lambda x: x, [S(((3, 4), F64))]),
+]
+
+BY_NAME = {o.name: o for o in OPS}
