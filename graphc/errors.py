@@ -16,11 +16,20 @@ class GraphcError(Exception):
     """Base class of every error graphc raises on purpose."""
 
 
-class ShapeError(GraphcError, ValueError):
+class _Located(GraphcError):
+    """An error in building the graph: the message ends with the user's line."""
+
+    def __init__(self, message: str = ""):
+        if "(at " not in message:
+            message = f"{message} (at {user_source()})"
+        super().__init__(message)
+
+
+class ShapeError(_Located, ValueError):
     """An op was given shapes (or axes, indices) it cannot accept."""
 
 
-class DTypeError(GraphcError, TypeError):
+class DTypeError(_Located, TypeError):
     """An op was given a dtype it cannot accept."""
 
 

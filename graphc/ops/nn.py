@@ -54,23 +54,36 @@ def one_hot(labels, depth: int) -> Node:
     return make("one_hot", (labels,), {"depth": int(depth)})
 
 
+def _shifted(x, axes):
+    """``x - max(x)`` over ``axes`` (the max treated as a constant; rows that
+    are all -inf or +inf are not shifted)."""
+    m = stop_gradient(_max(x, axes, keepdims=True))
+    m = where(_abs(m) < np.inf, m, 0.0)
+    return x - m, m
+
+
 def logsumexp(x, axis=None, keepdims: bool = False) -> Node:
     """``log(sum(exp(x)))`` computed stably (the max is subtracted first)."""
     x = as_node(x)
     if not D.is_float(x.dtype):
         x = cast(x, D.float64)
     axes = norm_axes("logsumexp", axis, x.ndim)
-    m = stop_gradient(_max(x, axes, keepdims=True))
-    m = where(_abs(m) < np.inf, m, 0.0)      # all -inf (or inf) rows: no shift
-    out = log(_sum(exp(x - m), axes, keepdims=True)) + m
+    z, m = _shifted(x, axes)
+    out = log(_sum(exp(z), axes, keepdims=True)) + m
     if not keepdims:
         out = reshape(out, tuple(s for i, s in enumerate(out.shape) if i not in axes))
     return out
 
 
 def log_softmax(x, axis: int = -1) -> Node:
+    """``x - logsumexp(x)``, computed as ``z - log(sum(exp(z)))`` with
+    ``z = x - max(x)`` so that no large offset is added and removed."""
     x = as_node(x)
-    return x - logsumexp(x, norm_axis("log_softmax", axis, x.ndim), keepdims=True)
+    if not D.is_float(x.dtype):
+        x = cast(x, D.float64)
+    ax = norm_axis("log_softmax", axis, x.ndim)
+    z, _ = _shifted(x, (ax,))
+    return z - log(_sum(exp(z), ax, keepdims=True))
 
 
 def softmax(x, axis: int = -1) -> Node:
@@ -78,9 +91,7 @@ def softmax(x, axis: int = -1) -> Node:
     if not D.is_float(x.dtype):
         x = cast(x, D.float64)
     ax = norm_axis("softmax", axis, x.ndim)
-    m = stop_gradient(_max(x, ax, keepdims=True))
-    m = where(_abs(m) < np.inf, m, 0.0)
-    e = exp(x - m)
+    e = exp(_shifted(x, (ax,))[0])
     return e / _sum(e, ax, keepdims=True)
 
 

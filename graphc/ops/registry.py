@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..errors import DTypeError, GraphcError, ShapeError, user_source
+from ..errors import GraphcError, user_source
 from ..ir import node as _node
 from ..ir.node import Node
 
@@ -82,10 +82,7 @@ def make(op: str, inputs, attrs: dict | None = None, name: str | None = None) ->
     if found is not None:
         return found
     d = get(op)
-    try:
-        shape, dtype = d.infer(inputs, attrs)
-    except (ShapeError, DTypeError) as e:
-        raise type(e)(f"{e} (at {user_source()})") from None
+    shape, dtype = d.infer(inputs, attrs)
     n = Node(op, inputs, attrs, shape, dtype, name, user_source())
     _node.remember(key, n)
     return n
