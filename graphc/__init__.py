@@ -15,8 +15,14 @@ from __future__ import annotations
 
 from .autodiff import grad
 from .compiler import CompiledFunction, compile
-from .errors import (DTypeError, GraphcError, InputError, InputTypeError, RuntimeCheckError,
-                     ShapeError)
+from .errors import (
+                     DTypeError,
+                     GraphcError,
+                     InputError,
+                     InputTypeError,
+                     RuntimeCheckError,
+                     ShapeError,
+)
 from .ir.dtypes import bool_, float32, float64, int32, int64
 from .ir.graph import Graph
 from .ir.node import Node

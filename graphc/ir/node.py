@@ -116,7 +116,7 @@ class Node:
 # Hash-consing table: (op, input ids, frozen attrs) -> node. Weak values, so a
 # node lives only as long as someone uses it; its inputs' ids stay valid while
 # it lives because it holds them.
-_CONS: "weakref.WeakValueDictionary[tuple, Node]" = weakref.WeakValueDictionary()
+_CONS: weakref.WeakValueDictionary[tuple, Node] = weakref.WeakValueDictionary()
 
 
 def cons_key(op: str, inputs: tuple, attrs: dict) -> tuple:

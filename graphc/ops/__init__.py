@@ -5,12 +5,44 @@ from __future__ import annotations
 from ..ir import dtypes as _D
 from ..ir.node import Node
 from .common import as_node, constant
-from .elementwise import (abs, add, cast, div, equal, exp, greater, greater_equal, less,
-                          less_equal, log, maximum, minimum, mul, neg, not_equal, pow, relu,
-                          sigmoid, sqrt, stop_gradient, sub, tanh, where)
+from .elementwise import (
+    abs,
+    add,
+    cast,
+    div,
+    equal,
+    exp,
+    greater,
+    greater_equal,
+    less,
+    less_equal,
+    log,
+    maximum,
+    minimum,
+    mul,
+    neg,
+    not_equal,
+    pow,
+    relu,
+    sigmoid,
+    sqrt,
+    stop_gradient,
+    sub,
+    tanh,
+    where,
+)
 from .linalg import matmul
-from .movement import (broadcast_to, concatenate, expand_dims, getitem, reshape, squeeze,
-                       swapaxes, transpose, unbroadcast)
+from .movement import (
+    broadcast_to,
+    concatenate,
+    expand_dims,
+    getitem,
+    reshape,
+    squeeze,
+    swapaxes,
+    transpose,
+    unbroadcast,
+)
 from .nn import log_softmax, logsumexp, one_hot, softmax, softmax_cross_entropy
 from .reduce import max, mean, min, sum
 from .registry import OPS, OpDef, get, make, register

@@ -19,8 +19,9 @@ An OpDef carries everything any part of graphc needs to know about an op:
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import GraphcError, user_source
 from ..ir import node as _node
