@@ -39,6 +39,43 @@ def _as_outputs(outputs):
                     f"got {type(outputs).__name__}")
 
 
+def _check_updates(updates) -> list:
+    """Validate ``updates={parameter: new_value}``; return (param, node) pairs."""
+    from .errors import DTypeError, ShapeError
+    from .ir import dtypes as D
+    from .ops.common import as_node
+    from .ops.elementwise import cast
+    from .ops.movement import broadcast_to
+    if updates is None:
+        return []
+    items = list(updates.items()) if isinstance(updates, dict) else list(updates)
+    out, seen = [], set()
+    for item in items:
+        try:
+            p, v = item
+        except (TypeError, ValueError):
+            raise TypeError("compile: updates must be a dict {parameter: new_value}") from None
+        if not isinstance(p, Node) or p.op != "parameter":
+            raise TypeError(f"compile: updates keys must be parameters, got {p!r}")
+        if p.id in seen:
+            raise ValueError(f"compile: parameter {p.name!r} is updated twice")
+        seen.add(p.id)
+        v = as_node(v)
+        if v.shape != p.shape:
+            try:
+                v = broadcast_to(v, p.shape)
+            except ShapeError:
+                raise ShapeError(f"compile: update of parameter {p.name!r} {p.shape} has "
+                                 f"shape {v.shape}") from None
+        if v.dtype != p.dtype:
+            if not (D.is_float(v.dtype) and D.is_float(p.dtype)):
+                raise DTypeError(f"compile: update of parameter {p.name!r} ({p.dtype}) has "
+                                 f"dtype {v.dtype}")
+            v = cast(v, p.dtype)
+        out.append((p, v))
+    return out
+
+
 def _check_inputs(graph: Graph, inputs) -> None:
     used = [n for n in graph.nodes if n.op == "placeholder"]
     if inputs is None:
@@ -104,13 +141,17 @@ class CompiledFunction:
                 f"backend={self.backend}, {len(self.graph)} nodes>")
 
 
-def compile(outputs, inputs=None, *, backend: str = "llvm") -> CompiledFunction:  # noqa: A001
+def compile(outputs, inputs=None, *, backend: str = "llvm",  # noqa: A001
+            updates=None) -> CompiledFunction:
     """Compile output node(s) into a callable.
 
     ``outputs``: a node (the call returns one array) or a list/tuple of nodes
     (returns a tuple). ``inputs``: the positional order of placeholders;
     without it placeholders are passed by keyword (their names).
     ``backend``: ``"llvm"`` (native code) or ``"interp"`` (numpy).
+    ``updates``: ``{parameter: new_value_node}``; after each call every such
+    parameter holds its new value, all computed from the values before the
+    call. The compiled kernel writes them in place.
     """
     t0 = time.perf_counter()
     if backend not in BACKENDS:
@@ -118,7 +159,7 @@ def compile(outputs, inputs=None, *, backend: str = "llvm") -> CompiledFunction:
     outs, single = _as_outputs(outputs)
     if inputs is not None:
         inputs = list(inputs)
-    graph = Graph(outs, inputs)
+    graph = Graph(outs, inputs, _check_updates(updates))
     _check_inputs(graph, inputs)
     f = CompiledFunction(graph, single, inputs is not None, backend)
     if backend == "llvm":
@@ -131,7 +172,7 @@ def compile(outputs, inputs=None, *, backend: str = "llvm") -> CompiledFunction:
         module = me.emit()
         f.llvm_ir = str(module)
         f._jit = JitModule(f.llvm_ir, ENTRY)
-        f._native = NativeCall(f._jit.cfunc, me.layout, mem.size, me.errors)
+        f._native = NativeCall(f._jit.cfunc, me.layout, me.arena_size, me.errors)
         f.kernels = kernels
         f.memory = mem
     f.compile_seconds = time.perf_counter() - t0

@@ -23,7 +23,9 @@ def eval_node(n, args: list) -> np.ndarray:
 
 
 def run_graph(graph: Graph, feeds: dict) -> list:
-    """Evaluate ``graph``; ``feeds`` maps placeholder id -> array."""
+    """Evaluate ``graph``; ``feeds`` maps placeholder id -> array. Returns the
+    outputs; then, if the graph has updates, assigns every updated parameter
+    its new value (all computed from the values before the call)."""
     env: dict[int, np.ndarray] = {}
     for n in graph.nodes:
         if n.op == "placeholder":
@@ -32,4 +34,8 @@ def run_graph(graph: Graph, feeds: dict) -> list:
             env[n.id] = n.value
         else:
             env[n.id] = eval_node(n, [env[i.id] for i in n.inputs])
-    return [np.array(env[o.id], copy=True) for o in graph.outputs]
+    results = [np.array(env[o.id], copy=True) for o in graph.outputs]
+    new = [(p, np.array(env[v.id], copy=True)) for p, v in graph.updates]
+    for p, v in new:
+        p.value = v
+    return results

@@ -16,7 +16,8 @@ ALIGN = 64
 class Kernel:
     """One loop nest (or GEMM).
 
-    kind     -- "loop" (elementwise/index ops over ``shape``), "reduce" or "matmul"
+    kind     -- "loop" (elementwise/index ops over ``shape``), "reduce", "matmul"
+                or "custom" (an op with its own kernel template)
     outputs  -- nodes this kernel stores to memory (for "loop", all of shape ``shape``)
     members  -- ids of every node computed inside (outputs and inlined producers)
     shape    -- the loop domain (the outputs' shape)
@@ -35,7 +36,7 @@ class Kernel:
 
 def kernel_kind(n: Node) -> str:
     kind = registry.get(n.op).kind
-    return {"elementwise": "loop", "index": "loop"}.get(kind, kind)
+    return {"elementwise": "loop", "index": "loop", "kernel": "custom"}.get(kind, kind)
 
 
 def is_immediate(n: Node) -> bool:

@@ -43,15 +43,19 @@ def _attr_str(v) -> str:
 class Graph:
     """The nodes reachable from ``outputs``. Immutable: passes build new graphs."""
 
-    def __init__(self, outputs, inputs=None):
+    def __init__(self, outputs, inputs=None, updates=()):
         self.outputs = tuple(outputs)
-        self.nodes = topo_order(self.outputs)
+        self.updates = tuple(updates)        # (parameter, new value) pairs
+        self.nodes = topo_order(self.outputs + tuple(v for _, v in self.updates))
         found = [n for n in self.nodes if n.op == "placeholder"]
         if inputs is not None:
             self.placeholders = tuple(inputs)
         else:
             self.placeholders = tuple(found)
-        self.parameters = tuple(n for n in self.nodes if n.op == "parameter")
+        params = [n for n in self.nodes if n.op == "parameter"]
+        ids = {n.id for n in params}
+        params += [p for p, _ in self.updates if p.id not in ids]   # written, maybe not read
+        self.parameters = tuple(params)
         self.constants = tuple(n for n in self.nodes if n.op == "constant")
 
     def __len__(self):
@@ -94,6 +98,8 @@ class Graph:
                                              for k, v in sorted(n.attrs.items())) + "}"
                 lines.append(f"  {lhs} = {n.op} {args}{attrs}")
         outs = ", ".join(f"%{num[o.id]}" for o in self.outputs)
+        for p, v in self.updates:
+            lines.append(f"  update {p.name!r} <- %{num[v.id]}")
         return "{\n" + "\n".join(lines) + f"\n  return {outs}\n}}"
 
     __str__ = text

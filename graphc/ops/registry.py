@@ -15,7 +15,10 @@ An OpDef carries everything any part of graphc needs to know about an op:
     - ``"index"``: ``lower_at(ctx, node, idx)`` computes the element at index
       ``idx`` by evaluating inputs at other indices (movement ops);
     - ``"reduce"``: ``reduce_init(dtype)``, ``reduce_combine(s, acc, x)``;
-    - ``"matmul"``: the matmul kernel template.
+    - ``"matmul"``: the matmul kernel template;
+    - ``"kernel"``: ``kernel(em, node)`` emits the whole loop nest that stores
+      ``node`` (for ops no index map or reduction can express, e.g. a
+      scatter); such a node is its own kernel and never fused.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from ..errors import GraphcError, user_source
 from ..ir import node as _node
 from ..ir.node import Node
 
-KINDS = ("elementwise", "index", "reduce", "matmul")
+KINDS = ("elementwise", "index", "reduce", "matmul", "kernel")
 
 
 @dataclass
@@ -41,13 +44,15 @@ class OpDef:
     lower_at: Callable | None = None
     reduce_init: Callable | None = None
     reduce_combine: Callable | None = None
+    kernel: Callable | None = None
     doc: str = ""
     extra: dict = field(default_factory=dict)
 
     def lowering(self):
         """The lowering rule for this op's kind (None if missing)."""
         return {"elementwise": self.scalar, "index": self.lower_at,
-                "reduce": self.reduce_combine, "matmul": True}.get(self.kind)
+                "reduce": self.reduce_combine, "matmul": True,
+                "kernel": self.kernel}.get(self.kind)
 
 
 OPS: dict[str, OpDef] = {}

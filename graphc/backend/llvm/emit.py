@@ -73,7 +73,16 @@ class ModuleEmitter:
                 self.copies.append((o, j))
         for nid, off in mem.arena.items():
             self.where.setdefault(nid, ("arena", off))
-
+        self.arena_size = mem.size
+        # Updates run last, after every kernel has read the old values. A new
+        # value that is itself an updated parameter (a swap) is staged first.
+        updated = {p.id for p, _ in graph.updates}
+        self.staged = []
+        for _, v in graph.updates:
+            if v.op == "parameter" and v.id in updated:
+                off = self.arena_size
+                self.arena_size += (v.size * v.dtype.itemsize + 63) // 64 * 64
+                self.staged.append((v, ("arena", off)))
     def error_code(self, message: str) -> int:
         if message in self.errors:
             return self.errors.index(message) + 1
@@ -102,14 +111,19 @@ class ModuleEmitter:
                                           inbounds=True, name=f"arena{k}")
             return slot_ptr[loc]
 
-        kernels = list(self.kernels)
+        work = [(k, None, None) for k in self.kernels]
         for node, j in self.copies:
-            kernels.append(Kernel("loop", [node], set(), node.shape, name=f"copy_out{j}"))
-        for ki, k in enumerate(kernels):
-            dest = None
-            if k.name.startswith("copy_out"):
-                dest = ("slot", self.layout.output0 + int(k.name[8:]))
-            em = KernelEmitter(self, k, ki, dest)
+            work.append((Kernel("loop", [node], set(), node.shape, name=f"copy_out{j}"),
+                         ("slot", self.layout.output0 + j), None))
+        stage_loc = {}
+        for v, loc in self.staged:
+            work.append((Kernel("loop", [v], set(), v.shape, name=f"stage_{v.name}"), loc, None))
+            stage_loc[v.id] = loc
+        for p, v in self.graph.updates:
+            work.append((Kernel("loop", [v], set(), v.shape, name=f"update_{p.name}"),
+                         self.where[p.id], stage_loc.get(v.id)))
+        for ki, (k, dest, src) in enumerate(work):
+            em = KernelEmitter(self, k, ki, dest, src)
             fn, locs = em.build()
             b.call(fn, [pointer(loc) for loc in locs] + [status])
         b.ret(b.load(status, typ=I32))
@@ -119,11 +133,12 @@ class ModuleEmitter:
 class KernelEmitter:
     """Emits one kernel as an internal function."""
 
-    def __init__(self, me: ModuleEmitter, kernel: Kernel, index: int, dest=None):
+    def __init__(self, me: ModuleEmitter, kernel: Kernel, index: int, dest=None, src=None):
         self.me = me
         self.k = kernel
         self.index = index
-        self.dest = dest          # output location override (copy kernels)
+        self.dest = dest          # where the outputs are written, if not their own buffer
+        self.src = src            # where a copied non-member output is read, if not its own
         self.members = kernel.members
         self.scopes: list[dict] = []
         self.current: Node | None = None
@@ -132,6 +147,8 @@ class KernelEmitter:
     def _loc(self, n: Node, writing=False):
         if writing and self.dest is not None:
             return self.dest
+        if not writing and self.src is not None and n is self.k.root:
+            return self.src
         try:
             return self.me.where[n.id]
         except KeyError:
@@ -189,6 +206,13 @@ class KernelEmitter:
         self.ix = IndexBuilder(b, self.s)
         if self.k.kind == "matmul":
             self._emit_matmul()
+        elif self.k.kind == "custom":
+            n = self.k.root
+            prev, self.current = self.current, n
+            self.scopes.append({})
+            registry.get(n.op).kernel(self, n)
+            self.scopes.pop()
+            self.current = prev
         else:
             self._emit_loop()
         e = b.load(self.err, typ=I32)
