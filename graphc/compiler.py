@@ -11,6 +11,7 @@ The steps, in order (see docs/architecture.md):
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -99,19 +100,32 @@ def _check_inputs(graph: Graph, inputs) -> None:
 
 
 class CompiledFunction:
-    """A compiled graph. Call it with the placeholders' values."""
+    """A compiled graph. Call it with the placeholders' values.
+
+    Inspection: ``passes`` (one :class:`~graphc.passes.PassRecord` per pass),
+    ``report()``, ``why_not_fused(a, b)``, ``kernels``/``num_kernels``,
+    ``memory``, ``llvm_ir``, ``llvm_ir_optimized``, ``asm``, ``graph`` (the
+    optimized graph) and ``source_graph`` (as given).
+    """
 
     def __init__(self, graph: Graph, single: bool, positional: bool, backend: str):
         self.graph = graph
+        self.source_graph = graph
         self._single = single
         self._positional = positional
         self.backend = backend
+        self.opt_level = None
         self.compile_seconds = 0.0
+        self.llvm_seconds = 0.0
         self.llvm_ir = None
         self._jit = None
         self._native = None
         self.kernels = []
         self.memory = None
+        self.passes = []
+        self.fusion_reasons = {}
+        self._node_map = {}
+        self._kernel_of = None
 
     @property
     def llvm_ir_optimized(self) -> str | None:
@@ -124,6 +138,44 @@ class CompiledFunction:
     @property
     def num_kernels(self) -> int:
         return len(self.kernels)
+
+    # -- inspection -----------------------------------------------------------------
+    def report(self) -> str:
+        """A table of the passes, the kernels and the memory plan."""
+        from .report import report
+        return report(self)
+
+    def why_not_fused(self, a: Node, b: Node) -> str:
+        """Why nodes ``a`` and ``b`` (of the graph you built) are in
+        different kernels."""
+        from .report import why_not_fused
+        return why_not_fused(self, a, b)
+
+    def current(self, n: Node) -> Node:
+        """The node of the optimized graph that computes what ``n`` computed."""
+        return self._node_map.get(n.id, n)
+
+    def graph_node(self, nid: int) -> Node:
+        for n in self.graph.nodes:
+            if n.id == nid:
+                return n
+        raise KeyError(nid)
+
+    def kernel_of(self, n: Node) -> int | None:
+        """Index of the kernel computing node ``n`` (None for leaves)."""
+        if self._kernel_of is None:
+            self._kernel_of = {}
+            for i, k in enumerate(self.kernels):
+                for m in k.members:
+                    self._kernel_of.setdefault(m, i)
+                for o in k.outputs:
+                    self._kernel_of.setdefault(o.id, i)
+        return self._kernel_of.get(self.current(n).id)
+
+    def dump(self, directory: str) -> str:
+        """Write passes, DOT, LLVM IR and assembly to ``directory``."""
+        from .report import dump
+        return dump(self, directory)
 
     def __call__(self, *args, **kwargs):
         inputs = bind_inputs(self.graph, self._positional, args, kwargs)
@@ -138,42 +190,66 @@ class CompiledFunction:
     def __repr__(self):
         ins = ", ".join(p.name for p in self.graph.placeholders)
         return (f"<graphc compiled function ({ins}) -> {len(self.graph.outputs)} output(s), "
-                f"backend={self.backend}, {len(self.graph)} nodes>")
+                f"backend={self.backend}, {len(self.graph)} nodes, {self.num_kernels} kernels>")
+
+
+_hooks: list = []     # callables run on every compiled function (``python -m graphc inspect``)
 
 
 def compile(outputs, inputs=None, *, backend: str = "llvm",  # noqa: A001
-            updates=None) -> CompiledFunction:
+            updates=None, opt_level: int = 3, passes=None, fast_math: bool = False,
+            dump: str | None = None) -> CompiledFunction:
     """Compile output node(s) into a callable.
 
     ``outputs``: a node (the call returns one array) or a list/tuple of nodes
     (returns a tuple). ``inputs``: the positional order of placeholders;
     without it placeholders are passed by keyword (their names).
-    ``backend``: ``"llvm"`` (native code) or ``"interp"`` (numpy).
+    ``backend``: ``"llvm"`` (native code) or ``"interp"`` (numpy, no passes).
     ``updates``: ``{parameter: new_value_node}``; after each call every such
     parameter holds its new value, all computed from the values before the
     call. The compiled kernel writes them in place.
+    ``opt_level``: 0 (no graph passes, one kernel per op, LLVM O0) to 3
+    (every pass, fusion, in-place memory, LLVM O3). ``passes``: an explicit
+    list of pass names or Pass objects instead of the default pipeline.
+    ``fast_math``: allow rewrites that are exact only for finite values.
+    ``dump``: a directory to write every pass, the LLVM IR and the assembly
+    to (also set by the environment variable ``GRAPHC_DUMP``).
     """
     t0 = time.perf_counter()
     if backend not in BACKENDS:
         raise ValueError(f"compile: unknown backend {backend!r} (one of {BACKENDS})")
+    if opt_level not in (0, 1, 2, 3) or isinstance(opt_level, bool):
+        raise ValueError(f"compile: opt_level must be 0, 1, 2 or 3, got {opt_level!r}")
     outs, single = _as_outputs(outputs)
     if inputs is not None:
         inputs = list(inputs)
     graph = Graph(outs, inputs, _check_updates(updates))
     _check_inputs(graph, inputs)
+    if inputs is None:
+        graph = Graph(outs, graph.placeholders, graph.updates)   # fix the interface
     f = CompiledFunction(graph, single, inputs is not None, backend)
+    f.opt_level = opt_level
     if backend == "llvm":
         from .backend.llvm.emit import ENTRY, ModuleEmitter
         from .backend.llvm.jit import JitModule
-        from .backend.plan import plan_memory_naive, plan_unfused
-        kernels = plan_unfused(graph)
-        mem = plan_memory_naive(graph, kernels)
-        me = ModuleEmitter(graph, kernels, mem)
+        from .passes import PassContext, Pipeline, default_pipeline
+        ctx = PassContext(opt_level=opt_level, fast_math=fast_math)
+        pipeline = Pipeline(passes) if passes is not None else default_pipeline(opt_level)
+        f.graph, f.passes = pipeline.run(graph, ctx)
+        f.kernels, f.memory = ctx.kernels, ctx.memory
+        f.fusion_reasons = ctx.fusion_reasons
+        f._node_map = ctx.node_map
+        t1 = time.perf_counter()
+        me = ModuleEmitter(f.graph, f.kernels, f.memory)
         module = me.emit()
         f.llvm_ir = str(module)
-        f._jit = JitModule(f.llvm_ir, ENTRY)
+        f._jit = JitModule(f.llvm_ir, ENTRY, opt=opt_level)
         f._native = NativeCall(f._jit.cfunc, me.layout, me.arena_size, me.errors)
-        f.kernels = kernels
-        f.memory = mem
+        f.llvm_seconds = time.perf_counter() - t1
     f.compile_seconds = time.perf_counter() - t0
+    dump = dump or os.environ.get("GRAPHC_DUMP")
+    if dump:
+        f.dump(dump)
+    for h in list(_hooks):
+        h(f)
     return f

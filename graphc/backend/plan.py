@@ -1,6 +1,7 @@
 """The kernel plan: which graph nodes are computed by which loop nest, and
-where every value lives. The LLVM emitter turns a plan into IR; the fusion
-and memory-planning passes decide it."""
+where every value lives. The fusion pass (passes/fusion.py) decides the
+kernels and the memory pass (passes/memory.py) the buffers; the LLVM emitter
+turns the plan into IR."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -14,29 +15,62 @@ ALIGN = 64
 
 @dataclass
 class Kernel:
-    """One loop nest (or GEMM).
+    """One loop nest, optionally preceded by a GEMM.
 
-    kind     -- "loop" (elementwise/index ops over ``shape``), "reduce", "matmul"
-                or "custom" (an op with its own kernel template)
-    outputs  -- nodes this kernel stores to memory (for "loop", all of shape ``shape``)
-    members  -- ids of every node computed inside (outputs and inlined producers)
-    shape    -- the loop domain (the outputs' shape)
+    kind      -- "loop", "matmul" (a GEMM, then an optional loop part over the
+                 product's shape: its epilogue) or "custom" (an op with its own
+                 kernel template)
+    outputs   -- nodes this kernel stores to memory
+    members   -- ids of every node computed inside (outputs and inlined producers)
+    shape     -- the loop domain
+    split     -- the loop over ``shape[:split]`` is the outer loop; reductions
+                 over ``shape[split:]`` (``hoisted``) are computed once per
+                 outer index, before the inner loop that stores the outputs
+    matmul    -- the GEMM node (kind "matmul")
+    hoisted   -- row reductions computed per outer index, in order
+    accumulates -- reductions accumulated into their output while the loop
+                 runs (e.g. a bias gradient summed over the batch)
     """
     kind: str
     outputs: list
     members: set
     shape: tuple
     name: str = ""
+    split: int | None = None
+    matmul: Node | None = None
+    hoisted: list = field(default_factory=list)
+    accumulates: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.split is None:
+            self.split = len(self.shape)
 
     @property
     def root(self) -> Node:
         return self.outputs[0]
 
+    def staged(self) -> set:
+        """Ids of nodes computed in a stage of their own (read from memory by
+        the rest of the kernel): the GEMM result, hoisted and accumulated
+        reductions."""
+        s = {r.id for r in self.hoisted} | {a.id for a in self.accumulates}
+        if self.matmul is not None:
+            s.add(self.matmul.id)
+        return s
+
+    def loop_outputs(self) -> list:
+        st = self.staged()
+        return [o for o in self.outputs if o.id not in st]
+
+    def has_loop(self) -> bool:
+        return bool(self.loop_outputs() or self.hoisted or self.accumulates)
+
 
 def kernel_kind(n: Node) -> str:
     kind = registry.get(n.op).kind
-    return {"elementwise": "loop", "index": "loop", "kernel": "custom"}.get(kind, kind)
+    return {"elementwise": "loop", "index": "loop", "kernel": "custom",
+            "reduce": "loop"}.get(kind, kind)
 
 
 def is_immediate(n: Node) -> bool:
@@ -44,12 +78,16 @@ def is_immediate(n: Node) -> bool:
     return n.op == "constant" and n.size == 1
 
 
+def single_kernel(n: Node, index: int) -> Kernel:
+    kind = kernel_kind(n)
+    if kind == "matmul":
+        return Kernel("matmul", [n], {n.id}, n.shape, name=f"k{index}_{n.op}", matmul=n)
+    return Kernel(kind, [n], {n.id}, n.shape, name=f"k{index}_{n.op}")
+
+
 def plan_unfused(graph: Graph) -> list[Kernel]:
-    """One kernel per op node: the plan at opt_level 0."""
-    out = []
-    for n in graph.op_nodes():
-        out.append(Kernel(kernel_kind(n), [n], {n.id}, n.shape, name=f"k{len(out)}_{n.op}"))
-    return out
+    """One kernel per op node: the plan below opt_level 2."""
+    return [single_kernel(n, i) for i, n in enumerate(graph.op_nodes())]
 
 
 @dataclass
@@ -58,7 +96,11 @@ class MemoryPlan:
     arena; ``size`` is the arena's size in bytes."""
     arena: dict
     size: int
-    naive_size: int = 0
+    naive_size: int = 0          # bytes if every op node had its own buffer
+    peak: int = 0                # most bytes live at once (arena values + outputs)
+    stored_bytes: int = 0        # bytes if every stored value had its own buffer
+    inplace: list = field(default_factory=list)   # (node, node whose buffer it took)
+    reused: int = 0              # values placed in a buffer freed by an earlier value
     notes: list = field(default_factory=list)
 
 
@@ -80,4 +122,6 @@ def plan_memory_naive(graph: Graph, kernels: list[Kernel]) -> MemoryPlan:
                 continue
             offsets[n.id] = off
             off += align(nbytes(n))
-    return MemoryPlan(offsets, off, off)
+    naive = sum(nbytes(n) for n in graph.op_nodes())
+    outs = sum(nbytes(o) for o in graph.outputs)
+    return MemoryPlan(offsets, off, naive, off + outs, off)

@@ -204,9 +204,8 @@ class KernelEmitter:
         b.position_at_end(body)
         self.s = ScalarBuilder(b, mod, kernel=self)
         self.ix = IndexBuilder(b, self.s)
-        if self.k.kind == "matmul":
-            self._emit_matmul()
-        elif self.k.kind == "custom":
+        self.staged = self.k.staged()
+        if self.k.kind == "custom":
             n = self.k.root
             prev, self.current = self.current, n
             self.scopes.append({})
@@ -214,7 +213,10 @@ class KernelEmitter:
             self.scopes.pop()
             self.current = prev
         else:
-            self._emit_loop()
+            if self.k.matmul is not None:
+                self._emit_matmul()
+            if self.k.has_loop() or self.dest is not None:
+                self._emit_loop()
         e = b.load(self.err, typ=I32)
         st = b.load(self.status, typ=I32)
         keep = b.icmp_unsigned("!=", st, ir.Constant(I32, 0))
@@ -259,7 +261,7 @@ class KernelEmitter:
         """The value of node ``n`` at index ``idx`` (a list of i64 values)."""
         if is_immediate(n):
             return self.s.const(n.value.reshape(-1)[0], n.dtype)
-        if n.id not in self.members:
+        if n.id not in self.members or n.id in self.staged:
             return self.load(n, idx)
         key = (n.id, tuple(id(v) for v in idx))
         for scope in reversed(self.scopes):
@@ -329,16 +331,60 @@ class KernelEmitter:
         return SV(self.b.load(acc, typ=t), n.dtype, self.s)
 
     def _emit_loop(self):
-        with for_nest(self.b, self.k.shape) as idx:
+        """The loop part: an outer loop over ``shape[:split]``; per outer index
+        the hoisted (row) reductions, the accumulations of row values, then
+        an inner loop over ``shape[split:]`` that evaluates every output and
+        every accumulation of a full-domain value, then stores them. (All
+        values are computed before any store, so an output may overwrite an
+        input in place.)"""
+        k, b, s = self.k, self.b, self.s
+        shape, split = k.shape, k.split
+        outs = k.loop_outputs() if self.dest is None else list(k.outputs)
+        inner_acc = [a for a in k.accumulates if a.inputs[0].shape == shape]
+        outer_acc = [a for a in k.accumulates if a not in inner_acc]
+        for a in k.accumulates:            # accumulators start at the reduction's identity
+            init = s.const(registry.get(a.op).reduce_init(a.dtype), a.dtype)
+            with for_nest(b, a.shape, name="z") as zi:
+                self.store(a, zi, init)
+        with for_nest(b, shape[:split], name="o") as outer:
             self.scopes.append({})
-            for o in self.k.outputs:
-                self.store(o, idx, self.eval(o, idx))
+            for r in k.hoisted:
+                d = registry.get(r.op)
+                ridx = list(outer) + [self.ix.const(0)] * (r.ndim - len(outer))
+                prev, self.current = self.current, r
+                self.store(r, ridx, self._reduce_at(r, d, ridx))
+                self.current = prev
+            self._accumulate(outer_acc, outer)
+            with for_nest(b, shape[split:], name="i") as inner:
+                self.scopes.append({})
+                full = list(outer) + list(inner)
+                values = [(o, self.eval(o, full)) for o in outs]
+                self._accumulate(inner_acc, full)
+                for o, v in values:
+                    self.store(o, full, v)
+                self.scopes.pop()
             self.scopes.pop()
+
+    def _accumulate(self, accs, idx):
+        """acc[kept index] = combine(acc[kept index], x[idx]) for each reduction."""
+        pending = []
+        for a in accs:
+            x = a.inputs[0]
+            axes, keep = a.attrs["axes"], a.attrs["keepdims"]
+            kept = [self.ix.const(0) if d in axes else idx[d] for d in range(x.ndim)] if keep \
+                else [idx[d] for d in range(x.ndim) if d not in axes]
+            prev, self.current = self.current, a
+            v = self.eval(x, idx)
+            self.current = prev
+            pending.append((a, kept, v))
+        for a, kept, v in pending:
+            cur = self.load(a, kept)
+            self.store(a, kept, registry.get(a.op).reduce_combine(self.s, cur, v))
 
     def _emit_matmul(self):
         """C = A @ B in i-k-j order: the inner loop runs along a row of B and C
         (contiguous, so it vectorizes)."""
-        n = self.k.root
+        n = self.k.matmul
         a, bb = n.inputs
         s, b = self.s, self.b
         m_, k_, n_ = n.shape[-2], a.shape[-1], n.shape[-1]

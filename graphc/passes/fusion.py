@@ -1,0 +1,541 @@
+"""Fusion: group the graph's nodes into kernels (loop nests and GEMMs).
+
+The plan is built in three steps.
+
+1. **Stored or inlined.** Reductions, matmuls, opaque (custom-kernel) ops,
+   graph outputs and update values are *stored*: they get a buffer. Every
+   other (elementwise or movement) node is *inlined*: computed, element by
+   element, inside each kernel that needs it — unless that would recompute
+   something costly in several kernels, or across a broadcast, in which case
+   it is stored too.
+2. **One kernel per stored node**, holding the inlined nodes it needs. A
+   reduction's inlined producers are its prologue.
+3. **Merging**, each merge only if it keeps the kernel graph acyclic:
+   - *row fusion*: a reduction over the trailing axes of a domain ``D`` joins a
+     kernel over ``D`` that uses it; the kernel then loops over the leading
+     axes and, per row, computes its reductions before storing the row
+     (softmax is one kernel);
+   - *epilogue*: a loop kernel over a matmul's shape that reads the product
+     joins the GEMM's kernel (bias-add, activation, and the activation's
+     derivative mask for the backward pass);
+   - *vertical / horizontal*: loop kernels over the same domain that depend on
+     each other or share an input become one kernel with several outputs;
+   - *accumulation*: a reduction of a value a kernel computes joins that
+     kernel and accumulates while it runs (a bias gradient summed over the
+     batch, a loss summed over rows).
+
+Every producer/consumer pair left in different kernels gets a reason, which
+``f.why_not_fused(a, b)`` reports.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend.plan import Kernel, plan_unfused
+from ..ir.graph import Graph
+from ..ir.node import Node
+from ..ops import registry
+from .manager import Pass, PassContext, register_pass
+
+EXPENSIVE = {"exp", "log", "sqrt", "tanh", "sigmoid", "pow", "div"}
+RECOMPUTE_BUDGET = 2
+
+
+def _kind(n: Node) -> str:
+    if n.is_leaf:
+        return "leaf"
+    k = registry.get(n.op).kind
+    return {"elementwise": "ew", "index": "ew", "kernel": "custom"}.get(k, k)
+
+
+def _cost(n: Node) -> int:
+    if n.op in EXPENSIVE:
+        return 4
+    if registry.get(n.op).kind == "index":
+        return 0
+    return 1
+
+
+def _trailing_broadcast(small: tuple, domain: tuple) -> bool:
+    """Is ``small``, broadcast into ``domain``, constant only along trailing
+    axes? Then a loop nest computes it once per outer iteration (LLVM hoists
+    it out of the inner loops), so inlining it costs nothing extra."""
+    full = (1,) * (len(domain) - len(small)) + tuple(small)
+    seen = False
+    for s, d in zip(full, domain):
+        if s == 1 and d != 1:
+            seen = True
+        elif seen and d != 1:
+            return False
+    return True
+
+
+class _Group:
+    __slots__ = ("gid", "roots", "members", "domain", "split", "matmul", "hoisted", "accum",
+                 "custom", "alive")
+
+    def __init__(self, gid, domain):
+        self.gid = gid
+        self.roots = []
+        self.members = set()
+        self.domain = domain
+        self.split = len(domain)
+        self.matmul = None
+        self.hoisted = []
+        self.accum = []
+        self.custom = None
+        self.alive = True
+
+    @property
+    def is_loop(self):
+        return self.custom is None
+
+
+class Fuser:
+    def __init__(self, graph: Graph, ctx: PassContext):
+        self.g = graph
+        self.ctx = ctx
+        self.nodes = graph.op_nodes()
+        self.pos = {n.id: i for i, n in enumerate(graph.nodes)}
+        self.by_id = {n.id: n for n in graph.nodes}
+        self.users = graph.users()
+        self.required = {o.id for o in graph.outputs if not o.is_leaf}
+        self.required |= {v.id for _, v in graph.updates if not v.is_leaf}
+        self.reasons = ctx.fusion_reasons
+
+    # -- step 1 -------------------------------------------------------------------
+    def _gemm_view(self, n: Node, stored: set) -> bool:
+        """A transpose of the last two axes of a stored value or a leaf: the GEMM
+        reads it through strides, nothing is materialized."""
+        if n.op != "transpose":
+            return False
+        ax = n.attrs["axes"]
+        k = len(ax)
+        if k < 2 or ax[:-2] != tuple(range(k - 2)) or ax[-2:] != (k - 1, k - 2):
+            return False
+        x = n.inputs[0]
+        return x.is_leaf or x.id in stored
+
+    def initial_stored(self) -> set:
+        stored = set(self.required)
+        for n in self.nodes:
+            k = _kind(n)
+            if k in ("reduce", "matmul", "custom"):
+                stored.add(n.id)
+        for n in self.nodes:      # inputs first: a view needs to know its input is stored
+            if _kind(n) != "ew" or n.id in stored:
+                continue
+            for u in self.users[n.id]:
+                uk = _kind(u)
+                if uk == "custom":
+                    stored.add(n.id)
+                    self.reasons[(n.id, u.id)] = (f"{u.op} is an opaque op with its own kernel; "
+                                                  "it reads its inputs from memory")
+                elif uk == "matmul" and not self._gemm_view(n, stored):
+                    stored.add(n.id)
+                    self.reasons[(n.id, u.id)] = ("a matmul reads its operands from memory "
+                                                  "(only a transpose of a stored value is read "
+                                                  "in place, through strides)")
+        return stored
+
+    def tree(self, root: Node, stored: set) -> set:
+        """Ids of root and the inlined nodes it needs."""
+        out, stack = set(), [root]
+        while stack:
+            n = stack.pop()
+            if n.id in out:
+                continue
+            out.add(n.id)
+            if _kind(n) == "matmul" or _kind(n) == "custom":
+                for i in n.inputs:
+                    if _kind(i) == "ew" and i.id not in stored:
+                        stack.append(i)       # a GEMM view
+                continue
+            for i in n.inputs:
+                if _kind(i) == "ew" and i.id not in stored:
+                    stack.append(i)
+        return out
+
+    # -- step 2 -------------------------------------------------------------------
+    def build_groups(self, stored: set):
+        self.groups = []
+        self.group_of = {}
+        for n in self.nodes:
+            if n.id not in stored:
+                continue
+            k = _kind(n)
+            g = _Group(len(self.groups), n.shape)
+            g.roots.append(n)
+            g.members = self.tree(n, stored)
+            if k == "matmul":
+                g.matmul = n
+            elif k == "custom":
+                g.custom = n
+            self.groups.append(g)
+            self.group_of[n.id] = g
+
+    def reads(self, g: _Group) -> set:
+        """Ids of the stored nodes of other kernels that g reads."""
+        out = set()
+        for mid in g.members:
+            for i in self.by_id[mid].inputs:
+                if i.id not in g.members and not i.is_leaf:
+                    out.add(i.id)
+        return out
+
+    def deps(self) -> dict:
+        """group id -> set of group ids it reads from."""
+        d = {}
+        for g in self.groups:
+            if not g.alive:
+                continue
+            s = set()
+            for nid in self.reads(g):
+                p = self.group_of.get(nid)
+                if p is not None and p is not g:
+                    s.add(p.gid)
+            d[g.gid] = s
+        return d
+
+    def can_merge(self, a: _Group, b: _Group) -> bool:
+        """Merging a and b keeps the kernel graph acyclic: no path between them
+        that goes through a third kernel."""
+        deps = self.deps()
+        users = {}
+        for c, ps in deps.items():
+            for p in ps:
+                users.setdefault(p, set()).add(c)
+
+        def reach(src, dst):
+            # is there a path src -> ... -> dst of length >= 2?
+            stack = [u for u in users.get(src, ()) if u != dst]
+            seen = set(stack)
+            while stack:
+                x = stack.pop()
+                for u in users.get(x, ()):
+                    if u == dst:
+                        return True
+                    if u not in seen:
+                        seen.add(u)
+                        stack.append(u)
+            return False
+        return not reach(a.gid, b.gid) and not reach(b.gid, a.gid)
+
+    def merge(self, into: _Group, g: _Group):
+        into.roots += g.roots
+        into.members |= g.members
+        into.hoisted += g.hoisted
+        into.accum += g.accum
+        if g.matmul is not None:
+            into.matmul = g.matmul
+        for r in g.roots:
+            self.group_of[r.id] = into
+        g.alive = False
+
+    def alive(self):
+        return [g for g in self.groups if g.alive]
+
+    # -- step 3 -------------------------------------------------------------------
+    def _trailing_reduce(self, r: Node):
+        if r.op not in ("reduce_sum", "reduce_max"):
+            return None
+        x = r.inputs[0]
+        m = len(r.attrs["axes"])
+        if m == 0 or m == x.ndim or r.attrs["axes"] != tuple(range(x.ndim - m, x.ndim)):
+            return None
+        return x.shape, x.ndim - m
+
+    def _standalone_reduce(self, g: _Group) -> bool:
+        return (len(g.roots) == 1 and _kind(g.roots[0]) == "reduce" and not g.hoisted
+                and not g.accum and g.matmul is None)
+
+    def row_fusion(self):
+        # consumers first, so a sum that uses a max joins before the max does
+        for r in reversed(self.nodes):
+            g = self.group_of.get(r.id)
+            if g is None or not g.alive or not self._standalone_reduce(g):
+                continue
+            tr = self._trailing_reduce(r)
+            if tr is None:
+                continue
+            D, split = tr
+            cands = [c for c in self.alive() if c is not g and c.is_loop and c.matmul is None
+                     and c.domain == D and c.split in (len(D), split) and r.id in self.reads(c)]
+            target = None
+            for c in cands:
+                if target is None:
+                    if self.can_merge(c, g):
+                        c.split = split
+                        g.hoisted = [r]
+                        self.merge(c, g)
+                        c.hoisted.sort(key=lambda n: self.pos[n.id])
+                        target = c
+                    else:
+                        for u in self.users[r.id]:
+                            if u.id in c.members:
+                                self.reasons[(r.id, u.id)] = (
+                                    "fusing this reduction into its consumer's row loop would "
+                                    "make the kernel graph cyclic")
+                elif c.alive and self.can_merge(target, c):
+                    self.merge(target, c)       # a second consumer joins the same row kernel
+        # horizontal: a trailing reduction over the domain of an existing row kernel
+        for r in self.nodes:
+            g = self.group_of.get(r.id)
+            if g is None or not g.alive or not self._standalone_reduce(g):
+                continue
+            tr = self._trailing_reduce(r)
+            if tr is None:
+                continue
+            D, split = tr
+            for c in self.alive():
+                if c is not g and c.is_loop and c.matmul is None and c.domain == D and \
+                        c.split == split and self.can_merge(c, g):
+                    g.hoisted = [r]
+                    self.merge(c, g)
+                    c.hoisted.sort(key=lambda n: self.pos[n.id])
+                    break
+
+    def epilogues(self):
+        for g in list(self.alive()):
+            if g.matmul is None or not g.alive:
+                continue
+            M = g.matmul
+            for c in list(self.alive()):
+                if c is g or not c.is_loop or c.matmul is not None or c.domain != M.shape:
+                    continue
+                has_loop = len(g.roots) > 1 or g.hoisted or g.accum
+                if has_loop and c.split != g.split and c.hoisted and g.hoisted:
+                    continue
+                if M.id in self.reads(c) and self.can_merge(g, c):
+                    g.split = min(g.split, c.split)
+                    self.merge(g, c)
+                    g.hoisted.sort(key=lambda n: self.pos[n.id])
+
+    def vertical_horizontal(self):
+        changed = True
+        while changed:
+            changed = False
+            live = self.alive()
+            for a in live:
+                if not a.alive or not a.is_loop:
+                    continue
+                for b in live:
+                    if b is a or not b.alive or not b.is_loop or b.domain != a.domain:
+                        continue
+                    if b.matmul is not None or (a.hoisted and b.hoisted and a.split != b.split):
+                        continue
+                    ra, rb = self.reads(a), self.reads(b)
+                    b_out = {r.id for r in b.roots}
+                    if a.matmul is not None and ra & b_out:
+                        continue        # the GEMM would need b's result before it is computed
+                    related = (rb & {r.id for r in a.roots}) or (ra & b_out) or \
+                        self._shared_inputs(a, b)
+                    if related and self.can_merge(a, b):
+                        a.split = min(a.split, b.split)
+                        self.merge(a, b)
+                        a.hoisted.sort(key=lambda n: self.pos[n.id])
+                        changed = True
+
+    def _shared_inputs(self, a: _Group, b: _Group) -> bool:
+        def leaves(g):
+            s = set()
+            for mid in g.members:
+                for i in self.by_id[mid].inputs:
+                    if i.id not in g.members and (i.is_leaf and i.size > 1 or not i.is_leaf):
+                        s.add(i.id)
+            return s
+        return bool(leaves(a) & leaves(b))
+
+    def accumulations(self):
+        for r in self.nodes:
+            g = self.group_of.get(r.id)
+            if g is None or not g.alive or not self._standalone_reduce(g):
+                continue
+            x = r.inputs[0]
+            rg = self.reads(g)
+            for c in self.alive():
+                if c is g or not c.is_loop:
+                    continue
+                inner = x.shape == c.domain
+                outer = c.split < len(c.domain) and x.shape == c.domain[:c.split]
+                if not (inner or outer):
+                    continue
+                if x.id not in c.members and not (rg & c.members):
+                    continue          # nothing to share: no reason to merge
+                if self.can_merge(c, g) and not self._read_inside(c, r):
+                    g.accum = [r]
+                    self.merge(c, g)
+                    break
+
+    def _read_inside(self, c: _Group, r: Node) -> bool:
+        return any(r.id in {i.id for i in self.by_id[m].inputs} for m in c.members)
+
+    # -- costs --------------------------------------------------------------------
+    def duplicated(self, stored: set) -> set:
+        """Inlined nodes that would be recomputed too often: costly ones needed
+        by several kernels, or broadcast across an outer loop."""
+        where = {}
+        for g in self.alive():
+            for mid in g.members:
+                if mid not in stored:
+                    where.setdefault(mid, []).append(g)
+        more = set()
+        for nid, gs in where.items():
+            n = self.by_id[nid]
+            cost = self._tree_cost(n, stored)
+            if len(gs) > 1 and cost > RECOMPUTE_BUDGET:
+                more.add(nid)
+                for u in self.users[nid]:
+                    self.reasons[(nid, u.id)] = (
+                        f"{n.op} is needed by {len(gs)} kernels and costs too much to recompute "
+                        f"in each (cost {cost} > {RECOMPUTE_BUDGET}), so it is stored")
+                continue
+            for g in gs:
+                dom = g.domain
+                size = int(np.prod(dom)) if dom else 1
+                if cost > RECOMPUTE_BUDGET and n.size * 4 <= size and \
+                        not _trailing_broadcast(n.shape, dom):
+                    more.add(nid)
+                    for u in self.users[nid]:
+                        self.reasons[(nid, u.id)] = (
+                            f"{n.op} has shape {n.shape}, which is broadcast across the loop "
+                            f"domain {dom} of its consumer's kernel; recomputing it for every "
+                            "element would cost more than storing it")
+        return more
+
+    def _tree_cost(self, n: Node, stored: set) -> int:
+        seen, stack, total = set(), [n], 0
+        while stack:
+            x = stack.pop()
+            if x.id in seen:
+                continue
+            seen.add(x.id)
+            total += _cost(x)
+            for i in x.inputs:
+                if _kind(i) == "ew" and i.id not in stored:
+                    stack.append(i)
+        return total
+
+    # -- driver -------------------------------------------------------------------
+    def run(self) -> list[Kernel]:
+        stored = self.initial_stored()
+        for _ in range(5):
+            self.build_groups(stored)
+            self.row_fusion()
+            self.epilogues()
+            if self.ctx.opt_level >= 3:
+                self.vertical_horizontal()
+                self.accumulations()
+            more = self.duplicated(stored)
+            if not more:
+                break
+            stored |= more
+        return self.to_kernels()
+
+    def to_kernels(self) -> list[Kernel]:
+        live = self.alive()
+        # a stored node whose readers all ended up in its own kernel needs no buffer
+        for g in live:
+            keep = []
+            for r in g.roots:
+                if r.id in self.required or _kind(r) != "ew":
+                    keep.append(r)
+                    continue
+                readers = {self.group_of.get(u.id) or self._group_containing(u) for u in
+                           self.users[r.id]}
+                if readers == {g} and not any(_kind(u) == "matmul" for u in self.users[r.id]):
+                    continue      # stays a member, computed inline
+                keep.append(r)
+            g.roots = keep
+        order = self._order(live)
+        kernels = []
+        for g in order:
+            outs = sorted(g.roots, key=lambda n: self.pos[n.id])
+            kind = "custom" if g.custom is not None else ("matmul" if g.matmul is not None
+                                                          else "loop")
+            name = "+".join(dict.fromkeys(self.by_id[m].op for m in sorted(
+                g.members, key=self.pos.get)))
+            if len(name) > 60:
+                name = name[:57] + "..."
+            kernels.append(Kernel(kind, outs, set(g.members), g.domain, name=name,
+                                  split=g.split, matmul=g.matmul,
+                                  hoisted=list(g.hoisted), accumulates=list(g.accum)))
+        self._record_reasons(kernels)
+        return kernels
+
+    def _group_containing(self, n: Node):
+        for g in self.alive():
+            if n.id in g.members:
+                return g
+        return None
+
+    def _order(self, live):
+        """Topological order of the kernels (by their first dependency)."""
+        deps = self.deps()
+        done, order = set(), []
+        pending = sorted(live, key=lambda g: min(self.pos[r.id] for r in g.roots)
+                         if g.roots else 0)
+        while pending:
+            for g in pending:
+                if deps.get(g.gid, set()) <= done:
+                    order.append(g)
+                    done.add(g.gid)
+                    pending.remove(g)
+                    break
+            else:
+                raise RuntimeError("fusion produced a cyclic kernel graph")
+        return order
+
+    def _record_reasons(self, kernels):
+        kof = {}
+        for i, k in enumerate(kernels):
+            for m in k.members:
+                kof.setdefault(m, i)
+        for n in self.nodes:
+            for u in self.users[n.id]:
+                if kof.get(n.id) == kof.get(u.id):
+                    continue
+                key = (n.id, u.id)
+                if key in self.reasons:
+                    continue
+                self.reasons[key] = self._generic_reason(n, u, kernels, kof)
+
+    def _generic_reason(self, n: Node, u: Node, kernels, kof) -> str:
+        kn, ku = _kind(n), _kind(u)
+        if kn == "reduce":
+            return (f"reduction boundary: {n.op} over axes {n.attrs['axes']} must finish before "
+                    f"{u.op} can use it, and {u.op}'s kernel does not loop over the reduced "
+                    f"domain {n.inputs[0].shape} row by row")
+        if kn == "matmul":
+            return (f"the matmul's epilogue covers consumers over its shape {n.shape}; {u.op} "
+                    f"loops over {kernels[kof[u.id]].shape}")
+        if kn == "custom" or ku == "custom":
+            return "an opaque op (custom kernel) is never fused"
+        if ku == "matmul":
+            return "a matmul reads its operands from memory"
+        if n.id in self.required:
+            return (f"{n.op} is a graph output; its consumer {u.op} is in a kernel over a "
+                    f"different domain ({kernels[kof[u.id]].shape} vs {n.shape})")
+        ka, kb = kernels[kof[n.id]], kernels[kof[u.id]]
+        if ka.shape != kb.shape:
+            return (f"the kernels loop over different domains ({ka.shape} vs {kb.shape}) and "
+                    f"{n.op} is stored for other consumers")
+        return "merging the two kernels would make the kernel graph cyclic"
+
+
+class Fusion(Pass):
+    name = "fusion"
+    purpose = "group nodes into kernels: loop fusion, reduction prologues and rows, GEMM epilogues"
+    min_level = 0
+
+    def run(self, graph: Graph, ctx: PassContext) -> Graph:
+        if ctx.opt_level < 2:
+            ctx.kernels = plan_unfused(graph)
+            ctx.notes.append(f"fusion is off at opt_level {ctx.opt_level}: one kernel per op")
+        else:
+            ctx.kernels = Fuser(graph, ctx).run()
+        ctx.notes.append(f"{len(ctx.kernels)} kernels for {len(graph.op_nodes())} op nodes")
+        return graph
+
+
+register_pass(Fusion())
