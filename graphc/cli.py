@@ -13,7 +13,14 @@ def main(argv=None) -> int:
     d.add_argument("--steps", type=int, default=2000)
     d.add_argument("--lr", type=float, default=0.5)
     sub.add_parser("info", help="print versions and the host CPU LLVM targets")
+    ins = sub.add_parser("inspect", help="run a script and print the report of every graph "
+                                         "it compiles")
+    ins.add_argument("script", help="a Python script that calls graphc.compile")
+    ins.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
+    ins.add_argument("--dump", metavar="DIR", help="also dump every stage of every graph to DIR")
     args = p.parse_args(argv)
+    if args.cmd == "inspect":
+        return inspect_script(args.script, args.args, args.dump)
     if args.cmd == "demo":
         from .demo import main as demo
         demo(steps=args.steps, lr=args.lr)
@@ -27,6 +34,36 @@ def main(argv=None) -> int:
         print(f"graphc {__version__}, numpy {numpy.__version__}, llvmlite {llvmlite.__version__}, "
               f"LLVM {h['llvm']}")
         print(f"host: {h['triple']}, cpu {h['cpu']}")
+    return 0
+
+
+def inspect_script(script: str, argv: list, dump_dir: str | None = None) -> int:
+    """Run ``script`` as __main__; print the report of each function it compiles."""
+    import os
+    import runpy
+
+    from . import compiler
+    count = [0]
+
+    def hook(f):
+        count[0] += 1
+        print(f"\n=== graphc: compiled function #{count[0]} "
+              f"({f.compile_seconds * 1e3:.1f} ms) ===", flush=True)
+        print(f.report(), flush=True)
+        if dump_dir:
+            print(f"dumped to {f.dump(dump_dir)}", flush=True)
+    if not os.path.exists(script):
+        print(f"graphc inspect: no such script: {script}", file=sys.stderr)
+        return 2
+    compiler._hooks.append(hook)
+    old_argv = sys.argv
+    sys.argv = [script, *argv]
+    try:
+        runpy.run_path(script, run_name="__main__")
+    finally:
+        sys.argv = old_argv
+        compiler._hooks.remove(hook)
+    print(f"\ngraphc inspect: {count[0]} compiled function(s)")
     return 0
 
 

@@ -39,8 +39,10 @@ def kernel_rows(f) -> list[dict]:
 def report(f) -> str:
     """Text report: passes (time, node counts), kernels, memory plan."""
     g = f.graph
+    how = (f"opt_level {f.opt_level}, backend llvm" if f.backend == "llvm"
+           else "backend interp (the numpy interpreter: no passes, no kernels)")
     lines = [f"graphc: {len(g.placeholders)} input(s), {len(g.outputs)} output(s), "
-             f"{len(g.updates)} update(s), opt_level {f.opt_level}, backend {f.backend}"]
+             f"{len(g.updates)} update(s), {how}"]
     if f.passes:
         lines.append("")
         lines.append("passes                     ms    nodes")

@@ -88,4 +88,6 @@ def test_every_registered_op_is_in_the_table():
     # primitives reached through a public composite in the table
     via = {"reduce_sum": "sum", "reduce_max": "max", "slice": "getitem", "unslice": "getitem"}
     for name in registry.OPS:
+        if name.startswith("test_"):      # registered by a test, not by graphc
+            continue
         assert name in tested or via.get(name) in tested, f"op {name} is not in the op table"

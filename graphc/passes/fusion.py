@@ -102,6 +102,7 @@ class Fuser:
         self.required = {o.id for o in graph.outputs if not o.is_leaf}
         self.required |= {v.id for _, v in graph.updates if not v.is_leaf}
         self.reasons = ctx.fusion_reasons
+        self.forced = set()     # stored because recomputing them would cost too much
 
     # -- step 1 -------------------------------------------------------------------
     def _gemm_view(self, n: Node, stored: set) -> bool:
@@ -249,6 +250,76 @@ class Fuser:
         return (len(g.roots) == 1 and _kind(g.roots[0]) == "reduce" and not g.hoisted
                 and not g.accum and g.matmul is None)
 
+    def _row_reads_ok(self, c: _Group, r: Node, split: int) -> bool:
+        """Would every read of the row reduction ``r`` inside kernel ``c`` (once
+        r is hoisted there) be of the current row? Index expressions are
+        followed symbolically from c's outputs down to r."""
+        D = c.domain
+        members = c.members | self.tree(r, set(self.group_of))
+        want = tuple(("o", k) for k in range(split))
+        want = want + (0,) * (r.ndim - split)
+        full = tuple(("o", k) for k in range(split)) + tuple(
+            ("i", k) for k in range(len(D) - split))
+        starts = [(n, full) for n in c.roots if n.shape == D and _kind(n) == "ew"]
+        starts += [(h.inputs[0], full) for h in c.hoisted]
+        starts.append((r.inputs[0], full))
+        seen = set()
+        fresh = [0]
+        while starts:
+            n, idx = starts.pop()
+            if (n.id, idx) in seen or n.is_leaf:
+                continue
+            seen.add((n.id, idx))
+            for i, iidx in self._input_indices(n, idx, fresh):
+                if i is r:
+                    if iidx != want:
+                        return False
+                elif i.id in members and not i.is_leaf:
+                    starts.append((i, iidx))
+        return True
+
+    def _input_indices(self, n: Node, idx: tuple, fresh):
+        """(input, symbolic index) pairs at which computing n at idx reads its inputs
+        (None entries: unknown)."""
+        def bcast(inp):
+            lead = len(idx) - inp.ndim
+            return tuple(0 if inp.shape[k] == 1 else idx[lead + k] for k in range(inp.ndim))
+        d = registry.get(n.op)
+        if d.kind == "elementwise" or n.op == "broadcast_to":
+            return [(i, bcast(i)) for i in n.inputs]
+        if n.op == "transpose":
+            src = [None] * n.ndim
+            for k, p in enumerate(n.attrs["axes"]):
+                src[p] = idx[k]
+            return [(n.inputs[0], tuple(src))]
+        if n.op == "reshape":
+            from ..ops.movement import reshape_groups
+            x = n.inputs[0]
+            src = [None] * x.ndim
+            for sa, da in reshape_groups(x.shape, n.shape):
+                if len(sa) == 1 and len(da) == 1:
+                    src[sa[0]] = idx[da[0]]
+                else:
+                    for a in sa:
+                        src[a] = 0 if x.shape[a] == 1 else None
+            return [(x, tuple(src))]
+        if n.op == "one_hot":
+            return [(n.inputs[0], idx[:-1])]
+        if d.kind == "reduce":
+            axes, keep = n.attrs["axes"], n.attrs["keepdims"]
+            x = n.inputs[0]
+            out, k = [], 0
+            for a in range(x.ndim):
+                if a in axes:
+                    fresh[0] += 1
+                    out.append(("r", fresh[0]))
+                    k += keep
+                else:
+                    out.append(idx[k])
+                    k += 1
+            return [(x, tuple(out))]
+        return [(i, (None,) * i.ndim) for i in n.inputs]
+
     def row_fusion(self):
         # consumers first, so a sum that uses a max joins before the max does
         for r in reversed(self.nodes):
@@ -263,6 +334,13 @@ class Fuser:
                      and c.domain == D and c.split in (len(D), split) and r.id in self.reads(c)]
             target = None
             for c in cands:
+                if not self._row_reads_ok(c, r, split):
+                    for u in self.users[r.id]:
+                        if u.id in c.members:
+                            self.reasons[(r.id, u.id)] = (
+                                f"{u.op} reads the reduction at other rows than the one being "
+                                "computed, so the reduction cannot run row by row inside its loop")
+                    continue
                 if target is None:
                     if self.can_merge(c, g):
                         c.split = split
@@ -276,7 +354,8 @@ class Fuser:
                                 self.reasons[(r.id, u.id)] = (
                                     "fusing this reduction into its consumer's row loop would "
                                     "make the kernel graph cyclic")
-                elif c.alive and self.can_merge(target, c):
+                elif c.alive and self.can_merge(target, c) and all(
+                        self._row_reads_ok(c, h, split) for h in target.hoisted):
                     self.merge(target, c)       # a second consumer joins the same row kernel
         # horizontal: a trailing reduction over the domain of an existing row kernel
         for r in self.nodes:
@@ -289,7 +368,8 @@ class Fuser:
             D, split = tr
             for c in self.alive():
                 if c is not g and c.is_loop and c.matmul is None and c.domain == D and \
-                        c.split == split and self.can_merge(c, g):
+                        c.split == split and self._row_reads_ok(c, r, split) and \
+                        self.can_merge(c, g):
                     g.hoisted = [r]
                     self.merge(c, g)
                     c.hoisted.sort(key=lambda n: self.pos[n.id])
@@ -326,6 +406,9 @@ class Fuser:
                         continue
                     ra, rb = self.reads(a), self.reads(b)
                     b_out = {r.id for r in b.roots}
+                    a_out = {r.id for r in a.roots}
+                    if (rb & a_out & self.forced) or (ra & b_out & self.forced):
+                        continue        # it was stored so that it is not recomputed inline
                     if a.matmul is not None and ra & b_out:
                         continue        # the GEMM would need b's result before it is computed
                     related = (rb & {r.id for r in a.roots}) or (ra & b_out) or \
@@ -367,6 +450,55 @@ class Fuser:
                     self.merge(c, g)
                     break
 
+    def sink_into_producers(self):
+        """Compute cheap consumers of a stored value in the kernel that produces
+        it, when that lets the value die there: the backward pass's ReLU mask
+        ``h > 0`` is computed (and stored as bool) by the forward kernel that
+        computes ``h``, instead of keeping ``h`` alive until the backward pass."""
+        for k2 in self.alive():
+            if not k2.is_loop:
+                continue
+            for xid in sorted(self.reads(k2)):
+                k1 = self.group_of.get(xid)
+                if k1 is None or k1 is k2 or not k1.alive or not k1.is_loop or \
+                        xid in self.required:
+                    continue
+                X = self.by_id[xid]
+                accum = {a.id for a in k1.accum}
+                avail = (k1.members - accum) | {xid}
+                comp = set()
+                for mid in sorted(k2.members, key=self.pos.get):
+                    n = self.by_id[mid]
+                    if _kind(n) != "ew" or n in k2.roots and n.id in self.required:
+                        continue
+                    ins = n.inputs
+                    if all(i.is_leaf or i.id in avail or i.id in comp for i in ins) and \
+                            any(i.id == xid or i.id in comp for i in ins):
+                        comp.add(mid)
+                if not comp:
+                    continue
+                rest = k2.members - comp
+                if any(xid in {i.id for i in self.by_id[m].inputs} for m in rest):
+                    continue          # k2 still needs X itself
+                if any(g is not k1 and g is not k2 and xid in self.reads(g)
+                       for g in self.alive()):
+                    continue          # someone else needs X anyway
+                boundary = [self.by_id[m] for m in comp if any(
+                    u.id in rest for u in self.users[m])]
+                if not boundary or any(b.shape != k1.domain for b in boundary):
+                    continue
+                if sum(b.size * b.dtype.itemsize for b in boundary) >= X.size * X.dtype.itemsize:
+                    continue
+                for b in boundary:
+                    k1.roots.append(b)
+                    self.group_of[b.id] = k1
+                    for u in self.users[b.id]:
+                        self.reasons[(b.id, u.id)] = (
+                            f"{b.op} is computed early, by the kernel that produces its input "
+                            f"{X.op} (which can then be freed), and stored for {u.op}")
+                k1.members |= comp
+                k2.members -= comp
+
     def _read_inside(self, c: _Group, r: Node) -> bool:
         return any(r.id in {i.id for i in self.by_id[m].inputs} for m in c.members)
 
@@ -391,7 +523,7 @@ class Fuser:
                         f"in each (cost {cost} > {RECOMPUTE_BUDGET}), so it is stored")
                 continue
             for g in gs:
-                dom = g.domain
+                dom = self._iteration_domain(g)
                 size = int(np.prod(dom)) if dom else 1
                 if cost > RECOMPUTE_BUDGET and n.size * 4 <= size and \
                         not _trailing_broadcast(n.shape, dom):
@@ -402,6 +534,17 @@ class Fuser:
                             f"domain {dom} of its consumer's kernel; recomputing it for every "
                             "element would cost more than storing it")
         return more
+
+    def _iteration_domain(self, g: _Group) -> tuple:
+        """The largest index space g's loops run over: its domain, or the input
+        of a reduction it evaluates inline (an inner loop per output element)."""
+        staged = {r.id for r in g.hoisted} | {a.id for a in g.accum}
+        dom = g.domain
+        for mid in g.members:
+            n = self.by_id[mid]
+            if _kind(n) == "reduce" and mid not in staged and n.inputs[0].size > int(np.prod(dom)):
+                dom = n.inputs[0].shape
+        return dom
 
     def _tree_cost(self, n: Node, stored: set) -> int:
         seen, stack, total = set(), [n], 0
@@ -426,10 +569,12 @@ class Fuser:
             if self.ctx.opt_level >= 3:
                 self.vertical_horizontal()
                 self.accumulations()
+                self.sink_into_producers()
             more = self.duplicated(stored)
             if not more:
                 break
             stored |= more
+            self.forced |= more
         return self.to_kernels()
 
     def to_kernels(self) -> list[Kernel]:
@@ -438,7 +583,7 @@ class Fuser:
         for g in live:
             keep = []
             for r in g.roots:
-                if r.id in self.required or _kind(r) != "ew":
+                if r.id in self.required or _kind(r) != "ew" or r.id in self.forced:
                     keep.append(r)
                     continue
                 readers = {self.group_of.get(u.id) or self._group_containing(u) for u in
