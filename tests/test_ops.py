@@ -91,3 +91,20 @@ def test_every_registered_op_is_in_the_table():
         if name.startswith("test_"):      # registered by a test, not by graphc
             continue
         assert name in tested or via.get(name) in tested, f"op {name} is not in the op table"
+
+
+@pytest.mark.parametrize("level", [0, 1, 2])
+@pytest.mark.parametrize("info,sample", CASES, ids=IDS)
+def test_op_every_opt_level(info, sample, level):
+    """The op table at the other opt levels (3, the default, is above)."""
+    rng = np.random.default_rng(zlib.crc32(f"{info.name}{sample!r}".encode()))
+    arrays = draw(info, sample, rng)
+    phs, out = _build(info, sample, arrays)
+    feeds = feeds_for(phs, arrays)
+    want = gc.compile(out, backend="interp")(**feeds)
+    got = gc.compile(out, opt_level=level)(**feeds)
+    atol = info.atol
+    if out.dtype == np.float32:
+        atol = max(atol, 1e-6 * max(1.0, sum(float(np.abs(a).sum()) for a in arrays
+                                             if a.dtype.kind == "f")))
+    assert_close(got, want, info.rtol, atol, f"opt_level {level} vs interp")
