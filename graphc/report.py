@@ -100,12 +100,12 @@ def why_not_fused(f, a: Node, b: Node) -> str:
         return "this function has no kernels (interpreter backend)"
     a2, b2 = f.current(a), f.current(b)
     pre = []
-    for orig, cur in ((a, a2), (b, b2)):
-        if cur is not orig:
-            pre.append(f"{orig.name} ({orig.op}) was rewritten to {cur.name} ({cur.op}) by the "
-                       "graph passes")
-    a, b = a2, b2
     num = f.graph.numbering()
+    for orig, cur in ((a, a2), (b, b2)):
+        if cur.op != orig.op and cur.id in num:
+            pre.append(f"{orig.op} {orig.name!r} was rewritten to %{num[cur.id]} ({cur.op}) "
+                       "by the graph passes")
+    a, b = a2, b2
     for n in (a, b):
         if n.id not in num:
             return "; ".join(pre + [f"{n.name} is not in the compiled graph"])

@@ -49,6 +49,7 @@ class PassContext:
     rewrites: list = field(default_factory=list)         # (old node, new node, rule) of the current pass
     notes: list = field(default_factory=list)            # lines the current pass wants in its record
     node_map: dict = field(default_factory=dict)         # original node id -> its node now
+    last_map: dict = field(default_factory=dict)         # node id -> its image, in the current pass
 
     def remap(self, m: dict) -> None:
         """Record that a pass replaced node id k by node m[k]."""
@@ -74,6 +75,7 @@ class PassRecord:
         self.rewrites = list(rewrites)
         self.notes = list(notes)
         self.kernels = kernels
+        self.image = {}          # node id before -> node after (for graph passes)
         self._text = {}
 
     @property
@@ -110,8 +112,19 @@ class PassRecord:
             o = f"%{nb[old.id]}" if old.id in nb else old.name
             n = f"%{na[new.id]}" if new.id in na else new.name
             out.append(f"  rewrote {o} ({old.op}) -> {n} ({new.op})   [{rule}]")
-        removed = [lines_b[n.id].strip() for n in before.nodes if n.id not in na]
-        added = [lines_a[n.id].strip() for n in after.nodes if n.id not in nb]
+        # a node rebuilt only because its inputs changed is the same node, not a change
+        rewritten = {old.id for old, _, _ in self.rewrites}
+        same = {}
+        for n in before.nodes:
+            img = self.image.get(n.id)
+            if img is not None and img.id in na and n.id not in rewritten and img.op == n.op \
+                    and img.attrs == n.attrs:
+                same[n.id] = img.id
+        images = set(same.values())
+        removed = [lines_b[n.id].strip() for n in before.nodes
+                   if n.id not in na and n.id not in same]
+        added = [lines_a[n.id].strip() for n in after.nodes
+                 if n.id not in nb and n.id not in images]
         out += [f"  - {t}" for t in removed]
         out += [f"  + {t}" for t in added]
         out += [f"  note: {t}" for t in self.notes]
@@ -205,7 +218,7 @@ class Pipeline:
         if not ctx.node_map:
             ctx.node_map = {n.id: n for n in graph.nodes}
         for p in self.passes:
-            ctx.rewrites, ctx.notes = [], []
+            ctx.rewrites, ctx.notes, ctx.last_map = [], [], {}
             t = time.perf_counter()
             out = p.run(graph, ctx)
             dt = time.perf_counter() - t
@@ -213,7 +226,9 @@ class Pipeline:
                 raise TypeError(f"pass {p.name!r} returned {type(out).__name__}, not a Graph")
             if verify_each and out is not graph:
                 verify(out, sig, p.name)
-            records.append(PassRecord(p.name, p.purpose, dt, graph, out, ctx.rewrites, ctx.notes,
-                                      ctx.kernels))
+            rec = PassRecord(p.name, p.purpose, dt, graph, out, ctx.rewrites, ctx.notes,
+                             ctx.kernels)
+            rec.image = dict(ctx.last_map)
+            records.append(rec)
             graph = out
         return graph, records

@@ -40,6 +40,7 @@ def rebuild(graph: Graph, replace, ctx=None, rule_name: str = "") -> tuple[Graph
         m[n.id] = cur
     if ctx is not None and hasattr(ctx, "remap"):
         ctx.remap(m)
+        ctx.last_map.update({k: v for k, v in m.items()})
     outs = [m[o.id] for o in graph.outputs]
     ups = [(p, m[v.id]) for p, v in graph.updates]
     return Graph(outs, inputs=graph.placeholders, updates=ups), count
