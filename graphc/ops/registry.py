@@ -45,6 +45,7 @@ class OpDef:
     reduce_init: Callable | None = None
     reduce_combine: Callable | None = None
     kernel: Callable | None = None
+    reduce_acc_dtype: Callable | None = None    # dtype -> dtype the reduction accumulates in
     doc: str = ""
     extra: dict = field(default_factory=dict)
 
