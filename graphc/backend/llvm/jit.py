@@ -19,7 +19,7 @@ _state: dict = {}
 
 def _init():
     with _lock:
-        if "tm" not in _state:
+        if "tms" not in _state:
             llvm.initialize_native_target()
             llvm.initialize_native_asmprinter()
             target = llvm.Target.from_default_triple()
@@ -28,22 +28,30 @@ def _init():
             _state["cpu"] = cpu
             _state["features"] = feats
             _state["triple"] = llvm.get_process_triple()
-            _state["tms"] = {}
             tm = target.create_target_machine(cpu=cpu, features=feats, opt=3,
                                               codemodel="jitdefault")
-            _state["tms"][3] = tm
             _state["data_layout"] = str(tm.target_data)
+            _state["tms"] = {3: tm}
         return _state
 
 
+def _new_target_machine(opt: int):
+    st = _init()
+    target = llvm.Target.from_default_triple()
+    return target.create_target_machine(cpu=st["cpu"], features=st["features"], opt=opt,
+                                        codemodel="jitdefault")
+
+
 def target_machine(opt: int = 3):
+    """The shared target machine for ``opt`` (pass pipelines, assembly).
+
+    Never hand it to an execution engine: an MCJIT engine takes ownership of
+    its target machine and deletes it with itself (see :class:`JitModule`)."""
     st = _init()
     with _lock:
         tm = st["tms"].get(opt)
         if tm is None:
-            target = llvm.Target.from_default_triple()
-            tm = st["tms"][opt] = target.create_target_machine(
-                cpu=st["cpu"], features=st["features"], opt=opt, codemodel="jitdefault")
+            tm = st["tms"][opt] = _new_target_machine(opt)
         return tm
 
 
@@ -72,7 +80,10 @@ class JitModule:
                 pb = llvm.create_pass_builder(tm, pto)
                 pb.getModulePassManager().run(mod, pb)
             self.optimized_ir = str(mod)
-            self.engine = llvm.create_mcjit_compiler(mod, tm)
+            # MCJIT owns (and deletes with itself) the target machine it is
+            # given, so every engine gets its own; sharing one would leave the
+            # others with a dangling target machine once an engine is freed.
+            self.engine = llvm.create_mcjit_compiler(mod, _new_target_machine(opt))
             self.engine.finalize_object()
             self.address = self.engine.get_function_address(entry)
         self._opt = opt
