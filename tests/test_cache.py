@@ -149,14 +149,14 @@ def test_concurrent_processes_leave_a_valid_cache(cache_dir):
 
 def test_graph_with_external_op_is_not_cached_on_disk(cache_dir):
     from graphc.ops.registry import OpDef, make, register
-    if "ext_double" not in gc.OPS:
-        register(OpDef("ext_double", "elementwise", lambda ins, a: (ins[0].shape, ins[0].dtype),
+    if "test_ext_double" not in gc.OPS:
+        register(OpDef("test_ext_double", "elementwise", lambda ins, a: (ins[0].shape, ins[0].dtype),
                        lambda x: x * 2, lambda n, g: [g * 2.0], scalar=lambda s, n, x: x + x))
     x = gc.placeholder((3,), "float64", name="x")
-    f = gc.compile(make("ext_double", (x,)))
+    f = gc.compile(make("test_ext_double", (x,)))
     np.testing.assert_array_equal(f(x=np.ones(3)), [2, 2, 2])
     assert cache.entries() == []
-    assert gc.compile(make("ext_double", (x,))).cache_hit == "memory"
+    assert gc.compile(make("test_ext_double", (x,))).cache_hit == "memory"
 
 
 def test_changed_graphc_source_is_a_miss(cache_dir, monkeypatch):
