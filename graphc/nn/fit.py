@@ -116,7 +116,7 @@ def fit(step, data, epochs: int = 1, batch_size: int | None = None, *, shuffle: 
                 if bar is not None:
                     bar.update(1)
                     if i % max(1, every // 10) == 0 or i + 1 == total:
-                        bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{loss:.4f}")
+                        bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{loss:.4f}", refresh=False)
                 elif plain and ((i + 1) % every == 0 or i + 1 == total or i == 0):
                     print(f"step {i + 1:6d}/{total}  epoch {epoch + 1}/{epochs}  loss {loss:.4f}"
                           f"  ({time.perf_counter() - t0:.1f} s)", file=sys.stdout, flush=True)
