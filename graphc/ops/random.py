@@ -73,7 +73,8 @@ def _uniform_infer(inputs, attrs):
 
 def _uniform_lower(ctx, n, idx):
     from llvmlite import ir
-    b, s = ctx.b, ctx.s
+    s = ctx.s
+    b = s.b                      # the IRBuilder behind the scalar builder
     i32, i64 = ir.IntType(32), ir.IntType(64)
     c64 = lambda v: ir.Constant(i64, v)
     c32 = lambda v: ir.Constant(i32, v)
