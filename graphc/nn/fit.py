@@ -74,7 +74,8 @@ def fit(step, data, epochs: int = 1, batch_size: int | None = None, *, shuffle: 
     ``feeds``: inputs given the same value every step, or a function of the
     step number (e.g. a learning-rate placeholder: ``{"lr": lambda i: ...}``).
     ``progress``: a tqdm bar when tqdm is installed, else plain lines (about
-    ten); ``"plain"`` forces lines; ``False`` is silent.
+    ten; ``log_every`` steps apart if given); ``"plain"`` forces lines;
+    ``False`` is silent.
     """
     feeds = dict(feeds or {})
     if not isinstance(epochs, (int, np.integer)) or epochs < 0:

@@ -41,13 +41,19 @@ def clip_by_global_norm(grads: list, max_norm: float, eps: float = 1e-6) -> list
     return [g * O.cast(coef, g.dtype) for g in grads]
 
 
-def _check_rate(cls: str, name: str, v, lo=0.0, hi=None, lo_open=False) -> float:
+def _check_rate(cls: str, name: str, v, lo=0.0, hi=None, lo_open=False, hi_closed=False) -> float:
+    """``v`` as a float, checked to lie in ``[lo, hi)`` (or the variants)."""
     if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
         raise ConfigTypeError(f"{cls}: {name} must be a number, got {v!r}")
     v = float(v)
-    if not math.isfinite(v) or v < lo or (lo_open and v == lo) or (hi is not None and v >= hi):
-        rng = f"[{lo}, {hi})" if hi is not None else (f"> {lo}" if lo_open else f">= {lo}")
-        raise ConfigError(f"{cls}: {name} must be {rng}, got {v}")
+    bad = not math.isfinite(v) or v < lo or (lo_open and v == lo)
+    if hi is not None:
+        bad = bad or v > hi or (not hi_closed and v == hi)
+    if bad:
+        left = "(" if lo_open else "["
+        right = "" if hi is None else f", {hi}{']' if hi_closed else ')'}"
+        where = f"in {left}{lo}{right}" if hi is not None else (f"> {lo}" if lo_open else f">= {lo}")
+        raise ConfigError(f"{cls}: {name} must be {where}, got {v}")
     return v
 
 

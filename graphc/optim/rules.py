@@ -9,6 +9,7 @@ import numpy as np
 from .. import ops as O
 from ..ir import dtypes as D
 from ..ir.node import Node
+from ..nn.errors import ConfigError, ConfigTypeError
 from .base import Optimizer, _check_rate
 
 
@@ -29,7 +30,6 @@ class SGD(Optimizer):
         self.dampening = _check_rate("SGD", "dampening", dampening)
         self.nesterov = bool(nesterov)
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
-            from ..nn.errors import ConfigError
             raise ConfigError("SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
 
     def init_state(self, p):
@@ -69,7 +69,6 @@ class Adam(Optimizer):
         try:
             b1, b2 = betas
         except (TypeError, ValueError):
-            from ..nn.errors import ConfigTypeError
             raise ConfigTypeError(f"{name}: betas must be a pair, got {betas!r}") from None
         self.betas = (_check_rate(name, "betas[0]", b1, hi=1.0),
                       _check_rate(name, "betas[1]", b2, hi=1.0))
@@ -134,7 +133,7 @@ class RMSProp(Optimizer):
     def __init__(self, lr=1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
                  momentum: float = 0.0, centered: bool = False, *, clip_norm=None):
         super().__init__(lr, clip_norm=clip_norm)
-        self.alpha = _check_rate("RMSProp", "alpha", alpha, hi=1.0 + 1e-12)
+        self.alpha = _check_rate("RMSProp", "alpha", alpha, hi=1.0, hi_closed=True)
         self.eps = _check_rate("RMSProp", "eps", eps)
         self.weight_decay = _check_rate("RMSProp", "weight_decay", weight_decay)
         self.momentum = _check_rate("RMSProp", "momentum", momentum)
