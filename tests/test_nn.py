@@ -346,3 +346,17 @@ def test_dropout_gradient_uses_the_same_mask():
     (g,) = gc.grad(gc.sum(y), [x])
     yv, gv = gc.compile([y, g])(x=np.ones(50))
     np.testing.assert_allclose(gv, yv)        # dy/dx = mask / (1-p) = y at x = 1
+
+
+def test_dropout_matches_a_numpy_reference():
+    from optable import _np_random_uniform
+    d = nn.Dropout(0.3, seed=5)
+    x = gc.placeholder((6, 7), "float32", name="x")
+    y = d(x)
+    step = gc.compile(y, updates=nn.rng_updates(y))
+    (node,) = [n for n in step.graph.nodes if n.op == "random_uniform"]
+    X = np.random.default_rng(0).standard_normal((6, 7)).astype(np.float32)
+    for counter in range(3):
+        u = _np_random_uniform(counter, (6, 7), node.attrs["seed"], "float32")
+        want = np.where(u >= np.float32(0.3), X * np.float32(1 / 0.7), np.float32(0))
+        np.testing.assert_allclose(step(x=X), want, rtol=1e-7)
