@@ -13,6 +13,7 @@ it with :func:`grad`, and :func:`compile` it to one native kernel::
 """
 from __future__ import annotations
 
+from . import nn, optim
 from .autodiff import grad
 from .compiler import CompiledFunction, compile
 from .errors import (
@@ -35,4 +36,4 @@ __version__ = "0.1.0"
 __all__ = ["grad", "compile", "CompiledFunction", "Graph", "Node", "placeholder", "parameter",
            "GraphcError", "ShapeError", "DTypeError", "InputError", "InputTypeError",
            "RuntimeCheckError", "float32", "float64", "int32", "int64", "bool_",
-           *_ops_all]
+           "nn", "optim", *_ops_all]
