@@ -13,10 +13,16 @@ def main(argv=None) -> int:
     d.add_argument("--steps", type=int, default=2000)
     d.add_argument("--lr", type=float, default=0.5)
     sub.add_parser("info", help="print versions and the host CPU LLVM targets")
+    from .bench import add_arguments as bench_arguments
+    bench_arguments(sub.add_parser("bench", help="benchmark graphc against numpy, JAX, PyTorch "
+                                                 "(see docs/benchmarks.md)"))
     args = p.parse_args(argv)
     if args.cmd == "demo":
         from .demo import main as demo
         demo(steps=args.steps, lr=args.lr)
+    elif args.cmd == "bench":
+        from .bench import run_from_args
+        return run_from_args(args)
     elif args.cmd == "info":
         import llvmlite
         import numpy
