@@ -82,6 +82,11 @@ def format_report(results: dict) -> str:
            + ("  (--quick sizes)" if m["options"]["quick"] else ""),
            f"host: {h['cpu']} ({h['llvm_cpu']}), {h['cpus']} CPU(s), {h['system']} {h['machine']}",
            "versions: " + ", ".join(f"{k} {val}" for k, val in v.items())]
+    la, lb = m.get("loadavg_start"), m.get("loadavg_end")
+    if la and lb:
+        out.append(f"load average (1 min) at start {la[0]:.2f}, at end {lb[0]:.2f}, on "
+                   f"{h['cpus']} CPU(s)" + ("  -- the machine was busy: timings are noisy"
+                                            if la[0] > 0.75 * h["cpus"] else ""))
     for k, note in m["thread_notes"].items():
         out.append(f"threads/{k}: {note}")
     for k, why in m["missing_peers"].items():

@@ -116,14 +116,11 @@ class Runner:
 
     def run(self) -> dict:
         t_start = time.perf_counter()
+        self.load_start = _loadavg()
         self.threads.apply_global()
         workloads = select_workloads(self.opts.only)
-        # import the peers up front (thread settings must precede the first use)
-        want = set(self.opts.impls) if self.opts.impls is not None else set(IMPL_ORDER)
-        if "jax.jit" in want:
-            self.peers.jax()
-        if want & {"torch", "torch.compile"}:
-            self.peers.torch()
+        # the peers are imported by the first factory that needs them (Peers
+        # applies the thread settings at import); nothing else is timed then
         cases_out = []
         for w in workloads:
             for case in w.make_cases(self.opts.quick):
@@ -201,7 +198,7 @@ class Runner:
         sample_time = max(o.min_time / max(o.repeat, 1), 1e-4)
         try:
             samples = timing.interleaved(fns, o.repeat, sample_time)
-        except Exception as e:      # noqa: BLE001 - report, keep going
+        except Exception as e:
             msg = f"{type(e).__name__} while timing: {e}".splitlines()[0][:300]
             self.say(f"    ERROR {msg}")
             for name in fns:
@@ -228,7 +225,7 @@ class Runner:
                 try:
                     with timing.time_limit(o.slow_timeout if slow else None):
                         wall, _, _ = timing.timed_once(fns[name])
-                except Exception as e:      # noqa: BLE001
+                except Exception as e:
                     res[name]["note"] = f"fresh compile failed: {type(e).__name__}: {e}"[:300]
                     continue
                 fresh[name].append(wall)
@@ -284,7 +281,16 @@ class Runner:
                         "slow_compile_repeat": o.slow_compile_repeat,
                         "skip_slow_peers": o.skip_slow_peers, "impls": o.impls, "only": o.only},
             "seconds": seconds,
+            "loadavg_start": self.load_start, "loadavg_end": _loadavg(),
         }
+
+
+def _loadavg() -> list | None:
+    """The 1, 5 and 15 minute load averages: other work on the machine."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def _cpu_model() -> str:

@@ -26,9 +26,9 @@ from inputs prepared in advance (so only the computation is timed):
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
