@@ -183,7 +183,17 @@ def write_png(results: dict, path: str) -> str | None:
         ax.tick_params(axis="x", labelsize=7)
         for i, (t, h) in enumerate(zip(vals, hi)):
             ax.text((t + h) * scale, i, "  " + fmt_time(t), va="center", fontsize=7)
-        ax.set_xlim(right=(max(vals) * scale * (4 if log else 1.25)) if vals else None)
+        if c["kind"] == "compile":       # fresh (not first) compiles: a marker
+            fr = [(i, r["median_s"]) for i, r in enumerate(
+                r for r in c["impls"].values() if r.get("first_s") is not None)
+                if r.get("median_s") is not None]
+            if fr:
+                ax.plot([t * scale for _, t in fr], [i for i, _ in fr], "kD", ms=4,
+                        label="median of fresh compiles")
+                ax.legend(fontsize=7, loc="lower right")
+        if vals:
+            right = max(t + h for t, h in zip(vals, hi)) * scale
+            ax.set_xlim(right=right * (4 if log else 1.3))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return None
