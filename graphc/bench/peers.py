@@ -118,7 +118,10 @@ class Threads:
             threadpool_limits = None
         if threadpool_limits is not None:
             Threads._limits = threadpool_limits(limits=n, user_api="blas")  # kept alive
-            return f"threadpoolctl.threadpool_limits({n}, 'blas')"
+            from threadpoolctl import threadpool_info
+            got = [f"{i.get('internal_api', '?')} -> {i.get('num_threads')} thread(s)"
+                   for i in threadpool_info() if i.get("user_api") == "blas"]
+            return f"threadpoolctl.threadpool_limits({n}, 'blas'): " + ("; ".join(got) or "no BLAS")
         done = _set_blas_threads_ctypes(n)
         if done:
             return "BLAS setter via ctypes: " + "; ".join(done)
@@ -142,7 +145,7 @@ class Threads:
             os.sched_setaffinity(0, set(sorted(old)[:n]))
         return old
 
-    def jax_after_import(self, old_affinity) -> None:
+    def jax_after_import(self, old_affinity, imported: bool) -> None:
         n = self.n
         if "jax" in self.notes:
             return
@@ -153,10 +156,11 @@ class Threads:
                     os.sched_setaffinity(int(tid), old_affinity)
                 except OSError:
                     pass
-            self.notes["jax"] = (f"CPU client created with an affinity of {n} CPU(s) "
-                                 f"(XLA sizes its pool from it)" +
-                                 (" and XLA_FLAGS single-thread flags" if n == 1 else ""))
-        else:
+            if imported:
+                self.notes["jax"] = (f"CPU client created with an affinity of {n} CPU(s) "
+                                     f"(XLA sizes its pool from it)" +
+                                     (" and XLA_FLAGS single-thread flags" if n == 1 else ""))
+        elif imported:
             self.notes["jax"] = "default (all CPUs)"
 
     def torch_after_import(self, torch) -> None:
@@ -186,7 +190,7 @@ class Peers:
                 self._mods["jax"] = None
                 self.missing["jax"] = _reason(e)
             finally:
-                self.threads.jax_after_import(old)
+                self.threads.jax_after_import(old, self._mods.get("jax") is not None)
         return self._mods["jax"]
 
     def torch(self):
