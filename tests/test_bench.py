@@ -91,10 +91,18 @@ def test_quick_with_peers(tmp_path):
     js = tmp_path / "r.json"
     # graphc's compiled rows are checked above; leaving them out saves their compile time
     impls = ["graphc-interp", "numpy", "jax.jit", "torch"]
-    out = bench("--skip-slow-peers", "--impls", ",".join(impls), "--json", str(js))
+    out = bench("--skip-slow-peers", "--impls", ",".join(impls), "--clock", "cpu",
+                "--json", str(js))
     assert out.returncode == 0, out.stderr + out.stdout
     res = json.loads(js.read_text())
     assert_all_ok(res, impls)
+    assert res["meta"]["options"]["clock"] == "cpu"
+    for c in res["cases"]:
+        assert c["basis"] == ("cpu_median_s" if c["kind"] == "time" else "median_s")
+        if c["kind"] == "time":
+            i = c["impls"]["graphc-interp"]
+            assert i["vs_graphc"] is None               # graphc's own row was not run
+            assert i["cpu_median_s"] > 0
     for c in res["cases"]:
         assert "jax.jit" in c["impls"]
         if "torch.compile" in c["impls"]:

@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds of samples per implementation and case (default 0.5)")
     p.add_argument("--compile-repeat", type=int, metavar="N",
                    help="fresh compiles after the first, compile workload (default 5)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="what ratios and targets compare: wall-clock medians (default) or "
+                        "process CPU time per call (steadier with --threads 1 on a busy machine)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and few samples (tests)")
     p.add_argument("--skip-slow-peers", action="store_true",
                    help="skip torch.compile (its first compile takes 10 s or more)")
@@ -67,7 +70,7 @@ def options_from_args(a: argparse.Namespace) -> Options:
                 compile_repeat=pick(a.compile_repeat, "compile_repeat"),
                 slow_compile_repeat=0 if a.quick else 1, quick=a.quick,
                 skip_slow_peers=a.skip_slow_peers, slow_timeout=a.slow_timeout,
-                progress=not a.quiet, command=default_command())
+                progress=not a.quiet, clock=a.clock, command=default_command())
     if o.repeat < 1 or o.min_time <= 0 or o.compile_repeat < 0:
         raise ValueError("bench: --repeat must be >= 1, --min-time > 0, --compile-repeat >= 0")
     if o.impls is not None:

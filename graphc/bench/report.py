@@ -49,20 +49,20 @@ def case_lines(c: dict) -> list[str]:
                 rows.append([name, "", "", "", "", "", _check_text(r)])
     else:
         gfl = c.get("flops") is not None
-        header = ["impl", "median", "IQR", "min", "cpu/wall"] + (["GFLOP/s"] if gfl else []) + \
-                 ["vs graphc", "check"]
+        header = ["impl", "median", "IQR", "min", "cpu med", "cpu/wall"] + \
+                 (["GFLOP/s"] if gfl else []) + ["vs graphc", "check"]
         rows = []
         for name, r in _shown(impls):
             if "median_s" in r:
                 iqr = fmt_time(r["q3_s"] - r["q1_s"])
                 cw = r.get("cpu_per_wall")
                 row = [name, fmt_time(r["median_s"]), iqr, fmt_time(r["min_s"]),
-                       "-" if cw is None else f"{cw:.2f}"]
+                       fmt_time(r.get("cpu_median_s")), "-" if cw is None else f"{cw:.2f}"]
                 if gfl:
                     row.append(f"{r['gflops']:.1f}")
                 rows.append(row + [_ratio(r.get("vs_graphc")), _check_text(r)])
             else:
-                rows.append([name, "", "", "", ""] + ([""] if gfl else []) + ["", _check_text(r)])
+                rows.append([name, "", "", "", "", ""] + ([""] if gfl else []) + ["", _check_text(r)])
     lines += _rows_table(header, rows)
     for t in c["targets"]:
         lines.append("  target: " + target_text(t))
@@ -91,8 +91,12 @@ def format_report(results: dict) -> str:
         out.append(f"threads/{k}: {note}")
     for k, why in m["missing_peers"].items():
         out.append(f"peer {k}: {why} (its rows are skipped)")
-    out.append("times are per call; 'vs graphc' = time / graphc's time (> 1: graphc is faster); "
-               "medians of interleaved samples")
+    cpu = m["options"].get("clock") == "cpu"
+    out.append("times are per call, medians of interleaved samples; 'cpu med': process CPU time "
+               "per call (all threads)")
+    out.append("'vs graphc' = time / graphc's time (> 1: graphc is faster), from the "
+               + ("CPU-time medians (--clock cpu)" if cpu else "wall-clock medians")
+               + ("; GFLOP/s from CPU time" if cpu else ""))
     for c in results["cases"]:
         out.append("")
         out += case_lines(c)

@@ -28,6 +28,7 @@ class Options:
     skip_slow_peers: bool = False
     slow_timeout: float = 600.0       # seconds allowed for a slow peer's first call
     progress: bool = True
+    clock: str = "wall"               # "wall", or "cpu": ratios of process CPU time
     command: str = "(python API)"
 
 
@@ -207,7 +208,7 @@ class Runner:
         for name, s in samples.items():
             res[name].update(s.stats())
             if case.flops:
-                res[name]["gflops"] = case.flops / res[name]["median_s"] / 1e9
+                res[name]["gflops"] = case.flops / res[name][self.basis(case)] / 1e9
         self.say("    " + ", ".join(f"{n} {res[n]['median_s'] * 1e3:.4g} ms" for n in samples))
 
     def time_compiles(self, case: Case, fns: dict, res: dict) -> None:
@@ -237,8 +238,15 @@ class Runner:
             self.say(f"    {name:14s} first {res[name]['first_s']:.3g} s, fresh "
                      + (f"median {np.median(ts):.3g} s over {len(ts)}" if ts else "-"))
 
+    def basis(self, case: Case) -> str:
+        """The statistic ratios and targets use: the wall-clock median, or with
+        ``clock="cpu"`` the median process CPU time per call (time cases only:
+        compiles may run in subprocesses)."""
+        return "cpu_median_s" if self.opts.clock == "cpu" and case.kind == "time" else "median_s"
+
     def summarize(self, case: Case, res: dict) -> dict:
-        stat_of = lambda n, stat: res[n].get("first_s" if stat == "first" else "median_s")
+        key = self.basis(case)
+        stat_of = lambda n, stat: res[n].get("first_s" if stat == "first" else key)
         ok = [n for n, r in res.items() if r["status"] == "ok"]
         base_stat = "first" if case.kind == "compile" else "median"
         g = stat_of("graphc", base_stat) if "graphc" in ok else None
@@ -251,7 +259,8 @@ class Runner:
             times = {n: t for n, t in times.items() if t is not None}
             targets.append(tg.evaluate(times))
         return {"workload": case.workload, "case": case.name, "description": case.description,
-                "kind": case.kind, "flops": case.flops, "impls": res, "targets": targets}
+                "kind": case.kind, "flops": case.flops, "basis": self.basis(case), "impls": res,
+                "targets": targets}
 
     # ------------------------------------------------------------ metadata
     def meta(self, seconds: float) -> dict:
@@ -277,6 +286,7 @@ class Runner:
             "thread_notes": dict(self.threads.notes),
             "missing_peers": dict(self.peers.missing),
             "options": {"quick": o.quick, "repeat": o.repeat, "min_time": o.min_time,
+                        "clock": o.clock,
                         "compile_repeat": o.compile_repeat,
                         "slow_compile_repeat": o.slow_compile_repeat,
                         "skip_slow_peers": o.skip_slow_peers, "impls": o.impls, "only": o.only},

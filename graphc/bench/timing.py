@@ -10,7 +10,9 @@ median over samples, the interquartile range and the minimum, and the ratio
 of *medians*.
 
 Process CPU time (all threads) is measured around each sample too, so the
-table can show how many cores an implementation really kept busy.
+table can show how many cores an implementation really kept busy, and, with
+``--clock cpu``, compare single-threaded implementations by the CPU time they
+used, which preemption by other processes does not inflate.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ class Samples:
     """Per-call times (seconds) of one implementation, one entry per sample."""
     calls: int = 1
     times: list = field(default_factory=list)
+    cpu_times: list = field(default_factory=list)   # process CPU seconds per call
     wall: float = 0.0          # total wall time measured
     cpu: float = 0.0           # total process CPU time during those samples
 
@@ -44,6 +47,7 @@ class Samples:
         q1, med, q3 = np.percentile(t, [25, 50, 75])
         return {"median_s": float(med), "q1_s": float(q1), "q3_s": float(q3),
                 "min_s": float(t.min()), "samples": int(t.size), "calls_per_sample": self.calls,
+                "cpu_median_s": float(np.median(self.cpu_times)),
                 "cpu_per_wall": float(self.cpu / self.wall) if self.wall > 0 else None}
 
 
@@ -99,6 +103,7 @@ def interleaved(fns: dict, repeat: int, sample_time: float,
             s = out[k]
             wall, cpu = _timed(fns[k], s.calls)
             s.times.append(wall / s.calls)
+            s.cpu_times.append(cpu / s.calls)
             s.wall += wall
             s.cpu += cpu
         if on_round is not None:

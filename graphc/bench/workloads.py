@@ -253,7 +253,7 @@ class MLP:
 def mlp_step(quick: bool) -> list[Case]:
     m = MLP(quick)
     return [Case("mlp_step", "mlp_step", f"loss + 6 gradients, MLP {m.shape_text}, float32",
-                 reference=m.reference, rtol=2e-3, atol=2e-4,
+                 reference=m.reference, rtol=1e-3, atol=1e-4,
                  impls=impls(numpy=m.numpy, graphc=m.graphc, jax=m.jax, torch=m.torch),
                  targets=[Target(vs="graphc-interp", ratio=1.5), Target(vs="jax.jit", ratio=1.2)])]
 
@@ -408,6 +408,6 @@ def compile_time(quick: bool) -> list[Case]:
         return step
 
     return [Case("compile", "compile", f"mlp_step ({m.shape_text}) from nothing to its first "
-                 "result", reference=m.reference, rtol=2e-3, atol=2e-4, kind="compile",
+                 "result", reference=m.reference, rtol=1e-3, atol=1e-4, kind="compile",
                  impls={"graphc": gc_impl, "jax.jit": jax_impl, "torch.compile": torch_impl},
                  targets=[Target(max_seconds=0.3, stat="first", text="graphc <= 0.3 s cold")])]
