@@ -84,9 +84,13 @@ def format_report(results: dict) -> str:
            "versions: " + ", ".join(f"{k} {val}" for k, val in v.items())]
     la, lb = m.get("loadavg_start"), m.get("loadavg_end")
     if la and lb:
+        busy = la[0] > 0.75 * h["cpus"]
         out.append(f"load average (1 min) at start {la[0]:.2f}, at end {lb[0]:.2f}, on "
                    f"{h['cpus']} CPU(s)" + ("  -- the machine was busy: timings are noisy"
-                                            if la[0] > 0.75 * h["cpus"] else ""))
+                                            if busy else ""))
+        if busy and m["threads"] > 1:
+            out.append("  (with more runnable threads than CPUs, multi-threaded libraries stall "
+                       "at their barriers: compare 'min' with 'median')")
     for k, note in m["thread_notes"].items():
         out.append(f"threads/{k}: {note}")
     for k, why in m["missing_peers"].items():
