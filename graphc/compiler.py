@@ -128,6 +128,7 @@ class CompiledFunction:
         self._kernel_of = None
         self._plan_args = None       # set on a cache hit: the plan is rebuilt on request
         self.cache_hit = False       # False, "memory" or "disk"
+        self._out_specs = [(o.shape, o.dtype) for o in graph.outputs]
         self.cache_miss_reason = ""
 
     # -- the plan (computed at compile time, or on request after a cache hit) ----------
@@ -222,9 +223,9 @@ class CompiledFunction:
         if self._native is None:
             feeds = {p.id: a for p, a in zip(g.placeholders, inputs)}
             results = interp.run_graph(g, feeds)
-        else:
-            results = [np.empty(o.shape, o.dtype) for o in g.outputs]
-            self._native(inputs, results)
+            return results[0] if self._single else tuple(results)
+        results = [np.empty(shape, dt) for shape, dt in self._out_specs]
+        self._native(inputs, results)
         return results[0] if self._single else tuple(results)
 
     def __repr__(self):
@@ -290,8 +291,7 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
     else:
         f._plan_args = (graph, opt_level, passes, fast_math)
     f._jit = art.jit
-    f._native = NativeCall(art.jit.cfunc, cache.BoundLayout(art, graph), art.arena_size,
-                           art.errors)
+    f._native = NativeCall(art.jit, cache.BoundLayout(art, graph), art.arena_size, art.errors)
 
 
 _hooks: list = []     # callables run on every compiled function (``python -m graphc inspect``)

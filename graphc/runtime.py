@@ -20,10 +20,27 @@ def _describe(n) -> str:
     return f"placeholder {n.name!r} ({n.dtype}{list(n.shape)})"
 
 
+_MISSING = object()
+
+
 def bind_inputs(graph: Graph, positional: bool, args: tuple, kwargs: dict) -> list:
     """Match call arguments to placeholders; return checked contiguous arrays
     in placeholder order."""
     phs = graph.placeholders
+    if not args and len(kwargs) == len(phs):
+        # fast path: every input by keyword, already an aligned C-contiguous array
+        out = []
+        for p in phs:
+            v = kwargs.get(p.name, _MISSING)
+            if v is _MISSING:
+                break
+            if type(v) is np.ndarray and v.dtype == p.dtype and v.shape == p.shape and \
+                    v.flags.carray:
+                out.append(v)
+            else:
+                out.append(check_array(p, v))
+        else:
+            return out
     values = [None] * len(phs)
     given = [False] * len(phs)
     if args:
@@ -80,31 +97,51 @@ def _array_like(v) -> bool:
 
 
 class NativeCall:
-    """Builds the pointer array for one call and runs the kernel."""
+    """Runs the native entry on checked arrays.
 
-    def __init__(self, cfunc, layout, arena_size: int, errors: list[str]):
-        self.cfunc = cfunc
-        self.layout = layout
+    All pointers the kernel needs — inputs, parameters, constants, outputs,
+    the arena — are handed over as one tuple of arrays to a native builtin
+    (rtlib.native_callable) that reads their data pointers from the array
+    objects themselves, releases the GIL and runs the kernel: no ctypes
+    conversions and no per-array pointer extraction in Python. (If this
+    interpreter's object layout is not the one checked, pointers go through
+    ctypes instead.) Each calling thread has its own arena, so concurrent calls
+    do not share buffers."""
+
+    def __init__(self, jit, layout, arena_size: int, errors: list[str]):
+        from .backend.llvm import rtlib
+        self.cfunc = jit.cfunc
+        self.entry = jit.address
+        self.params = list(layout.params)
+        self.consts = tuple(c.value for c in layout.consts)
+        self.count = layout.count
         self.arena_size = arena_size
         self.errors = errors
-        self.out_specs = None
         self._local = threading.local()
         self.ptr_type = ctypes.c_void_p * layout.count
+        self._call = rtlib.native_callable(jit.address, layout.count)
 
     def arena(self) -> np.ndarray:
-        a = getattr(self._local, "arena", None)
-        if a is None:
-            a = self._local.arena = np.empty(max(self.arena_size, 1), np.uint8)
-        return a
+        """This thread's arena (the first 64 bytes hold barrier words, which
+        must start at zero)."""
+        try:
+            return self._local.arena
+        except AttributeError:
+            a = self._local.arena = np.zeros(max(self.arena_size, 64), np.uint8)
+            return a
 
     def __call__(self, inputs: list, outputs: list) -> None:
-        L = self.layout
-        ptrs = [a.ctypes.data for a in inputs]
-        ptrs += [p.value.ctypes.data for p in L.params]
-        ptrs += [c.value.ctypes.data for c in L.consts]
-        ptrs += [o.ctypes.data for o in outputs]
-        arena = self.arena()
-        ptrs.append(arena.ctypes.data)
-        status = self.cfunc(self.ptr_type(*ptrs))
+        if self._call is not None:
+            status = self._call((*inputs, *[p._value for p in self.params], *self.consts,
+                                 *outputs, self.arena()))
+        else:
+            ptrs = [a.ctypes.data for a in inputs]
+            ptrs += [p._value.ctypes.data for p in self.params]
+            ptrs += [c.ctypes.data for c in self.consts]
+            ptrs += [o.ctypes.data for o in outputs]
+            ptrs.append(self.arena().ctypes.data)
+            status = self.cfunc(self.ptr_type(*ptrs))
         if status:
             raise RuntimeCheckError(self.errors[status - 1])
+
+
