@@ -51,7 +51,7 @@ class CheckReport:
     def add(self, rule, sample, detail, ok=True, message=None):
         self.lines.append((rule, sample, detail, ok))
         if not ok:
-            self.failures.append((rule, f"{rule}: {message or detail} (sample {sample})"))
+            self.failures.append((rule, f"{rule} [sample {sample}]: {message or detail}"))
 
     def __str__(self):
         n = len(self.lines)
@@ -114,7 +114,7 @@ def _describe_err(what, err, idx, got, want, rtol, atol, names=("got", "expected
     rel = abs(err) / max(abs(want), 1e-300) if want is not None and np.isfinite(err) else None
     relpart = f", relative {rel:.3g}" if rel is not None else ""
     vals = f": {names[0]} {got:.9g}, {names[1]} {want:.9g}" if got is not None else ""
-    return (f"{what} by {err:.3g} (max abs{where}{vals}{relpart}; tolerance rtol={rtol:g}, "
+    return (f"{what} by {err:.6g} (max abs{where}{vals}{relpart}; tolerance rtol={rtol:g}, "
             f"atol={atol:g})")
 
 
@@ -258,7 +258,7 @@ def _check_vjp(rep, reg, name, node, phs, arrays, sig, ref, rng, gc_compile, gc_
             out[i] = (fp - fm) / (2 * eps)
         got = np.asarray(g_int[j])
         err, idx, g, w, ok = _worst(got, fd, grad_rtol, grad_atol)
-        rep.add("vjp", f"{sig} d/d input {k}", f"max error {err:.2g}", ok, _describe_err(
+        rep.add("vjp", sig, f"d/d input {k}: max error {err:.2g}", ok, _describe_err(
             f"the vjp rule's gradient with respect to input {k} differs from finite differences",
             err, idx, g, w, grad_rtol, grad_atol, ("vjp", "finite differences")))
     try:
@@ -268,7 +268,7 @@ def _check_vjp(rep, reg, name, node, phs, arrays, sig, ref, rng, gc_compile, gc_
         return
     for j, k in enumerate(wrt):
         err, idx, g, w, ok = _worst(g_nat[j], g_int[j], 1e-9, 1e-12)
-        rep.add("vjp lowering", f"{sig} d/d input {k}", f"max error {err:.2g}", ok, _describe_err(
+        rep.add("vjp lowering", sig, f"d/d input {k}: max error {err:.2g}", ok, _describe_err(
             f"the compiled gradient with respect to input {k} differs from the interpreted one",
             err, idx, g, w, 1e-9, 1e-12, ("compiled", "interpreted")))
 

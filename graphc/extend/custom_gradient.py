@@ -93,13 +93,11 @@ def _as_cotangent(ct, target: Node, tok: GradToken, what: str):
         except (TypeError, ValueError) as e:
             raise TypeError(f"custom_gradient {tok.fn_name}: grad_fn returned a "
                             f"{type(ct).__name__} for {what}, not a graph node: {e}") from None
-    try:
-        full = tuple(np.broadcast_shapes(ct.shape, target.shape))
+    try:     # a broadcast cotangent is summed back to the input's shape by gc.grad
+        np.broadcast_shapes(ct.shape, target.shape)
     except ValueError:
-        full = None
-    if full != target.shape:
         raise ShapeError(f"custom_gradient {tok.fn_name}: grad_fn returned a cotangent of "
-                         f"shape {ct.shape} for {what}, which has shape {target.shape}")
+                         f"shape {ct.shape} for {what}, which has shape {target.shape}") from None
     return ct
 
 

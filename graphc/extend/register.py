@@ -59,7 +59,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
 _ATTR_TYPES = (bool, int, float, str, type(None), np.dtype)
 
 
-def _count_inputs(reference, nin):
+def _count_inputs(reference, nin, attr_names=()):
     if nin is not None:
         if not isinstance(nin, int) or isinstance(nin, bool) or nin < 0:
             raise ValueError(f"register_op: nin must be a non-negative int, got {nin!r}")
@@ -75,7 +75,8 @@ def _count_inputs(reference, nin):
         if p.kind is p.VAR_POSITIONAL:
             raise TypeError("register_op: the reference takes *args; give nin= (the number of "
                             "array inputs)")
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty:
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty \
+                and p.name not in attr_names:
             n += 1
     return n
 
@@ -236,7 +237,7 @@ def register_op(name: str, *, reference: Callable, vjp: Callable | None = None,
         if not isinstance(k, str) or not k.isidentifier():
             raise ValueError(f"register_op {name!r}: attribute names must be identifiers, got {k!r}")
         defaults[k] = _check_attr(name, k, v)
-    n_in = _count_inputs(reference, nin)
+    n_in = _count_inputs(reference, nin, defaults)
     if scalar is not None and n_in == 0:
         raise TypeError(f"register_op {name!r}: an elementwise op needs at least one input")
 
