@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -18,7 +19,26 @@ def main(argv=None) -> int:
     ins.add_argument("script", help="a Python script that calls graphc.compile")
     ins.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
     ins.add_argument("--dump", metavar="DIR", help="also dump every stage of every graph to DIR")
+    c = sub.add_parser("cache", help="the on-disk compile cache")
+    c.add_argument("action", choices=["info", "clear"])
     args = p.parse_args(argv)
+    if args.cmd == "cache":
+        from . import cache
+        if args.action == "info":
+            i = cache.info()
+            where = i["directory"] or "disabled (GRAPHC_CACHE_DIR is empty or GRAPHC_CACHE=0)"
+            print(f"graphc compile cache: {where}")
+            print(f"  {i['entries']} entries, {i['bytes']} bytes on disk")
+            for path in cache.entries()[-10:]:
+                try:
+                    h, _ = cache.read_entry(path)
+                    state = f"ok, {h['n_outputs']} output(s), arena {h['arena_size']} B"
+                except (cache.BadEntry, OSError, ValueError, KeyError) as e:
+                    state = f"BAD ({e})"
+                print(f"  {os.path.basename(path)[:16]}...  {os.path.getsize(path):8d} B  {state}")
+        else:
+            print(f"removed {cache.clear()} entries from {cache.cache_dir()}")
+        return 0
     if args.cmd == "inspect":
         return inspect_script(args.script, args.args, args.dump)
     if args.cmd == "demo":

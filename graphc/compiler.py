@@ -109,7 +109,7 @@ class CompiledFunction:
     """
 
     def __init__(self, graph: Graph, single: bool, positional: bool, backend: str):
-        self.graph = graph
+        self._graph = graph
         self.source_graph = graph
         self._single = single
         self._positional = positional
@@ -117,15 +117,54 @@ class CompiledFunction:
         self.opt_level = None
         self.compile_seconds = 0.0
         self.llvm_seconds = 0.0
-        self.llvm_ir = None
+        self._llvm_ir = None
         self._jit = None
         self._native = None
-        self.kernels = []
-        self.memory = None
-        self.passes = []
-        self.fusion_reasons = {}
+        self._kernels = []
+        self._memory = None
+        self._passes = []
+        self._fusion_reasons = {}
         self._node_map = {}
         self._kernel_of = None
+        self._plan_args = None       # set on a cache hit: the plan is rebuilt on request
+        self.cache_hit = False       # False, "memory" or "disk"
+        self.cache_miss_reason = ""
+
+    # -- the plan (computed at compile time, or on request after a cache hit) ----------
+    def _ensure_plan(self):
+        if self._plan_args is not None:
+            args, self._plan_args = self._plan_args, None
+            _plan(self, *args)
+
+    @property
+    def graph(self) -> Graph:
+        self._ensure_plan()
+        return self._graph
+
+    @property
+    def passes(self) -> list:
+        self._ensure_plan()
+        return self._passes
+
+    @property
+    def kernels(self) -> list:
+        self._ensure_plan()
+        return self._kernels
+
+    @property
+    def memory(self):
+        self._ensure_plan()
+        return self._memory
+
+    @property
+    def fusion_reasons(self) -> dict:
+        self._ensure_plan()
+        return self._fusion_reasons
+
+    @property
+    def llvm_ir(self) -> str | None:
+        self._ensure_plan()
+        return self._llvm_ir
 
     @property
     def llvm_ir_optimized(self) -> str | None:
@@ -178,12 +217,13 @@ class CompiledFunction:
         return dump(self, directory)
 
     def __call__(self, *args, **kwargs):
-        inputs = bind_inputs(self.graph, self._positional, args, kwargs)
+        g = self.source_graph
+        inputs = bind_inputs(g, self._positional, args, kwargs)
         if self._native is None:
-            feeds = {p.id: a for p, a in zip(self.graph.placeholders, inputs)}
-            results = interp.run_graph(self.graph, feeds)
+            feeds = {p.id: a for p, a in zip(g.placeholders, inputs)}
+            results = interp.run_graph(g, feeds)
         else:
-            results = [np.empty(o.shape, o.dtype) for o in self.graph.outputs]
+            results = [np.empty(o.shape, o.dtype) for o in g.outputs]
             self._native(inputs, results)
         return results[0] if self._single else tuple(results)
 
@@ -191,6 +231,67 @@ class CompiledFunction:
         ins = ", ".join(p.name for p in self.graph.placeholders)
         return (f"<graphc compiled function ({ins}) -> {len(self.graph.outputs)} output(s), "
                 f"backend={self.backend}, {len(self.graph)} nodes, {self.num_kernels} kernels>")
+
+
+def _plan(f: CompiledFunction, graph: Graph, opt_level: int, passes, fast_math: bool):
+    """Run the pass pipeline and emit the LLVM module (not compiled)."""
+    from .backend.llvm.emit import ModuleEmitter
+    from .passes import PassContext, Pipeline, default_pipeline
+    ctx = PassContext(opt_level=opt_level, fast_math=fast_math)
+    pipeline = Pipeline(passes) if passes is not None else default_pipeline(opt_level)
+    f._graph, f._passes = pipeline.run(graph, ctx)
+    f._kernels, f._memory = ctx.kernels, ctx.memory
+    f._fusion_reasons = ctx.fusion_reasons
+    f._node_map = ctx.node_map
+    me = ModuleEmitter(f._graph, f._kernels, f._memory)
+    f._llvm_ir = str(me.emit())
+    return me
+
+
+def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, fast_math):
+    """Compile through the cache: memory, then disk, then passes + LLVM."""
+    from . import cache
+    from .backend.llvm.emit import ENTRY
+    from .backend.llvm.jit import JitModule
+    names = None if passes is None else [p if isinstance(p, str) else
+                                         f"{type(p).__module__}.{type(p).__qualname__}"
+                                         for p in passes]
+    portable = passes is None or all(isinstance(p, str) for p in passes)
+    options = {"opt_level": opt_level, "fast_math": bool(fast_math), "passes": names,
+               "portable": portable}
+    comps, portable = cache.components(graph, options)
+    if not portable:            # in-memory only: key also by the objects themselves
+        comps = dict(comps, objects=repr(sorted(id(p) for p in passes or [] if
+                                                not isinstance(p, str))))
+    key = cache.key_of(comps)
+    art = cache.memory_get(key)
+    if art is not None:
+        f.cache_hit = "memory"
+    elif portable and (entry := cache.disk_get(key)) is not None:
+        try:
+            art, _ = cache.artifact_from_disk(*entry)
+            f.cache_hit = "disk"
+            cache.memory_put(key, art, comps)
+        except Exception:            # unloadable object code: rebuild, and drop the entry
+            art = None
+            cache.disk_drop(key)
+    if art is None:
+        f.cache_miss_reason = cache.explain_miss(comps)
+        t1 = time.perf_counter()
+        me = _plan(f, graph, opt_level, passes, fast_math)
+        jit = JitModule.compile(f._llvm_ir, ENTRY, opt=opt_level)
+        slots, arrays = cache.slots_for(graph, me.layout)
+        art = cache.Artifact(jit, slots, arrays, len(graph.outputs), me.arena_size, me.errors,
+                             key, {"opt": opt_level})
+        f.llvm_seconds = time.perf_counter() - t1
+        cache.memory_put(key, art, comps)
+        if portable:
+            cache.disk_put(key, comps, art, jit.optimized_ir)
+    else:
+        f._plan_args = (graph, opt_level, passes, fast_math)
+    f._jit = art.jit
+    f._native = NativeCall(art.jit.cfunc, cache.BoundLayout(art, graph), art.arena_size,
+                           art.errors)
 
 
 _hooks: list = []     # callables run on every compiled function (``python -m graphc inspect``)
@@ -230,22 +331,7 @@ def compile(outputs, inputs=None, *, backend: str = "llvm",  # noqa: A001
     f = CompiledFunction(graph, single, inputs is not None, backend)
     f.opt_level = opt_level
     if backend == "llvm":
-        from .backend.llvm.emit import ENTRY, ModuleEmitter
-        from .backend.llvm.jit import JitModule
-        from .passes import PassContext, Pipeline, default_pipeline
-        ctx = PassContext(opt_level=opt_level, fast_math=fast_math)
-        pipeline = Pipeline(passes) if passes is not None else default_pipeline(opt_level)
-        f.graph, f.passes = pipeline.run(graph, ctx)
-        f.kernels, f.memory = ctx.kernels, ctx.memory
-        f.fusion_reasons = ctx.fusion_reasons
-        f._node_map = ctx.node_map
-        t1 = time.perf_counter()
-        me = ModuleEmitter(f.graph, f.kernels, f.memory)
-        module = me.emit()
-        f.llvm_ir = str(module)
-        f._jit = JitModule(f.llvm_ir, ENTRY, opt=opt_level)
-        f._native = NativeCall(f._jit.cfunc, me.layout, me.arena_size, me.errors)
-        f.llvm_seconds = time.perf_counter() - t1
+        _compile_native(f, graph, opt_level, passes, fast_math)
     f.compile_seconds = time.perf_counter() - t0
     dump = dump or os.environ.get("GRAPHC_DUMP")
     if dump:

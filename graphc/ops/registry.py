@@ -22,6 +22,7 @@ An OpDef carries everything any part of graphc needs to know about an op:
 """
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,8 @@ class OpDef:
     reduce_init: Callable | None = None
     reduce_combine: Callable | None = None
     kernel: Callable | None = None
+    reduce_acc_dtype: Callable | None = None    # dtype -> dtype the reduction accumulates in
+    builtin: bool = False       # declared by graphc itself (graphc.ops.*): safe to cache on disk
     doc: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -61,6 +64,8 @@ OPS: dict[str, OpDef] = {}
 def register(opdef: OpDef) -> OpDef:
     if opdef.kind not in KINDS:
         raise ValueError(f"op {opdef.name!r}: unknown kind {opdef.kind!r} (one of {KINDS})")
+    caller = sys._getframe(1).f_globals.get("__name__", "")
+    opdef.builtin = caller.startswith("graphc.ops.")
     OPS[opdef.name] = opdef
     return opdef
 

@@ -293,11 +293,16 @@ class KernelEmitter:
         return v
 
     def _reduce_at(self, n: Node, d, idx) -> SV:
+        """An inner loop over the reduced axes at output index ``idx``. The
+        combine step may be reassociated (``reassoc``), so LLVM vectorizes it
+        with several partial accumulators — deterministically for a given
+        build; float32 sums accumulate in float64."""
         x = n.inputs[0]
         axes, keep = n.attrs["axes"], n.attrs["keepdims"]
-        t = reg_type(n.dtype)
+        acc_dt = d.reduce_acc_dtype(n.dtype) if d.reduce_acc_dtype else n.dtype
+        t = reg_type(acc_dt)
         acc = self.alloca(t, name="acc")
-        self.b.store(self.s.const(d.reduce_init(n.dtype), n.dtype).v, acc)
+        self.b.store(self.s.const(d.reduce_init(n.dtype), acc_dt).v, acc)
         outer = {}
         k = 0
         for a in range(x.ndim):
@@ -310,11 +315,13 @@ class KernelEmitter:
         with for_nest(self.b, [x.shape[a] for a in axes], name="r") as ridx:
             self.scopes.append({})
             full = [outer[a] if a in outer else ridx[axes.index(a)] for a in range(x.ndim)]
-            v = self.eval(x, full)
-            cur = SV(self.b.load(acc, typ=t), n.dtype, self.s)
+            v = self.s.cast(self.eval(x, full), acc_dt)
+            cur = SV(self.b.load(acc, typ=t), acc_dt, self.s)
+            self.s.fp_flags = ("reassoc",)
             self.b.store(d.reduce_combine(self.s, cur, v).v, acc)
+            self.s.fp_flags = ()
             self.scopes.pop()
-        return SV(self.b.load(acc, typ=t), n.dtype, self.s)
+        return self.s.cast(SV(self.b.load(acc, typ=t), acc_dt, self.s), n.dtype)
 
     def _operand_idx(self, n: Node, operand: Node, batch_idx, last2):
         bshape = n.shape[:-2]

@@ -19,7 +19,7 @@ _state: dict = {}
 
 def _init():
     with _lock:
-        if "tm" not in _state:
+        if "tms" not in _state:
             llvm.initialize_native_target()
             llvm.initialize_native_asmprinter()
             target = llvm.Target.from_default_triple()
@@ -28,22 +28,30 @@ def _init():
             _state["cpu"] = cpu
             _state["features"] = feats
             _state["triple"] = llvm.get_process_triple()
-            _state["tms"] = {}
             tm = target.create_target_machine(cpu=cpu, features=feats, opt=3,
                                               codemodel="jitdefault")
-            _state["tms"][3] = tm
             _state["data_layout"] = str(tm.target_data)
+            _state["tms"] = {3: tm}
         return _state
 
 
+def _new_target_machine(opt: int):
+    st = _init()
+    target = llvm.Target.from_default_triple()
+    return target.create_target_machine(cpu=st["cpu"], features=st["features"], opt=opt,
+                                        codemodel="jitdefault")
+
+
 def target_machine(opt: int = 3):
+    """The shared target machine for ``opt`` (pass pipelines, assembly).
+
+    Never hand it to an execution engine: an MCJIT engine takes ownership of
+    its target machine and deletes it with itself (see :class:`JitModule`)."""
     st = _init()
     with _lock:
         tm = st["tms"].get(opt)
         if tm is None:
-            target = llvm.Target.from_default_triple()
-            tm = st["tms"][opt] = target.create_target_machine(
-                cpu=st["cpu"], features=st["features"], opt=opt, codemodel="jitdefault")
+            tm = st["tms"][opt] = _new_target_machine(opt)
         return tm
 
 
@@ -53,33 +61,63 @@ def host_info() -> dict:
             "llvm": ".".join(map(str, llvm.llvm_version_info))}
 
 
-class JitModule:
-    """A JIT-compiled module: keeps the engine alive, exposes the entry."""
+def optimize(ir_text: str, opt: int = 3):
+    """Parse, verify and optimize IR text; return (module, optimized IR text)."""
+    st = _init()
+    with _lock:      # llvmlite's global LLVM context is not thread-safe
+        mod = llvm.parse_assembly(ir_text)
+        mod.triple = st["triple"]
+        mod.verify()
+        mod.data_layout = st["data_layout"]
+        if opt > 0:
+            pto = llvm.create_pipeline_tuning_options(speed_level=opt)
+            pto.loop_vectorization = True
+            pto.slp_vectorization = True
+            pto.loop_unrolling = True
+            pb = llvm.create_pass_builder(target_machine(opt), pto)
+            pb.getModulePassManager().run(mod, pb)
+        return mod, str(mod)
 
-    def __init__(self, ir_text: str, entry: str, opt: int = 3):
+
+class JitModule:
+    """Machine code loaded into the process: keeps the engine alive (its code
+    is freed with it) and exposes the entry as a ctypes function.
+
+    Built from object code (``JitModule(obj, entry)``, e.g. from the disk
+    cache) or from IR text (:meth:`compile`: optimize, generate object code,
+    load)."""
+
+    def __init__(self, object_code: bytes, entry: str, optimized_ir: str = "", opt: int = 3):
         st = _init()
-        with _lock:      # llvmlite's global LLVM context is not thread-safe
-            mod = llvm.parse_assembly(ir_text)
-            mod.triple = st["triple"]
-            mod.verify()
-            tm = target_machine(opt)
-            mod.data_layout = st["data_layout"]
-            if opt > 0:
-                pto = llvm.create_pipeline_tuning_options(speed_level=opt)
-                pto.loop_vectorization = True
-                pto.slp_vectorization = True
-                pto.loop_unrolling = True
-                pb = llvm.create_pass_builder(tm, pto)
-                pb.getModulePassManager().run(mod, pb)
-            self.optimized_ir = str(mod)
-            self.engine = llvm.create_mcjit_compiler(mod, tm)
+        with _lock:
+            empty = llvm.parse_assembly("")
+            empty.triple = st["triple"]
+            empty.data_layout = st["data_layout"]
+            # MCJIT owns (and deletes with itself) the target machine it is
+            # given, so every engine gets its own; sharing one would leave the
+            # others with a dangling target machine once an engine is freed.
+            self.engine = llvm.create_mcjit_compiler(empty, _new_target_machine(opt))
+            self.engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
             self.engine.finalize_object()
             self.address = self.engine.get_function_address(entry)
+        if not self.address:
+            raise RuntimeError(f"object code has no function {entry!r}")
+        self.object_code = object_code
+        self.optimized_ir = optimized_ir
         self._opt = opt
         self.cfunc = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p)(self.address)
 
+    @classmethod
+    def compile(cls, ir_text: str, entry: str, opt: int = 3) -> JitModule:
+        mod, optimized = optimize(ir_text, opt)
+        with _lock:
+            obj = target_machine(opt).emit_object(mod)
+        return cls(obj, entry, optimized, opt)
+
     def assembly(self) -> str:
         """Assembly text of the optimized module (generated on request)."""
+        if not self.optimized_ir:
+            return ""
         with _lock:
             mod = llvm.parse_assembly(self.optimized_ir)
             return target_machine(self._opt).emit_assembly(mod)

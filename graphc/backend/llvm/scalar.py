@@ -70,6 +70,7 @@ class ScalarBuilder:
         self.b = b
         self.module = module
         self.kernel = kernel     # the kernel being emitted (for error_if)
+        self.fp_flags = ()       # fast-math flags for float arithmetic (set for reductions)
 
     # -- values -------------------------------------------------------------
     def wrap(self, v, dtype) -> SV:
@@ -94,7 +95,7 @@ class ScalarBuilder:
     def _arith(self, fop, iop, a: SV, b: SV, what):
         self._same(a, b, what)
         if D.is_float(a.dtype):
-            return SV(getattr(self.b, fop)(a.v, b.v), a.dtype, self)
+            return SV(getattr(self.b, fop)(a.v, b.v, flags=self.fp_flags), a.dtype, self)
         if D.is_bool(a.dtype):
             raise TypeError(f"scalar {what} on bool")
         return SV(getattr(self.b, iop)(a.v, b.v), a.dtype, self)

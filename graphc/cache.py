@@ -1,0 +1,405 @@
+"""The compile cache: in memory and on disk, keyed so that it cannot serve
+stale code.
+
+The key of a compilation is the hash of its *components*:
+
+- ``structure``: every node of the graph as built, in topological order — op,
+  attributes, which earlier nodes it reads —, the outputs and the updates;
+- ``types``: shapes and dtypes of every node (placeholders' names too: they
+  are the call interface);
+- ``constants``: the bytes of every constant (folding may bake them in);
+- ``options``: opt_level, fast_math, the pass list, the thread setting;
+- ``graphc``: graphc's version and a hash of its own source files;
+- ``llvm``: llvmlite's and LLVM's versions;
+- ``cpu``: the target triple, CPU name and feature string.
+
+Parameter *values* are not part of the key (the code reads them at each
+call); their shapes and dtypes are. A graph that uses an op registered
+outside graphc, or a pass object instead of a pass name, is cached in memory
+only (its code could change without its name changing).
+
+On disk, an entry is one file ``<key>.gcc``: a magic string, a JSON header
+(format version, key, components, slot layout, error messages, arena size,
+blob sizes and their SHA-256) and the blobs (object code, optimized IR,
+constants made by the passes as ``.npy``). It is written to a temporary file
+and renamed into place (atomic); a truncated, corrupted or foreign entry
+fails its checks and is deleted and rebuilt, never loaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .ir.graph import Graph
+
+MAGIC = b"GRAPHCC\x01"
+FORMAT = 1
+MEMORY_ENTRIES = 32
+_lock = threading.RLock()
+_memory: OrderedDict = OrderedDict()      # key -> Artifact (most recently used last)
+_components: OrderedDict = OrderedDict()  # key -> components dict (for explaining misses)
+_source_hash = None
+
+
+def cache_dir() -> str | None:
+    """The on-disk cache directory (``GRAPHC_CACHE_DIR``; default
+    ``$XDG_CACHE_HOME/graphc`` or ``~/.cache/graphc``), or None when disabled
+    (``GRAPHC_CACHE_DIR=""`` or ``GRAPHC_CACHE=0``)."""
+    if os.environ.get("GRAPHC_CACHE", "1") == "0":
+        return None
+    d = os.environ.get("GRAPHC_CACHE_DIR")
+    if d is not None:
+        return d or None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "graphc")
+
+
+def graphc_fingerprint() -> str:
+    """graphc's version plus a hash of its source files (so an edited checkout
+    never loads code compiled by an older one)."""
+    global _source_hash
+    if _source_hash is None:
+        from . import __version__
+        h = hashlib.sha256(__version__.encode())
+        root = os.path.dirname(os.path.abspath(__file__))
+        for dirpath, dirnames, files in os.walk(root):
+            dirnames.sort()
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    path = os.path.join(dirpath, name)
+                    h.update(os.path.relpath(path, root).encode())
+                    with open(path, "rb") as fh:
+                        h.update(fh.read())
+        _source_hash = f"{__version__}+{h.hexdigest()[:16]}"
+    return _source_hash
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _attr(v):
+    if isinstance(v, np.dtype):
+        return f"dtype:{v.str}"
+    if isinstance(v, (tuple, list)):
+        return [_attr(x) for x in v]
+    if isinstance(v, (int, float, str, bool)) or v is None:
+        return v
+    return f"{type(v).__name__}:{v!r}"
+
+
+def components(graph: Graph, options: dict) -> tuple[dict, bool]:
+    """The key components of compiling ``graph`` with ``options``, and
+    whether the result may go to disk."""
+    from .backend.llvm.jit import host_info
+    from .ops import registry
+    pos = {n.id: k for k, n in enumerate(graph.nodes)}
+    structure, types, consts = [], [], []
+    portable = options.get("portable", True)
+    for n in graph.nodes:
+        if n.is_leaf:
+            structure.append([n.op])
+            if n.op == "constant":
+                consts.append(hashlib.sha256(n.value.tobytes()).hexdigest())
+        else:
+            d = registry.get(n.op)
+            if not getattr(d, "builtin", False):
+                portable = False
+                structure.append([n.op, f"external:{id(d)}", [pos[i.id] for i in n.inputs],
+                                  sorted((k, _attr(v)) for k, v in n.attrs.items())])
+            else:
+                structure.append([n.op, [pos[i.id] for i in n.inputs],
+                                  sorted((k, _attr(v)) for k, v in n.attrs.items())])
+        types.append([list(n.shape), n.dtype.str])
+    structure.append(["outputs", [pos[o.id] for o in graph.outputs]])
+    structure.append(["updates", [[pos[p.id] if p.id in pos else f"extra:{p.shape}", pos[v.id]]
+                                  for p, v in graph.updates]])
+    types.append(["placeholders", [[p.name, list(p.shape), p.dtype.str]
+                                   for p in graph.placeholders]])
+    types.append(["updated", [[list(p.shape), p.dtype.str] for p, _ in graph.updates]])
+    h = host_info()
+    comps = {
+        "structure": _digest(structure),
+        "types": _digest(types),
+        "constants": _digest(consts),
+        "options": _digest({k: v for k, v in options.items() if k != "portable"}),
+        "graphc": graphc_fingerprint(),
+        "llvm": h["llvm"] + "/" + _llvmlite_version(),
+        "cpu": _digest([h["triple"], h["cpu"], h["features"]]),
+    }
+    return comps, portable
+
+
+def _llvmlite_version() -> str:
+    import llvmlite
+    return llvmlite.__version__
+
+
+def key_of(comps: dict) -> str:
+    return _digest(comps)
+
+
+@dataclass
+class Artifact:
+    """What a compilation produced, independent of the graph's node objects:
+    the native code and how to bind a structurally identical graph to it."""
+    jit: object                      # JitModule
+    slots: list                      # per pointer slot: [kind, index] (see slots_for)
+    arrays: list                     # constants created by the passes
+    n_outputs: int
+    arena_size: int
+    errors: list
+    key: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def slots_for(source: Graph, layout) -> tuple[list, list]:
+    """Describe the layout's pointer slots by positions in the source graph."""
+    pos = {n.id: k for k, n in enumerate(source.nodes)}
+    ppos = {p.id: k for k, p in enumerate(source.placeholders)}
+    extra = {p.id: k for k, (p, _) in enumerate(source.updates)}
+    slots, arrays = [], []
+    for p in layout.inputs:
+        slots.append(["placeholder", ppos[p.id]])
+    for p in layout.params:
+        slots.append(["param", pos[p.id]] if p.id in pos else ["updated", extra[p.id]])
+    for c in layout.consts:
+        if c.id in pos:
+            slots.append(["const", pos[c.id]])
+        else:
+            slots.append(["array", len(arrays)])
+            arrays.append(c.value)
+    return slots, arrays
+
+
+class BoundLayout:
+    """An ArgLayout rebuilt for another graph from an artifact's slots."""
+
+    def __init__(self, art: Artifact, graph: Graph):
+        from .ops.common import constant
+        nodes = graph.nodes
+        self.inputs, self.params, self.consts = [], [], []
+        for kind, k in art.slots:
+            if kind == "placeholder":
+                self.inputs.append(graph.placeholders[k])
+            elif kind == "param":
+                self.params.append(nodes[k])
+            elif kind == "updated":
+                self.params.append(graph.updates[k][0])
+            elif kind == "const":
+                self.consts.append(nodes[k])
+            else:
+                self.consts.append(constant(art.arrays[k]))
+        self.n_outputs = art.n_outputs
+        self.output0 = len(art.slots)
+        self.arena = self.output0 + art.n_outputs
+        self.count = self.arena + 1
+
+
+# -- memory ---------------------------------------------------------------------------
+
+def memory_get(key: str):
+    with _lock:
+        art = _memory.get(key)
+        if art is not None:
+            _memory.move_to_end(key)
+        return art
+
+
+def memory_put(key: str, art: Artifact, comps: dict) -> None:
+    with _lock:
+        _memory[key] = art
+        _memory.move_to_end(key)
+        while len(_memory) > MEMORY_ENTRIES:
+            _memory.popitem(last=False)
+        _components[key] = comps
+        while len(_components) > 4 * MEMORY_ENTRIES:
+            _components.popitem(last=False)
+
+
+def clear_memory() -> None:
+    with _lock:
+        _memory.clear()
+        _components.clear()
+
+
+# -- disk -----------------------------------------------------------------------------
+
+def _path(directory: str, key: str) -> str:
+    return os.path.join(directory, f"{key}.gcc")
+
+
+def disk_put(key: str, comps: dict, art: Artifact, optimized_ir: str) -> None:
+    d = cache_dir()
+    if d is None:
+        return
+    blobs = [art.jit.object_code, optimized_ir.encode()]
+    for a in art.arrays:
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(a), allow_pickle=False)
+        blobs.append(buf.getvalue())
+    header = {
+        "format": FORMAT, "key": key, "components": comps, "slots": art.slots,
+        "n_outputs": art.n_outputs, "arena_size": art.arena_size, "errors": art.errors,
+        "blobs": [[len(b), hashlib.sha256(b).hexdigest()] for b in blobs],
+        "n_arrays": len(art.arrays), "extra": art.extra,
+    }
+    hb = json.dumps(header, sort_keys=True).encode()
+    try:
+        os.makedirs(d, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".gcc", dir=d)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(MAGIC)
+            fh.write(len(hb).to_bytes(8, "little"))
+            fh.write(hashlib.sha256(hb).digest())
+            fh.write(hb)
+            for b in blobs:
+                fh.write(b)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, _path(d, key))        # atomic: readers see all or nothing
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except (OSError, UnboundLocalError):
+            pass
+
+
+class BadEntry(Exception):
+    pass
+
+
+def read_entry(path: str, key: str | None = None) -> tuple[dict, list]:
+    """Read and check one entry; raise BadEntry when it is not sound."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if len(data) < len(MAGIC) + 40 or not data.startswith(MAGIC):
+        raise BadEntry("not a graphc cache entry (bad magic or truncated)")
+    n = int.from_bytes(data[8:16], "little")
+    digest = data[16:48]
+    hb = data[48:48 + n]
+    if len(hb) != n or hashlib.sha256(hb).digest() != digest:
+        raise BadEntry("header truncated or corrupted")
+    try:
+        header = json.loads(hb)
+    except ValueError:
+        raise BadEntry("header is not JSON") from None
+    if header.get("format") != FORMAT:
+        raise BadEntry(f"format {header.get('format')} (this graphc reads {FORMAT})")
+    if key is not None and header.get("key") != key:
+        raise BadEntry("entry belongs to another key (foreign)")
+    if key_of(header["components"]) != header["key"]:
+        raise BadEntry("components do not hash to the key")
+    blobs, off = [], 48 + n
+    for size, sha in header["blobs"]:
+        b = data[off:off + size]
+        if len(b) != size or hashlib.sha256(b).hexdigest() != sha:
+            raise BadEntry("blob truncated or corrupted")
+        blobs.append(b)
+        off += size
+    if off != len(data):
+        raise BadEntry("trailing bytes")
+    return header, blobs
+
+
+def disk_get(key: str):
+    """(header, blobs) of a sound entry for ``key``, or None. A bad entry is deleted."""
+    d = cache_dir()
+    if d is None:
+        return None
+    path = _path(d, key)
+    if not os.path.exists(path):
+        return None
+    try:
+        return read_entry(path, key)
+    except (BadEntry, OSError, KeyError, TypeError):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        return None
+
+
+def disk_drop(key: str) -> None:
+    d = cache_dir()
+    if d is not None:
+        try:
+            os.unlink(_path(d, key))
+        except OSError:
+            pass
+
+
+def artifact_from_disk(header: dict, blobs: list) -> tuple[Artifact, str]:
+    from .backend.llvm.emit import ENTRY
+    from .backend.llvm.jit import JitModule
+    obj, ir = blobs[0], blobs[1].decode()
+    arrays = [np.load(io.BytesIO(b), allow_pickle=False) for b in blobs[2:]]
+    jit = JitModule(obj, ENTRY, ir, opt=header.get("extra", {}).get("opt", 3))
+    art = Artifact(jit, header["slots"], arrays, header["n_outputs"], header["arena_size"],
+                   header["errors"], header["key"], header.get("extra", {}))
+    return art, ir
+
+
+def entries(directory: str | None = None) -> list:
+    d = directory or cache_dir()
+    if d is None or not os.path.isdir(d):
+        return []
+    return sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".gcc"))
+
+
+def info() -> dict:
+    d = cache_dir()
+    files = entries()
+    return {"directory": d, "entries": len(files),
+            "bytes": sum(os.path.getsize(f) for f in files),
+            "memory_entries": len(_memory)}
+
+
+def clear() -> int:
+    """Delete every disk entry (and the memory cache); returns how many files."""
+    clear_memory()
+    n = 0
+    for f in entries():
+        try:
+            os.unlink(f)
+            n += 1
+        except OSError:
+            pass
+    d = cache_dir()
+    if d and os.path.isdir(d):
+        for f in os.listdir(d):
+            if f.startswith(".tmp-"):
+                try:
+                    os.unlink(os.path.join(d, f))
+                except OSError:
+                    pass
+    return n
+
+
+def explain_miss(comps: dict) -> str:
+    """Which components differ from the closest known entry (memory, then disk)."""
+    known = list(_components.values())
+    for f in entries()[-200:]:
+        try:
+            known.append(read_entry(f)[0]["components"])
+        except (BadEntry, OSError, KeyError, ValueError):
+            continue
+    if not known:
+        return "the cache is empty"
+    best = min(known, key=lambda c: sum(c.get(k) != v for k, v in comps.items()))
+    diff = [k for k, v in comps.items() if best.get(k) != v]
+    if not diff:
+        return "an equal entry exists but was not usable (evicted or discarded)"
+    names = {"structure": "graph structure", "types": "shapes/dtypes/input names",
+             "constants": "constant values", "options": "compile options",
+             "graphc": "graphc version/source", "llvm": "LLVM version", "cpu": "CPU",
+             "objects": "pass objects"}
+    return "closest cached graph differs in: " + ", ".join(names.get(k, k) for k in diff)
