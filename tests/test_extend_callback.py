@@ -177,20 +177,25 @@ def test_callback_from_several_threads(registered):
         np.testing.assert_allclose(r, 2 * _rownorm_ref(xv), rtol=1e-13)
 
 
-def test_callback_sites_live_as_long_as_the_compiled_function(registered):
-    rownorm = register_rownorm(registered)
-    pygc.collect()
-    before = cb.live_sites()
+def test_callback_code_reused_by_the_compile_cache_still_calls_back(registered):
+    def checked(x):
+        if np.isnan(x).any():
+            raise FloatingPointError("NaN input")
+        return _rownorm_ref(x)
+    rownorm = register_rownorm(registered, callback=checked)
 
     def build():
         x = gc.placeholder((5, 4), "float64", name="x")
         return gc.compile(rownorm(x) + 1.0)
     f = build()
-    assert cb.live_sites() == before + 1
-    pygc.collect()
-    assert cb.live_sites() == before + 1                   # kept while f lives
-    xv = np.ones((5, 4))
-    np.testing.assert_allclose(f(x=xv), 3.0)
+    np.testing.assert_allclose(f(x=np.ones((5, 4))), 3.0)
     del f
     pygc.collect()
-    assert cb.live_sites() == before
+    g = build()                        # a structurally equal graph: the same machine code
+    assert g.cache_hit == "memory"
+    np.testing.assert_allclose(g(x=np.full((5, 4), 2.0)), 5.0)
+    bad = np.ones((5, 4))
+    bad[2, 1] = np.nan
+    with pytest.raises(gc.RuntimeCheckError, match="raised FloatingPointError: NaN input"):
+        g(x=bad)
+    assert cb._SITES            # sites outlive the first function (the cache may reuse them)

@@ -250,3 +250,22 @@ def test_check_op_catches_a_wrong_lowering_and_says_by_how_much(registered):
     assert err == pytest.approx(np.max(np.maximum(xv, 0)), rel=1e-12)
     # the gradient rule is right; its compiled form is built from built-ins
     assert "vjp rule" not in msg
+
+
+def test_redefined_op_is_never_served_stale_code(registered):
+    x = gc.placeholder((4,), "float64", name="x")
+    xv = np.array([-1.0, 0.0, 1.0, 2.0])
+    register_softplus(registered)
+    f1 = gc.compile(gc.extend.op_function("softplus")(x) * 2.0)
+    np.testing.assert_allclose(f1(x=xv), 2 * np.logaddexp(0, xv), rtol=1e-12)
+    # same name, same graph structure, another lowering: must compile anew
+    sp = register_softplus(registered, replace=True, scalar=lambda s, x: x * 3.0)
+    f2 = gc.compile(sp(x) * 2.0)
+    assert not f2.cache_hit
+    np.testing.assert_allclose(f2(x=xv), 6 * xv)
+    gc.unregister_op("softplus")
+    sp = register_softplus(registered, scalar=lambda s, x: x + 1.0)
+    f3 = gc.compile(sp(x) * 2.0)
+    assert not f3.cache_hit
+    np.testing.assert_allclose(f3(x=xv), 2 * (xv + 1))
+    assert gc.compile(sp(x) * 2.0).cache_hit == "memory"

@@ -14,10 +14,12 @@ per process and never freed, whose address is given to the JIT's linker
 (``llvmlite.binding.add_symbol``). ctypes releases the GIL around the native
 call and the trampoline takes it back, so the Python code runs under the GIL.
 
-``<site>`` identifies the node in this compiled function: a table entry with
-the numpy function, the input and output shapes and dtypes, the attributes,
-and the compiled function's list of error messages. The entry lives as long
-as the graph node (the compiled function's graph holds it).
+``<site>`` identifies the node in this compiled code: a table entry with the
+numpy function, the input and output shapes and dtypes, the attributes, and
+the code's list of error messages. Entries are never removed: the compile
+cache may give the same machine code (and so the same site) to later
+functions built from structurally equal graphs, long after the first one is
+gone. An entry is small (it keeps the numpy function alive).
 
 The trampoline wraps each buffer as a numpy array without copying (inputs
 read-only; they are valid only during the call), calls the function, checks
@@ -32,7 +34,6 @@ from __future__ import annotations
 import ctypes
 import itertools
 import traceback
-import weakref
 
 import numpy as np
 from llvmlite import ir
@@ -122,7 +123,7 @@ def _view(ptr, shape, dtype, writable: bool) -> np.ndarray:
 
 def _trampoline(token: int, bufs: int) -> int:
     site = _SITES.get(token)
-    if site is None:        # cannot happen while the compiled function lives
+    if site is None:        # cannot happen: sites are never removed
         return -1
     return site.run(bufs)
 
@@ -138,17 +139,11 @@ def _install() -> None:
 
 
 def register_site(fn, node, errors: list) -> int:
-    """A site token for ``node`` calling ``fn``; valid while ``node`` lives."""
+    """A site token for ``node`` calling ``fn`` (valid for the process's life)."""
     _install()
     token = next(_tokens)
     _SITES[token] = _Site(fn, node, errors)
-    weakref.finalize(node, _SITES.pop, token, None)
     return token
-
-
-def live_sites() -> int:
-    """How many callback sites exist (for tests of their lifetime)."""
-    return len(_SITES)
 
 
 def callback_kernel(reg):

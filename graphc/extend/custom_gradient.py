@@ -7,7 +7,7 @@ cotangent per output.
 
 How it works. Each output becomes a node of the primitive ``custom_vjp``::
 
-    %5 = custom_vjp %3, %0, %1 {grad=<grad_fn of clip_gradient #1>, output=0}
+    %5 = custom_vjp %3, %0, %1 {grad=<grad_fn of clip_gradient>, output=0}
 
 whose first input is the forward value ``y`` (any subgraph, computed as
 usual) and whose other inputs are the function's inputs (and the trainable
@@ -15,8 +15,8 @@ parameters it captured, see ``variables`` below), so the graph shows what
 the gradient depends on. Its value is ``y``; its VJP rule calls ``grad_fn``,
 which builds ordinary graph nodes (so a ``grad_fn`` made of differentiable
 ops can be differentiated again: grad-of-grad works). The node's ``grad``
-attribute is an identity token (hash-consing keys attributes, so two calls
-never merge) holding ``grad_fn``.
+attribute is an identity token holding ``grad_fn`` (hash-consing keys
+attributes by identity, so two calls never merge before differentiation).
 
 Once gradients exist the wrapper has no job left: the ``simplify`` pass
 replaces it by ``y`` (rule ``custom-gradient``, like ``stop_gradient``), so
@@ -66,7 +66,10 @@ class GradToken:
         self.outputs: tuple = ()        # (shape, dtype) of each output
 
     def __repr__(self):
-        return f"<grad_fn of {self.fn_name} #{self.serial}>"
+        # not unique on purpose: the compiled code never depends on grad_fn (the
+        # wrapper is the identity on its first input), so two wrappers that print
+        # alike may share compiled code (the compile cache keys attributes by repr)
+        return f"<grad_fn of {self.fn_name}>"
 
 
 def _infer(inputs, attrs):
@@ -151,9 +154,10 @@ def _as_list(res, n, tok, what):
     return res
 
 
-register(OpDef("custom_vjp", "index", _infer, _ref, _vjp, lower_at=_lower_at,
-               doc="the value of input 0, with the gradient rule of a @custom_gradient function "
-                   "(removed by `simplify` after differentiation)"))
+_opdef = register(OpDef("custom_vjp", "index", _infer, _ref, _vjp, lower_at=_lower_at,
+                        doc="the value of input 0, with the gradient rule of a @custom_gradient "
+                            "function (removed by `simplify` after differentiation)"))
+_opdef.builtin = True      # part of graphc: its code may be cached on disk like a built-in's
 
 
 def _captured_variables(ys, xs) -> list:

@@ -55,6 +55,9 @@ class Registration:
 
 
 USER_OPS: dict[str, Registration] = {}
+# OpDefs replaced or unregistered are kept, never freed: the in-memory compile
+# cache keys a user op by its OpDef's id(), which must not be reused
+_RETIRED: list[OpDef] = []
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
 _ATTR_TYPES = (bool, int, float, str, type(None), np.dtype)
 
@@ -255,6 +258,8 @@ def register_op(name: str, *, reference: Callable, vjp: Callable | None = None,
         opdef.extra["opaque"] = f"host callback into Python ({_describe(callback)})"
     opdef.extra["user"] = reg
     reg.opdef = opdef
+    if name in USER_OPS:
+        _RETIRED.append(USER_OPS[name].opdef)
     reg.function = _make_function(reg)
     registry.register(opdef)
     USER_OPS[name] = reg
@@ -302,7 +307,7 @@ def unregister_op(name: str) -> None:
         if name in registry.OPS:
             raise ValueError(f"unregister_op: {name!r} is a built-in op")
         raise ValueError(f"unregister_op: no user-registered op named {name!r}")
-    del USER_OPS[name]
+    _RETIRED.append(USER_OPS.pop(name).opdef)
     registry.OPS.pop(name, None)
 
 
