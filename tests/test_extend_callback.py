@@ -73,6 +73,7 @@ def test_callback_is_opaque_and_the_report_says_so(registered):
     assert "opaque" in f.why_not_fused(r, out)
     rep = f.report()
     assert "custom" in rep and "(rownorm)" in rep
+    assert "; opaque: host callback into Python (" in rep and "._rownorm_ref)" in rep
     assert "@\"graphc_host_callback\"" in f.llvm_ir
 
 
