@@ -13,7 +13,7 @@ it with :func:`grad`, and :func:`compile` it to one native kernel::
 """
 from __future__ import annotations
 
-from . import extend  # the extension API (registers the custom_vjp op)
+from . import extend, nn, optim  # extend: the extension API (registers the custom_vjp op)
 from .autodiff import grad
 from .compiler import CompiledFunction, compile
 from .errors import (
@@ -46,7 +46,7 @@ __all__ = ["grad", "compile", "CompiledFunction", "Graph", "Node", "placeholder"
            "GraphcError", "ShapeError", "DTypeError", "InputError", "InputTypeError",
            "RuntimeCheckError", "float32", "float64", "int32", "int64", "bool_",
            "custom_gradient", "register_op", "unregister_op", "check_op", "OpCheckError",
-           "Pass", "RewritePass", "register_pass", "extend", "plugins",
+           "Pass", "RewritePass", "register_pass", "extend", "plugins", "nn", "optim",
            *_ops_all]
 
 from . import plugins  # noqa: E402

@@ -11,8 +11,8 @@ def main(argv=None) -> int:
                                 description="graphc: a static computation-graph compiler")
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("demo", help="train an MLP on a spiral, compiled vs interpreted")
-    d.add_argument("--steps", type=int, default=2000)
-    d.add_argument("--lr", type=float, default=0.5)
+    d.add_argument("--steps", type=int, default=None, help="training steps (default 1000)")
+    d.add_argument("--lr", type=float, default=None, help="Adam's learning rate (default 0.01)")
     sub.add_parser("info", help="print versions and the host CPU LLVM targets")
     ins = sub.add_parser("inspect", help="run a script and print the report of every graph "
                                          "it compiles")

@@ -277,4 +277,75 @@ OPS += [
            grad=(0, 1), grad2=True),
 ]
 
+# ---- training ops (issue 5): gather/scatter, counter-based random, erf, log1p
+
+
+def _np_take(x, indices, axis=0):
+    return np.take(x, indices, axis=axis)
+
+
+def _np_scatter_add(u, i, size, axis=0):
+    out = np.zeros(u.shape[:axis] + (size,) + u.shape[axis + i.ndim:], u.dtype)
+    for pos in np.ndindex(*i.shape):
+        out[(slice(None),) * axis + (int(i[pos]),)] += u[(slice(None),) * axis + pos]
+    return out
+
+
+def _py_philox4x32_10(ctr, key):
+    """Philox-4x32-10 on Python ints, written from the paper (checked against
+    Random123's known-answer vectors in tests/test_random.py)."""
+    m = 0xFFFFFFFF
+    c, (k0, k1) = list(ctr), key
+    for r in range(10):
+        if r:
+            k0, k1 = (k0 + 0x9E3779B9) & m, (k1 + 0xBB67AE85) & m
+        p0, p1 = 0xD2511F53 * c[0], 0xCD9E8D57 * c[2]
+        c = [(p1 >> 32) ^ c[1] ^ k0, p1 & m, (p0 >> 32) ^ c[3] ^ k1, p0 & m]
+    return c
+
+
+def _np_random_uniform(counter, shape, seed, dtype):
+    m = 0xFFFFFFFF
+    ctr = int(counter) % 2 ** 64
+    seed %= 2 ** 64
+    vals = []
+    for i in range(int(np.prod(shape))):
+        w = _py_philox4x32_10([i & m, i >> 32, ctr & m, ctr >> 32], [seed & m, seed >> 32])
+        vals.append((w[0] >> 8) / 2 ** 24 if np.dtype(dtype) == np.float32
+                    else ((w[0] << 21) | (w[1] >> 11)) / 2 ** 53)
+    return np.array(vals, dtype).reshape(shape)
+
+
+_erf_vec = np.vectorize(__import__("math").erf, otypes=[np.float64])
+
+
+def _np_erf(x):
+    x = np.asarray(x)
+    return _erf_vec(x).astype(x.dtype if x.dtype.kind == "f" else np.float64)
+
+
+OPS += [
+    OpInfo("take", lambda x, i, axis=0: gc.take(x, i, axis), _np_take,
+           [S(((5, 3), d), ((4,), li)) for d in (F32, F64, I32) for li in (I32, I64)] +
+           [S(((2, 5, 3), F64), ((2, 3), I64), axis=1), S(((3, 5), F64), ((6,), I64), axis=-1),
+            S(((5,), B), ((2, 2), I64)), S(((5, 3), F64), ((0,), I64)), S(((5,), F64), ((), I64))],
+           domain=("normal", "labels"), grad=(0,), grad2=True),
+    OpInfo("scatter_add", lambda u, i, size, axis=0: gc.scatter_add(u, i, size, axis),
+           _np_scatter_add,
+           [S(((6, 3), d), ((6,), li), size=5) for d in (F32, F64, I64) for li in (I32, I64)] +
+           [S(((2, 4, 3), F64), ((2, 4), I64), size=5), S(((2, 3, 4), F64), ((3,), I32), size=5, axis=1),
+            S(((0, 3), F64), ((0,), I64), size=5), S(((3,), F32), ((), I64), size=5, axis=0)],
+           domain=("normal", "labels"), grad=(0,), grad2=True, rtol=1e-5, atol=1e-5),
+    OpInfo("random_uniform", lambda c, shape, seed, dtype: gc.random_uniform(shape, seed, c, dtype),
+           _np_random_uniform,
+           [S(((), I64), shape=(3, 4), seed=0, dtype=F32), S(((), I64), shape=(5,), seed=2 ** 40 + 7, dtype=F64),
+            S(((), I32), shape=(2, 3, 2), seed=12345, dtype=F32), S(((), I64), shape=(), seed=1, dtype=F64),
+            S(((), I64), shape=(0, 2), seed=3, dtype=F32)],
+           domain="small_int", rtol=0, atol=0),
+    OpInfo("erf", gc.erf, _np_erf, _unary_samples(FLOATS) + [S(((3,), I32))],
+           grad=(0,), grad2=True, rtol=2e-6),
+    OpInfo("log1p", gc.log1p, np.log1p, _unary_samples(FLOATS) + [S(((3,), I64))], domain="unit",
+           grad=(0,), grad2=True, rtol=2e-6),
+]
+
 BY_NAME = {o.name: o for o in OPS}

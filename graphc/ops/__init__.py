@@ -31,6 +31,7 @@ from .elementwise import (
     tanh,
     where,
 )
+from .gather import scatter_add, take
 from .linalg import matmul
 from .movement import (
     broadcast_to,
@@ -44,8 +45,10 @@ from .movement import (
     unbroadcast,
 )
 from .nn import log_softmax, logsumexp, one_hot, softmax, softmax_cross_entropy
+from .random import random_uniform
 from .reduce import max, mean, min, sum
 from .registry import OPS, OpDef, get, make, register
+from .special import erf, log1p
 
 __all__ = [
     "abs", "add", "cast", "div", "equal", "exp", "greater", "greater_equal", "less",
@@ -55,6 +58,7 @@ __all__ = [
     "unbroadcast", "log_softmax", "logsumexp", "one_hot", "softmax", "softmax_cross_entropy",
     "max", "mean", "min", "sum", "OPS", "OpDef", "get", "make", "register", "constant",
     "as_node", "zeros", "ones", "full",
+    "take", "scatter_add", "random_uniform", "erf", "log1p",
 ]
 
 
