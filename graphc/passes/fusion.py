@@ -374,6 +374,10 @@ class Fuser:
                     self.merge(c, g)
                     c.hoisted.sort(key=lambda n: self.pos[n.id])
                     break
+            else:
+                # the first reduction over this domain: it becomes a row kernel that
+                # later reductions over the same rows (and their consumers) can join
+                g.domain, g.split, g.hoisted = D, split, [r]
 
     def epilogues(self):
         for g in list(self.alive()):
@@ -386,7 +390,7 @@ class Fuser:
                 has_loop = len(g.roots) > 1 or g.hoisted or g.accum
                 if has_loop and c.split != g.split and c.hoisted and g.hoisted:
                     continue
-                if M.id in self.reads(c) and self.can_merge(g, c):
+                if M.id in self.reads(c) and self._hoist_ok(g, c) and self.can_merge(g, c):
                     g.split = min(g.split, c.split)
                     self.merge(g, c)
                     g.hoisted.sort(key=lambda n: self.pos[n.id])
@@ -409,15 +413,31 @@ class Fuser:
                     a_out = {r.id for r in a.roots}
                     if (rb & a_out & self.forced) or (ra & b_out & self.forced):
                         continue        # it was stored so that it is not recomputed inline
+                    if (rb & self._inline_reductions(a)) or (ra & self._inline_reductions(b)):
+                        continue        # a reduction would be recomputed at every use
+                    if (rb & {x.id for x in a.accum}) or (ra & {x.id for x in b.accum}):
+                        continue        # an accumulation is complete only after the loop
                     if a.matmul is not None and ra & b_out:
                         continue        # the GEMM would need b's result before it is computed
                     related = (rb & {r.id for r in a.roots}) or (ra & b_out) or \
                         self._shared_inputs(a, b)
-                    if related and self.can_merge(a, b):
+                    if related and self._hoist_ok(a, b) and self.can_merge(a, b):
                         a.split = min(a.split, b.split)
                         self.merge(a, b)
                         a.hoisted.sort(key=lambda n: self.pos[n.id])
                         changed = True
+
+    def _hoist_ok(self, a: _Group, b: _Group) -> bool:
+        """After merging a and b, would every hoisted reduction still be read
+        only at the current row?"""
+        split = min(a.split, b.split)
+        return all(self._row_reads_ok(b, h, split) for h in a.hoisted) and \
+            all(self._row_reads_ok(a, h, split) for h in b.hoisted)
+
+    def _inline_reductions(self, g: _Group) -> set:
+        """Ids of reductions g evaluates inline (not staged)."""
+        staged = {r.id for r in g.hoisted} | {a.id for a in g.accum}
+        return {r.id for r in g.roots if _kind(r) == "reduce" and r.id not in staged}
 
     def _shared_inputs(self, a: _Group, b: _Group) -> bool:
         def leaves(g):
@@ -445,6 +465,8 @@ class Fuser:
                     continue
                 if x.id not in c.members and not (rg & c.members):
                     continue          # nothing to share: no reason to merge
+                if rg & ({a.id for a in c.accum} | self._inline_reductions(c)):
+                    continue          # g would read an unfinished accumulation of c
                 if self.can_merge(c, g) and not self._read_inside(c, r):
                     g.accum = [r]
                     self.merge(c, g)
@@ -606,6 +628,7 @@ class Fuser:
                                   split=g.split, matmul=g.matmul,
                                   hoisted=list(g.hoisted), accumulates=list(g.accum)))
         self._record_reasons(kernels)
+        _validate(kernels, self.by_id)
         return kernels
 
     def _group_containing(self, n: Node):
@@ -666,6 +689,22 @@ class Fuser:
             return (f"the kernels loop over different domains ({ka.shape} vs {kb.shape}) and "
                     f"{n.op} is stored for other consumers")
         return "merging the two kernels would make the kernel graph cyclic"
+
+
+def _validate(kernels, by_id) -> None:
+    """Invariants the emitter relies on (a violation is a bug in this pass)."""
+    for i, k in enumerate(kernels):
+        acc = {a.id for a in k.accumulates}
+        for mid in k.members:
+            n = by_id[mid]
+            if mid not in acc and any(x.id in acc for x in n.inputs):
+                raise RuntimeError(f"fusion bug: kernel #{i} reads its own accumulation in {n.op}")
+        for h in k.hoisted:
+            if h.inputs[0].shape != k.shape:
+                raise RuntimeError(f"fusion bug: kernel #{i} hoists a reduction over "
+                                   f"{h.inputs[0].shape}, not its domain {k.shape}")
+        if k.kind == "matmul" and k.matmul is None:
+            raise RuntimeError(f"fusion bug: kernel #{i} is a matmul kernel without a GEMM")
 
 
 class Fusion(Pass):
