@@ -10,6 +10,7 @@ import pytest
 
 import graphc as gc
 from graphc.demo import spiral
+
 from helpers import check_grads
 
 

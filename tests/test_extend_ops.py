@@ -269,3 +269,13 @@ def test_redefined_op_is_never_served_stale_code(registered):
     assert not f3.cache_hit
     np.testing.assert_allclose(f3(x=xv), 2 * (xv + 1))
     assert gc.compile(sp(x) * 2.0).cache_hit == "memory"
+
+
+def test_check_op_on_a_builtin_needs_samples():
+    assert gc.check_op("tanh", samples=[((2, 3),)]).ok
+    assert gc.check_op("reduce_sum", samples=[((3, 4),)], attrs={"axes": (1,),
+                                                                  "keepdims": True}).ok
+    with pytest.raises(ValueError, match="give samples="):
+        gc.check_op("tanh")
+    with pytest.raises(gc.GraphcError, match="no op named 'nope'"):
+        gc.check_op("nope")
