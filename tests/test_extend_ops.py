@@ -176,6 +176,16 @@ def test_registration_errors(registered):
         gc.unregister_op("softplus")
 
 
+def test_lowering_failing_for_a_dtype_names_the_op(registered):
+    op = gc.register_op("expish", reference=np.exp, scalar=lambda s, x: s.exp(x))
+    registered.append("expish")
+    node = op(gc.placeholder((3,), "int64", name="i"))
+    with pytest.raises(TypeError, match=r"the scalar lowering of 'expish' \(node expish_\d+, built "
+                                        r"at .*test_extend_ops.py:\d+\) failed for inputs of dtype "
+                                        r"int64: scalar exp needs a float, got int64"):
+        gc.compile(node)
+
+
 def test_lowering_returning_wrong_dtype_is_a_clear_error(registered):
     gc.register_op("to_int", reference=lambda x: x, scalar=lambda s, x: s.cast(x, "int64"))
     registered.append("to_int")

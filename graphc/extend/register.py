@@ -171,7 +171,12 @@ def _make_scalar(reg: Registration):
     name = reg.name
 
     def scalar(s, n, *args):
-        v = reg.scalar(s, *args, **n.attrs)
+        try:
+            v = reg.scalar(s, *args, **n.attrs)
+        except (TypeError, ValueError) as e:
+            ins = ", ".join(str(i.dtype) for i in n.inputs)
+            raise type(e)(f"the scalar lowering of {name!r} (node {n.name}, built at {n.source}) "
+                          f"failed for inputs of dtype {ins}: {e}") from e
         if isinstance(v, (int, float, bool, np.generic)):
             v = s.const(v, n.dtype)
         if not hasattr(v, "dtype") or not hasattr(v, "v"):
