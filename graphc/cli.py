@@ -21,6 +21,9 @@ def main(argv=None) -> int:
     ins.add_argument("--dump", metavar="DIR", help="also dump every stage of every graph to DIR")
     c = sub.add_parser("cache", help="the on-disk compile cache")
     c.add_argument("action", choices=["info", "clear"])
+    from .bench import add_arguments as bench_arguments
+    bench_arguments(sub.add_parser("bench", help="benchmark graphc against numpy, JAX, PyTorch "
+                                                 "(see docs/benchmarks.md)"))
     args = p.parse_args(argv)
     if args.cmd == "cache":
         from . import cache
@@ -44,6 +47,9 @@ def main(argv=None) -> int:
     if args.cmd == "demo":
         from .demo import main as demo
         demo(steps=args.steps, lr=args.lr)
+    elif args.cmd == "bench":
+        from .bench import run_from_args
+        return run_from_args(args)
     elif args.cmd == "info":
         import llvmlite
         import numpy
