@@ -13,7 +13,7 @@ it with :func:`grad`, and :func:`compile` it to one native kernel::
 """
 from __future__ import annotations
 
-from . import nn, optim
+from . import extend, nn, optim  # extend: the extension API (registers the custom_vjp op)
 from .autodiff import grad
 from .compiler import CompiledFunction, compile
 from .errors import (
@@ -24,16 +24,31 @@ from .errors import (
                      RuntimeCheckError,
                      ShapeError,
 )
+from .extend import (
+                     OpCheckError,
+                     RewritePass,
+                     check_op,
+                     custom_gradient,
+                     register_op,
+                     unregister_op,
+)
 from .ir.dtypes import bool_, float32, float64, int32, int64
 from .ir.graph import Graph
 from .ir.node import Node
 from .ops import *  # noqa: F401,F403 - the op functions are the public API
 from .ops import __all__ as _ops_all
 from .ops.common import parameter, placeholder
+from .passes import Pass, register_pass
 
 __version__ = "0.1.0"
 
 __all__ = ["grad", "compile", "CompiledFunction", "Graph", "Node", "placeholder", "parameter",
            "GraphcError", "ShapeError", "DTypeError", "InputError", "InputTypeError",
            "RuntimeCheckError", "float32", "float64", "int32", "int64", "bool_",
-           "nn", "optim", *_ops_all]
+           "custom_gradient", "register_op", "unregister_op", "check_op", "OpCheckError",
+           "Pass", "RewritePass", "register_pass", "extend", "plugins", "nn", "optim",
+           *_ops_all]
+
+from . import plugins  # noqa: E402
+
+plugins.autoload()      # packages in the entry-point group graphc.plugins (docs/extending.md)

@@ -72,6 +72,10 @@ def report(f) -> str:
                 extra += f"; row reductions {' '.join(row['hoisted'])}"
             if row["accumulates"]:
                 extra += f"; accumulates {' '.join(row['accumulates'])}"
+            if row["kind"] == "custom":      # e.g. a host callback (graphc/extend/callback.py)
+                from .ops import registry
+                d = registry.OPS.get(f.kernels[row["index"]].root.op)
+                extra += f"; opaque: {d.extra.get('opaque', 'its own kernel') if d else '?'}"
             lines.append(f"  #{row['index']:<3} {kind:<9} loop {loop:<24} stores "
                          f"{' '.join(row['outputs'])}{extra}")
             lines.append(f"       nodes {' '.join(row['nodes'])}  ({ops})")

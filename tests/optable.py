@@ -52,6 +52,12 @@ class OpInfo:
         return [s for s in self.samples if all(d == F64 for d in s.dtypes)]
 
 
+@gc.custom_gradient
+def _cg_xxy(x, y):
+    """x * x * y with its gradient by hand (the op table's custom_vjp entry)."""
+    return x * x * y, lambda dy: (dy * 2.0 * x * y, dy * x * x)
+
+
 def draw(info: OpInfo, sample: Sample, rng: np.random.Generator, *, for_grad=False):
     out = []
     for k, (shape, dt) in enumerate(zip(sample.shapes, sample.dtypes)):
@@ -266,6 +272,9 @@ OPS += [
            [Sample(((6,),), (d,), dict(depth=5)) for d in (I32, I64)] +
            [Sample(((2, 3),), (I64,), dict(depth=5))], domain="labels"),
     OpInfo("stop_gradient", gc.stop_gradient, lambda x: x, [S(((3, 4), F64))]),
+    OpInfo("custom_vjp", lambda x, y: _cg_xxy(x, y), lambda x, y: x * x * y,
+           [S(((3, 4), d), ((4,), d)) for d in FLOATS] + [S(((2, 3), F64), ((2, 3), F64))],
+           grad=(0, 1), grad2=True),
 ]
 
 # ---- training ops (issue 5): gather/scatter, counter-based random, erf, log1p

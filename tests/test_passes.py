@@ -108,6 +108,11 @@ GOLDEN = [
         %1:f32[] = constant 2.0
         %2:f32[2,3] = mul %0, %1
         return %2""", False),
+    ("custom-gradient", lambda: gc.custom_gradient(lambda v: (v * 2.0, lambda d: d))(x), """
+        %0:f32[2,3] = placeholder 'x'
+        %1:f32[] = constant 2.0
+        %2:f32[2,3] = mul %0, %1
+        return %2""", False),
     ("cast-cast", lambda: gc.cast(gc.cast(x, "float64"), "float32"), """
         %0:f32[2,3] = placeholder 'x'
         return %0""", False),

@@ -289,6 +289,7 @@ RULES: list[Rule] = [
     Rule("max-unit-axes", "reduce_max", _sum_unit_axes),
     Rule("where-same", "where", _where_same),
     Rule("stop-gradient", "stop_gradient", _stop_gradient),
+    Rule("custom-gradient", "custom_vjp", _stop_gradient),     # gc.custom_gradient's wrapper
     Rule("cast-cast", "cast", _cast_cast),
     Rule("drop-broadcast", "*elementwise", _drop_broadcast),
 ]

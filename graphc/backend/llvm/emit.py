@@ -238,6 +238,12 @@ class KernelEmitter:
         b.store(b.select(cond.v, ir.Constant(I32, code), old), self.err)
 
     # -- memory ---------------------------------------------------------------------
+    def pointer(self, n: Node, writing: bool = False):
+        """The pointer to ``n``'s buffer in this kernel (its output buffer when
+        ``writing``), for ``kernel`` lowerings that hand buffers to other code
+        (a host callback). One-element constants have no buffer (immediates)."""
+        return self.ptr[self._loc(n, writing)]
+
     def _addr(self, n: Node, idx, writing=False):
         ptr = self.ptr[self._loc(n, writing)]
         lin = self.ix.linearize(idx, n.shape)

@@ -1,0 +1,179 @@
+"""Host callbacks: a native kernel that calls back into Python for one node.
+
+The op's ``kernel`` lowering (kind ``"kernel"``, so fusion gives it a kernel
+of its own) emits::
+
+    %bufs = alloca [n+1 x ptr]            ; input buffers, then the output buffer
+    store ptr %in0, ...                   ; (one-element constants are spilled)
+    if (*status == 0)                     ; an earlier failure: skip the call
+        %rc = call i32 @graphc_host_callback(i64 <site>, ptr %bufs)
+        err = %rc
+
+``graphc_host_callback`` is one ctypes ``CFUNCTYPE`` trampoline, made once
+per process and never freed, whose address is given to the JIT's linker
+(``llvmlite.binding.add_symbol``). ctypes releases the GIL around the native
+call and the trampoline takes it back, so the Python code runs under the GIL.
+
+``<site>`` identifies the node in this compiled code: a table entry with the
+numpy function, the input and output shapes and dtypes, the attributes, and
+the code's list of error messages. Entries are never removed: the compile
+cache may give the same machine code (and so the same site) to later
+functions built from structurally equal graphs, long after the first one is
+gone. An entry is small (it keeps the numpy function alive).
+
+The trampoline wraps each buffer as a numpy array without copying (inputs
+read-only; they are valid only during the call), calls the function, checks
+the result's shape and dtype, and writes it to the output buffer. Any Python
+exception is caught (it never unwinds through native code): its description
+is appended to the function's error messages and the trampoline returns that
+message's code, so the call raises ``RuntimeCheckError`` naming the op, the
+node, where it was built and the exception.
+"""
+from __future__ import annotations
+
+import ctypes
+import itertools
+import traceback
+
+import numpy as np
+from llvmlite import ir
+
+from ..backend.llvm.scalar import I32, I64, PTR, mem_type
+
+SYMBOL = "graphc_host_callback"
+_PROTO = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int64, ctypes.c_void_p)
+_SITES: dict[int, _Site] = {}
+_tokens = itertools.count(1)
+_state: dict = {}
+
+
+class _Site:
+    """One callback node of one compiled function."""
+
+    __slots__ = ("fn", "op", "node_name", "source", "ins", "out", "attrs", "errors")
+
+    def __init__(self, fn, node, errors: list):
+        self.fn = fn
+        self.op = node.op
+        self.node_name = node.name
+        self.source = node.source
+        self.ins = [(i.shape, i.dtype) for i in node.inputs]
+        self.out = (node.shape, node.dtype)
+        self.attrs = dict(node.attrs)
+        self.errors = errors
+
+    def where(self) -> str:
+        return f"node {self.node_name}, built at {self.source}"
+
+    def run(self, bufs: int) -> int:
+        try:
+            n = len(self.ins)
+            ptrs = (ctypes.c_void_p * (n + 1)).from_address(bufs)
+            args = [_view(ptrs[k], shape, dtype, False) for k, (shape, dtype) in enumerate(self.ins)]
+            out = _view(ptrs[n], *self.out, True)
+            r = self.fn(*args, **self.attrs)
+            self._store(r, out)
+            return 0
+        except BaseException as e:   # never let an exception reach native code
+            return self._fail(e)
+
+    def _store(self, r, out: np.ndarray) -> None:
+        try:
+            r = np.asarray(r)
+        except Exception as e:
+            raise TypeError(f"returned a {type(r).__name__} that is not an array: {e}") from None
+        if r.shape != out.shape:
+            raise ValueError(f"returned shape {r.shape}, but the op's shape rule says {out.shape}")
+        if r.dtype != out.dtype:
+            if r.dtype == object or not np.can_cast(r.dtype, out.dtype, casting="same_kind"):
+                raise TypeError(f"returned dtype {r.dtype}, which does not convert to the op's "
+                                f"dtype {out.dtype}")
+        if out.size:
+            np.copyto(out, r, casting="same_kind")
+
+    def _fail(self, e: BaseException) -> int:
+        frames = traceback.extract_tb(e.__traceback__)
+        inner = ""
+        if frames:
+            fr = frames[-1]
+            inner = f" (in {fr.name}, {fr.filename}:{fr.lineno})"
+        what = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        if isinstance(e, (ValueError, TypeError)) and frames and frames[-1].name == "_store":
+            msg = f"host callback of op {self.op!r} ({self.where()}) {e}"
+        else:
+            msg = f"host callback of op {self.op!r} ({self.where()}) raised {what}{inner}"
+        if msg not in self.errors:
+            self.errors.append(msg)
+        return self.errors.index(msg) + 1
+
+
+def _view(ptr, shape, dtype, writable: bool) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    size = 1
+    for s in shape:
+        size *= s
+    if size == 0 or not ptr:
+        a = np.zeros(shape, dtype)
+    else:
+        buf = (ctypes.c_char * (size * dtype.itemsize)).from_address(ptr)
+        a = np.frombuffer(buf, dtype).reshape(shape)
+    a.flags.writeable = writable
+    return a
+
+
+def _trampoline(token: int, bufs: int) -> int:
+    site = _SITES.get(token)
+    if site is None:        # cannot happen: sites are never removed
+        return -1
+    return site.run(bufs)
+
+
+def _install() -> None:
+    """Create the trampoline and give its address to the JIT linker (once)."""
+    if "cfunc" in _state:
+        return
+    import llvmlite.binding as llvm
+    cfunc = _PROTO(_trampoline)
+    llvm.add_symbol(SYMBOL, ctypes.cast(cfunc, ctypes.c_void_p).value)
+    _state["cfunc"] = cfunc          # kept for the life of the process
+
+
+def register_site(fn, node, errors: list) -> int:
+    """A site token for ``node`` calling ``fn`` (valid for the process's life)."""
+    _install()
+    token = next(_tokens)
+    _SITES[token] = _Site(fn, node, errors)
+    return token
+
+
+def callback_kernel(reg):
+    """The ``kernel(em, node)`` lowering of a callback op."""
+
+    def kernel(em, n):
+        token = register_site(reg.callback, n, em.me.errors)
+        b = em.b
+        nodes = list(n.inputs) + [n]
+        ab = em.alloca_builder             # in the entry block, like every alloca
+        ab.position_at_start(em.fn.entry_basic_block)
+        bufs = ab.alloca(PTR, size=len(nodes), name="cb_bufs")
+        for k, x in enumerate(nodes):
+            if x is not n and x.op == "constant" and x.size == 1:
+                # one-element constants are immediates in kernels: spill it
+                slot = em.alloca(mem_type(x.dtype), name="cb_const")
+                v = em.s.const(x.value.reshape(-1)[0], x.dtype).v
+                if x.dtype == np.bool_:
+                    v = b.zext(v, mem_type(x.dtype))
+                b.store(v, slot)
+                p = slot
+            else:
+                p = em.pointer(x, writing=x is n)
+            dst = b.gep(bufs, [ir.Constant(I64, k)], source_etype=PTR, inbounds=True)
+            b.store(p, dst)
+        fn = em.me.module.globals.get(SYMBOL)
+        if fn is None:
+            fn = ir.Function(em.me.module, ir.FunctionType(I32, [I64, PTR]), SYMBOL)
+        ok = b.icmp_unsigned("==", b.load(em.status, typ=I32), ir.Constant(I32, 0))
+        with b.if_then(ok):
+            rc = b.call(fn, [ir.Constant(I64, token), bufs])
+            b.store(rc, em.err)
+    return kernel
