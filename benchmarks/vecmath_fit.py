@@ -5,7 +5,7 @@ arithmetic (needs ``mpmath``, not a dependency of graphc). The coefficients
 are rounded to the target dtype one at a time, lowest order first, each time
 refitting the remaining ones, so the rounding costs little accuracy.
 
-    python benchmarks/vecmath_fit.py          # prints every table (about a minute)
+    python benchmarks/vecmath_fit.py          # prints every table (a minute or two)
 
 Each line gives the dtype, the function, the coefficients and the maximum
 relative error of the rounded polynomial (measured on a fine grid).
@@ -131,6 +131,9 @@ def main():
         print(name, "exp_poly (|r| <= ln2/2)", *expm1_table(de, dt, -half, half))
         print(name, "expm1_poly (r in [0, ln2])", *expm1_table(dm, dt, *pos))
         print(name, "log_poly", *log_table(dl, dt))
+    # float64 tables of float32 pow (which needs only ~2**-38 from log, ~2**-34 from exp)
+    print("float64 pow_exp_poly", *expm1_table(6, np.float64, -half, half))
+    print("float64 pow_log_poly", *log_table(4, np.float64))
 
 
 if __name__ == "__main__":
