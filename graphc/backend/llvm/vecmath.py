@@ -15,8 +15,9 @@ Each function follows the classic scheme:
   a ``lo`` correction); ``log(x) = e * ln 2 + log(m)`` with ``x = 2**e * m``,
   ``m`` in ``[sqrt(1/2), sqrt(2))`` read from the exponent and mantissa bits.
 * a **minimax polynomial** on that interval, evaluated by Horner's rule with
-  fused multiply-adds; its coefficients are fitted per dtype (float32 has its
-  own, shorter polynomials and never goes through float64).
+  fused multiply-adds (Estrin's scheme in pow); its coefficients are fitted
+  per dtype (float32 has its own, shorter polynomials and never goes through
+  float64, except in pow).
 * **reconstruction** from bits: ``2**n`` is built by writing ``n + bias`` into
   the exponent field; it is applied as two factors ``2**(n//2) * 2**(n - n//2)``
   so that results that overflow or fall into the denormals are rounded once,
@@ -41,8 +42,9 @@ and for float32 over all 2**32 inputs by the slow test) is stated in
 ``docs/performance.md``, section "Vector math".
 
 The polynomial coefficients are weighted minimax (Remez) fits of the relative
-error, computed in 50-digit arithmetic with ``benchmarks/vecmath_fit.py`` and
-rounded to the target precision.
+error, computed in 40-digit arithmetic with ``benchmarks/vecmath_fit.py`` and
+rounded to the target precision one coefficient at a time, the higher ones
+refitted after each rounding.
 """
 from __future__ import annotations
 
