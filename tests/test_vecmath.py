@@ -35,8 +35,9 @@ MAX_ULP = {
     ("sigmoid", F32): 1.6, ("sigmoid", F64): 1.6,
     ("pow", F32): 0.51,
 }
-# our results against numpy's own (numpy's float32 log is up to 3.5 ulps off)
-MAX_ULP_VS_NUMPY = 4.0
+# our results against numpy's own: numpy's float32 log and exp are themselves up to
+# 3.5 and 2.4 ulps off (numpy 2.4, AVX-512), so they may differ from ours by 4 ulps
+MAX_ULP_VS_NUMPY = 5.0
 
 
 def _sigmoid_ref(x):
