@@ -13,6 +13,7 @@ import numpy as np
 from llvmlite import ir
 
 from ...ir import dtypes as D
+from . import vecmath
 
 I1 = ir.IntType(1)
 I8 = ir.IntType(8)
@@ -120,6 +121,46 @@ class ScalarBuilder:
             return self._intrinsic("llvm.fma", a, b, c)
         return a * b + c
 
+    def fmuladd(self, a, b, c):
+        """``a * b + c``, fused into one FMA where the target has it (``llvm.fmuladd``:
+        never a libm call, unlike ``llvm.fma`` on targets without FMA)."""
+        self._float(a, "fmuladd")
+        return self._intrinsic("llvm.fmuladd", a, b, c)
+
+    def copysign(self, a, b):
+        """``|a|`` with the sign bit of ``b``."""
+        self._float(a, "copysign")
+        return self._intrinsic("llvm.copysign", a, b)
+
+    # -- bit patterns (for the math functions in vecmath.py) --------------------
+    def bitcast(self, a, dt) -> SV:
+        """Reinterpret the bits of ``a`` as ``dt`` (same width: float32<->int32, float64<->int64)."""
+        dt = np.dtype(dt)
+        if dt.itemsize != a.dtype.itemsize or D.is_bool(dt) or D.is_bool(a.dtype):
+            raise TypeError(f"scalar bitcast: {a.dtype} -> {dt} changes the width")
+        return SV(self.b.bitcast(a.v, reg_type(dt)), dt, self)
+
+    def _int(self, a, what):
+        if not D.is_int(a.dtype):
+            raise TypeError(f"scalar {what} needs an integer, got {a.dtype}")
+
+    def shl(self, a, k: int):
+        """``a << k`` (bits shifted out are lost; no poison flags)."""
+        self._int(a, "shl"); return SV(self.b.shl(a.v, ir.Constant(a.v.type, k)), a.dtype, self)
+
+    def ashr(self, a, k: int):
+        """Arithmetic (sign-filling) ``a >> k``."""
+        self._int(a, "ashr"); return SV(self.b.ashr(a.v, ir.Constant(a.v.type, k)), a.dtype, self)
+
+    def bit_and(self, a, b):
+        self._int(a, "bit_and"); self._same(a, b, "bit_and")
+        return SV(self.b.and_(a.v, b.v), a.dtype, self)
+
+    def ult(self, a, b):
+        """Float ``a < b`` or either is NaN (LLVM's unordered less-than)."""
+        self._same(a, b, "ult")
+        return SV(self.b.fcmp_unordered("<", a.v, b.v), D.bool_, self)
+
     # -- comparisons and selection -------------------------------------------
     def _cmp(self, fop, iop, a, b):
         self._same(a, b, "comparison")
@@ -178,15 +219,32 @@ class ScalarBuilder:
         if not D.is_float(a.dtype):
             raise TypeError(f"scalar {what} needs a float, got {a.dtype}")
 
-    def exp(self, a): self._float(a, "exp"); return self._intrinsic("llvm.exp", a)
-    def log(self, a): self._float(a, "log"); return self._intrinsic("llvm.log", a)
+    # exp, log, tanh, sigmoid and float32 pow are branch-free polynomials
+    # written in IR (vecmath.py), so loops that use them vectorize; with
+    # ``vector_math = False`` they are LLVM intrinsics, which become scalar
+    # libm calls (kept for A/B benchmarks and tests).
+    vector_math = True
+
+    def exp(self, a):
+        self._float(a, "exp")
+        return vecmath.exp(self, a) if self.vector_math else self._intrinsic("llvm.exp", a)
+
+    def log(self, a):
+        self._float(a, "log")
+        return vecmath.log(self, a) if self.vector_math else self._intrinsic("llvm.log", a)
+
+    def tanh(self, a):
+        self._float(a, "tanh")
+        return vecmath.tanh(self, a) if self.vector_math else self._intrinsic("llvm.tanh", a)
+
     def sqrt(self, a): self._float(a, "sqrt"); return self._intrinsic("llvm.sqrt", a)
-    def tanh(self, a): self._float(a, "tanh"); return self._intrinsic("llvm.tanh", a)
     def floor(self, a): self._float(a, "floor"); return self._intrinsic("llvm.floor", a)
 
     def pow(self, a, b):
         self._same(a, b, "pow")
         if D.is_float(a.dtype):
+            if self.vector_math and vecmath.has_pow(a.dtype):
+                return vecmath.pow(self, a, b)
             return self._intrinsic("llvm.pow", a, b)
         return self._ipow(a, b)
 
@@ -199,6 +257,9 @@ class ScalarBuilder:
         return self.log(a + 1.0)
 
     def sigmoid(self, a):
+        self._float(a, "sigmoid")
+        if self.vector_math:
+            return vecmath.sigmoid(self, a)
         one = self.const(1.0, a.dtype)
         return one / (one + self.exp(-a))
 
