@@ -62,8 +62,11 @@ def _define(name, nin, dtype_rule, ref, vjp, scalar, doc=""):
 
 
 def _ref_sigmoid(x):
-    with np.errstate(over="ignore"):
-        return (1.0 / (1.0 + np.exp(-x))).astype(x.dtype)
+    """1/(1+e^-x), computed as e^x/(1+e^x) for x < 0 so that tiny results keep
+    their relative accuracy (down to denormals) instead of flushing to 0."""
+    with np.errstate(over="ignore", under="ignore"):
+        e = np.exp(-np.abs(x))
+        return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype)
 
 
 def _no_grad(node, g):
