@@ -36,7 +36,7 @@ def vector_width(fn: ir.Function) -> None:
     512-bit vectors measured 1.3-1.45x faster on exp/log/tanh/sigmoid)."""
     from .jit import host_info
     if "+avx512f" in host_info()["features"]:
-        set.add(fn.attributes, '"prefer-vector-width"="512"')   # a string attribute: llvmlite's add() knows none
+        set.add(fn.attributes, '"prefer-vector-width"="512"')   # llvmlite's add() rejects it
 
 
 class ArgLayout:
