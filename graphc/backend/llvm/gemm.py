@@ -394,6 +394,42 @@ class _Emitter:
                 with _loop(b, b.mul(kc, _c(width)), b.mul(kcp, _c(width)), 1, "z") as z:
                     b.store(self.zero(), self.gep(b, panel, z), align=self.item)
 
+    def _transpose_panel(self, b, base, stride, width, dst, kc):
+        """dst[k*width + r] = base[r*stride + k] for r < width, k < kc: ``width``
+        source rows, each contiguous along k, into one k-major panel. Blocks of
+        4 rows x 4 k are loaded as 4 vectors, transposed with shuffles and
+        stored as 4 vectors; leftover rows and k are copied one by one."""
+        T = self.T
+        V4 = ir.VectorType(T, 4)
+        it = self.item
+        groups = width - width % 4
+
+        def shuf(x, y, mask):
+            return b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, 4), mask))
+
+        def row(r, k):
+            return self.gep(b, base, b.add(b.mul(_c(r), stride), k))
+
+        def out(k, r):
+            return self.gep(b, dst, b.add(b.mul(k, _c(width)), _c(r)))
+        k4 = b.and_(kc, _c(-4))
+        with _loop(b, 0, k4, 4, "tk") as k:
+            ks = [k] + [b.add(k, _c(i)) for i in range(1, 4)]
+            for g in range(0, groups, 4):
+                r0, r1, r2, r3 = (b.load(row(g + i, k), typ=V4, align=it) for i in range(4))
+                t0, t1 = shuf(r0, r1, [0, 4, 1, 5]), shuf(r0, r1, [2, 6, 3, 7])
+                t2, t3 = shuf(r2, r3, [0, 4, 1, 5]), shuf(r2, r3, [2, 6, 3, 7])
+                cols = [shuf(t0, t2, [0, 1, 4, 5]), shuf(t0, t2, [2, 3, 6, 7]),
+                        shuf(t1, t3, [0, 1, 4, 5]), shuf(t1, t3, [2, 3, 6, 7])]
+                for i in range(4):
+                    b.store(cols[i], out(ks[i], g), align=it)
+            for r in range(groups, width):
+                for i in range(4):
+                    b.store(b.load(row(r, ks[i]), typ=T, align=it), out(ks[i], r), align=it)
+        with _loop(b, k4, kc, 1, "tr") as k:
+            for r in range(width):
+                b.store(b.load(row(r, k), typ=T, align=it), out(k, r), align=it)
+
     def _three_way(self, b, fn, cs, rs, tag):
         """Branch on (cs == 1) / (rs == 1) / other; returns the three blocks and the join."""
         blocks = [fn.append_basic_block(f"{tag}.{n}") for n in ("inner1", "test", "outer1",
@@ -406,7 +442,7 @@ class _Emitter:
     def pack_b(self):
         """Bp[q][k][j] = B[k, q*NR + j] for k < kc, q*NR + j < nc (zero elsewhere
         up to kcp x NR per panel); src points at B[pc, jc]."""
-        cfg, T, V = self.cfg, self.T, self.V
+        cfg, V = self.cfg, self.V
         NR, W = cfg.nr, cfg.lanes
         fn, b = self.function(f"gemm_{self.sfx}_packb", [I64, I64, I64, PTR, I64, I64, PTR],
                               ["kc", "kcp", "nc", "src", "rs", "cs", "dst"])
@@ -428,16 +464,12 @@ class _Emitter:
                     x = b.load(self.gep(b, sq, v * W), typ=V, align=self.item)
                     b.store(x, self.gep(b, dq, v * W), align=W * self.item)
         b.branch(join)
-        # columns of B contiguous (a transposed buffer): NR column streams per panel
+        # columns of B contiguous (a transposed buffer): NR column streams per
+        # panel, transposed 4 x 4 at a time
         b.position_at_end(colmaj)
         with _loop(b, 0, nfull, 1, "q") as q:
-            cols = [self.gep(b, src, b.mul(b.add(b.mul(q, _c(NR)), _c(j)), cs)) for j in range(NR)]
-            dq = self.gep(b, dst, b.mul(q, pstride))
-            with _loop(b, 0, kc, 1, "k") as k:
-                d = self.gep(b, dq, b.mul(k, _c(NR)))
-                for j in range(NR):
-                    x = b.load(self.gep(b, cols[j], k), typ=T, align=self.item)
-                    b.store(x, self.gep(b, d, j), align=self.item)
+            self._transpose_panel(b, self.gep(b, src, b.mul(b.mul(q, _c(NR)), cs)), cs, NR,
+                                  self.gep(b, dst, b.mul(q, pstride)), kc)
         b.branch(join)
         # any strides
         b.position_at_end(strided)
@@ -468,16 +500,11 @@ class _Emitter:
         nfull = b.sdiv(mc, _c(MR))
         pstride = b.mul(kcp, _c(MR))
         rowmaj, colmaj, strided, join = self._three_way(b, fn, cs, rs, "pa")
-        # rows of A contiguous: MR row streams per panel, k inner
+        # rows of A contiguous: MR row streams per panel, transposed 4 x 4 at a time
         b.position_at_end(rowmaj)
         with _loop(b, 0, nfull, 1, "p") as p:
-            rows = [self.gep(b, src, b.mul(b.add(b.mul(p, _c(MR)), _c(r)), rs)) for r in range(MR)]
-            dp = self.gep(b, dst, b.mul(p, pstride))
-            with _loop(b, 0, kc, 1, "k") as k:
-                d = self.gep(b, dp, b.mul(k, _c(MR)))
-                for r in range(MR):
-                    x = b.load(self.gep(b, rows[r], k), typ=T, align=self.item)
-                    b.store(x, self.gep(b, d, r), align=self.item)
+            self._transpose_panel(b, self.gep(b, src, b.mul(b.mul(p, _c(MR)), rs)), rs, MR,
+                                  self.gep(b, dst, b.mul(p, pstride)), kc)
         b.branch(join)
         # columns of A contiguous (a transposed buffer): k outer, MR values per panel
         b.position_at_end(colmaj)
@@ -601,11 +628,13 @@ def emit_gemm(module: ir.Module, dtype, config: GemmConfig | None = None) -> ir.
 
 
 # ------------------------------------------------------------------ matmul kernels
-# Below this many multiply-adds per matrix product (M*N*K), or with fewer rows
-# than GEMM_MIN_M, the simple i-k-j loop nest is faster than packing (measured
-# with benchmarks/gemm_bench.py --crossover; see docs/performance.md).
-GEMM_MIN_MACS = 1 << 15
-GEMM_MIN_M = 4
+# Below this many multiply-adds per matrix product (M*N*K), with fewer rows
+# than GEMM_MIN_M or fewer columns than GEMM_MIN_N, the simple i-k-j loop nest
+# is as fast as packing or faster (measured with benchmarks/gemm_bench.py
+# --crossover; see docs/performance.md).
+GEMM_MIN_MACS = 32 * 32 * 32
+GEMM_MIN_M = 2
+GEMM_MIN_N = 16
 
 
 def strided_view(x, members: set, is_leaf_buffer) -> tuple | None:
@@ -675,8 +704,6 @@ def plan_matmul(node, members: set, is_leaf_buffer, force: bool = False) -> Matm
     if va is None or vb is None:
         return None
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
-    if not force and (m * n * k < GEMM_MIN_MACS or m < GEMM_MIN_M):
-        return None
     (abuf, sa), (bbuf, sb) = va, vb
     bshape = node.shape[:-2]
     nb = len(bshape)
@@ -697,6 +724,8 @@ def plan_matmul(node, members: set, is_leaf_buffer, force: bool = False) -> Matm
     while batch and (batch[-1] == 1 or (bb[-1] == 0 and ba[-1] == m * rs_a and bc[-1] == m * n)):
         m *= batch.pop()
         ba.pop(), bb.pop(), bc.pop()
+    if not force and (m * n * k < GEMM_MIN_MACS or m < GEMM_MIN_M or n < GEMM_MIN_N):
+        return None
     return MatmulPlan(dt, abuf, bbuf, m, n, k, rs_a, cs_a, rs_b, cs_b, tuple(batch),
                       tuple(ba), tuple(bb), tuple(bc))
 
