@@ -28,8 +28,8 @@ F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
 def gemm_calls(text: str, suffix: str = "f(32|64)") -> int:
-    """Number of calls of the GEMM entry (gemm_f32 / gemm_f64) in LLVM IR text."""
-    return len(re.findall(r'call void @"?gemm_' + suffix + r'"?\(', text))
+    """Number of calls of the GEMM entry (graphc_gemm_f32 / _f64) in LLVM IR text."""
+    return len(re.findall(r'call void @"?graphc_gemm_' + suffix + r'"?\(', text))
 
 
 def check(c, a, b, c0=None, what=""):

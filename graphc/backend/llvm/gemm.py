@@ -40,6 +40,7 @@ host's vector width, register count and cache sizes (:func:`host_config`).
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -51,6 +52,8 @@ from .scalar import F32, F64, I1, I8, I32, I64, PTR
 _ELEM = {np.dtype(np.float32): F32, np.dtype(np.float64): F64}
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 WS_ALIGN = 64
+# M, N, K, A, rsA, csA, B, rsB, csB, C, ldc, accumulate, workspace
+GEMM_ARGS = [I64, I64, I64, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32, PTR]
 
 
 # ------------------------------------------------------------------ configuration
@@ -152,11 +155,14 @@ def host_caches() -> dict:
 def make_config(dtype, vector_bits: int, nregs: int, fma: bool, caches: dict) -> GemmConfig:
     """Blocking for a machine with ``nregs`` vector registers of ``vector_bits``.
 
-    NR = 2 vectors; MR fills the registers left after NR/lanes vectors of B
-    and one broadcast (14 with 32 registers, 6 with 16). KC makes the B
-    micro-panel (KC x NR) half of L1; MC makes the A block (MC x KC) about half
-    of L2; NC makes the B panel (KC x NC) fit comfortably in the outer cache
-    (capped at 4096 columns to bound the workspace)."""
+    NR = 2 vectors; MR fills the registers left after the NR/lanes vectors of
+    B and one broadcast of A (14 with 32 registers, 6 with 16). KC makes the
+    B micro-panel (KC x NR) the size of L1, at most 384 (384 with 48 KiB); MC is six
+    micro-panels of A (the A block, MC x KC, then takes 1/8-1/16 of L2 and
+    stays there while B micro-panels stream past; larger MC measured slower
+    here, see docs/performance.md); NC lets the B panel (KC x NC) take a
+    quarter of the outer cache, capped at 8 MiB and 4096 columns (the
+    workspace is sized for the actual dims, so the caps only bound it)."""
     dtype = np.dtype(dtype)
     item = dtype.itemsize
     lanes = max(1, vector_bits // (8 * item))
@@ -165,8 +171,8 @@ def make_config(dtype, vector_bits: int, nregs: int, fma: bool, caches: dict) ->
     ku = 4
     nr = lanes * nvec
     l1, l2, l3 = caches.get(1, 32 << 10), caches.get(2, 1 << 20), caches.get(3, 8 << 20)
-    kc = min(512, max(64, _rounddown(l1 // 2 // (nr * item), ku)))
-    mc = min(1536, max(mr, _rounddown(l2 // 2 // (kc * item), mr)))
+    kc = min(384, max(128, _rounddown(l1 // (nr * item), ku)))
+    mc = max(mr, min(6 * mr, _rounddown(l2 // 4 // (kc * item), mr)))
     nc = min(_rounddown(4096, nr), max(nr, _rounddown(min(l3 // 4, 8 << 20) // (kc * item), nr)))
     return GemmConfig(dtype, lanes, nvec, mr, kc, mc, nc, ku, fma, vector_bits)
 
@@ -446,6 +452,7 @@ class _Emitter:
         NR, W = cfg.nr, cfg.lanes
         fn, b = self.function(f"gemm_{self.sfx}_packb", [I64, I64, I64, PTR, I64, I64, PTR],
                               ["kc", "kcp", "nc", "src", "rs", "cs", "dst"])
+        fn.attributes.add("noinline")        # called once per block: keep the driver small
         kc, kcp, nc, src, rs, cs, dst = fn.args
         for a in (src, dst):
             a.add_attribute("noalias")
@@ -494,6 +501,7 @@ class _Emitter:
         MR = cfg.mr
         fn, b = self.function(f"gemm_{self.sfx}_packa", [I64, I64, I64, PTR, I64, I64, PTR],
                               ["mc", "kc", "kcp", "src", "rs", "cs", "dst"])
+        fn.attributes.add("noinline")
         mc, kc, kcp, src, rs, cs, dst = fn.args
         for a in (src, dst):
             a.add_attribute("noalias")
@@ -538,7 +546,7 @@ class _Emitter:
         cfg = self.cfg
         MR, NR, U = cfg.mr, cfg.nr, cfg.ku
         micro, pack_a, pack_b = self.micro(), self.pack_a(), self.pack_b()
-        fn, b = self.function(name, [I64, I64, I64, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32, PTR],
+        fn, b = self.function(name, GEMM_ARGS,
                               ["M", "N", "K", "A", "rsA", "csA", "B", "rsB", "csB", "C", "ldc",
                                "accumulate", "ws"])
         M, N, K, A, rsA, csA, B, rsB, csB, C, ldc, accum, ws = fn.args
@@ -625,6 +633,57 @@ def emit_gemm(module: ir.Module, dtype, config: GemmConfig | None = None) -> ir.
         return f
     cfg = config or host_config(dtype)
     return _Emitter(module, cfg).gemm(name)
+
+
+_SHARED: dict = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _compile_shared(name: str, dtype) -> object:
+    """JIT-compile ``name`` (the host GEMM) in a module of its own and register
+    its address as a JIT symbol. The loop vectorizer and unroller are off: the
+    hot loops are vectorized and unrolled by construction, and what is left
+    (edge loops) is not worth the compile time."""
+    import llvmlite.binding as llvm
+
+    from .jit import _lock, target_machine
+    mod = ir.Module(name)
+    e = _Emitter(mod, host_config(dtype))
+    fn = e.gemm(name)
+    fn.linkage = "external"
+    with _lock:
+        m = llvm.parse_assembly(str(mod))
+        tm = target_machine(3)
+        m.triple = llvm.get_process_triple()
+        m.data_layout = str(tm.target_data)
+        m.verify()
+        pto = llvm.create_pipeline_tuning_options(speed_level=3)
+        pto.loop_vectorization = False
+        pto.loop_unrolling = False
+        pto.slp_vectorization = True
+        pb = llvm.create_pass_builder(tm, pto)
+        pb.getModulePassManager().run(m, pb)
+        engine = llvm.create_mcjit_compiler(m, tm)
+        engine.finalize_object()
+        llvm.add_symbol(name, engine.get_function_address(name))
+    return engine
+
+
+def shared_gemm(module: ir.Module, dtype) -> ir.Function:
+    """A declaration in ``module`` of ``graphc_gemm_<f32|f64>``, compiled once
+    per process (on first use, ~0.5 s) and registered as a JIT symbol, so each
+    compiled graph links to it instead of optimizing the GEMM's IR again."""
+    dtype = np.dtype(dtype)
+    if dtype not in _ELEM:
+        raise TypeError(f"gemm: unsupported dtype {dtype} (float32 or float64)")
+    name = f"graphc_gemm_{_SUFFIX[dtype]}"
+    with _SHARED_LOCK:
+        if dtype not in _SHARED:
+            _SHARED[dtype] = _compile_shared(name, dtype)   # keeps the code alive
+    f = module.globals.get(name)
+    if f is None:
+        f = ir.Function(module, ir.FunctionType(ir.VoidType(), GEMM_ARGS), name)
+    return f
 
 
 # ------------------------------------------------------------------ matmul kernels
@@ -734,7 +793,7 @@ def emit_matmul_call(b: ir.IRBuilder, module: ir.Module, plan: MatmulPlan, pa, p
     """Emit the batch loop calling ``gemm_<dt>`` for ``plan`` (pointers to the
     A and B buffers, the C output and the workspace)."""
     from .loops import for_nest
-    f = emit_gemm(module, plan.dtype)
+    f = shared_gemm(module, plan.dtype)
     T = _ELEM[plan.dtype]
 
     def offset(ptr, idx, strides):
