@@ -250,6 +250,38 @@ def test_concurrent_blocks(split):
     check(c, a, b, what=f"split {split}")
 
 
+def test_gemm_numpy_entry_point():
+    """gemm_numpy: the host GEMM on numpy arrays (any strides, accumulate)."""
+    rng = np.random.default_rng(8)
+    for dt in (F32, F64):
+        a, b = rand(rng, (90, 70), dt), rand(rng, (70, 110), dt)
+        check(G.gemm_numpy(a, b), a, b, what="plain")
+        check(G.gemm_numpy(a.T.copy().T, b[:, ::-1]), a, b[:, ::-1], what="transposed / negative stride")
+        out = rand(rng, (90, 110), dt)
+        c0 = out.astype(np.float64)
+        assert G.gemm_numpy(a, b, out, accumulate=True) is out
+        check(out, a, b, c0, what="accumulate")
+        z = G.gemm_numpy(np.empty((3, 0), dt), np.empty((0, 4), dt))
+        assert z.shape == (3, 4) and (z == 0).all()
+
+
+def test_gemm_numpy_errors():
+    from graphc.errors import DTypeError, ShapeError
+    a32, b32 = np.ones((3, 4), F32), np.ones((4, 5), F32)
+    with pytest.raises(ShapeError, match=r"contracted dimensions differ \(4 vs 5\)"):
+        G.gemm_numpy(a32, np.ones((5, 4), F32))
+    with pytest.raises(DTypeError, match="float32 and float64"):
+        G.gemm_numpy(a32, b32.astype(F64))
+    with pytest.raises(DTypeError, match="int64"):
+        G.gemm_numpy(a32.astype(np.int64), b32.astype(np.int64))
+    with pytest.raises(ShapeError, match="2-D"):
+        G.gemm_numpy(np.ones(4, F32), b32)
+    with pytest.raises(ShapeError, match="out must be a float32 array of shape"):
+        G.gemm_numpy(a32, b32, np.empty((3, 4), F32))
+    with pytest.raises(ValueError, match="contiguous rows"):
+        G.gemm_numpy(a32, b32, np.empty((5, 3), F32).T)
+
+
 def test_host_config_is_consistent():
     for dt in (F32, F64):
         cfg = G.host_config(dt)

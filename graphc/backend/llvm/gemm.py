@@ -74,7 +74,7 @@ class GemmConfig:
     nc: int
     ku: int = 4
     fma: bool = True
-    vector_bits: int = 0       # for documentation / the function attribute
+    vector_bits: int = 0       # the vector width this was derived from (documentation)
 
     @property
     def nr(self) -> int:
@@ -240,12 +240,6 @@ def _min(b, x, y):
     return b.select(b.icmp_signed("<", x, y), x, y)
 
 
-def _add_string_attr(fn: ir.Function, text: str) -> None:
-    # llvmlite only accepts a fixed list of enum attributes; string attributes
-    # ("key"="value") are written verbatim into the attribute list.
-    set.add(fn.attributes, text)
-
-
 class _Emitter:
     """Builds the gemm function and its helpers for one configuration."""
 
@@ -268,10 +262,6 @@ class _Emitter:
         fn = ir.Function(self.m, ir.FunctionType(ir.VoidType(), args), name=name)
         fn.linkage = "internal"
         fn.attributes.add("nounwind")
-        if self.cfg.vector_bits:
-            # keep explicit wide vectors whole on CPUs that prefer narrower
-            # auto-vectorization (e.g. 256-bit on AVX-512 parts)
-            _add_string_attr(fn, f'"min-legal-vector-width"="{self.cfg.vector_bits}"')
         for a, nm in zip(fn.args, names):
             a.name = nm
         b = ir.IRBuilder(fn.append_basic_block("entry"))
@@ -808,3 +798,74 @@ def emit_matmul_call(b: ir.IRBuilder, module: ir.Module, plan: MatmulPlan, pa, p
                    offset(pa, idx, plan.bstride_a), _c(plan.rs_a), _c(plan.cs_a),
                    offset(pb, idx, plan.bstride_b), _c(plan.rs_b), _c(plan.cs_b),
                    offset(pc, idx, plan.bstride_c), _c(plan.n), ir.Constant(I32, 0), ws])
+
+
+# ------------------------------------------------------------------ numpy entry point
+_RUNNERS: dict = {}
+_WS = threading.local()
+
+
+def _runner(dtype):
+    """The process-wide GEMM behind an ``i32 entry(ptr args)`` wrapper that
+    takes its 13 arguments from an int64 array (compiled once per dtype)."""
+    from .jit import JitModule
+    with _SHARED_LOCK:
+        r = _RUNNERS.get(dtype)
+    if r is None:
+        mod = ir.Module("gemm_runner")
+        f = shared_gemm(mod, dtype)
+        fn = ir.Function(mod, ir.FunctionType(I32, [PTR]), "gemm_entry")
+        b = ir.IRBuilder(fn.append_basic_block())
+        vals = []
+        for k, t in enumerate(GEMM_ARGS):
+            x = b.load(b.gep(fn.args[0], [_c(k)], source_etype=I64), typ=I64)
+            vals.append(b.inttoptr(x, PTR) if t == PTR else b.trunc(x, I32) if t == I32 else x)
+        b.call(f, vals)
+        b.ret(ir.Constant(I32, 0))
+        r = JitModule(str(mod), "gemm_entry")
+        with _SHARED_LOCK:
+            r = _RUNNERS.setdefault(dtype, r)
+    return r
+
+
+def gemm_numpy(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
+               accumulate: bool = False) -> np.ndarray:
+    """``out = a @ b`` (or ``out += a @ b``) with graphc's GEMM, for 2-D
+    float32/float64 arrays of any strides (transposed views are read in
+    place). ``out`` needs contiguous rows. The GIL is released during the
+    call, so threads may work on disjoint blocks of one output at once; each
+    thread uses its own workspace."""
+    from ...errors import DTypeError, ShapeError
+    a, b = np.asarray(a), np.asarray(b)
+    if a.ndim != 2 or b.ndim != 2:
+        raise ShapeError(f"gemm: operands must be 2-D, got shapes {a.shape} and {b.shape}")
+    if a.dtype != b.dtype or a.dtype not in _ELEM:
+        raise DTypeError(f"gemm: operands must both be float32 or both float64, got "
+                         f"{a.dtype} and {b.dtype}")
+    (m, k), (k2, n) = a.shape, b.shape
+    if k != k2:
+        raise ShapeError(f"gemm: {a.shape} @ {b.shape}: contracted dimensions differ ({k} vs {k2})")
+    it = a.itemsize
+    if out is None:
+        out = np.zeros((m, n), a.dtype) if accumulate else np.empty((m, n), a.dtype)
+    if not isinstance(out, np.ndarray) or out.shape != (m, n) or out.dtype != a.dtype:
+        raise ShapeError(f"gemm: out must be a {a.dtype} array of shape {(m, n)}")
+    if out.size and (out.strides[1] != it or out.strides[0] % it or not out.flags.writeable):
+        raise ValueError("gemm: out must be writeable with contiguous rows")
+    if out.size == 0:
+        return out
+
+    def usable(x):
+        ok = all(s % it == 0 and s >= 0 for s in x.strides) and x.flags.aligned
+        return x if ok and not np.may_share_memory(x, out) else np.ascontiguousarray(x).copy()
+    a, b = usable(a), usable(b)
+    need = gemm_workspace_bytes(a.dtype, m, n, k)
+    ws = getattr(_WS, "buf", None)
+    if ws is None or ws.nbytes < need:
+        ws = _WS.buf = np.empty(need, np.uint8)
+    args = np.array([m, n, k, a.ctypes.data, a.strides[0] // it, a.strides[1] // it,
+                     b.ctypes.data, b.strides[0] // it, b.strides[1] // it,
+                     out.ctypes.data, out.strides[0] // it, int(bool(accumulate)),
+                     ws.ctypes.data], np.int64)
+    _runner(a.dtype).cfunc(args.ctypes.data)
+    return out
