@@ -170,10 +170,11 @@ def bench_sizes(sizes, dtypes, repeats):
 
 def bench_crossover(dtype, repeats):
     """Loop nest vs packed GEMM on small shapes (kernel time, no Python)."""
-    shapes = [(1, 32, 16), (1, 512, 512), (2, 512, 512), (3, 512, 512), (4, 64, 64),
-              (16, 16, 16), (24, 24, 24), (32, 32, 32), (32, 32, 16), (64, 64, 16),
-              (64, 64, 64), (8, 128, 128), (512, 512, 8), (512, 512, 16), (512, 512, 32),
-              (1024, 1024, 10), (128, 128, 128)]
+    shapes = [(1, 16, 32), (1, 512, 512), (2, 512, 512), (3, 512, 512), (4, 512, 512),
+              (8, 512, 512), (4, 64, 64), (16, 16, 16), (32, 32, 32), (32, 32, 16),
+              (48, 48, 48), (64, 64, 16), (64, 64, 32), (64, 64, 64), (8, 128, 128),
+              (512, 512, 8), (512, 512, 16), (512, 512, 32), (1024, 1024, 10),
+              (128, 128, 128)]
     print(f"{'M x K @ K x N':>22} {'loop us':>9} {'gemm us':>9} {'loop/gemm':>9}  chosen")
     saved = G.GEMM_MIN_MACS, G.GEMM_MIN_M, G.GEMM_MIN_N
     for m, k, n in shapes:
@@ -188,7 +189,8 @@ def bench_crossover(dtype, repeats):
             out = np.empty((m, n), dtype)
             nat = f._native
             ptrs = nat.ptr_type(a.ctypes.data, w.ctypes.data, out.ctypes.data, nat.arena().ctypes.data)
-            runs.append((f, lambda nat=nat, ptrs=ptrs: nat.cfunc(ptrs)))
+            # the closure keeps f (the code) and out (the memory) alive
+            runs.append((f, lambda nat=nat, ptrs=ptrs, keep=(f, out): nat.cfunc(ptrs)))
         G.GEMM_MIN_MACS, G.GEMM_MIN_M, G.GEMM_MIN_N = saved
         inner = max(1, int(2e5 / (m * n * k)))
         (_, loop), (_, gem) = runs

@@ -32,7 +32,9 @@ The algorithm is the Goto/BLIS one:
 The microkernel keeps an MR x NR tile of C in MR x NVEC vector registers
 (NR = NVEC vector lengths) and does, for each k, NVEC vector loads of packed
 B, MR scalar loads of packed A broadcast to a vector, and MR x NVEC
-``llvm.fma``. Packed panels are zero-padded to whole MR x NR tiles and to a
+``llvm.fma``. Packed panels are padded to whole MR x NR tiles (with zeros, or
+with repeats of the last row or column, which only reach unstored parts of
+the microtile) and with zero rows of k to a
 multiple of the k unroll, so the inner loop has no remainder; edge tiles of C
 (M % MR, N % NR) go through a small stack tile. Block sizes come from the
 host's vector width, register count and cache sizes (:func:`host_config`).
@@ -390,11 +392,15 @@ class _Emitter:
                 with _loop(b, b.mul(kc, _c(width)), b.mul(kcp, _c(width)), 1, "z") as z:
                     b.store(self.zero(), self.gep(b, panel, z), align=self.item)
 
-    def _transpose_panel(self, b, base, stride, width, dst, kc):
+    def _transpose_panel(self, b, base, stride, width, dst, kc, count=None):
         """dst[k*width + r] = base[r*stride + k] for r < width, k < kc: ``width``
         source rows, each contiguous along k, into one k-major panel. Blocks of
         4 rows x 4 k are loaded as 4 vectors, transposed with shuffles and
-        stored as 4 vectors; leftover rows and k are copied one by one."""
+        stored as 4 vectors; leftover rows and k are copied one by one.
+
+        With ``count`` (< width) rows, rows past it repeat row ``count - 1``:
+        they only feed rows (columns) of the microtile that are never stored,
+        so they need valid memory, not zeros."""
         T = self.T
         V4 = ir.VectorType(T, 4)
         it = self.item
@@ -403,8 +409,11 @@ class _Emitter:
         def shuf(x, y, mask):
             return b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, 4), mask))
 
+        offs = [b.mul(_c(r) if count is None else _min(b, r, b.sub(count, _c(1))), stride)
+                for r in range(width)]
+
         def row(r, k):
-            return self.gep(b, base, b.add(b.mul(_c(r), stride), k))
+            return self.gep(b, base, b.add(offs[r], k))
 
         def out(k, r):
             return self.gep(b, dst, b.add(b.mul(k, _c(width)), _c(r)))
@@ -436,8 +445,9 @@ class _Emitter:
         return blocks[0], blocks[2], blocks[3], blocks[4]
 
     def pack_b(self):
-        """Bp[q][k][j] = B[k, q*NR + j] for k < kc, q*NR + j < nc (zero elsewhere
-        up to kcp x NR per panel); src points at B[pc, jc]."""
+        """Bp[q][k][j] = B[k, q*NR + j] for k < kc, q*NR + j < nc; src points at
+        B[pc, jc]. Rows kc..kcp are zero; columns past nc in the last panel are
+        zeros or repeats (they only reach unstored microtile columns)."""
         cfg, V = self.cfg, self.V
         NR, W = cfg.nr, cfg.lanes
         fn, b = self.function(f"gemm_{self.sfx}_packb", [I64, I64, I64, PTR, I64, I64, PTR],
@@ -447,10 +457,24 @@ class _Emitter:
         for a in (src, dst):
             a.add_attribute("noalias")
         nfull = b.sdiv(nc, _c(NR))
+        rem = b.sub(nc, b.mul(nfull, _c(NR)))
+        npanels = b.sdiv(b.add(nc, _c(NR - 1)), _c(NR))
         pstride = b.mul(kcp, _c(NR))              # elements per panel
+
+        def count(q):                             # valid columns of panel q
+            return _min(b, NR, b.sub(nc, b.mul(q, _c(NR))))
         rowmaj, colmaj, strided, join = self._three_way(b, fn, cs, rs, "pb")
-        # rows of B contiguous: k outer, copy NR/W vectors into each panel
+        # rows of B contiguous: k outer, copy NR/W vectors into each panel (the
+        # partial last panel with masked loads that fill the rest with zeros)
         b.position_at_end(rowmaj)
+        VI = ir.VectorType(I64, W)
+        VB = ir.VectorType(I1, W)
+        lane = b.shuffle_vector(b.insert_element(ir.Constant(VI, ir.Undefined), rem, _c(0)),
+                                ir.Constant(VI, ir.Undefined), ir.Constant(ir.VectorType(I32, W), None))
+        masks = [b.icmp_signed("<", ir.Constant(VI, [v * W + i for i in range(W)]), lane)
+                 for v in range(cfg.nvec)]
+        mload = self.intrinsic(f"llvm.masked.load.v{W}{self.T.intrinsic_name}.p0", V,
+                               [PTR, I32, VB, V])
         with _loop(b, 0, kc, 1, "k") as k:
             s = self.gep(b, src, b.mul(k, rs))
             d = self.gep(b, dst, b.mul(k, _c(NR)))
@@ -460,33 +484,36 @@ class _Emitter:
                 for v in range(cfg.nvec):
                     x = b.load(self.gep(b, sq, v * W), typ=V, align=self.item)
                     b.store(x, self.gep(b, dq, v * W), align=W * self.item)
+            with _if(b, b.icmp_signed(">", rem, _c(0)), "edge"):
+                sq = self.gep(b, s, b.mul(nfull, _c(NR)))
+                dq = self.gep(b, d, b.mul(nfull, pstride))
+                for v in range(cfg.nvec):
+                    x = b.call(mload, [self.gep(b, sq, v * W), ir.Constant(I32, self.item), masks[v],
+                                       ir.Constant(V, None)])
+                    b.store(x, self.gep(b, dq, v * W), align=W * self.item)
         b.branch(join)
         # columns of B contiguous (a transposed buffer): NR column streams per
         # panel, transposed 4 x 4 at a time
         b.position_at_end(colmaj)
-        with _loop(b, 0, nfull, 1, "q") as q:
+        with _loop(b, 0, npanels, 1, "q") as q:
             self._transpose_panel(b, self.gep(b, src, b.mul(b.mul(q, _c(NR)), cs)), cs, NR,
-                                  self.gep(b, dst, b.mul(q, pstride)), kc)
+                                  self.gep(b, dst, b.mul(q, pstride)), kc, count(q))
         b.branch(join)
         # any strides
         b.position_at_end(strided)
-        with _loop(b, 0, nfull, 1, "q") as q:
+        with _loop(b, 0, npanels, 1, "q") as q:
             self._edge_panel(b, self.gep(b, dst, b.mul(q, pstride)),
-                             self.gep(b, src, b.mul(b.mul(q, _c(NR)), cs)), kc, _c(NR), NR, rs, cs)
+                             self.gep(b, src, b.mul(b.mul(q, _c(NR)), cs)), kc, count(q), NR, rs, cs)
         b.branch(join)
         b.position_at_end(join)
-        rem = b.sub(nc, b.mul(nfull, _c(NR)))
-        with _if(b, b.icmp_signed(">", rem, _c(0)), "edge"):
-            self._edge_panel(b, self.gep(b, dst, b.mul(nfull, pstride)),
-                             self.gep(b, src, b.mul(b.mul(nfull, _c(NR)), cs)), kc, rem, NR, rs, cs)
-        npanels = b.sdiv(b.add(nc, _c(NR - 1)), _c(NR))
         self._pad_k(b, dst, npanels, kc, kcp, NR)
         b.ret_void()
         return fn
 
     def pack_a(self):
-        """Ap[p][k][r] = A[p*MR + r, k] for r < mm, k < kc (zero elsewhere up to
-        kcp x MR per panel); src points at A[ic, pc]."""
+        """Ap[p][k][r] = A[p*MR + r, k] for p*MR + r < mc, k < kc; src points at
+        A[ic, pc]. Rows kc..kcp are zero; rows past mc in the last panel are
+        zeros or repeats (they only reach unstored microtile rows)."""
         cfg, T = self.cfg, self.T
         MR = cfg.mr
         fn, b = self.function(f"gemm_{self.sfx}_packa", [I64, I64, I64, PTR, I64, I64, PTR],
@@ -496,13 +523,18 @@ class _Emitter:
         for a in (src, dst):
             a.add_attribute("noalias")
         nfull = b.sdiv(mc, _c(MR))
+        rem = b.sub(mc, b.mul(nfull, _c(MR)))
+        npanels = b.sdiv(b.add(mc, _c(MR - 1)), _c(MR))
         pstride = b.mul(kcp, _c(MR))
+
+        def count(p):                             # valid rows of panel p
+            return _min(b, MR, b.sub(mc, b.mul(p, _c(MR))))
         rowmaj, colmaj, strided, join = self._three_way(b, fn, cs, rs, "pa")
         # rows of A contiguous: MR row streams per panel, transposed 4 x 4 at a time
         b.position_at_end(rowmaj)
-        with _loop(b, 0, nfull, 1, "p") as p:
+        with _loop(b, 0, npanels, 1, "p") as p:
             self._transpose_panel(b, self.gep(b, src, b.mul(b.mul(p, _c(MR)), rs)), rs, MR,
-                                  self.gep(b, dst, b.mul(p, pstride)), kc)
+                                  self.gep(b, dst, b.mul(p, pstride)), kc, count(p))
         b.branch(join)
         # columns of A contiguous (a transposed buffer): k outer, MR values per panel
         b.position_at_end(colmaj)
@@ -515,18 +547,16 @@ class _Emitter:
                 for r in range(MR):
                     x = b.load(self.gep(b, sp, r), typ=T, align=self.item)
                     b.store(x, self.gep(b, dp, r), align=self.item)
-        b.branch(join)
-        b.position_at_end(strided)
-        with _loop(b, 0, nfull, 1, "p") as p:
-            self._edge_panel(b, self.gep(b, dst, b.mul(p, pstride)),
-                             self.gep(b, src, b.mul(b.mul(p, _c(MR)), rs)), kc, _c(MR), MR, cs, rs)
-        b.branch(join)
-        b.position_at_end(join)
-        rem = b.sub(mc, b.mul(nfull, _c(MR)))
         with _if(b, b.icmp_signed(">", rem, _c(0)), "edge"):
             self._edge_panel(b, self.gep(b, dst, b.mul(nfull, pstride)),
                              self.gep(b, src, b.mul(b.mul(nfull, _c(MR)), rs)), kc, rem, MR, cs, rs)
-        npanels = b.sdiv(b.add(mc, _c(MR - 1)), _c(MR))
+        b.branch(join)
+        b.position_at_end(strided)
+        with _loop(b, 0, npanels, 1, "p") as p:
+            self._edge_panel(b, self.gep(b, dst, b.mul(p, pstride)),
+                             self.gep(b, src, b.mul(b.mul(p, _c(MR)), rs)), kc, count(p), MR, cs, rs)
+        b.branch(join)
+        b.position_at_end(join)
         self._pad_k(b, dst, npanels, kc, kcp, MR)
         b.ret_void()
         return fn
@@ -681,8 +711,8 @@ def shared_gemm(module: ir.Module, dtype) -> ir.Function:
 # than GEMM_MIN_M or fewer columns than GEMM_MIN_N, the simple i-k-j loop nest
 # is as fast as packing or faster (measured with benchmarks/gemm_bench.py
 # --crossover; see docs/performance.md).
-GEMM_MIN_MACS = 32 * 32 * 32
-GEMM_MIN_M = 2
+GEMM_MIN_MACS = 1 << 17
+GEMM_MIN_M = 4
 GEMM_MIN_N = 16
 
 
