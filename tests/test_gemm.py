@@ -292,6 +292,14 @@ def test_host_config_is_consistent():
 
 
 # ----------------------------------------------------------------- compiled graphs
+@pytest.fixture
+def always_gemm(monkeypatch):
+    """Route every float matmul to the GEMM, whatever its size."""
+    monkeypatch.setattr(G, "GEMM_MIN_MACS", 0)
+    monkeypatch.setattr(G, "GEMM_MIN_M", 0)
+    monkeypatch.setattr(G, "GEMM_MIN_N", 0)
+
+
 def compiled_matmul(build, *arrays):
     """Compile ``build(*placeholders)`` and run it on ``arrays``."""
     phs = [gc.placeholder(a.shape, a.dtype, name=f"in{i}") for i, a in enumerate(arrays)]
@@ -319,13 +327,6 @@ def test_tiny_matmul_uses_loop():
     check(c, a, b)
 
 
-@pytest.fixture
-def always_gemm(monkeypatch):
-    monkeypatch.setattr(G, "GEMM_MIN_MACS", 0)
-    monkeypatch.setattr(G, "GEMM_MIN_M", 0)
-    monkeypatch.setattr(G, "GEMM_MIN_N", 0)
-
-
 @pytest.mark.parametrize("dtype", [F32, F64])
 def test_graph_all_sizes_through_gemm(dtype, always_gemm):
     """Below the size threshold too, the GEMM path is correct (0-size dims included)."""
@@ -339,7 +340,7 @@ def test_graph_all_sizes_through_gemm(dtype, always_gemm):
 
 
 @pytest.mark.parametrize("dtype", [F32, F64])
-def test_graph_transposed_operands(dtype):
+def test_graph_transposed_operands(dtype, always_gemm):
     rng = np.random.default_rng(13)
     m, n, k = 37, 41, 43
     at, bt = rand(rng, (k, m), dtype), rand(rng, (n, k), dtype)
@@ -382,7 +383,7 @@ def compile_fused(outputs, inputs):
 
 
 @pytest.mark.parametrize("dtype", [F32, F64])
-def test_fused_transposes_read_as_strides(dtype):
+def test_fused_transposes_read_as_strides(dtype, always_gemm):
     rng = np.random.default_rng(14)
     m, n, k = 33, 47, 70
     at, bt = rand(rng, (k, m), dtype), rand(rng, (n, k), dtype)
@@ -401,7 +402,7 @@ def test_fused_transposes_read_as_strides(dtype):
     assert (plan.rs_a, plan.cs_a, plan.rs_b, plan.cs_b) == (1, m, 1, k)
 
 
-def test_fused_transpose_shape_check():
+def test_fused_transpose_shape_check(always_gemm):
     """A.T @ B where only A is transposed (the other operand plain)."""
     rng = np.random.default_rng(15)
     m, n, k = 20, 50, 60
@@ -413,7 +414,7 @@ def test_fused_transpose_shape_check():
 
 
 @pytest.mark.parametrize("dtype", [F32, F64])
-def test_fused_batched_transposes_and_broadcast(dtype):
+def test_fused_batched_transposes_and_broadcast(dtype, always_gemm):
     rng = np.random.default_rng(16)
     xa = rand(rng, (3, 40, 50), dtype)          # used as swapaxes -> (3, 50, 40)
     yb = rand(rng, (40, 25), dtype)             # broadcast to (3, 40, 25)
@@ -428,7 +429,7 @@ def test_fused_batched_transposes_and_broadcast(dtype):
 
 
 @pytest.mark.parametrize("dtype", [F32, F64])
-def test_graph_batched_broadcast(dtype):
+def test_graph_batched_broadcast(dtype, always_gemm):
     rng = np.random.default_rng(17)
     cases = [((2, 3, 20, 30), (3, 30, 25)),     # batch broadcast on a leading axis
              ((20, 30), (4, 30, 25)),            # shared A
@@ -466,10 +467,10 @@ def test_int_matmul_keeps_loop():
     np.testing.assert_array_equal(c, a @ b)
 
 
-def test_gradients_through_gemm():
+def test_gradients_through_gemm(always_gemm):
     """Matmul gradients (A @ B.T and A.T @ B products) against the interpreter."""
     rng = np.random.default_rng(19)
-    a, b = rand(rng, (50, 40), F64), rand(rng, (40, 30), F64)
+    a, b = rand(rng, (80, 60), F64), rand(rng, (60, 50), F64)
     x = gc.placeholder(a.shape, F64, name="x")
     w = gc.placeholder(b.shape, F64, name="w")
     loss = gc.sum(gc.tanh(x @ w))
@@ -481,7 +482,7 @@ def test_gradients_through_gemm():
         np.testing.assert_allclose(got, exp, rtol=1e-10, atol=1e-10)
 
 
-def test_several_gemm_kernels_share_workspace():
+def test_several_gemm_kernels_share_workspace(always_gemm):
     rng = np.random.default_rng(20)
     a, b, c = rand(rng, (60, 80), F32), rand(rng, (80, 50), F32), rand(rng, (50, 300), F32)
     x, y, z = (gc.placeholder(v.shape, F32, name=nm) for v, nm in ((a, "x"), (b, "y"), (c, "z")))
