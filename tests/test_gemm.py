@@ -204,6 +204,24 @@ def test_direct_small_blocks(dtype):
             check(c, a, b, c0.astype(np.float64), what=f"small blocks {layout} {m}x{k} @ {k}x{n}")
 
 
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("in_place", [False, True])
+def test_direct_b_read_in_place_or_packed(dtype, in_place):
+    """Both ways of feeding B to the microkernel (packed, or read in place
+    with the single-step k remainder loop) on the same shapes."""
+    lim = dict(direct_m=10 ** 9, direct_bytes=1 << 62) if in_place else dict(direct_m=0)
+    g = gemm_for(dtype, **lim)
+    rng = np.random.default_rng(9)
+    for m, n, k in [(1, 32, 1), (3, 64, 3), (14, 96, 5), (15, 33, 7), (40, 100, 401), (57, 130, 385)]:
+        b_full = rand(rng, (k + 1, n + 5), dtype)
+        b = b_full[1:, 2:n + 2]                          # row stride n + 5, offset start
+        a = rand(rng, (m, k), dtype)
+        c0 = rand(rng, (m, n), dtype)
+        c = c0.copy()
+        g(a, b, c, accumulate=True)
+        check(c, a, b, c0.astype(np.float64), what=f"in_place={in_place} {m}x{k} @ {k}x{n}")
+
+
 def test_workspace_alignment_and_size():
     """Any workspace pointer works (gemm aligns it), and the bytes it uses
     stay within gemm_workspace_bytes(dtype, m, n, k)."""

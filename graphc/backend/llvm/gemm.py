@@ -76,6 +76,8 @@ class GemmConfig:
     nc: int
     ku: int = 4
     fma: bool = True
+    direct_m: int = 0          # M <= direct_m and B (K x N) of at most direct_bytes:
+    direct_bytes: int = 0      # row-major B is read in place instead of packed
     vector_bits: int = 0       # the vector width this was derived from (documentation)
 
     @property
@@ -164,7 +166,9 @@ def make_config(dtype, vector_bits: int, nregs: int, fma: bool, caches: dict) ->
     stays there while B micro-panels stream past; larger MC measured slower
     here, see docs/performance.md); NC lets the B panel (KC x NC) take a
     quarter of the outer cache, capped at 8 MiB and 4096 columns (the
-    workspace is sized for the actual dims, so the caps only bound it)."""
+    workspace is sized for the actual dims, so the caps only bound it).
+    Row-major B is read in place, not packed, when M <= 4 MR and B fits in
+    L2 (measured: 1.1-1.6x faster there, slower for bigger B)."""
     dtype = np.dtype(dtype)
     item = dtype.itemsize
     lanes = max(1, vector_bits // (8 * item))
@@ -176,7 +180,7 @@ def make_config(dtype, vector_bits: int, nregs: int, fma: bool, caches: dict) ->
     kc = min(384, max(128, _rounddown(l1 // (nr * item), ku)))
     mc = max(mr, min(6 * mr, _rounddown(l2 // 4 // (kc * item), mr)))
     nc = min(_rounddown(4096, nr), max(nr, _rounddown(min(l3 // 4, 8 << 20) // (kc * item), nr)))
-    return GemmConfig(dtype, lanes, nvec, mr, kc, mc, nc, ku, fma, vector_bits)
+    return GemmConfig(dtype, lanes, nvec, mr, kc, mc, nc, ku, fma, 4 * mr, l2, vector_bits)
 
 
 _HOST: dict = {}
@@ -277,11 +281,14 @@ class _Emitter:
 
     # -- microkernel
     def micro(self):
+        """C[m x n tile] (+)= Ap (kc x MR) @ B (kc x NR), B rows ``ldb`` apart
+        (NR when packed; the row stride of B itself when read in place)."""
         cfg, T, V = self.cfg, self.T, self.V
         MR, NV, W, U, NR = cfg.mr, cfg.nvec, cfg.lanes, cfg.ku, cfg.nr
-        fn, b = self.function(f"gemm_{self.sfx}_micro", [I64, PTR, PTR, PTR, I64, I64, I64, I1],
-                              ["kcp", "pa", "pb", "c", "ldc", "m", "n", "beta"])
-        kcp, pa, pb, c, ldc, m, n, beta = fn.args
+        fn, b = self.function(f"gemm_{self.sfx}_micro",
+                              [I64, PTR, PTR, I64, PTR, I64, I64, I64, I1],
+                              ["kc", "pa", "pb", "ldb", "c", "ldc", "m", "n", "beta"])
+        kc, pa, pb, ldb, c, ldc, m, n, beta = fn.args
         tile = b.alloca(V, size=ir.Constant(I32, MR * NV), name="tile")
         for a in (pa, pb, c):
             a.add_attribute("noalias")
@@ -297,43 +304,49 @@ class _Emitter:
                 for off in range(0, NR * self.item, 64):
                     b.call(prefetch, [self.gep(b, row, off, I8), ir.Constant(I32, 1),
                                       ir.Constant(I32, 3), ir.Constant(I32, 1)])
-        pre = b.block
-        loop = fn.append_basic_block("k.body")
-        done = fn.append_basic_block("k.end")
-        b.branch(loop)
-        b.position_at_end(loop)
-        k = b.phi(I64, name="k")
-        k.add_incoming(_c(0), pre)
-        zv = ir.Constant(V, None)
-        acc = []
-        for r in range(MR):
-            row = []
-            for v in range(NV):
-                ph = b.phi(V, name=f"c{r}_{v}")
-                ph.add_incoming(zv, pre)
-                row.append(ph)
-            acc.append(row)
-        phis = [x for row in acc for x in row]
-        cur = [list(row) for row in acc]
-        pak = self.gep(b, pa, b.mul(k, _c(MR)))
-        pbk = self.gep(b, pb, b.mul(k, _c(NR)))
         undef = ir.Constant(V, ir.Undefined)
         splat_mask = ir.Constant(ir.VectorType(I32, W), None)
-        valign = W * self.item
-        for u in range(U):
-            bv = [b.load(self.gep(b, pbk, u * NR + v * W), typ=V, align=valign) for v in range(NV)]
-            for r in range(MR):
-                a = b.load(self.gep(b, pak, u * MR + r), typ=T, align=self.item)
-                av = b.shuffle_vector(b.insert_element(undef, a, ir.Constant(I32, 0)), undef,
-                                      splat_mask)
-                for v in range(NV):
-                    cur[r][v] = b.call(fma, [av, bv[v], cur[r][v]])
-        k2 = b.add(k, _c(U), flags=("nsw", "nuw"))
-        k.add_incoming(k2, b.block)
-        for ph, val in zip(phis, [x for row in cur for x in row]):
-            ph.add_incoming(val, b.block)
-        b.cbranch(b.icmp_signed("<", k2, kcp), loop, done)
-        b.position_at_end(done)
+
+        def k_loop(k0, stop, step, acc0, tag):
+            """while k < stop: ``step`` rank-1 updates; returns (k, accumulators) at exit."""
+            pre = b.block
+            cond = fn.append_basic_block(f"{tag}.cond")
+            body = fn.append_basic_block(f"{tag}.body")
+            end = fn.append_basic_block(f"{tag}.end")
+            b.branch(cond)
+            b.position_at_end(cond)
+            k = b.phi(I64, name=tag)
+            k.add_incoming(k0, pre)
+            phis = []
+            for i, x in enumerate(acc0):
+                ph = b.phi(V, name=f"c{i // NV}_{i % NV}")
+                ph.add_incoming(x, pre)
+                phis.append(ph)
+            b.cbranch(b.icmp_signed("<", k, stop), body, end)
+            b.position_at_end(body)
+            cur = list(phis)
+            pak = self.gep(b, pa, b.mul(k, _c(MR)))
+            pbk = self.gep(b, pb, b.mul(k, ldb))
+            for u in range(step):
+                pbu = self.gep(b, pbk, b.mul(_c(u), ldb))
+                bv = [b.load(self.gep(b, pbu, v * W), typ=V, align=self.item) for v in range(NV)]
+                for r in range(MR):
+                    a = b.load(self.gep(b, pak, u * MR + r), typ=T, align=self.item)
+                    av = b.shuffle_vector(b.insert_element(undef, a, ir.Constant(I32, 0)), undef,
+                                          splat_mask)
+                    for v in range(NV):
+                        cur[r * NV + v] = b.call(fma, [av, bv[v], cur[r * NV + v]])
+            k.add_incoming(b.add(k, _c(step), flags=("nsw", "nuw")), b.block)
+            for ph, val in zip(phis, cur):
+                ph.add_incoming(val, b.block)
+            b.branch(cond)
+            b.position_at_end(end)
+            return k, phis
+        zv = ir.Constant(V, None)
+        # the unrolled loop, then single steps (none when kc is padded to the unroll)
+        k, accs = k_loop(_c(0), b.and_(kc, _c(-U)), U, [zv] * (MR * NV), "k")
+        _, accs = k_loop(k, kc, 1, accs, "kr")
+        cur = [accs[r * NV:(r + 1) * NV] for r in range(MR)]
 
         fast = fn.append_basic_block("store.full")
         edge = fn.append_basic_block("store.edge")
@@ -574,6 +587,12 @@ class _Emitter:
         C.add_attribute("noalias")
         ws.add_attribute("noalias")
         acc = b.icmp_signed("!=", accum, ir.Constant(I32, 0))
+        # few rows of A and a B that stays in L2: B micro-panels are used by
+        # few microkernel calls and reading them in place beats packing (a
+        # bigger B streams from L3/memory faster when packed sequentially)
+        direct = b.and_(b.icmp_signed("==", csB, _c(1)), b.icmp_signed("<=", M, _c(cfg.direct_m)))
+        bbytes_all = b.mul(b.mul(K, N), _c(self.item))
+        direct = b.and_(direct, b.icmp_signed("<=", bbytes_all, _c(cfg.direct_bytes)))
         nothing = b.or_(b.icmp_signed("<=", M, _c(0)), b.icmp_signed("<=", N, _c(0)))
         ret = fn.append_basic_block("ret")
         go = fn.append_basic_block("go")
@@ -619,7 +638,22 @@ class _Emitter:
                 kcp = b.mul(b.sdiv(b.add(kc, _c(U - 1)), _c(U)), _c(U))
                 beta = b.or_(acc, b.icmp_signed(">", pc, _c(0)))
                 bsrc = self.gep(b, B, b.add(b.mul(pc, rsB), b.mul(jc, csB)))
+                # with few rows, B is used by few microkernel calls: whole
+                # micro-panels of row-major B are read in place, only the
+                # partial last one is packed (to panel 0)
+                nfc = b.mul(b.sdiv(nc, _c(NR)), _c(NR))
+                pack_all = fn.append_basic_block("packb.all")
+                pack_edge = fn.append_basic_block("packb.edge")
+                packed = fn.append_basic_block("packb.done")
+                b.cbranch(direct, pack_edge, pack_all)
+                b.position_at_end(pack_all)
                 b.call(pack_b, [kc, kcp, nc, bsrc, rsB, csB, bp])
+                b.branch(packed)
+                b.position_at_end(pack_edge)
+                with _if(b, b.icmp_signed("<", nfc, nc), "edgeb"):
+                    b.call(pack_b, [kc, kcp, b.sub(nc, nfc), self.gep(b, bsrc, nfc), rsB, csB, bp])
+                b.branch(packed)
+                b.position_at_end(packed)
                 with _loop(b, 0, M, MCb, "ic") as ic:
                     mc = _min(b, MCb, b.sub(M, ic))
                     asrc = self.gep(b, A, b.add(b.mul(ic, rsA), b.mul(pc, csA)))
@@ -627,11 +661,15 @@ class _Emitter:
                     cblk = self.gep(b, C, b.add(b.mul(ic, ldc), jc))
                     with _loop(b, 0, nc, NR, "jr") as jr:
                         nn = _min(b, NR, b.sub(nc, jr))
-                        pbj = self.gep(b, bp, b.mul(jr, kcp))
+                        inplace = b.and_(direct, b.icmp_signed("==", nn, _c(NR)))
+                        pbj = b.select(inplace, self.gep(b, bsrc, jr),
+                                       b.select(direct, bp, self.gep(b, bp, b.mul(jr, kcp))))
+                        ldb = b.select(inplace, rsB, _c(NR))
+                        kk = b.select(inplace, kc, kcp)
                         ccol = self.gep(b, cblk, jr)
                         with _loop(b, 0, mc, MR, "ir") as ir_:
                             mm = _min(b, MR, b.sub(mc, ir_))
-                            b.call(micro, [kcp, self.gep(b, ap, b.mul(ir_, kcp)), pbj,
+                            b.call(micro, [kk, self.gep(b, ap, b.mul(ir_, kcp)), pbj, ldb,
                                            self.gep(b, ccol, b.mul(ir_, ldc)), ldc, mm, nn, beta])
         b.branch(ret)
         b.position_at_end(ret)
