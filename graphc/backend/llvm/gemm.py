@@ -1,14 +1,18 @@
 """A packed, cache-blocked, register-blocked GEMM emitted as LLVM IR.
 
-:func:`emit_gemm` adds to an ``llvmlite.ir.Module`` one internal function per
-dtype (float32, float64)::
+:func:`shared_gemm` declares in a module the process-wide compiled GEMM of
+a dtype (float32, float64), compiling it on first use; :func:`emit_gemm`
+emits a private copy with any :class:`GemmConfig` (tests). Both have the
+signature::
 
-    void gemm_f32(i64 M, i64 N, i64 K,
+    void graphc_gemm_f32(i64 M, i64 N, i64 K,
                   ptr A, i64 rsA, i64 csA,   ; A[i,k] = A[i*rsA + k*csA]  (elements)
                   ptr B, i64 rsB, i64 csB,   ; B[k,j] = B[k*rsB + j*csB]
                   ptr C, i64 ldc,            ; C[i,j] = C[i*ldc + j]      (rows contiguous)
                   i32 accumulate,            ; 0: C = A@B, else C += A@B
                   ptr workspace)             ; gemm_workspace_bytes(dtype, M, N, K) bytes
+
+(``emit_gemm`` names it ``gemm_f32``.)
 
 Transposed operands are only strides: ``A.T`` stored row-major is
 ``rsA=1, csA=M``; nothing is materialized. ``C`` must not overlap ``A`` or
@@ -32,12 +36,17 @@ The algorithm is the Goto/BLIS one:
 The microkernel keeps an MR x NR tile of C in MR x NVEC vector registers
 (NR = NVEC vector lengths) and does, for each k, NVEC vector loads of packed
 B, MR scalar loads of packed A broadcast to a vector, and MR x NVEC
-``llvm.fma``. Packed panels are padded to whole MR x NR tiles (with zeros, or
-with repeats of the last row or column, which only reach unstored parts of
-the microtile) and with zero rows of k to a
-multiple of the k unroll, so the inner loop has no remainder; edge tiles of C
-(M % MR, N % NR) go through a small stack tile. Block sizes come from the
-host's vector width, register count and cache sizes (:func:`host_config`).
+``llvm.fma``. Packed panels are padded to whole MR x NR tiles (with zeros,
+or with repeats of the last row or column, which only reach unstored parts
+of the microtile) and with zero rows of k to a multiple of the k unroll, so
+the unrolled loop has no remainder; edge tiles of C (M % MR, N % NR) go
+through a small stack tile. With few rows (M <= 4 MR) and a B that fits in
+L2, row-major B is read in place instead of packed. Block sizes come from
+the host's vector width, register count and cache sizes (:func:`host_config`).
+
+:func:`plan_matmul` / :func:`emit_matmul_call` connect a graph's matmul
+kernel to it (see ``KernelEmitter._emit_matmul``); :func:`gemm_numpy` runs
+it on numpy arrays.
 """
 from __future__ import annotations
 
