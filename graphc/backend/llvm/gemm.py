@@ -361,16 +361,22 @@ class _Emitter:
         edge = fn.append_basic_block("store.edge")
         out = fn.append_basic_block("out")
         b.cbranch(full, fast, edge)
-        # full tile: straight vector load/add/store of C
+        # full tile: vector stores to C (adding to it when beta)
         b.position_at_end(fast)
-        for r in range(MR):
-            row = self.gep(b, c, b.mul(_c(r), ldc))
-            for v in range(NV):
-                p = self.gep(b, row, v * W)
-                old = b.load(p, typ=V, align=self.item)
-                old = b.select(beta, old, zv)
-                b.store(b.fadd(old, cur[r][v]), p, align=self.item)
-        b.branch(out)
+        add = fn.append_basic_block("store.add")
+        put = fn.append_basic_block("store.put")
+        b.cbranch(beta, add, put)
+        for blk, adding in ((add, True), (put, False)):
+            b.position_at_end(blk)
+            for r in range(MR):
+                row = self.gep(b, c, b.mul(_c(r), ldc))
+                for v in range(NV):
+                    p = self.gep(b, row, v * W)
+                    val = cur[r][v]
+                    if adding:
+                        val = b.fadd(b.load(p, typ=V, align=self.item), val)
+                    b.store(val, p, align=self.item)
+            b.branch(out)
         # edge tile: spill to a stack tile, then copy the m x n valid part
         b.position_at_end(edge)
         for r in range(MR):
