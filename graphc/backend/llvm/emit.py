@@ -22,7 +22,8 @@ from ...ir import dtypes as D
 from ...ir.graph import Graph
 from ...ir.node import Node
 from ...ops import registry
-from ..plan import Kernel, MemoryPlan, is_immediate
+from ..plan import Kernel, MemoryPlan, align, is_immediate
+from . import gemm
 from .loops import IndexBuilder, for_nest, for_range
 from .scalar import I8, I32, I64, PTR, SV, ScalarBuilder, mem_type, reg_type
 
@@ -93,6 +94,20 @@ class ModuleEmitter:
                 off = self.arena_size
                 self.arena_size += (v.size * v.dtype.itemsize + 63) // 64 * 64
                 self.staged.append((v, ("arena", off)))
+        self._workspace = None                # (offset, bytes): scratch shared by kernels
+
+    def workspace(self, nbytes: int) -> tuple:
+        """The location of ``nbytes`` of arena scratch (GEMM packing buffers).
+        Kernels run one after another, so they all share one region, grown
+        to the largest request."""
+        off, size = self._workspace or (self.arena_size, 0)
+        if nbytes > size:
+            if off + size != self.arena_size:     # something was reserved after it
+                off = self.arena_size
+            self.arena_size = off + align(nbytes)
+            self._workspace = (off, align(nbytes))
+        return ("arena", off)
+
     def error_code(self, message: str) -> int:
         if message in self.errors:
             return self.errors.index(message) + 1
@@ -175,6 +190,8 @@ class KernelEmitter:
             if o.id not in self.members and not is_immediate(o):
                 locs.append(self._loc(o))        # copy kernel reads its source
             locs.append(self._loc(o, writing=True))
+        if self._gemm_plan() is not None:
+            locs.append(self.me.workspace(self._gemm_plan().workspace_bytes))
         seen, out = set(), []
         for loc in locs:
             if loc not in seen:
@@ -444,10 +461,27 @@ class KernelEmitter:
             cur = self.load(a, kept)
             self.store(a, kept, registry.get(a.op).reduce_combine(self.s, cur, v))
 
+    def _gemm_plan(self):
+        """How this matmul kernel calls the packed GEMM, or None (loop nest)."""
+        if not hasattr(self, "_gemm"):
+            self._gemm = None
+            if self.k.matmul is not None:
+                self._gemm = gemm.plan_matmul(self.k.matmul, self.members,
+                                              lambda x: not is_immediate(x))
+        return self._gemm
+
     def _emit_matmul(self):
-        """C = A @ B in i-k-j order: the inner loop runs along a row of B and C
-        (contiguous, so it vectorizes)."""
+        """C = A @ B. Float operands that are buffers (or transposes of
+        buffers, as strides) go to the packed GEMM (gemm.py), once per batch
+        element; otherwise an i-k-j loop nest: the inner loop runs along a row
+        of B and C (contiguous, so it vectorizes)."""
         n = self.k.matmul
+        plan = self._gemm_plan()
+        if plan is not None:
+            ws = self.ptr[self.me.workspace(plan.workspace_bytes)]
+            gemm.emit_matmul_call(self.b, self.me.module, plan, self.ptr[self._loc(plan.a)],
+                                  self.ptr[self._loc(plan.b)], self.ptr[self._loc(n, writing=True)], ws)
+            return
         a, bb = n.inputs
         s, b = self.s, self.b
         m_, k_, n_ = n.shape[-2], a.shape[-1], n.shape[-1]
