@@ -338,8 +338,10 @@ def disk_drop(key: str) -> None:
 
 
 def artifact_from_disk(header: dict, blobs: list) -> tuple[Artifact, str]:
+    from .backend.llvm import rtlib
     from .backend.llvm.emit import ENTRY
     from .backend.llvm.jit import JitModule
+    rtlib.require(*header.get("extra", {}).get("rt", []))   # the symbols the code links to
     obj, ir = blobs[0], blobs[1].decode()
     arrays = [np.load(io.BytesIO(b), allow_pickle=False) for b in blobs[2:]]
     jit = JitModule(obj, ENTRY, ir, opt=header.get("extra", {}).get("opt", 3))

@@ -234,6 +234,11 @@ class CompiledFunction:
                 f"backend={self.backend}, {len(self.graph)} nodes, {self.num_kernels} kernels>")
 
 
+def used_components(module) -> list:
+    from .backend.llvm import rtlib
+    return rtlib.used(module)
+
+
 def _plan(f: CompiledFunction, graph: Graph, opt_level: int, passes, fast_math: bool):
     """Run the pass pipeline and emit the LLVM module (not compiled)."""
     from .backend.llvm.emit import ModuleEmitter
@@ -246,6 +251,7 @@ def _plan(f: CompiledFunction, graph: Graph, opt_level: int, passes, fast_math: 
     f._node_map = ctx.node_map
     me = ModuleEmitter(f._graph, f._kernels, f._memory)
     f._llvm_ir = str(me.emit())
+    f._runtime = used_components(me.module)
     return me
 
 
@@ -283,7 +289,7 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
         jit = JitModule.compile(f._llvm_ir, ENTRY, opt=opt_level)
         slots, arrays = cache.slots_for(graph, me.layout)
         art = cache.Artifact(jit, slots, arrays, len(graph.outputs), me.arena_size, me.errors,
-                             key, {"opt": opt_level})
+                             key, {"opt": opt_level, "rt": f._runtime})
         f.llvm_seconds = time.perf_counter() - t1
         cache.memory_put(key, art, comps)
         if portable:

@@ -70,7 +70,7 @@ class Gemm:
             vals.append(x)
         b.call(f, vals)
         b.ret(ir.Constant(I32, 0))
-        self.jit = JitModule(str(mod), "entry")
+        self.jit = JitModule.compile(str(mod), "entry")
         self.cfg = config or G.host_config(dtype)
         self.dtype = np.dtype(dtype)
 
@@ -389,8 +389,8 @@ def compile_fused(outputs, inputs):
     mem = plan_memory_naive(graph, kernels)
     me = ModuleEmitter(graph, kernels, mem)
     text = str(me.emit())
-    jit = JitModule(text, ENTRY)
-    native = NativeCall(jit.cfunc, me.layout, me.arena_size, me.errors)
+    jit = JitModule.compile(text, ENTRY)
+    native = NativeCall(jit, me.layout, me.arena_size, me.errors)
 
     def call(*arrays):
         res = [np.empty(o.shape, o.dtype) for o in graph.outputs]

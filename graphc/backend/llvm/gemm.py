@@ -58,6 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 from llvmlite import ir
 
+from . import rtlib
 from .scalar import F32, F64, I1, I8, I32, I64, PTR
 
 _ELEM = {np.dtype(np.float32): F32, np.dtype(np.float64): F64}
@@ -708,55 +709,43 @@ def emit_gemm(module: ir.Module, dtype, config: GemmConfig | None = None) -> ir.
     return _Emitter(module, cfg).gemm(name)
 
 
-_SHARED: dict = {}
-_SHARED_LOCK = threading.Lock()
+def _component(dtype):
+    """The runtime-library component holding the host GEMM for ``dtype``: the
+    loop vectorizer and unroller are off (the hot loops are vectorized and
+    unrolled by construction, and what is left, edge loops, is not worth the
+    compile time)."""
+    name = f"graphc_gemm_{_SUFFIX[dtype]}"
+
+    def emit(m: ir.Module):
+        fn = _Emitter(m, host_config(dtype)).gemm(name)
+        fn.linkage = "external"
+    rtlib.component(f"gemm_{_SUFFIX[dtype]}", [name],
+                    tuning={"loop_vectorization": False, "loop_unrolling": False})(emit)
 
 
-def _compile_shared(name: str, dtype) -> object:
-    """JIT-compile ``name`` (the host GEMM) in a module of its own and register
-    its address as a JIT symbol. The loop vectorizer and unroller are off: the
-    hot loops are vectorized and unrolled by construction, and what is left
-    (edge loops) is not worth the compile time."""
-    import llvmlite.binding as llvm
-
-    from .jit import _lock, target_machine
-    mod = ir.Module(name)
-    e = _Emitter(mod, host_config(dtype))
-    fn = e.gemm(name)
-    fn.linkage = "external"
-    with _lock:
-        m = llvm.parse_assembly(str(mod))
-        tm = target_machine(3)
-        m.triple = llvm.get_process_triple()
-        m.data_layout = str(tm.target_data)
-        m.verify()
-        pto = llvm.create_pipeline_tuning_options(speed_level=3)
-        pto.loop_vectorization = False
-        pto.loop_unrolling = False
-        pto.slp_vectorization = True
-        pb = llvm.create_pass_builder(tm, pto)
-        pb.getModulePassManager().run(m, pb)
-        engine = llvm.create_mcjit_compiler(m, tm)
-        engine.finalize_object()
-        llvm.add_symbol(name, engine.get_function_address(name))
-    return engine
+for _dt in _ELEM:
+    _component(_dt)
 
 
 def shared_gemm(module: ir.Module, dtype) -> ir.Function:
     """A declaration in ``module`` of ``graphc_gemm_<f32|f64>``, compiled once
-    per process (on first use, ~0.5 s) and registered as a JIT symbol, so each
-    compiled graph links to it instead of optimizing the GEMM's IR again."""
+    per process (on first use; its object code is cached on disk) and
+    registered as a JIT symbol, so each compiled graph links to it instead of
+    optimizing the GEMM's IR again."""
     dtype = np.dtype(dtype)
     if dtype not in _ELEM:
         raise TypeError(f"gemm: unsupported dtype {dtype} (float32 or float64)")
+    comp = f"gemm_{_SUFFIX[dtype]}"
+    rtlib.require(comp)
+    rtlib.uses(module, comp)
     name = f"graphc_gemm_{_SUFFIX[dtype]}"
-    with _SHARED_LOCK:
-        if dtype not in _SHARED:
-            _SHARED[dtype] = _compile_shared(name, dtype)   # keeps the code alive
     f = module.globals.get(name)
     if f is None:
         f = ir.Function(module, ir.FunctionType(ir.VoidType(), GEMM_ARGS), name)
     return f
+
+
+_SHARED_LOCK = threading.Lock()
 
 
 # ------------------------------------------------------------------ matmul kernels
@@ -905,7 +894,7 @@ def _runner(dtype):
             vals.append(b.inttoptr(x, PTR) if t == PTR else b.trunc(x, I32) if t == I32 else x)
         b.call(f, vals)
         b.ret(ir.Constant(I32, 0))
-        r = JitModule(str(mod), "gemm_entry")
+        r = JitModule.compile(str(mod), "gemm_entry")
         with _SHARED_LOCK:
             r = _RUNNERS.setdefault(dtype, r)
     return r

@@ -61,8 +61,9 @@ def host_info() -> dict:
             "llvm": ".".join(map(str, llvm.llvm_version_info))}
 
 
-def optimize(ir_text: str, opt: int = 3):
-    """Parse, verify and optimize IR text; return (module, optimized IR text)."""
+def optimize(ir_text: str, opt: int = 3, tuning: dict | None = None):
+    """Parse, verify and optimize IR text; return (module, optimized IR text).
+    ``tuning`` overrides pipeline options (e.g. ``loop_vectorization``)."""
     st = _init()
     with _lock:      # llvmlite's global LLVM context is not thread-safe
         mod = llvm.parse_assembly(ir_text)
@@ -74,6 +75,8 @@ def optimize(ir_text: str, opt: int = 3):
             pto.loop_vectorization = True
             pto.slp_vectorization = True
             pto.loop_unrolling = True
+            for k, v in (tuning or {}).items():
+                setattr(pto, k, v)
             pb = llvm.create_pass_builder(target_machine(opt), pto)
             pb.getModulePassManager().run(mod, pb)
         return mod, str(mod)
@@ -108,8 +111,9 @@ class JitModule:
         self.cfunc = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p)(self.address)
 
     @classmethod
-    def compile(cls, ir_text: str, entry: str, opt: int = 3) -> JitModule:
-        mod, optimized = optimize(ir_text, opt)
+    def compile(cls, ir_text: str, entry: str, opt: int = 3,
+                tuning: dict | None = None) -> JitModule:
+        mod, optimized = optimize(ir_text, opt, tuning)
         with _lock:
             obj = target_machine(opt).emit_object(mod)
         return cls(obj, entry, optimized, opt)

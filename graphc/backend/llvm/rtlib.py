@@ -41,11 +41,26 @@ _loaded: dict = {}                           # component name -> JitModule keepi
 COMPONENTS: dict = {}                        # name -> (emit(module), [symbols])
 
 
-def component(name: str, symbols: list):
+def component(name: str, symbols: list, tuning: dict | None = None):
+    """Declare a component: ``fn(module)`` emits the functions named in
+    ``symbols``; ``tuning`` adjusts LLVM's pipeline options for it."""
     def deco(fn):
-        COMPONENTS[name] = (fn, symbols)
+        COMPONENTS[name] = (fn, symbols, tuning or {})
         return fn
     return deco
+
+
+def uses(module: ir.Module, name: str) -> None:
+    """Record that code in ``module`` calls component ``name`` (the compile
+    cache keeps the list, so loading the object code later loads it first)."""
+    s = getattr(module, "graphc_rt", None)
+    if s is None:
+        s = module.graphc_rt = set()
+    s.add(name)
+
+
+def used(module: ir.Module) -> list:
+    return sorted(getattr(module, "graphc_rt", ()))
 
 
 # -- helpers for emitting ------------------------------------------------------------
@@ -385,7 +400,7 @@ def require(*names: str) -> None:
 
 
 def address(symbol: str) -> int:
-    for name, (_, syms) in COMPONENTS.items():
+    for name, (_, syms, _t) in COMPONENTS.items():
         if symbol in syms:
             require(name)
             return _loaded[name].engine.get_function_address(symbol)
@@ -395,7 +410,7 @@ def address(symbol: str) -> int:
 def _load(name: str):
     from ... import cache
     from .jit import JitModule
-    emit, symbols = COMPONENTS[name]
+    emit, symbols, tuning = COMPONENTS[name]
     if name == "pycall":
         _python_symbols()
     key = _key(name)
@@ -410,7 +425,7 @@ def _load(name: str):
     if obj is None:
         m = ir.Module(f"graphc_rt_{name}")
         emit(m)
-        jm = JitModule.compile(str(m), symbols[0])
+        jm = JitModule.compile(str(m), symbols[0], tuning=tuning)
         obj = jm.object_code
         if path:
             try:
