@@ -255,7 +255,8 @@ def _plan(f: CompiledFunction, graph: Graph, opt_level: int, passes, fast_math: 
     return me
 
 
-def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, fast_math):
+def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, fast_math,
+                    use_cache: bool = True):
     """Compile through the cache: memory, then disk, then passes + LLVM."""
     from . import cache
     from .backend.llvm.emit import ENTRY
@@ -271,10 +272,10 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
         comps = dict(comps, objects=repr(sorted(id(p) for p in passes or [] if
                                                 not isinstance(p, str))))
     key = cache.key_of(comps)
-    art = cache.memory_get(key)
+    art = cache.memory_get(key) if use_cache else None
     if art is not None:
         f.cache_hit = "memory"
-    elif portable and (entry := cache.disk_get(key)) is not None:
+    elif use_cache and portable and (entry := cache.disk_get(key)) is not None:
         try:
             art, _ = cache.artifact_from_disk(*entry)
             f.cache_hit = "disk"
@@ -283,7 +284,7 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
             art = None
             cache.disk_drop(key)
     if art is None:
-        f.cache_miss_reason = cache.explain_miss(comps)
+        f.cache_miss_reason = cache.explain_miss(comps) if use_cache else "cache=False"
         t1 = time.perf_counter()
         me = _plan(f, graph, opt_level, passes, fast_math)
         jit = JitModule.compile(f._llvm_ir, ENTRY, opt=opt_level)
@@ -291,9 +292,10 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
         art = cache.Artifact(jit, slots, arrays, len(graph.outputs), me.arena_size, me.errors,
                              key, {"opt": opt_level, "rt": f._runtime})
         f.llvm_seconds = time.perf_counter() - t1
-        cache.memory_put(key, art, comps)
-        if portable:
-            cache.disk_put(key, comps, art, jit.optimized_ir)
+        if use_cache:
+            cache.memory_put(key, art, comps)
+            if portable:
+                cache.disk_put(key, comps, art, jit.optimized_ir)
     else:
         f._plan_args = (graph, opt_level, passes, fast_math)
     f._jit = art.jit
@@ -305,7 +307,7 @@ _hooks: list = []     # callables run on every compiled function (``python -m gr
 
 def compile(outputs, inputs=None, *, backend: str = "llvm",  # noqa: A001
             updates=None, opt_level: int = 3, passes=None, fast_math: bool = False,
-            dump: str | None = None) -> CompiledFunction:
+            dump: str | None = None, cache: bool = True) -> CompiledFunction:
     """Compile output node(s) into a callable.
 
     ``outputs``: a node (the call returns one array) or a list/tuple of nodes
@@ -321,6 +323,8 @@ def compile(outputs, inputs=None, *, backend: str = "llvm",  # noqa: A001
     ``fast_math``: allow rewrites that are exact only for finite values.
     ``dump``: a directory to write every pass, the LLVM IR and the assembly
     to (also set by the environment variable ``GRAPHC_DUMP``).
+    ``cache``: look the compilation up in (and add it to) the compile cache
+    (``GRAPHC_CACHE_DIR``; see docs/reliability.md); False always compiles.
     """
     t0 = time.perf_counter()
     if backend not in BACKENDS:
@@ -337,7 +341,7 @@ def compile(outputs, inputs=None, *, backend: str = "llvm",  # noqa: A001
     f = CompiledFunction(graph, single, inputs is not None, backend)
     f.opt_level = opt_level
     if backend == "llvm":
-        _compile_native(f, graph, opt_level, passes, fast_math)
+        _compile_native(f, graph, opt_level, passes, fast_math, use_cache=cache)
     f.compile_seconds = time.perf_counter() - t0
     dump = dump or os.environ.get("GRAPHC_DUMP")
     if dump:
