@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from . import extend, nn, optim  # extend: the extension API (registers the custom_vjp op)
 from .autodiff import grad
-from .compiler import CompiledFunction, compile
+from .compiler import CompiledFunction, compile, get_num_threads, set_num_threads
 from .errors import (
                      DTypeError,
                      GraphcError,
@@ -42,7 +42,7 @@ from .passes import Pass, register_pass
 
 __version__ = "0.1.0"
 
-__all__ = ["grad", "compile", "CompiledFunction", "Graph", "Node", "placeholder", "parameter",
+__all__ = ["grad", "compile", "CompiledFunction", "get_num_threads", "set_num_threads", "Graph", "Node", "placeholder", "parameter",
            "GraphcError", "ShapeError", "DTypeError", "InputError", "InputTypeError",
            "RuntimeCheckError", "float32", "float64", "int32", "int64", "bool_",
            "custom_gradient", "register_op", "unregister_op", "check_op", "OpCheckError",

@@ -23,6 +23,33 @@ from .ir.node import Node
 from .runtime import NativeCall, bind_inputs
 
 BACKENDS = ("llvm", "interp")
+_num_threads: list = []
+
+
+def default_threads() -> int:
+    """``GRAPHC_NUM_THREADS``, else the CPUs this process may run on."""
+    env = os.environ.get("GRAPHC_NUM_THREADS")
+    if env:
+        try:
+            return max(1, min(256, int(env)))
+        except ValueError:
+            pass
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def get_num_threads() -> int:
+    """The number of threads compiled functions use (unless compile(threads=...))."""
+    return _num_threads[0] if _num_threads else default_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads for functions compiled from now on."""
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 256:
+        raise ValueError(f"set_num_threads: expected an int from 1 to 256, got {n!r}")
+    _num_threads[:] = [n]
 
 
 def _as_outputs(outputs):
@@ -128,6 +155,7 @@ class CompiledFunction:
         self._kernel_of = None
         self._plan_args = None       # set on a cache hit: the plan is rebuilt on request
         self.cache_hit = False       # False, "memory" or "disk"
+        self.threads = 1
         self._out_specs = [(o.shape, o.dtype) for o in graph.outputs]
         self.cache_miss_reason = ""
 
@@ -239,7 +267,8 @@ def used_components(module) -> list:
     return rtlib.used(module)
 
 
-def _plan(f: CompiledFunction, graph: Graph, opt_level: int, passes, fast_math: bool):
+def _plan(f: CompiledFunction, graph: Graph, opt_level: int, passes, fast_math: bool,
+          threads: int = 1):
     """Run the pass pipeline and emit the LLVM module (not compiled)."""
     from .backend.llvm.emit import ModuleEmitter
     from .passes import PassContext, Pipeline, default_pipeline
@@ -249,14 +278,14 @@ def _plan(f: CompiledFunction, graph: Graph, opt_level: int, passes, fast_math: 
     f._kernels, f._memory = ctx.kernels, ctx.memory
     f._fusion_reasons = ctx.fusion_reasons
     f._node_map = ctx.node_map
-    me = ModuleEmitter(f._graph, f._kernels, f._memory)
+    me = ModuleEmitter(f._graph, f._kernels, f._memory, threads=threads)
     f._llvm_ir = str(me.emit())
     f._runtime = used_components(me.module)
     return me
 
 
 def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, fast_math,
-                    use_cache: bool = True):
+                    use_cache: bool = True, threads: int = 1):
     """Compile through the cache: memory, then disk, then passes + LLVM."""
     from . import cache
     from .backend.llvm.emit import ENTRY
@@ -266,7 +295,7 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
                                          for p in passes]
     portable = passes is None or all(isinstance(p, str) for p in passes)
     options = {"opt_level": opt_level, "fast_math": bool(fast_math), "passes": names,
-               "portable": portable}
+               "threads": threads, "portable": portable}
     comps, portable = cache.components(graph, options)
     if not portable:            # in-memory only: key also by the objects themselves
         comps = dict(comps, objects=repr(sorted(id(p) for p in passes or [] if
@@ -286,7 +315,7 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
     if art is None:
         f.cache_miss_reason = cache.explain_miss(comps) if use_cache else "cache=False"
         t1 = time.perf_counter()
-        me = _plan(f, graph, opt_level, passes, fast_math)
+        me = _plan(f, graph, opt_level, passes, fast_math, threads)
         jit = JitModule.compile(f._llvm_ir, ENTRY, opt=opt_level)
         slots, arrays = cache.slots_for(graph, me.layout)
         art = cache.Artifact(jit, slots, arrays, len(graph.outputs), me.arena_size, me.errors,
@@ -297,7 +326,7 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
             if portable:
                 cache.disk_put(key, comps, art, jit.optimized_ir)
     else:
-        f._plan_args = (graph, opt_level, passes, fast_math)
+        f._plan_args = (graph, opt_level, passes, fast_math, threads)
     f._jit = art.jit
     f._native = NativeCall(art.jit, cache.BoundLayout(art, graph), art.arena_size, art.errors)
 
@@ -307,7 +336,8 @@ _hooks: list = []     # callables run on every compiled function (``python -m gr
 
 def compile(outputs, inputs=None, *, backend: str = "llvm",  # noqa: A001
             updates=None, opt_level: int = 3, passes=None, fast_math: bool = False,
-            dump: str | None = None, cache: bool = True) -> CompiledFunction:
+            dump: str | None = None, cache: bool = True,
+            threads: int | None = None) -> CompiledFunction:
     """Compile output node(s) into a callable.
 
     ``outputs``: a node (the call returns one array) or a list/tuple of nodes
@@ -323,6 +353,9 @@ def compile(outputs, inputs=None, *, backend: str = "llvm",  # noqa: A001
     ``fast_math``: allow rewrites that are exact only for finite values.
     ``dump``: a directory to write every pass, the LLVM IR and the assembly
     to (also set by the environment variable ``GRAPHC_DUMP``).
+    ``threads``: how many threads the kernel may use (default
+    :func:`graphc.get_num_threads`); large loop nests, reductions and GEMMs
+    are split across them, small ones run on one.
     ``cache``: look the compilation up in (and add it to) the compile cache
     (``GRAPHC_CACHE_DIR``; see docs/reliability.md); False always compiles.
     """
@@ -331,6 +364,10 @@ def compile(outputs, inputs=None, *, backend: str = "llvm",  # noqa: A001
         raise ValueError(f"compile: unknown backend {backend!r} (one of {BACKENDS})")
     if opt_level not in (0, 1, 2, 3) or isinstance(opt_level, bool):
         raise ValueError(f"compile: opt_level must be 0, 1, 2 or 3, got {opt_level!r}")
+    if threads is None:
+        threads = get_num_threads()
+    if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= 256:
+        raise ValueError(f"compile: threads must be an int from 1 to 256, got {threads!r}")
     outs, single = _as_outputs(outputs)
     if inputs is not None:
         inputs = list(inputs)
@@ -341,7 +378,8 @@ def compile(outputs, inputs=None, *, backend: str = "llvm",  # noqa: A001
     f = CompiledFunction(graph, single, inputs is not None, backend)
     f.opt_level = opt_level
     if backend == "llvm":
-        _compile_native(f, graph, opt_level, passes, fast_math, use_cache=cache)
+        _compile_native(f, graph, opt_level, passes, fast_math, use_cache=cache, threads=threads)
+        f.threads = threads
     f.compile_seconds = time.perf_counter() - t0
     dump = dump or os.environ.get("GRAPHC_DUMP")
     if dump:

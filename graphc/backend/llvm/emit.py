@@ -24,11 +24,15 @@ from ...ir.node import Node
 from ...ops import registry
 from ..plan import Kernel, MemoryPlan, align, is_immediate
 from . import gemm
-from .loops import IndexBuilder, for_nest, for_range
+from . import rtlib
+from .loops import IndexBuilder, for_nest, for_range, for_ranges, if_then
 from .scalar import I8, I32, I64, PTR, SV, ScalarBuilder, mem_type, reg_type
 
 ENTRY = "graphc_main"
 REDUCE_BLOCK = 1024     # float32 sums: blocks summed in float32, block sums in float64
+ARENA_HEADER = 64       # the arena starts with the barrier words of a parallel call
+PAR_ELEMS = 1 << 15     # loop nests with fewer elements (x ops) stay on one thread
+PAR_MACS = 1 << 20      # GEMMs with fewer multiply-adds stay on one thread
 
 
 def vector_width(fn: ir.Function) -> None:
@@ -65,8 +69,10 @@ def broadcast_index(idx, out_shape, in_shape, ix):
 
 
 class ModuleEmitter:
-    def __init__(self, graph: Graph, kernels: list[Kernel], mem: MemoryPlan, name="graphc"):
+    def __init__(self, graph: Graph, kernels: list[Kernel], mem: MemoryPlan, name="graphc",
+                 threads: int = 1):
         self.graph = graph
+        self.threads = max(1, int(threads))
         self.kernels = kernels
         self.mem = mem
         self.module = ir.Module(name=name)
@@ -83,8 +89,8 @@ class ModuleEmitter:
             else:
                 self.copies.append((o, j))
         for nid, off in mem.arena.items():
-            self.where.setdefault(nid, ("arena", off))
-        self.arena_size = mem.size
+            self.where.setdefault(nid, ("arena", off + ARENA_HEADER))
+        self.arena_size = mem.size + ARENA_HEADER
         # Updates run last, after every kernel has read the old values. A new
         # value that is itself an updated parameter (a swap) is staged first.
         updated = {p.id for p, _ in graph.updates}
@@ -97,16 +103,52 @@ class ModuleEmitter:
         self._workspace = None                # (offset, bytes): scratch shared by kernels
 
     def workspace(self, nbytes: int) -> tuple:
-        """The location of ``nbytes`` of arena scratch (GEMM packing buffers).
-        Kernels run one after another, so they all share one region, grown
-        to the largest request."""
+        """The location of ``nbytes`` of arena scratch per thread (GEMM packing
+        buffers, partial reductions): ``threads`` slices of :meth:`ws_stride`
+        bytes. Kernels run one after another, so they all share one region,
+        grown to the largest request."""
         off, size = self._workspace or (self.arena_size, 0)
-        if nbytes > size:
+        total = align(nbytes) * self.threads
+        if total > size:
             if off + size != self.arena_size:     # something was reserved after it
                 off = self.arena_size
-            self.arena_size = off + align(nbytes)
-            self._workspace = (off, align(nbytes))
+            self.arena_size = off + total
+            self._workspace = (off, total)
         return ("arena", off)
+
+    def ws_stride(self) -> int:
+        return self._workspace[1] // self.threads if self._workspace else 0
+
+    # -- parallel plan ---------------------------------------------------------------
+    def parallel(self, k: Kernel, dest=None) -> dict:
+        """How kernel k uses the threads: {"gemm": split the GEMM,
+        "loop": "split" (rows of the outer loop) | "chunks" (a scalar reduction
+        in fixed chunks) | None}."""
+        out = {"gemm": False, "loop": None}
+        if self.threads == 1 or k.kind == "custom":
+            return out
+        if k.matmul is not None:
+            from . import gemm
+            plan = gemm.plan_matmul(k.matmul, k.members, lambda x: not is_immediate(x))
+            if plan is not None and plan.m * plan.n * plan.k >= PAR_MACS and \
+                    max(plan.m, plan.n) >= 64:
+                out["gemm"] = True
+        has_loop = k.has_loop() or dest is not None
+        if not has_loop or k.accumulates:
+            return out
+        n_el = 1
+        for d in k.shape:
+            n_el *= d
+        ops = max(1, len(k.members))
+        outs = k.loop_outputs() if dest is None else k.outputs
+        if k.split >= 1 and k.shape[0] >= 2 and n_el * ops >= PAR_ELEMS:
+            out["loop"] = "split"
+        elif (dest is None and k.matmul is None and not k.hoisted and len(outs) == 1 and
+              outs[0].size == 1 and registry.get(outs[0].op).kind == "reduce" and
+              outs[0].inputs[0].size * ops >= PAR_ELEMS and
+              outs[0].inputs[0].shape[outs[0].attrs["axes"][0]] >= 2 * self.threads):
+            out["loop"] = "chunks"
+        return out
 
     def error_code(self, message: str) -> int:
         if message in self.errors:
@@ -115,14 +157,62 @@ class ModuleEmitter:
         return len(self.errors)
 
     def emit(self) -> ir.Module:
+        work = [(k, None, None) for k in self.kernels]
+        for node, j in self.copies:
+            work.append((Kernel("loop", [node], set(), node.shape, name=f"copy_out{j}"),
+                         ("slot", self.layout.output0 + j), None))
+        stage_loc = {}
+        for v, loc in self.staged:
+            work.append((Kernel("loop", [v], set(), v.shape, name=f"stage_{v.name}"), loc, None))
+            stage_loc[v.id] = loc
+        for p, v in self.graph.updates:
+            work.append((Kernel("loop", [v], set(), v.shape, name=f"update_{p.name}"),
+                         self.where[p.id], stage_loc.get(v.id)))
+        par = [self.parallel(k, dest) for k, dest, _ in work]
+        threaded = any(p["gemm"] or p["loop"] for p in par)
         fnty = ir.FunctionType(I32, [PTR])
         entry = ir.Function(self.module, fnty, ENTRY)
         vector_width(entry)
         entry.args[0].add_attribute("noalias")
         b = ir.IRBuilder(entry.append_basic_block("entry"))
-        args = entry.args[0]
         status = b.alloca(I32, name="status")
         b.store(ir.Constant(I32, 0), status)
+        if not threaded:
+            self._schedule(b, entry.args[0], status, ir.Constant(I32, 0), ir.Constant(I32, 1),
+                           work, par, threaded=False)
+        else:
+            # every thread runs graphc_body(ctx, tid, n); ctx = {args, status}
+            body = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR, I32, I32]),
+                               "graphc_body")
+            body.linkage = "internal"
+            vector_width(body)
+            bb = ir.IRBuilder(body.append_basic_block("entry"))
+            ctx_in, tid, n = body.args
+            args = bb.load(ctx_in, typ=PTR)
+            st = bb.load(bb.gep(ctx_in, [ir.Constant(I64, 1)], source_etype=PTR), typ=PTR)
+            self._schedule(bb, args, st, tid, n, work, par, threaded=True)
+            bb.ret_void()
+            ctx = b.alloca(PTR, 2, name="ctx")
+            b.store(entry.args[0], ctx)
+            b.store(status, b.gep(ctx, [ir.Constant(I64, 1)], source_etype=PTR))
+            rtlib.uses(self.module, "threads")
+            run = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I32]),
+                              "graphc_rt_parallel")
+            b.call(run, [body, ctx, ir.Constant(I32, self.threads)])
+        b.ret(b.load(status, typ=I32))
+        return self.module
+
+    def barrier_fn(self):
+        f = self.module.globals.get("graphc_rt_barrier")
+        if f is None:
+            rtlib.uses(self.module, "threads")
+            f = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR, I32]),
+                            "graphc_rt_barrier")
+        return f
+
+    def _schedule(self, b, args, status, tid, n, work, par, threaded: bool):
+        """Call every kernel in order (in a parallel call: parallel kernels on
+        every thread, the others on thread 0, a barrier after each)."""
         slot_ptr = {}
 
         def pointer(loc):
@@ -136,31 +226,32 @@ class ModuleEmitter:
                     slot_ptr[loc] = b.gep(base, [ir.Constant(I64, k)], source_etype=I8,
                                           inbounds=True, name=f"arena{k}")
             return slot_ptr[loc]
-
-        work = [(k, None, None) for k in self.kernels]
-        for node, j in self.copies:
-            work.append((Kernel("loop", [node], set(), node.shape, name=f"copy_out{j}"),
-                         ("slot", self.layout.output0 + j), None))
-        stage_loc = {}
-        for v, loc in self.staged:
-            work.append((Kernel("loop", [v], set(), v.shape, name=f"stage_{v.name}"), loc, None))
-            stage_loc[v.id] = loc
-        for p, v in self.graph.updates:
-            work.append((Kernel("loop", [v], set(), v.shape, name=f"update_{p.name}"),
-                         self.where[p.id], stage_loc.get(v.id)))
-        for ki, (k, dest, src) in enumerate(work):
-            em = KernelEmitter(self, k, ki, dest, src)
+        sync = pointer(("arena", 0))
+        one, zero = ir.Constant(I32, 1), ir.Constant(I32, 0)
+        for ki, ((k, dest, src), p) in enumerate(zip(work, par)):
+            em = KernelEmitter(self, k, ki, dest, src, p)
             fn, locs = em.build()
-            b.call(fn, [pointer(loc) for loc in locs] + [status])
-        b.ret(b.load(status, typ=I32))
-        return self.module
+            ptrs = [pointer(loc) for loc in locs] + [status]
+            if not threaded:
+                b.call(fn, ptrs + [zero, one, sync])
+                continue
+            if p["gemm"] or p["loop"]:
+                b.call(fn, ptrs + [tid, n, sync])
+            else:
+                with if_then(b, b.icmp_signed("==", tid, zero), name=f"solo{ki}"):
+                    b.call(fn, ptrs + [zero, one, sync])
+            if ki < len(work) - 1:
+                b.call(self.barrier_fn(), [sync, n])
 
 
 class KernelEmitter:
     """Emits one kernel as an internal function."""
 
-    def __init__(self, me: ModuleEmitter, kernel: Kernel, index: int, dest=None, src=None):
+    def __init__(self, me: ModuleEmitter, kernel: Kernel, index: int, dest=None, src=None,
+                 par=None):
         self.me = me
+        self.par = par or {"gemm": False, "loop": None}
+        self.all_threads = bool(self.par["gemm"] or self.par["loop"])
         self.k = kernel
         self.index = index
         self.dest = dest          # where the outputs are written, if not their own buffer
@@ -192,6 +283,8 @@ class KernelEmitter:
             locs.append(self._loc(o, writing=True))
         if self._gemm_plan() is not None:
             locs.append(self.me.workspace(self._gemm_plan().workspace_bytes))
+        if self.par["loop"] == "chunks":
+            locs.append(self.me.workspace(8))
         seen, out = set(), []
         for loc in locs:
             if loc not in seen:
@@ -214,15 +307,17 @@ class KernelEmitter:
     def build(self):
         locs = self._collect()
         mod = self.me.module
-        fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [PTR] * (len(locs) + 1)),
+        fn = ir.Function(mod, ir.FunctionType(ir.VoidType(),
+                                              [PTR] * (len(locs) + 1) + [I32, I32, PTR]),
                          f"kernel{self.index}_{self.k.name or 'k'}")
         fn.linkage = "internal"
         fn.attributes.add("nounwind")
         vector_width(fn)
-        for a in fn.args:
+        for a in fn.args[:len(locs)]:
             a.add_attribute("noalias")
-        self.ptr = dict(zip(locs, fn.args[:-1]))
-        self.status = fn.args[-1]
+        self.ptr = dict(zip(locs, fn.args[:len(locs)]))
+        self.status = fn.args[len(locs)]
+        self.tid, self.nthr, self.sync = fn.args[len(locs) + 1:]
         self.fn = fn
         entry = fn.append_basic_block("entry")
         body = fn.append_basic_block("body")
@@ -243,16 +338,48 @@ class KernelEmitter:
             self.scopes.pop()
             self.current = prev
         else:
+            has_loop = self.k.has_loop() or self.dest is not None
             if self.k.matmul is not None:
-                self._emit_matmul()
-            if self.k.has_loop() or self.dest is not None:
-                self._emit_loop()
+                if self.par["gemm"] or not self.all_threads:
+                    self._emit_matmul()
+                else:
+                    with self._solo():
+                        self._emit_matmul()
+                if has_loop and self.all_threads:
+                    self.b.call(self.me.barrier_fn(), [self.sync, self.nthr])
+            if has_loop:
+                if self.par["loop"] == "chunks":
+                    self._emit_chunked_reduce()
+                elif self.par["loop"] == "split" or not self.all_threads:
+                    self._emit_loop()
+                else:
+                    with self._solo():
+                        self._emit_loop()
+        # report the first error (atomically: other threads may report too)
         e = b.load(self.err, typ=I32)
-        st = b.load(self.status, typ=I32)
-        keep = b.icmp_unsigned("!=", st, ir.Constant(I32, 0))
-        b.store(b.select(keep, st, e), self.status)
+        with if_then(b, b.icmp_unsigned("!=", e, ir.Constant(I32, 0)), name="report"):
+            b.cmpxchg(self.status, ir.Constant(I32, 0), e, "monotonic", "monotonic")
         b.ret_void()
         return fn, locs
+
+    def _solo(self):
+        """A block run by thread 0 only."""
+        return if_then(self.b, self.b.icmp_signed("==", self.tid, ir.Constant(I32, 0)), "solo")
+
+    def _share(self, count: int, unit: int = 1):
+        """[lo, hi) of ``count`` items for this thread (static split in multiples
+        of ``unit``, deterministic for a given thread count)."""
+        b = self.b
+        units = (count + unit - 1) // unit
+        t = b.zext(self.tid, I64)
+        nn = b.zext(self.nthr, I64)
+        lo = b.mul(b.udiv(b.mul(ir.Constant(I64, units), t), nn), ir.Constant(I64, unit))
+        hi = b.mul(b.udiv(b.mul(ir.Constant(I64, units), b.add(t, ir.Constant(I64, 1))), nn),
+                   ir.Constant(I64, unit))
+        cap = ir.Constant(I64, count)
+        lo = b.select(b.icmp_signed("<", lo, cap), lo, cap)
+        hi = b.select(b.icmp_signed("<", hi, cap), hi, cap)
+        return lo, hi
 
     def alloca(self, t, name=""):
         ab = self.alloca_builder
@@ -322,11 +449,13 @@ class KernelEmitter:
         self.scopes[-1][key] = v
         return v
 
-    def _reduce_at(self, n: Node, d, idx) -> SV:
-        """An inner loop over the reduced axes at output index ``idx``. The
+    def _reduce_at(self, n: Node, d, idx, first=None, raw: bool = False) -> SV:
+        """An inner loop over the reduced axes at output index ``idx`` (the
+        first reduced axis restricted to ``first = (lo, hi)`` if given). The
         combine step may be reassociated (``reassoc``), so LLVM vectorizes it
         with several partial accumulators — deterministically for a given
-        build; float32 sums accumulate in float64."""
+        build; float32 sums accumulate in float64. ``raw``: return the
+        accumulator (in its accumulation dtype)."""
         x = n.inputs[0]
         axes, keep = n.attrs["axes"], n.attrs["keepdims"]
         acc_dt = d.reduce_acc_dtype(n.dtype) if d.reduce_acc_dtype else n.dtype
@@ -342,11 +471,14 @@ class KernelEmitter:
             else:
                 outer[a] = idx[k]
                 k += 1
+        ranges = [(0, x.shape[a]) for a in axes]
+        if first is not None and ranges:
+            ranges[0] = first
         last = x.shape[axes[-1]] if axes else 1
         if acc_dt != n.dtype and last > REDUCE_BLOCK:
-            self._blocked_reduce(n, d, x, axes, outer, acc, acc_dt)
+            self._blocked_reduce(n, d, x, axes, outer, acc, acc_dt, ranges)
         else:
-            with for_nest(self.b, [x.shape[a] for a in axes], name="r") as ridx:
+            with for_ranges(self.b, ranges, name="r") as ridx:
                 self.scopes.append({})
                 full = [outer[a] if a in outer else ridx[axes.index(a)] for a in range(x.ndim)]
                 v = self.s.cast(self.eval(x, full), acc_dt)
@@ -355,9 +487,10 @@ class KernelEmitter:
                 self.b.store(d.reduce_combine(self.s, cur, v).v, acc)
                 self.s.fp_flags = ()
                 self.scopes.pop()
-        return self.s.cast(SV(self.b.load(acc, typ=t), acc_dt, self.s), n.dtype)
+        v = SV(self.b.load(acc, typ=t), acc_dt, self.s)
+        return v if raw else self.s.cast(v, n.dtype)
 
-    def _blocked_reduce(self, n, d, x, axes, outer, acc, acc_dt):
+    def _blocked_reduce(self, n, d, x, axes, outer, acc, acc_dt, ranges):
         """The innermost reduced axis in blocks of REDUCE_BLOCK: each block is
         summed in the value's own dtype (vectorized at full width), and the
         block sums in ``acc_dt`` — float32 sums at float32 speed, with errors
@@ -366,16 +499,17 @@ class KernelEmitter:
         t, tv = reg_type(acc_dt), reg_type(n.dtype)
         part = self.alloca(tv, name="part")
         inner = axes[-1]
-        L = x.shape[inner]
-        nblocks = (L + REDUCE_BLOCK - 1) // REDUCE_BLOCK
-        with for_nest(b, [x.shape[a] for a in axes[:-1]], name="r") as ridx:
+        ilo, ihi = (ir.Constant(I64, v) if isinstance(v, int) else v for v in ranges[-1])
+        B = ir.Constant(I64, REDUCE_BLOCK)
+        count = b.sub(ihi, ilo)
+        nblocks = b.udiv(b.add(count, ir.Constant(I64, REDUCE_BLOCK - 1)), B)
+        with for_ranges(b, ranges[:-1], name="r") as ridx:
             with for_range(b, nblocks, "blk") as blk:
                 b.store(s.const(d.reduce_init(n.dtype), n.dtype).v, part)
-                start = b.mul(blk, ir.Constant(I64, REDUCE_BLOCK))
-                left = b.sub(ir.Constant(I64, L), start)
-                count = b.select(b.icmp_signed("<", left, ir.Constant(I64, REDUCE_BLOCK)),
-                                 left, ir.Constant(I64, REDUCE_BLOCK))
-                with for_range(b, count, "rj") as j:
+                start = b.add(ilo, b.mul(blk, B))
+                left = b.sub(ihi, start)
+                cnt = b.select(b.icmp_signed("<", left, B), left, B)
+                with for_range(b, cnt, "rj") as j:
                     self.scopes.append({})
                     pos = {a: ridx[k] for k, a in enumerate(axes[:-1])}
                     pos[inner] = b.add(start, j)
@@ -389,6 +523,43 @@ class KernelEmitter:
                 blocksum = s.cast(SV(b.load(part, typ=tv), n.dtype, s), acc_dt)
                 cur = SV(b.load(acc, typ=t), acc_dt, s)
                 b.store(d.reduce_combine(s, cur, blocksum).v, acc)
+
+    def _emit_chunked_reduce(self):
+        """A scalar reduction split into ``threads`` fixed chunks of its first
+        reduced axis: each thread reduces its chunks into a partial, and after a
+        barrier thread 0 combines the partials in chunk order — the same
+        arithmetic whatever the number of threads that ran it."""
+        b, s = self.b, self.s
+        r = (self.k.loop_outputs() if self.dest is None else self.k.outputs)[0]
+        d = registry.get(r.op)
+        x = r.inputs[0]
+        L = x.shape[r.attrs["axes"][0]]
+        C = self.me.threads
+        acc_dt = d.reduce_acc_dtype(r.dtype) if d.reduce_acc_dtype else r.dtype
+        t = reg_type(acc_dt)
+        part = self.ptr[self.me.workspace(8)]
+        idx0 = [self.ix.const(0)] * r.ndim
+        clo, chi = self._share(C)
+        prev, self.current = self.current, r
+        with for_ranges(b, [(clo, chi)], name="c") as (c,):
+            lo = b.udiv(b.mul(c, ir.Constant(I64, L)), ir.Constant(I64, C))
+            hi = b.udiv(b.mul(b.add(c, ir.Constant(I64, 1)), ir.Constant(I64, L)),
+                        ir.Constant(I64, C))
+            self.scopes.append({})
+            v = self._reduce_at(r, d, idx0, first=(lo, hi), raw=True)
+            self.scopes.pop()
+            b.store(v.v, b.gep(part, [c], source_etype=t))
+        b.call(self.me.barrier_fn(), [self.sync, self.nthr])
+        with self._solo():
+            acc = s.const(d.reduce_init(r.dtype), acc_dt)
+            for ci in range(C):
+                pv = SV(b.load(b.gep(part, [ir.Constant(I64, ci)], source_etype=t), typ=t),
+                        acc_dt, s)
+                acc = d.reduce_combine(s, acc, pv)
+            self.scopes.append({})
+            self.store(r, idx0, s.cast(acc, r.dtype))
+            self.scopes.pop()
+        self.current = prev
 
     def _operand_idx(self, n: Node, operand: Node, batch_idx, last2):
         bshape = n.shape[:-2]
@@ -426,7 +597,10 @@ class KernelEmitter:
             init = s.const(registry.get(a.op).reduce_init(a.dtype), a.dtype)
             with for_nest(b, a.shape, name="z") as zi:
                 self.store(a, zi, init)
-        with for_nest(b, shape[:split], name="o") as outer:
+        ranges = [(0, d) for d in shape[:split]]
+        if self.par["loop"] == "split":
+            ranges[0] = self._share(shape[0])
+        with for_ranges(b, ranges, name="o") as outer:
             self.scopes.append({})
             for r in k.hoisted:
                 d = registry.get(r.op)
@@ -478,9 +652,20 @@ class KernelEmitter:
         n = self.k.matmul
         plan = self._gemm_plan()
         if plan is not None:
+            b = self.b
             ws = self.ptr[self.me.workspace(plan.workspace_bytes)]
-            gemm.emit_matmul_call(self.b, self.me.module, plan, self.ptr[self._loc(plan.a)],
-                                  self.ptr[self._loc(plan.b)], self.ptr[self._loc(n, writing=True)], ws)
+            rows = cols = None
+            if self.par["gemm"]:
+                # each thread: its own rows (or columns) of C, its own workspace slice
+                off = b.mul(b.zext(self.tid, I64), ir.Constant(I64, self.me.ws_stride()))
+                ws = b.gep(ws, [off], source_etype=I8)
+                if plan.m >= plan.n:
+                    rows = self._share(plan.m, unit=16)
+                else:
+                    cols = self._share(plan.n, unit=64)
+            gemm.emit_matmul_call(b, self.me.module, plan, self.ptr[self._loc(plan.a)],
+                                  self.ptr[self._loc(plan.b)], self.ptr[self._loc(n, writing=True)],
+                                  ws, rows=rows, cols=cols)
             return
         a, bb = n.inputs
         s, b = self.s, self.b

@@ -851,9 +851,12 @@ def plan_matmul(node, members: set, is_leaf_buffer, force: bool = False) -> Matm
                       tuple(ba), tuple(bb), tuple(bc))
 
 
-def emit_matmul_call(b: ir.IRBuilder, module: ir.Module, plan: MatmulPlan, pa, pb, pc, ws) -> None:
+def emit_matmul_call(b: ir.IRBuilder, module: ir.Module, plan: MatmulPlan, pa, pb, pc, ws,
+                     rows=None, cols=None) -> None:
     """Emit the batch loop calling ``gemm_<dt>`` for ``plan`` (pointers to the
-    A and B buffers, the C output and the workspace)."""
+    A and B buffers, the C output and the workspace). ``rows``/``cols``:
+    ``(lo, hi)`` i64 values restricting the product to those rows (or
+    columns) of C, for one thread's share."""
     from .loops import for_nest
     f = shared_gemm(module, plan.dtype)
     T = _ELEM[plan.dtype]
@@ -865,8 +868,19 @@ def emit_matmul_call(b: ir.IRBuilder, module: ir.Module, plan: MatmulPlan, pa, p
                 t = b.mul(i, _c(s))
                 off = t if off is None else b.add(off, t)
         return ptr if off is None else b.gep(ptr, [off], source_etype=T, inbounds=True)
+    m, n = _c(plan.m), _c(plan.n)
+    if rows is not None:
+        lo, hi = rows
+        m = b.sub(hi, lo)
+        pa = b.gep(pa, [b.mul(lo, _c(plan.rs_a))], source_etype=T)
+        pc = b.gep(pc, [b.mul(lo, _c(plan.n))], source_etype=T)
+    if cols is not None:
+        lo, hi = cols
+        n = b.sub(hi, lo)
+        pb = b.gep(pb, [b.mul(lo, _c(plan.cs_b))], source_etype=T)
+        pc = b.gep(pc, [lo], source_etype=T)
     with for_nest(b, plan.batch, name="gb") as idx:
-        b.call(f, [_c(plan.m), _c(plan.n), _c(plan.k),
+        b.call(f, [m, n, _c(plan.k),
                    offset(pa, idx, plan.bstride_a), _c(plan.rs_a), _c(plan.cs_a),
                    offset(pb, idx, plan.bstride_b), _c(plan.rs_b), _c(plan.cs_b),
                    offset(pc, idx, plan.bstride_c), _c(plan.n), ir.Constant(I32, 0), ws])

@@ -50,6 +50,41 @@ def for_nest(b: ir.IRBuilder, shape, name: str = "i"):
             cm.__exit__(None, None, None)
 
 
+@contextmanager
+def for_ranges(b: ir.IRBuilder, ranges, name: str = "i"):
+    """Nested loops over ``[lo, hi)`` per axis (ints or i64 values); yields
+    the index list."""
+    def val(v):
+        return ir.Constant(I64, v) if isinstance(v, int) else v
+    idx, cms = [], []
+    try:
+        for d, (lo, hi) in enumerate(ranges):
+            if isinstance(lo, int) and lo == 0:
+                cm = for_range(b, hi, f"{name}{d}")
+                idx.append(cm.__enter__())
+            else:
+                cm = for_range(b, b.sub(val(hi), val(lo)), f"{name}{d}")
+                idx.append(b.add(cm.__enter__(), val(lo)))
+            cms.append(cm)
+        yield idx
+    finally:
+        for cm in reversed(cms):
+            cm.__exit__(None, None, None)
+
+
+@contextmanager
+def if_then(b: ir.IRBuilder, cond, name: str = "then"):
+    """``if cond: ...`` (the builder continues after the block)."""
+    fn = b.function
+    then = fn.append_basic_block(name)
+    after = fn.append_basic_block(f"{name}.end")
+    b.cbranch(cond, then, after)
+    b.position_at_end(then)
+    yield
+    b.branch(after)
+    b.position_at_end(after)
+
+
 class IndexBuilder:
     """i64 index arithmetic for ``lower_at`` rules of movement ops."""
 

@@ -56,7 +56,9 @@ def uses(module: ir.Module, name: str) -> None:
     s = getattr(module, "graphc_rt", None)
     if s is None:
         s = module.graphc_rt = set()
-    s.add(name)
+    if name not in s:
+        require(name)          # its symbols must exist before the module is loaded
+        s.add(name)
 
 
 def used(module: ir.Module) -> list:
