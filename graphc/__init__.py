@@ -42,7 +42,8 @@ from .passes import Pass, register_pass
 
 __version__ = "0.1.0"
 
-__all__ = ["grad", "compile", "CompiledFunction", "get_num_threads", "set_num_threads", "Graph", "Node", "placeholder", "parameter",
+__all__ = ["grad", "compile", "CompiledFunction", "get_num_threads", "set_num_threads", "Graph",
+           "Node", "placeholder", "parameter",
            "GraphcError", "ShapeError", "DTypeError", "InputError", "InputTypeError",
            "RuntimeCheckError", "float32", "float64", "int32", "int64", "bool_",
            "custom_gradient", "register_op", "unregister_op", "check_op", "OpCheckError",

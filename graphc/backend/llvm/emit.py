@@ -23,8 +23,7 @@ from ...ir.graph import Graph
 from ...ir.node import Node
 from ...ops import registry
 from ..plan import Kernel, MemoryPlan, align, is_immediate
-from . import gemm
-from . import rtlib
+from . import gemm, rtlib
 from .loops import IndexBuilder, for_nest, for_range, for_ranges, if_then
 from .scalar import I8, I32, I64, PTR, SV, ScalarBuilder, mem_type, reg_type
 
