@@ -14,7 +14,9 @@ it with :func:`grad`, and :func:`compile` it to one native kernel::
 from __future__ import annotations
 
 from . import extend, nn, optim  # extend: the extension API (registers the custom_vjp op)
+from . import passes as _passes  # noqa: F401 - the pipeline (imported now, not at first compile)
 from .autodiff import grad
+from .backend.llvm import emit as _emit  # noqa: F401
 from .compiler import CompiledFunction, compile, get_num_threads, set_num_threads
 from .errors import (
                      DTypeError,
