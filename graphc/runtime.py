@@ -8,6 +8,7 @@ caller.
 from __future__ import annotations
 
 import ctypes
+import operator
 import threading
 
 import numpy as np
@@ -27,6 +28,15 @@ def bind_inputs(graph: Graph, positional: bool, args: tuple, kwargs: dict) -> li
     """Match call arguments to placeholders; return checked contiguous arrays
     in placeholder order."""
     phs = graph.placeholders
+    if args and positional and not kwargs and len(args) == len(phs):
+        out = []
+        for p, v in zip(phs, args):
+            if type(v) is np.ndarray and v.dtype == p.dtype and v.shape == p.shape and \
+                    v.flags.carray:
+                out.append(v)
+            else:
+                out.append(check_array(p, v))
+        return out
     if not args and len(kwargs) == len(phs):
         # fast path: every input by keyword, already an aligned C-contiguous array
         out = []
@@ -120,6 +130,7 @@ class NativeCall:
         self._local = threading.local()
         self.ptr_type = ctypes.c_void_p * layout.count
         self._call = rtlib.native_callable(jit.address, layout.count)
+        self._values = operator.attrgetter("_value")
 
     def arena(self) -> np.ndarray:
         """This thread's arena (the first 64 bytes hold barrier words, which
@@ -132,8 +143,12 @@ class NativeCall:
 
     def __call__(self, inputs: list, outputs: list) -> None:
         if self._call is not None:
-            status = self._call((*inputs, *[p._value for p in self.params], *self.consts,
-                                 *outputs, self.arena()))
+            try:
+                arena = self._local.arena
+            except AttributeError:
+                arena = self.arena()
+            status = self._call((*inputs, *map(self._values, self.params), *self.consts,
+                                 *outputs, arena))
         else:
             ptrs = [a.ctypes.data for a in inputs]
             ptrs += [p._value.ctypes.data for p in self.params]
