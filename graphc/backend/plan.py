@@ -100,6 +100,7 @@ class MemoryPlan:
     peak: int = 0                # most bytes live at once (arena values + outputs)
     stored_bytes: int = 0        # bytes if every stored value had its own buffer
     inplace: list = field(default_factory=list)   # (node, node whose buffer it took)
+    direct: dict = field(default_factory=dict)    # update value id -> parameter written in place
     reused: int = 0              # values placed in a buffer freed by an earlier value
     notes: list = field(default_factory=list)
 

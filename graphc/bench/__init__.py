@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import train as _train  # noqa: F401 - registers train_step
 from . import workloads as _workloads  # noqa: F401 - registers the workloads
 from .runner import Options, Runner, default_command
 from .targets import Target

@@ -629,6 +629,7 @@ class Fuser:
                                   hoisted=list(g.hoisted), accumulates=list(g.accum)))
         self._record_reasons(kernels)
         _validate(kernels, self.by_id)
+        self.ctx.direct_updates = dict(self.direct_updates)
         return kernels
 
     def _group_containing(self, n: Node):
@@ -637,9 +638,67 @@ class Fuser:
                 return g
         return None
 
+    def _direct_updates(self, live, deps) -> dict:
+        """Updates ``p <- v`` whose new value can be written straight into the
+        parameter: v is stored by one kernel G that reads p only at the index
+        it writes, no other kernel reads v, and every other kernel that reads
+        p can run before G (those orderings are added to ``deps``). Saves the
+        copy from a temporary into the parameter after the step."""
+        out = {}
+        out_ids = {o.id for o in self.g.outputs}
+        reads_leaf = {}
+        for g in live:
+            for mid in g.members:
+                for i in self.by_id[mid].inputs:
+                    if i.is_leaf:
+                        reads_leaf.setdefault(i.id, set()).add(g.gid)
+        targets = [v.id for _, v in self.g.updates]
+        for p, v in self.g.updates:
+            G = self.group_of.get(v.id)
+            if G is None or not G.alive or v.id in out_ids or targets.count(v.id) > 1 or \
+                    G.custom is not None or G.matmul is v or v in G.hoisted or v in G.accum:
+                continue
+            if any(v.id in self.reads(g) for g in live if g is not G):
+                continue
+            if not self._identity_reads(G, p, v):
+                continue
+            readers = reads_leaf.get(p.id, set()) - {G.gid}
+            if any(self._depends(deps, r, G.gid) for r in readers):
+                continue          # a reader of p needs G's results first: p must stay intact
+            for r in readers:
+                deps.setdefault(G.gid, set()).add(r)
+            out[v.id] = p
+        return out
+
+    def _identity_reads(self, G, p, v) -> bool:
+        """Does G read p only elementwise at v's index (v's shape is G's domain)?"""
+        if v.shape != G.domain or p.shape != G.domain:
+            return False
+        for mid in G.members:
+            n = self.by_id[mid]
+            if any(i is p for i in n.inputs):
+                if registry.get(n.op).kind != "elementwise" or n.shape != G.domain:
+                    return False
+        return True
+
+    @staticmethod
+    def _depends(deps, a, b) -> bool:
+        """Does group a (transitively) depend on group b?"""
+        stack, seen = [a], set()
+        while stack:
+            x = stack.pop()
+            for y in deps.get(x, ()):
+                if y == b:
+                    return True
+                if y not in seen:
+                    seen.add(y)
+                    stack.append(y)
+        return False
+
     def _order(self, live):
         """Topological order of the kernels (by their first dependency)."""
         deps = self.deps()
+        self.direct_updates = self._direct_updates(live, deps)
         done, order = set(), []
         pending = sorted(live, key=lambda g: min(self.pos[r.id] for r in g.roots)
                          if g.roots else 0)

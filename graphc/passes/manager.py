@@ -49,6 +49,7 @@ class PassContext:
     rewrites: list = field(default_factory=list)         # (old node, new node, rule) of the current pass
     notes: list = field(default_factory=list)            # lines the current pass wants in its record
     node_map: dict = field(default_factory=dict)         # original node id -> its node now
+    direct_updates: dict = field(default_factory=dict)   # new value id -> parameter it is written to
     last_map: dict = field(default_factory=dict)         # node id -> its image, in the current pass
 
     def remap(self, m: dict) -> None:

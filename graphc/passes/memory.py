@@ -35,9 +35,10 @@ def _identity_readers_only(k: Kernel, x, by_id) -> bool:
     return True
 
 
-def plan_memory(graph: Graph, kernels: list[Kernel], inplace: bool = True) -> MemoryPlan:
+def plan_memory(graph: Graph, kernels: list[Kernel], inplace: bool = True,
+                direct: dict | None = None) -> MemoryPlan:
     by_id = {n.id: n for n in graph.nodes}
-    out_ids = {o.id for o in graph.outputs}
+    out_ids = {o.id for o in graph.outputs} | set(direct or ())   # not in the arena
     nk = len(kernels)
     # value -> defining kernel, last kernel that reads it
     define, last = {}, {}
@@ -122,6 +123,7 @@ def plan_memory(graph: Graph, kernels: list[Kernel], inplace: bool = True) -> Me
         for vid in [v for v in live if last.get(v, -1) <= i]:
             release(offsets[vid], live.pop(vid))
     plan.arena = offsets
+    plan.direct = dict(direct or {})
     plan.size = top
     plan.peak = peak
     plan.naive_size = sum(nbytes(n) for n in graph.op_nodes())
@@ -142,7 +144,8 @@ class Memory(Pass):
             ctx.memory = plan_memory_naive(graph, ctx.kernels)
             ctx.notes.append("opt_level 0: one arena slot per stored value, no reuse")
         else:
-            ctx.memory = plan_memory(graph, ctx.kernels, inplace=ctx.opt_level >= 3)
+            ctx.memory = plan_memory(graph, ctx.kernels, inplace=ctx.opt_level >= 3,
+                                     direct=ctx.direct_updates)
         m = ctx.memory
         ctx.notes.append(f"arena {m.size} bytes, peak {m.peak} bytes, one buffer per node "
                          f"{m.naive_size} bytes, {len(m.inplace)} in place")

@@ -89,6 +89,8 @@ class ModuleEmitter:
                 self.copies.append((o, j))
         for nid, off in mem.arena.items():
             self.where.setdefault(nid, ("arena", off + ARENA_HEADER))
+        for vid, p in mem.direct.items():          # new values written into their parameter
+            self.where[vid] = self.where[p.id]
         self.arena_size = mem.size + ARENA_HEADER
         # Updates run last, after every kernel has read the old values. A new
         # value that is itself an updated parameter (a swap) is staged first.
@@ -165,6 +167,8 @@ class ModuleEmitter:
             work.append((Kernel("loop", [v], set(), v.shape, name=f"stage_{v.name}"), loc, None))
             stage_loc[v.id] = loc
         for p, v in self.graph.updates:
+            if v.id in self.mem.direct:
+                continue                         # its kernel wrote it into the parameter
             work.append((Kernel("loop", [v], set(), v.shape, name=f"update_{p.name}"),
                          self.where[p.id], stage_loc.get(v.id)))
         par = [self.parallel(k, dest) for k, dest, _ in work]
