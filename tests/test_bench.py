@@ -21,7 +21,7 @@ from graphc.bench.runner import Options, Runner, check
 from graphc.bench.timing import interleaved
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-QUICK_CASES = {"mlp_step", "elemwise", "matmul/48", "matmul/96", "tiny_call", "compile"}
+QUICK_CASES = {"mlp_step", "elemwise", "matmul/48", "matmul/96", "tiny_call", "compile", "train_step"}
 
 
 def bench(*args, timeout=300):
