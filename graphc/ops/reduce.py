@@ -62,7 +62,7 @@ register(OpDef("reduce_sum", "reduce", _infer("reduce_sum"),
 register(OpDef("reduce_max", "reduce", _infer("reduce_max"),
                lambda x, axes, keepdims: np.max(x, axis=axes, keepdims=keepdims),
                _max_vjp, reduce_init=_max_init,
-               reduce_combine=lambda s, acc, x: s.maximum(acc, x)))
+               reduce_combine=lambda s, acc, x: s.fmaximum(acc, x)))
 
 
 def sum(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001 - numpy's name

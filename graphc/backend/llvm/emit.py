@@ -288,6 +288,8 @@ class KernelEmitter:
             locs.append(self.me.workspace(self._gemm_plan().workspace_bytes))
         if self.par["loop"] == "chunks":
             locs.append(self.me.workspace(8))
+        if self._row_cache_plan()[1]:
+            locs.append(self.me.workspace(self._row_cache_plan()[1]))
         seen, out = set(), []
         for loc in locs:
             if loc not in seen:
@@ -430,6 +432,12 @@ class KernelEmitter:
         if n.id not in self.members or n.id in self.staged:
             return self.load(n, idx)
         key = (n.id, tuple(id(v) for v in idx))
+        if getattr(self, "_cache_key", None) is not None and n.id in self.row_cache and \
+                key[1] == self._cache_key:
+            v = self.b.load(self._row_slot(n, idx), typ=mem_type(n.dtype))
+            if D.is_bool(n.dtype):
+                v = self.b.icmp_unsigned("!=", v, ir.Constant(I8, 0))
+            return SV(v, n.dtype, self.s)
         for scope in reversed(self.scopes):
             if key in scope:
                 return scope[key]
@@ -484,7 +492,9 @@ class KernelEmitter:
             with for_ranges(self.b, ranges, name="r") as ridx:
                 self.scopes.append({})
                 full = [outer[a] if a in outer else ridx[axes.index(a)] for a in range(x.ndim)]
-                v = self.s.cast(self.eval(x, full), acc_dt)
+                xv = self.eval(x, full)
+                self._row_cache_put(x, full, xv)
+                v = self.s.cast(xv, acc_dt)
                 cur = SV(self.b.load(acc, typ=t), acc_dt, self.s)
                 self.s.fp_flags = ("reassoc",)
                 self.b.store(d.reduce_combine(self.s, cur, v).v, acc)
@@ -518,6 +528,7 @@ class KernelEmitter:
                     pos[inner] = b.add(start, j)
                     full = [outer[a] if a in outer else pos[a] for a in range(x.ndim)]
                     v = self.eval(x, full)
+                    self._row_cache_put(x, full, v)
                     cur = SV(b.load(part, typ=tv), n.dtype, s)
                     s.fp_flags = ("reassoc",)
                     b.store(d.reduce_combine(s, cur, v).v, part)
@@ -603,6 +614,7 @@ class KernelEmitter:
         ranges = [(0, d) for d in shape[:split]]
         if self.par["loop"] == "split":
             ranges[0] = self._share(shape[0])
+        self._setup_row_cache(outs)
         with for_ranges(b, ranges, name="o") as outer:
             self.scopes.append({})
             for r in k.hoisted:
@@ -615,12 +627,71 @@ class KernelEmitter:
             with for_nest(b, shape[split:], name="i") as inner:
                 self.scopes.append({})
                 full = list(outer) + list(inner)
+                self._cache_key = tuple(id(v) for v in full)
                 values = [(o, self.eval(o, full)) for o in outs]
+                self._cache_key = None
                 self._accumulate(inner_acc, full)
                 for o, v in values:
                     self.store(o, full, v)
                 self.scopes.pop()
             self.scopes.pop()
+
+    def _row_cache_plan(self):
+        """Row kernels: a costly value that a hoisted reduction consumes and the
+        stored outputs need again (softmax's ``exp(x - max)``) is kept in a
+        per-thread row buffer while the reduction runs, and loaded, not
+        recomputed, by the inner loop. Returns (values to cache, bytes)."""
+        if hasattr(self, "_rc_plan"):
+            return self._rc_plan
+        self._rc_plan = ([], 0)
+        k = self.k
+        if k.kind == "custom" or k.split >= len(k.shape) or not k.hoisted or self.dest is not None:
+            return self._rc_plan
+        from ...passes.fusion import EXPENSIVE
+        staged = k.staged()
+        needed, stack = set(), list(k.loop_outputs())
+        while stack:
+            n = stack.pop()
+            if n.id in needed or n.id not in self.members or n.id in staged:
+                continue
+            needed.add(n.id)
+            stack.extend(n.inputs)
+        cands = list(dict.fromkeys(
+            r.inputs[0] for r in k.hoisted
+            if r.inputs[0].id in needed and r.inputs[0].shape == k.shape
+            and r.inputs[0].op in EXPENSIVE and r.inputs[0].id not in staged))
+        inner = 1
+        for d in k.shape[k.split:]:
+            inner *= d
+        size = sum(align(inner * c.dtype.itemsize) for c in cands)
+        self._rc_plan = (cands, size)
+        return self._rc_plan
+
+    def _setup_row_cache(self, outs):
+        self.row_cache, self._cache_key = {}, None
+        cands, size = self._row_cache_plan()
+        if not cands:
+            return
+        inner = 1
+        for d in self.k.shape[self.k.split:]:
+            inner *= d
+        base = self.ptr[self.me.workspace(size)]
+        if self.me.threads > 1:
+            off = self.b.mul(self.b.zext(self.tid, I64), ir.Constant(I64, self.me.ws_stride()))
+            base = self.b.gep(base, [off], source_etype=I8)
+        off = 0
+        for c in cands:
+            self.row_cache[c.id] = self.b.gep(base, [ir.Constant(I64, off)], source_etype=I8)
+            off += align(inner * c.dtype.itemsize)
+
+    def _row_slot(self, n: Node, full):
+        lin = self.ix.linearize(full[self.k.split:], self.k.shape[self.k.split:])
+        return self.b.gep(self.row_cache[n.id], [lin], source_etype=mem_type(n.dtype))
+
+    def _row_cache_put(self, x: Node, full, v: SV) -> None:
+        if getattr(self, "row_cache", None) and x.id in self.row_cache:
+            val = self.b.zext(v.v, I8) if D.is_bool(x.dtype) else v.v
+            self.b.store(val, self._row_slot(x, full))
 
     def _accumulate(self, accs, idx):
         """acc[kept index] = combine(acc[kept index], x[idx]) for each reduction."""

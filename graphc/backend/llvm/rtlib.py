@@ -34,7 +34,7 @@ from .scalar import I32, I64, PTR
 VOID = ir.VoidType()
 SYS_FUTEX = {"x86_64": 202, "aarch64": 98, "arm64": 98}.get(platform.machine(), 202)
 FUTEX_WAIT, FUTEX_WAKE = 128, 129          # the _PRIVATE variants
-SPIN_CYCLES = 300_000          # spin about 0.1 ms before sleeping on the futex
+SPIN_CYCLES = 60_000           # spin about 25 us before sleeping on the futex
 
 _lock = threading.RLock()
 _loaded: dict = {}                           # component name -> JitModule keeping it alive

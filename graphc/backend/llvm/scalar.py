@@ -199,6 +199,13 @@ class ScalarBuilder:
             return SV(self.b.select(self.b.fcmp_unordered("uno", b.v, b.v), b.v, r), a.dtype, self)
         return self.select(self.ge(a, b), a, b)
 
+    def fmaximum(self, a, b):
+        """maximum through ``llvm.maximum`` (NaN-propagating, vectorizes as a
+        reduction); integers and bools as :meth:`maximum`."""
+        if D.is_float(a.dtype):
+            return self._intrinsic("llvm.maximum", a, b)
+        return self.maximum(a, b)
+
     def minimum(self, a, b):
         if D.is_float(a.dtype):
             pick = self.b.fcmp_unordered("<", a.v, b.v)
