@@ -40,3 +40,20 @@ def test_target_machine_is_created_once():
     tm = jit.target_machine(3)
     gc.compile(x + 1.0)(x=np.ones(2))
     assert jit.target_machine(3) is tm
+
+
+def test_softmax_family_over_an_empty_axis():
+    """softmax/log_softmax/logsumexp shift by the max over the axis; for an
+    empty axis that max does not exist and building the graph raised
+    ShapeError ("zero-size axis has no maximum"). numpy's answer: empty
+    softmax rows, logsumexp = log(0) = -inf."""
+    x = gc.placeholder((3, 0), "float32", name="x")
+    xv = np.zeros((3, 0), np.float32)
+    for out, want in [(gc.softmax(x), np.zeros((3, 0), np.float32)),
+                      (gc.log_softmax(x, 1), np.zeros((3, 0), np.float32)),
+                      (gc.logsumexp(x, 1), np.full(3, -np.inf, np.float32)),
+                      (gc.logsumexp(x, None, True), np.full((1, 1), -np.inf, np.float32))]:
+        for backend in ("llvm", "interp"):
+            got = gc.compile(out, backend=backend)(x=xv)
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)

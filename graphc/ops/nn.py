@@ -8,7 +8,7 @@ import numpy as np
 from ..errors import DTypeError, RuntimeCheckError, ShapeError
 from ..ir import dtypes as D
 from ..ir.node import Node
-from .common import as_node, norm_axes, norm_axis
+from .common import as_node, constant, norm_axes, norm_axis
 from .elementwise import abs as _abs
 from .elementwise import cast, exp, log, stop_gradient, where
 from .movement import reshape
@@ -56,7 +56,9 @@ def one_hot(labels, depth: int) -> Node:
 
 def _shifted(x, axes):
     """``x - max(x)`` over ``axes`` (the max treated as a constant; rows that
-    are all -inf or +inf are not shifted)."""
+    are all -inf or +inf are not shifted; nor are empty rows, which have no max)."""
+    if any(x.shape[a] == 0 for a in axes):
+        return x, constant(0, x.dtype)
     m = stop_gradient(_max(x, axes, keepdims=True))
     m = where(_abs(m) < np.inf, m, 0.0)
     return x - m, m
