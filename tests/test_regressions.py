@@ -57,3 +57,23 @@ def test_softmax_family_over_an_empty_axis():
             got = gc.compile(out, backend=backend)(x=xv)
             assert got.dtype == want.dtype
             np.testing.assert_array_equal(got, want)
+
+
+def test_unbroadcast_keeps_the_dtype():
+    """unbroadcast of an int32 (or bool) value returned int64 when it summed
+    and the input's own dtype when there was nothing to sum: the result dtype
+    depended on the shapes. It is the adjoint of broadcast_to and keeps the
+    dtype (numpy: ``np.sum(g, axes, dtype=g.dtype)``)."""
+    g = np.array([[2**31 - 1, 1], [5, -7]], np.int32)
+    x = gc.placeholder((2, 2), "int32", name="x")
+    b = gc.placeholder((2, 3), "bool", name="b")
+    bv = np.array([[True, False, False], [False, False, False]])
+    for out, want in [(gc.unbroadcast(x, ()), np.sum(g, dtype=np.int32)),
+                      (gc.unbroadcast(x, (1, 2)), np.sum(g, 0, keepdims=True, dtype=np.int32)),
+                      (gc.unbroadcast(x, (2, 2)), g),
+                      (gc.unbroadcast(b, (3,)), np.sum(bv, 0, dtype=bool))]:
+        assert out.dtype == want.dtype
+        for backend in ("llvm", "interp"):
+            f = gc.compile(out, backend=backend)
+            got = f(**{p.name: {"x": g, "b": bv}[p.name] for p in f.graph.placeholders})
+            np.testing.assert_array_equal(got, want)

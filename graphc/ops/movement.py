@@ -170,14 +170,17 @@ def _broadcast_lower(ctx, n, idx):
 
 
 def unbroadcast(g: Node, shape: tuple) -> Node:
-    """Sum ``g`` down to ``shape`` (the adjoint of broadcasting to g's shape)."""
+    """Sum ``g`` down to ``shape`` (the adjoint of broadcasting to g's shape).
+    The result keeps g's dtype (integers wrap, bools are or-ed), whether or
+    not anything is summed."""
+    from .elementwise import cast
     from .reduce import sum as _sum
     if g.shape == tuple(shape):
         return g
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
-    return reshape(_sum(g, axes, keepdims=True), shape)
+    return cast(reshape(_sum(g, axes, keepdims=True), shape), g.dtype)
 
 
 register(OpDef("broadcast_to", "index", _broadcast_infer,
