@@ -77,3 +77,20 @@ def test_unbroadcast_keeps_the_dtype():
             f = gc.compile(out, backend=backend)
             got = f(**{p.name: {"x": g, "b": bv}[p.name] for p in f.graph.placeholders})
             np.testing.assert_array_equal(got, want)
+
+
+def test_one_hot_depth_zero_is_rejected_at_construction():
+    """one_hot(labels, 0) makes every label out of range, but its output is
+    empty, so the compiled code had no element at which to check and
+    returned quietly while the interpreter raised. Depth 0 (and
+    cross-entropy over zero classes) is now refused when the graph is built."""
+    import pytest
+    lab = gc.placeholder((), "int64", name="lab")
+    with pytest.raises(gc.ShapeError, match="one_hot: depth must be a positive int"):
+        gc.one_hot(lab, 0)
+    logits = gc.placeholder((2, 0), "float64", name="logits")
+    with pytest.raises(gc.ShapeError, match="softmax_cross_entropy.*class axis"):
+        gc.softmax_cross_entropy(logits, gc.placeholder((2,), "int64", name="y"))
+    f = gc.compile(gc.one_hot(lab, 1))
+    with pytest.raises(gc.RuntimeCheckError, match="out of range"):
+        f(lab=np.array(1))

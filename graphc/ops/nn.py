@@ -46,11 +46,13 @@ register(OpDef("one_hot", "index", _one_hot_infer, _one_hot_ref,
 
 
 def one_hot(labels, depth: int) -> Node:
-    """``labels[..., None] == arange(depth)`` as bool; out-of-range labels
-    raise a RuntimeCheckError when the graph runs."""
+    """``labels[..., None] == arange(depth)`` as bool (``depth >= 1``);
+    out-of-range labels raise a RuntimeCheckError when the graph runs."""
     labels = as_node(labels)
-    if not isinstance(depth, (int, np.integer)) or depth < 0:
-        raise ShapeError(f"one_hot: depth must be a non-negative int, got {depth!r}")
+    if not isinstance(depth, (int, np.integer)) or isinstance(depth, bool) or depth < 1:
+        # depth 0 would make every label out of range, but the (empty) result
+        # has no element at which the check could run
+        raise ShapeError(f"one_hot: depth must be a positive int, got {depth!r}")
     return make("one_hot", (labels,), {"depth": int(depth)})
 
 
@@ -102,8 +104,9 @@ def softmax_cross_entropy(logits, labels) -> Node:
     labels (...) int; returns shape (...). A label outside [0, C) is an error
     when the graph runs."""
     logits, labels = as_node(logits), as_node(labels)
-    if logits.ndim < 1:
-        raise ShapeError("softmax_cross_entropy: logits must have a class axis")
+    if logits.ndim < 1 or logits.shape[-1] == 0:
+        raise ShapeError(f"softmax_cross_entropy: logits {logits.shape} must have a non-empty "
+                         "class axis (the last)")
     if not D.is_float(logits.dtype):
         raise DTypeError(f"softmax_cross_entropy: logits must be floating, got {logits.dtype}")
     if not D.is_int(labels.dtype):
