@@ -4,8 +4,15 @@ what was wrong; native paths that could crash run in a subprocess."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import graphc as gc
+
+
+def run(out, backend="llvm", **feeds):
+    """Compile ``out`` and call it with the entries of ``feeds`` it takes."""
+    f = gc.compile(out, backend=backend)
+    return f(**{p.name: feeds[p.name] for p in f.graph.placeholders})
 
 
 def test_engine_does_not_free_the_shared_target_machine(isolated):
@@ -74,9 +81,7 @@ def test_unbroadcast_keeps_the_dtype():
                       (gc.unbroadcast(b, (3,)), np.sum(bv, 0, dtype=bool))]:
         assert out.dtype == want.dtype
         for backend in ("llvm", "interp"):
-            f = gc.compile(out, backend=backend)
-            got = f(**{p.name: {"x": g, "b": bv}[p.name] for p in f.graph.placeholders})
-            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(run(out, backend, x=g, b=bv), want)
 
 
 def test_one_hot_depth_zero_is_rejected_at_construction():
@@ -84,7 +89,6 @@ def test_one_hot_depth_zero_is_rejected_at_construction():
     empty, so the compiled code had no element at which to check and
     returned quietly while the interpreter raised. Depth 0 (and
     cross-entropy over zero classes) is now refused when the graph is built."""
-    import pytest
     lab = gc.placeholder((), "int64", name="lab")
     with pytest.raises(gc.ShapeError, match="one_hot: depth must be a positive int"):
         gc.one_hot(lab, 0)
@@ -94,3 +98,23 @@ def test_one_hot_depth_zero_is_rejected_at_construction():
     f = gc.compile(gc.one_hot(lab, 1))
     with pytest.raises(gc.RuntimeCheckError, match="out of range"):
         f(lab=np.array(1))
+
+
+def test_empty_negative_step_slice_in_the_interpreter():
+    """``x[-2:-3:-1]`` on an axis of size 1 is empty; slice.indices gives
+    start -1 ("before index 0"), which the interpreter's reference passed to
+    numpy, where -1 means the last element: it returned one element where
+    the node's shape says none. Same for the gradient (unslice)."""
+    x = gc.placeholder((3, 1), "float64", name="x")
+    xv = np.arange(3.0).reshape(3, 1)
+    for key in [(slice(-1, -9), slice(-2, -3, -1)), (slice(None), slice(-2, -3, -1)),
+                (slice(0, 2), slice(-5, None, -1))]:
+        y = x[key]
+        assert y.shape == xv[key].shape
+        for backend in ("llvm", "interp"):
+            np.testing.assert_array_equal(gc.compile(y, backend=backend)(x=xv), xv[key])
+        (g,) = gc.grad(gc.sum(y * 2.0), [x])
+        want = np.zeros_like(xv)
+        want[key] = 2.0
+        for backend in ("llvm", "interp"):
+            np.testing.assert_array_equal(run(g, backend, x=xv), want)

@@ -215,9 +215,21 @@ def _slice_lower(ctx, n, idx):
     return ctx.eval(n.inputs[0], src)
 
 
+def _np_slices(starts, stops, steps) -> tuple:
+    """numpy slices selecting ``range(start, stop, step)`` on each axis, from
+    the normalized ``slice.indices`` triples (where -1 means "before index
+    0", not "the last element": an empty range stays empty)."""
+    out = []
+    for a, b, c in zip(starts, stops, steps):
+        if len(range(a, b, c)) == 0:
+            out.append(slice(0, 0))
+        else:
+            out.append(slice(a, b if b >= 0 else None, c))
+    return tuple(out)
+
+
 def _slice_ref(x, starts, stops, steps):
-    sl = tuple(slice(a, b if b >= 0 else None, c) for a, b, c in zip(starts, stops, steps))
-    return x[sl].copy()
+    return x[_np_slices(starts, stops, steps)].copy()
 
 
 def _slice_vjp(n, g):
@@ -240,8 +252,7 @@ def _unslice_infer(inputs, attrs):
 
 def _unslice_ref(g, shape, starts, stops, steps):
     out = np.zeros(shape, g.dtype)
-    sl = tuple(slice(a, b if b >= 0 else None, c) for a, b, c in zip(starts, stops, steps))
-    out[sl] = g
+    out[_np_slices(starts, stops, steps)] = g
     return out
 
 
