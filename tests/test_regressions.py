@@ -118,3 +118,17 @@ def test_empty_negative_step_slice_in_the_interpreter():
         want[key] = 2.0
         for backend in ("llvm", "interp"):
             np.testing.assert_array_equal(run(g, backend, x=xv), want)
+
+
+def test_relu_of_negative_zero_is_positive_zero():
+    """relu(-0.0) was -0.0 in compiled code (``x < 0 ? 0 : x``) and +0.0 in
+    numpy (``np.maximum(x, 0)``), so ``1 / relu(x)`` was -inf instead of inf."""
+    x = gc.placeholder((4,), "float32", name="x")
+    xv = np.array([-0.0, 0.0, -1.0, np.nan], np.float32)
+    want = np.maximum(xv, np.float32(0))
+    for backend in ("llvm", "interp"):
+        got = run(gc.relu(x), backend, x=xv)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+        np.testing.assert_array_equal(got, want)
+        with np.errstate(divide="ignore"):
+            np.testing.assert_array_equal(run(1.0 / gc.relu(x), backend, x=xv)[:3], 1.0 / want[:3])

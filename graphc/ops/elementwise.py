@@ -82,7 +82,7 @@ _define("sigmoid", 1, _floating, _ref_sigmoid, lambda n, g: [g * n * (1.0 - n)],
         lambda s, n, x: s.sigmoid(x))
 _define("relu", 1, _numeric, lambda x: np.maximum(x, np.zeros((), x.dtype)),
         lambda n, g: [where(n.inputs[0] > 0, g, 0)],
-        lambda s, n, x: s.select(s.lt(x, s.const(0, x.dtype)), s.const(0, x.dtype), x))
+        lambda s, n, x: s.maximum(x, s.const(0, x.dtype)))     # as np.maximum: relu(-0.0) = 0.0
 _define("abs", 1, _numeric, np.abs,
         lambda n, g: [where(n.inputs[0] > 0, g, where(n.inputs[0] < 0, -g, 0))],
         lambda s, n, x: s.abs(x))
