@@ -132,3 +132,22 @@ def test_relu_of_negative_zero_is_positive_zero():
         np.testing.assert_array_equal(got, want)
         with np.errstate(divide="ignore"):
             np.testing.assert_array_equal(run(1.0 / gc.relu(x), backend, x=xv)[:3], 1.0 / want[:3])
+
+
+def test_transpose_axis_out_of_range_is_an_error():
+    """transpose(x, (0, 5)) on a 2-d x wrapped 5 to 1 (``a % ndim``) and
+    returned x unchanged; numpy raises. Shapes and axes given as floats or
+    strings were truncated by int() or raised an unnamed ValueError."""
+    x = gc.placeholder((2, 3), "float64", name="x")
+    with pytest.raises(gc.ShapeError, match="transpose: axis 5 is out of range"):
+        gc.transpose(x, (0, 5))
+    with pytest.raises(gc.ShapeError, match="transpose: axis -3 is out of range"):
+        gc.transpose(x, (-3, 0))
+    np.testing.assert_array_equal(run(gc.transpose(x, (-1, 0)), x=np.ones((2, 3))), np.ones((3, 2)))
+    with pytest.raises(gc.ShapeError, match="transpose: axes must be a tuple of ints"):
+        gc.transpose(x, "ab")
+    for bad in [(2.5, 2), "ab", None, (True, 3)]:
+        with pytest.raises(gc.ShapeError, match="placeholder: shape must be a tuple of ints"):
+            gc.placeholder(bad)
+        with pytest.raises(gc.ShapeError, match="reshape: shape must be a tuple of ints"):
+            gc.reshape(x, bad)

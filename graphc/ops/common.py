@@ -113,13 +113,27 @@ def norm_axes(opname: str, axis, ndim: int) -> tuple:
     return tuple(sorted(out))
 
 
-def shape_of(opname: str, shape) -> tuple:
-    if isinstance(shape, (int, np.integer)):
-        shape = (shape,)
+def is_int(v) -> bool:
+    """A Python or numpy integer (not a bool)."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def int_tuple(opname: str, what: str, values) -> tuple:
+    """``values`` (an int or a sequence of ints) as a tuple of Python ints;
+    anything else (floats, strings, None, bools) is a ShapeError naming the op."""
+    if is_int(values):
+        values = (values,)
     try:
-        shape = tuple(int(s) for s in shape)
+        items = tuple(values)
     except TypeError:
-        raise ShapeError(f"{opname}: shape must be a tuple of ints, got {shape!r}") from None
+        raise ShapeError(f"{opname}: {what} must be a tuple of ints, got {values!r}") from None
+    if not all(is_int(v) for v in items):
+        raise ShapeError(f"{opname}: {what} must be a tuple of ints, got {values!r}")
+    return tuple(int(v) for v in items)
+
+
+def shape_of(opname: str, shape) -> tuple:
+    shape = int_tuple(opname, "shape", shape)
     if any(s < 0 for s in shape):
         raise ShapeError(f"{opname}: negative dimension in shape {shape}")
     return shape

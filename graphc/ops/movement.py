@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..ir.node import Node
-from .common import as_node, norm_axis, shape_of
+from .common import as_node, int_tuple, norm_axis, shape_of
 from .registry import OpDef, make, register
 
 
@@ -83,9 +83,7 @@ register(OpDef("reshape", "index", _reshape_infer,
 def reshape(x, shape) -> Node:
     """numpy ``reshape``; one dimension may be -1."""
     x = as_node(x)
-    if isinstance(shape, (int, np.integer)):
-        shape = (shape,)
-    shape = tuple(int(s) for s in shape)
+    shape = int_tuple("reshape", "shape", shape)
     if shape.count(-1) > 1:
         raise ShapeError(f"reshape: more than one -1 in {shape}")
     if -1 in shape:
@@ -133,10 +131,7 @@ def transpose(x, axes=None) -> Node:
     x = as_node(x)
     if axes is None:
         axes = tuple(reversed(range(x.ndim)))
-    try:
-        axes = tuple(int(a) % x.ndim if x.ndim else int(a) for a in axes)
-    except TypeError:
-        raise ShapeError(f"transpose: axes must be a sequence of ints, got {axes!r}") from None
+    axes = tuple(norm_axis("transpose", a, x.ndim) for a in int_tuple("transpose", "axes", axes))
     if axes == tuple(range(x.ndim)):
         return x
     return make("transpose", (x,), {"axes": axes})
