@@ -151,3 +151,17 @@ def test_transpose_axis_out_of_range_is_an_error():
             gc.placeholder(bad)
         with pytest.raises(gc.ShapeError, match="reshape: shape must be a tuple of ints"):
             gc.reshape(x, bad)
+
+
+def test_op_results_too_large_are_refused_at_construction():
+    """Only placeholders had a size limit: broadcast_to, full, one_hot (any
+    op) could build a node of 2**80 bytes, whose sizes then overflowed the
+    64-bit index arithmetic of the kernels and the buffer allocation."""
+    x = gc.placeholder((2, 3), "float64", name="x")
+    lab = gc.placeholder((2**30,), "int64", name="lab")
+    for build, op in [(lambda: gc.broadcast_to(x, (2**40, 2**40, 2, 3)), "broadcast_to"),
+                      (lambda: gc.full((2**62, 4), 1.0), "broadcast_to"),
+                      (lambda: gc.one_hot(lab, 2**40), "one_hot"),
+                      (lambda: gc.reshape(x, (1,)) @ gc.full((1, 2**62), 1.0), "broadcast_to")]:
+        with pytest.raises(gc.ShapeError, match=f"{op}: shape .* needs .* bytes, more than graphc allows"):
+            build()
