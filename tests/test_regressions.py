@@ -166,3 +166,23 @@ def test_op_results_too_large_are_refused_at_construction():
                        "matmul")]:
         with pytest.raises(gc.ShapeError, match=f"{op}: shape .* needs .* bytes, more than graphc allows"):
             build()
+
+
+def test_float_to_int_cast_saturates_in_the_interpreter():
+    """The interpreter's float -> int cast clipped to the int's max *in the
+    float's dtype*: 2**31 - 1 is not a float32 (it rounds to 2**31), nor is
+    2**63 - 1 a float64, so inf and large values overflowed to the minimum
+    (-2147483648) where compiled code saturates to the maximum."""
+    vals = [np.inf, -np.inf, np.nan, 3e9, -3e9, 2.0**31, 2.0**31 - 256, -2.0**31, 1e19, -1e19,
+            2.0**63, -2.0**63, 2.0**62, -7.9, 7.9, -0.0]
+    for fdt in ("float32", "float64"):
+        xv = np.array(vals, fdt)
+        x = gc.placeholder(xv.shape, fdt, name="x")
+        for idt in ("int32", "int64"):
+            info = np.iinfo(idt)
+            want = np.array([info.max, info.min, 0] + [
+                info.max if v >= 2.0 ** (info.bits - 1) else info.min if v < -2.0 ** (info.bits - 1)
+                else int(np.trunc(v)) for v in xv.astype(np.float64)[3:]], idt)
+            for backend in ("llvm", "interp"):
+                np.testing.assert_array_equal(run(gc.cast(x, idt), backend, x=xv), want,
+                                              err_msg=f"{fdt} -> {idt} ({backend})")

@@ -100,11 +100,17 @@ def _cast_vjp(n, g):
 def _ref_cast(x, dtype):
     with np.errstate(invalid="ignore", over="ignore"):
         if D.is_float(x.dtype) and D.is_int(dtype):
-            # as the compiled code: saturate, NaN -> 0 (numpy leaves this undefined)
+            # as the compiled code: truncate, saturate, NaN -> 0 (numpy leaves
+            # this undefined). Decided in float64 against the exact bounds
+            # -2**(bits-1) and 2**(bits-1): the dtype's max is not a float32
+            # (nor, for int64, a float64), so clipping to it would round up
+            # and overflow.
             info = np.iinfo(dtype)
-            y = np.nan_to_num(x, nan=0.0, posinf=info.max, neginf=info.min)
-            y = np.clip(y, info.min, info.max)
-            return np.trunc(y).astype(dtype)
+            y = np.where(np.isnan(x), 0.0, x.astype(np.float64))
+            edge = 2.0 ** (8 * np.dtype(dtype).itemsize - 1)
+            hi, lo = y >= edge, y < -edge
+            t = np.trunc(np.where(hi | lo, 0.0, y)).astype(dtype)
+            return np.where(hi, info.max, np.where(lo, info.min, t)).astype(dtype)
         return x.astype(dtype)
 
 
