@@ -186,3 +186,22 @@ def test_float_to_int_cast_saturates_in_the_interpreter():
             for backend in ("llvm", "interp"):
                 np.testing.assert_array_equal(run(gc.cast(x, idt), backend, x=xv), want,
                                               err_msg=f"{fdt} -> {idt} ({backend})")
+
+
+def test_out_of_range_integers_are_refused_not_wrapped():
+    """A Python list given for an int32 input, or an int64 array assigned to an
+    int32 parameter, was converted with astype: 2**40 silently became 0.
+    Values that do not fit (or floats that overflow to inf) are now an error."""
+    q = gc.placeholder((2,), "int32", name="q")
+    f = gc.compile(q * 2)
+    with pytest.raises(gc.InputTypeError, match="values do not fit in int32"):
+        f(q=[2**40, 2])
+    np.testing.assert_array_equal(f(q=[2**30, -2]), np.array([2**31, -4], np.int64).astype(np.int32))
+    h = gc.placeholder((1,), "float32", name="h")
+    with pytest.raises(gc.InputTypeError, match="values overflow float32"):
+        gc.compile(h + 1)(h=[1e300])
+    w = gc.parameter(np.zeros(2, np.int32), name="w")
+    with pytest.raises(gc.DTypeError, match="values do not fit in int32"):
+        w.value = np.array([2**40, 1])
+    w.value = np.array([7, -7])                 # int64 values that fit are fine
+    assert w.value.dtype == np.int32 and list(w.value) == [7, -7]
