@@ -15,7 +15,10 @@ from ..ir.node import Node
 def constant(value, dtype=None, name: str | None = None) -> Node:
     """A constant node holding a copy of ``value``. Small constants are
     hash-consed by value, so equal constants are one node."""
-    a = np.array(value, dtype=None if dtype is None else D.as_dtype(dtype), copy=True, order="C")
+    try:
+        a = np.array(value, dtype=None if dtype is None else D.as_dtype(dtype), copy=True, order="C")
+    except (ValueError, TypeError) as e:      # ragged lists, unconvertible objects
+        raise DTypeError(f"constant: cannot make an array of this {type(value).__name__}: {e}") from None
     if a.dtype == np.float16:
         a = a.astype(np.float32)
     if dtype is None and a.dtype not in D.SUPPORTED:
@@ -39,12 +42,15 @@ def is_scalar(x) -> bool:
     return isinstance(x, (numbers.Number, np.generic)) and not isinstance(x, np.ndarray)
 
 
-def as_node(x, dtype=None) -> Node:
+def as_node(x, dtype=None, opname: str | None = None) -> Node:
+    """``x`` if it is a node, else a constant holding it. ``opname`` names
+    the op in the error for anything else (None, strings, dicts...)."""
     if isinstance(x, Node):
         return x
     if is_scalar(x) or isinstance(x, (np.ndarray, list, tuple)):
         return constant(x, dtype)
-    raise TypeError(f"cannot use a {type(x).__name__} as a graph value")
+    where = f"{opname}: " if opname else ""
+    raise TypeError(f"{where}cannot use a {type(x).__name__} as a graph value")
 
 
 def promote(opname: str, *xs) -> list[Node]:
@@ -55,14 +61,14 @@ def promote(opname: str, *xs) -> list[Node]:
     for x in xs:
         if isinstance(x, Node):
             keys.append(x.dtype)
-        elif isinstance(x, np.ndarray):
-            keys.append(D.as_dtype(x.dtype))
-        elif isinstance(x, np.generic):
-            keys.append(D.as_dtype(x.dtype))
         elif isinstance(x, (bool, int, float)):
             keys.append(x)
-        elif isinstance(x, (list, tuple)):
-            keys.append(np.asarray(x).dtype)
+        elif isinstance(x, (np.ndarray, np.generic, list, tuple)):
+            try:
+                keys.append(D.as_dtype(np.asarray(x).dtype))
+            except (ValueError, TypeError) as e:       # ragged lists, complex, strings
+                raise DTypeError(f"{opname}: cannot use this {type(x).__name__} as an "
+                                 f"operand: {e}") from None
         else:
             raise TypeError(f"{opname}: cannot use a {type(x).__name__} as an operand")
     try:

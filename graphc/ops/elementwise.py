@@ -179,7 +179,7 @@ _define("where", 3, _where_rule, np.where,
 def cast(x, dtype) -> Node:
     """Convert ``x`` to ``dtype`` (numpy ``astype`` semantics; float -> int
     truncates toward zero and saturates, NaN -> 0)."""
-    x = as_node(x)
+    x = as_node(x, opname="cast")
     dt = D.as_dtype(dtype)
     if x.dtype == dt:
         return x
@@ -188,14 +188,14 @@ def cast(x, dtype) -> Node:
 
 def _unary_numeric(name):
     def f(x) -> Node:
-        return make(name, (as_node(x),))
+        return make(name, (as_node(x, opname=name),))
     f.__name__ = name
     return f
 
 
 def _unary_float(name):
     def f(x) -> Node:
-        x = as_node(x)
+        x = as_node(x, opname=name)
         if D.is_int(x.dtype):       # numpy: int -> float64
             x = cast(x, D.float64)
         elif D.is_bool(x.dtype):
@@ -242,12 +242,12 @@ not_equal = _binary("not_equal")
 
 def stop_gradient(x) -> Node:
     """``x`` unchanged, but treated as a constant by :func:`graphc.grad`."""
-    return make("stop_gradient", (as_node(x),))
+    return make("stop_gradient", (as_node(x, opname="stop_gradient"),))
 
 
 def where(cond, a, b) -> Node:
     """Elementwise ``a if cond else b`` with numpy broadcasting."""
-    c = as_node(cond)
+    c = as_node(cond, opname="where")
     if not D.is_bool(c.dtype):
         c = cast(c, D.bool_)
     a, b = promote("where", a, b)
