@@ -52,7 +52,11 @@ def bind_inputs(graph: Graph, positional: bool, args: tuple, kwargs: dict) -> li
 
 
 def check_array(p, v) -> np.ndarray:
+    if isinstance(v, np.ma.MaskedArray):
+        raise InputTypeError(f"{_describe(p)} got a masked array; graphc ignores no masks: "
+                             "pass .filled(value) or .data")
     if isinstance(v, np.ndarray):
+        v = np.asarray(v)        # subclasses (np.matrix...) as plain arrays, no copy
         if v.dtype != p.dtype:
             raise InputTypeError(f"{_describe(p)} got an array of dtype {v.dtype}; "
                                  f"convert it with .astype(np.{p.dtype})")

@@ -205,3 +205,19 @@ def test_out_of_range_integers_are_refused_not_wrapped():
         w.value = np.array([2**40, 1])
     w.value = np.array([7, -7])                 # int64 values that fit are fine
     assert w.value.dtype == np.int32 and list(w.value) == [7, -7]
+
+
+def test_ndarray_subclasses_are_plain_arrays_and_masked_arrays_refused():
+    """An np.matrix input reached the interpreter as a matrix, whose sum()
+    and * differ from ndarray's (TypeError about keepdims); a masked array's
+    mask was silently ignored. Subclasses are now viewed as plain arrays,
+    masked arrays refused."""
+    x = gc.placeholder((2, 3), "float64", name="x")
+    m = np.asmatrix(np.arange(6.0).reshape(2, 3))
+    for backend in ("llvm", "interp"):
+        s, p = gc.compile([gc.sum(x, 0), x * x], backend=backend)(x=m)
+        assert type(s) is np.ndarray and type(p) is np.ndarray
+        np.testing.assert_array_equal(s, [3.0, 5.0, 7.0])
+        np.testing.assert_array_equal(p, np.arange(6.0).reshape(2, 3) ** 2)
+        with pytest.raises(gc.InputTypeError, match="masked array"):
+            gc.compile(x * 2.0, backend=backend)(x=np.ma.masked_array(np.ones((2, 3)), mask=True))
