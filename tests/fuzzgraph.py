@@ -47,6 +47,7 @@ import graphc as gc
 
 F32, F64, I32, I64, B = (np.dtype(t) for t in ("float32", "float64", "int32", "int64", "bool"))
 DTYPES = (F64, F32, I64, I32, B)
+NUMERIC = (F64, F32, I64, I32)
 MAX_SIZE = 64                 # elements per value
 ND_ULPS = 12                  # ulps allowed to an inexact (libm-style) op
 GRID = tuple(k / 4 for k in range(-16, 17))
@@ -196,8 +197,9 @@ class Gen:
         self.feeds: dict = {}
         self.params: list = []
         self.counter = itertools.count()
+        self.used: set = set()            # ids of Vals some later op consumed
         self.allow_zero = mode == "value" and draw(st.integers(0, 4)) == 0
-        self.specials = mode == "value" and draw(st.integers(0, 2)) == 0
+        self.specials = mode == "value" and draw(st.booleans())
         self.extreme_ints = mode == "value" and draw(st.integers(0, 3)) == 0
         self.wrt: list = []
 
@@ -221,10 +223,11 @@ class Gen:
                 return s
         return (2,) * min(rank, 2)
 
-    def dtype(self):
+    def dtype(self, options=DTYPES):
+        """A dtype from ``options`` (always float64 in grad mode)."""
         if self.mode == "grad":
             return F64
-        return self.choice(DTYPES)
+        return self.choice(options)
 
     def values(self, shape, dt) -> np.ndarray:
         dt = np.dtype(dt)
@@ -240,8 +243,13 @@ class Gen:
                 vals += [int(info.min), int(info.max), int(info.max) - 1]
             elems = st.sampled_from(vals)
         else:
-            vals = list(GRID) + (list(SPECIALS) if self.specials else [])
-            elems = st.sampled_from(vals)
+            grid = st.sampled_from(GRID)
+            density = self.integer(0, 3) if self.specials else 0
+            if density == 3:       # mostly one special value, a few ordinary ones
+                return self.draw(hnp.arrays(dt, shape, elements=grid,
+                                            fill=st.sampled_from(SPECIALS)))
+            elems = [grid, st.sampled_from(GRID + SPECIALS),
+                     st.one_of(grid, st.sampled_from(SPECIALS)), grid][density]
         return self.draw(hnp.arrays(dt, shape, elements=elems))
 
     def fresh(self, prefix="v"):
@@ -254,6 +262,8 @@ class Gen:
         self.lines.append(f"{name} = {src}")
         v = Val(node, val, np.asarray(err, np.float64) * np.ones(val.shape), name,
                 raises or any(i.raises for i in inputs))
+        for i in inputs:
+            self.used.add(id(i))
         if v.raises:
             v.val = np.zeros(node.shape, node.dtype)
             v.err = np.zeros(node.shape)
@@ -277,18 +287,21 @@ class Gen:
             node = gc.placeholder(shape, dt.name, name=pname)
             self.feeds[pname] = value
             v = self.add(node, value, 0, f"gc.placeholder({shape}, '{dt.name}', name='{pname}')")
-            if self.mode == "grad":
+            if self.mode == "grad" and dt == F64:
                 self.wrt.append(node)
             return v
         if kind == "parameter":
             node = gc.parameter(value, name=self.fresh("w"))
             self.params.append((node, value))
             v = self.add(node, value, 0, f"gc.parameter({_arr_src(value)})")
-            if self.mode == "grad":
+            if self.mode == "grad" and dt == F64:
                 self.wrt.append(node)
             return v
         node = gc.constant(value)
         return self.add(node, value, 0, f"gc.constant({_arr_src(value)})")
+
+    def numeric_leaf(self) -> Val:
+        return self.leaf(dt=self.dtype(NUMERIC))
 
     def pick(self, pred=lambda v: True, *, make=None) -> Val | None:
         """An existing value satisfying ``pred`` (recent ones more often),
@@ -342,7 +355,7 @@ class Gen:
             except ValueError:
                 return False
             return pred(v) and size_of(full) <= MAX_SIZE
-        dt = a.dtype if self.flip(2) else self.dtype()
+        dt = a.dtype if self.flip(2) and self.mode == "value" else self.dtype()
         if dt == B and pred is self.numeric:
             dt = a.dtype
         b = self.pick(ok, make=lambda: self.leaf(self.partner_shape(a.shape), dt))
@@ -355,7 +368,7 @@ class Gen:
 
     def op_unary_float(self):
         name = self.choice(["exp", "log", "sqrt", "tanh", "sigmoid"])
-        a = self.pick(self.numeric, make=self.leaf)
+        a = self.pick(self.numeric, make=self.numeric_leaf)
         if a.dtype == B:
             return None
         if self.mode == "grad" and name in ("log", "sqrt"):
@@ -388,8 +401,10 @@ class Gen:
         return self.add(node, out, _finish(out, err, ea, inexact=inexact), f"gc.{name}({a.name})", [a])
 
     def op_unary_numeric(self):
-        name = self.choice(["neg", "abs", "relu", "stop_gradient", "-", "abs()"])
-        a = self.pick(self.numeric, make=self.leaf)
+        # stop_gradient is not the derivative finite differences see: value mode only
+        name = self.choice(["neg", "abs", "relu", "-", "abs()"]
+                           + (["stop_gradient"] if self.mode == "value" else []))
+        a = self.pick(self.numeric, make=self.numeric_leaf)
         if a.dtype == B:
             return None
         with np.errstate(all="ignore"):
@@ -409,7 +424,7 @@ class Gen:
     def op_binary(self):
         names = ["add", "sub", "mul", "div", "maximum", "minimum", "pow", "+", "-", "*", "/", "**"]
         name = self.choice(names)
-        a = self.pick(self.numeric, make=self.leaf)
+        a = self.pick(self.numeric, make=self.numeric_leaf)
         if a.dtype == B:
             return None
         bn, bv, be, bsrc, bval = self.operand(a)
@@ -589,8 +604,6 @@ class Gen:
         name = self.choice(["sum", "mean", "max", "min", ".sum", ".mean", ".max"])
         a = self.pick(make=self.leaf)
         base = name.lstrip(".")
-        if base in ("min",) and a.dtype == B:
-            return None
         axis = self.axes_for(len(a.shape))
         keep = self.flip(3)
         norm = tuple(range(len(a.shape))) if axis is None else \
@@ -640,7 +653,7 @@ class Gen:
     def op_matmul(self):
         a = self.pick(lambda v: v.dtype != B and len(v.shape) >= 1, make=None)
         if a is None:
-            a = self.leaf(self.shape(), self.choice([F64, F32, I64, I32]))
+            a = self.leaf(self.shape(), self.dtype((F64, F32, I64, I32)))
             if not a.shape or a.dtype == B:
                 return None
         k = a.shape[-1]
@@ -655,7 +668,7 @@ class Gen:
             elif len(a.shape) == 2 and self.flip(4):
                 batch = (self.choice([1, 2]),)
             bshape = batch + (k, n)
-        dt = a.dtype if self.flip(3) else self.choice([F64, F32, I64, I32])
+        dt = a.dtype if self.flip(3) else self.dtype((F64, F32, I64, I32))
 
         def ok(v):
             return v.shape == bshape and v.dtype != B
@@ -916,7 +929,7 @@ class Gen:
                       make=None)
         if a is None:
             a = self.leaf(self.shape(max_rank=2) + (self.choice([1, 2, 3, 4]),),
-                          self.choice([F32, F64]))
+                          self.dtype((F32, F64)))
         c = a.shape[-1]
         ldt = self.choice([I64, I32])
         labels_shape = a.shape[:-1]
@@ -973,15 +986,20 @@ class Gen:
         node = gc.one_hot(lab.node, depth)
         return self.add(node, out, 0, f"gc.one_hot({lab.name}, {depth})", [lab], raises=bad)
 
-    VALUE_OPS = ("unary_numeric", "binary", "unary_float", "compare", "where", "cast", "reduce",
-                 "matmul", "reshape", "transpose", "squeeze", "broadcast", "unbroadcast", "getitem",
-                 "concatenate", "softmax", "cross_entropy", "one_hot")
-    GRAD_OPS = ("binary", "unary_float", "unary_numeric", "where", "reduce", "matmul", "reshape",
-                "transpose", "squeeze", "broadcast", "unbroadcast", "getitem", "concatenate",
-                "softmax", "cross_entropy", "cast")
+    # op families and their weights (elementwise ops are what most graphs are made of)
+    VALUE_OPS = (("binary", 4), ("unary_float", 3), ("unary_numeric", 2), ("compare", 1),
+                 ("where", 1), ("cast", 1), ("reduce", 2), ("matmul", 1), ("reshape", 1),
+                 ("transpose", 1), ("squeeze", 1), ("broadcast", 1), ("unbroadcast", 1),
+                 ("getitem", 2), ("concatenate", 1), ("softmax", 1), ("cross_entropy", 1),
+                 ("one_hot", 1))
+    GRAD_OPS = (("binary", 4), ("unary_float", 4), ("unary_numeric", 2), ("where", 1),
+                ("reduce", 2), ("matmul", 1), ("reshape", 1), ("transpose", 1), ("squeeze", 1),
+                ("broadcast", 1), ("unbroadcast", 1), ("getitem", 1), ("concatenate", 1),
+                ("softmax", 1), ("cross_entropy", 1), ("cast", 1))
 
     def step(self) -> Val:
-        ops = self.VALUE_OPS if self.mode == "value" else self.GRAD_OPS
+        ops = [n for n, w in (self.VALUE_OPS if self.mode == "value" else self.GRAD_OPS)
+               for _ in range(w)]
         for _ in range(4):
             name = self.choice(ops)
             v = getattr(self, f"op_{name}")()
@@ -1024,13 +1042,15 @@ def cases(draw, mode: str = "value", max_ops: int = 12):
     n_ops = draw(st.integers(1, max_ops))
     for _ in range(n_ops):
         g.step()
-    # outputs: the newest value, plus a few others (maybe a leaf, maybe twice)
-    last = g.pool[-1]
-    outs = [last]
+    # outputs: the sinks (values nothing else consumed), newest first, so that
+    # every op built is computed; in value mode maybe another value too (a
+    # leaf, or one output twice)
+    sinks = [v for v in reversed(g.pool) if id(v) not in g.used and not v.node.is_leaf]
     if mode == "value":
-        for _ in range(draw(st.integers(0, 2))):
+        outs = sinks[:3] or [g.pool[-1]]
+        for _ in range(draw(st.integers(0, 1))):
             outs.append(g.pick())
     else:
-        outs = [v for v in g.pool[-2:] if v.dtype == F64]
+        outs = [v for v in sinks if v.dtype == F64][:4]
         outs = outs or [g.op_unary_numeric_fallback()]
     return Case(mode, outs, g.feeds, g.params, g.lines, g.pool, g.wrt)

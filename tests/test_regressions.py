@@ -221,3 +221,19 @@ def test_ndarray_subclasses_are_plain_arrays_and_masked_arrays_refused():
         np.testing.assert_array_equal(p, np.arange(6.0).reshape(2, 3) ** 2)
         with pytest.raises(gc.InputTypeError, match="masked array"):
             gc.compile(x * 2.0, backend=backend)(x=np.ma.masked_array(np.ones((2, 3)), mask=True))
+
+
+def test_min_of_bool_and_min_errors_name_min():
+    """gc.min is -max(-x): on bool it raised "neg: bool operand" (numpy's
+    min of bool is a logical and), and its axis errors named max."""
+    b = gc.placeholder((2, 3), "bool", name="b")
+    v = np.array([[True, False, True], [True, True, True]])
+    for backend in ("llvm", "interp"):
+        got = gc.compile([gc.min(b), gc.min(b, 1), gc.min(b, 0, True)], backend=backend)(b=v)
+        for g, w in zip(got, [np.min(v), np.min(v, 1), np.min(v, 0, keepdims=True)]):
+            assert g.dtype == w.dtype
+            np.testing.assert_array_equal(g, w)
+    with pytest.raises(gc.ShapeError, match="min: axis 2 is out of range"):
+        gc.min(b, 2)
+    with pytest.raises(gc.ShapeError, match="min: zero-size axis"):
+        gc.min(gc.placeholder((0, 2), name="e"), 0)

@@ -16,8 +16,11 @@ def constant(value, dtype=None, name: str | None = None) -> Node:
     """A constant node holding a copy of ``value``. Small constants are
     hash-consed by value, so equal constants are one node."""
     try:
-        a = np.array(value, dtype=None if dtype is None else D.as_dtype(dtype), copy=True, order="C")
+        a = np.array(value, dtype=None if dtype is None else D.as_dtype(dtype, "constant"), copy=True,
+                     order="C")
     except (ValueError, TypeError) as e:      # ragged lists, unconvertible objects
+        if isinstance(e, DTypeError):
+            raise
         raise DTypeError(f"constant: cannot make an array of this {type(value).__name__}: {e}") from None
     if a.dtype == np.float16:
         a = a.astype(np.float32)
@@ -48,7 +51,12 @@ def as_node(x, dtype=None, opname: str | None = None) -> Node:
     if isinstance(x, Node):
         return x
     if is_scalar(x) or isinstance(x, (np.ndarray, list, tuple)):
-        return constant(x, dtype)
+        try:
+            return constant(x, dtype)
+        except DTypeError as e:
+            if opname is None:
+                raise
+            raise DTypeError(f"{opname}: cannot use this {type(x).__name__} as an operand: {e}") from None
     where = f"{opname}: " if opname else ""
     raise TypeError(f"{where}cannot use a {type(x).__name__} as a graph value")
 
@@ -161,7 +169,7 @@ def check_size(opname: str, shape: tuple, dtype) -> None:
 def placeholder(shape, dtype="float32", name: str | None = None) -> Node:
     """An input of the graph, given when the compiled function is called."""
     shape = shape_of("placeholder", shape)
-    dt = D.as_dtype(dtype)
+    dt = D.as_dtype(dtype, "placeholder")
     check_size("placeholder", shape, dt)
     if name is not None and not isinstance(name, str):
         raise TypeError(f"placeholder: name must be a str, got {type(name).__name__}")
@@ -174,8 +182,13 @@ def placeholder(shape, dtype="float32", name: str | None = None) -> Node:
 def parameter(value, name: str | None = None, dtype=None, trainable: bool = True) -> Node:
     """A graph value that holds a numpy array (``.value``), read at each call.
     Assigning ``.value`` (same shape) changes what the next call sees."""
-    a = np.array(value, dtype=None if dtype is None else D.as_dtype(dtype), copy=True)
-    dt = D.as_dtype(a.dtype)
+    try:
+        a = np.array(value, dtype=None if dtype is None else D.as_dtype(dtype, "parameter"), copy=True)
+    except (ValueError, TypeError) as e:      # ragged lists, unconvertible objects
+        if isinstance(e, DTypeError):
+            raise
+        raise DTypeError(f"parameter: cannot make an array of this {type(value).__name__}: {e}") from None
+    dt = D.as_dtype(a.dtype, "parameter")
     n = Node("parameter", (), {}, a.shape, dt, name, user_source())
     if name is None:
         n.name = f"param_{n.id}"

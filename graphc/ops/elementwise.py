@@ -180,7 +180,7 @@ def cast(x, dtype) -> Node:
     """Convert ``x`` to ``dtype`` (numpy ``astype`` semantics; float -> int
     truncates toward zero and saturates, NaN -> 0)."""
     x = as_node(x, opname="cast")
-    dt = D.as_dtype(dtype)
+    dt = D.as_dtype(dtype, "cast")
     if x.dtype == dt:
         return x
     return make("cast", (x,), {"dtype": dt})

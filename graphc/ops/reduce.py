@@ -85,8 +85,15 @@ def max(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001
 
 
 def min(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001
-    """Minimum over ``axis``: ``-max(-x)`` (not for bool)."""
-    return -max(-as_node(x, opname="min"), axis, keepdims)
+    """Minimum over ``axis``: ``-max(-x)`` (for bool, ``not max(not x)``)."""
+    from .elementwise import equal
+    x = as_node(x, opname="min")
+    axes = norm_axes("min", axis, x.ndim)
+    if any(x.shape[a] == 0 for a in axes):
+        raise ShapeError(f"min: zero-size axis {axes} of shape {x.shape} has no minimum")
+    if D.is_bool(x.dtype):
+        return equal(max(equal(x, False), axes, keepdims), False)
+    return -max(-x, axes, keepdims)
 
 
 def mean(x, axis=None, keepdims: bool = False) -> Node:
