@@ -237,3 +237,35 @@ def test_min_of_bool_and_min_errors_name_min():
         gc.min(b, 2)
     with pytest.raises(gc.ShapeError, match="min: zero-size axis"):
         gc.min(gc.placeholder((0, 2), name="e"), 0)
+
+
+def test_pass_manager_is_freed_after_each_compile(isolated):
+    """llvmlite's ModulePassManager never frees its native object (in its MRO
+    ObjectRef's no-op _dispose hides NewPassManager's), so every O3 pipeline
+    — its passes and their caches — leaked: ~200 KB per compile, 100 MB per
+    500 graphs. jit.py now frees it. 120 distinct compiles must not grow the
+    C heap by more than 4 MB (it grew ~25 MB)."""
+    r = isolated("""
+        import ctypes, gc as pygc
+        import numpy as np
+        import graphc as gc
+        class MI(ctypes.Structure):
+            _fields_ = [(k, ctypes.c_size_t) for k in ("arena", "ordblks", "smblks", "hblks",
+                        "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = MI
+        def once(i):
+            x = gc.placeholder((4, 5), "float64", name="x")
+            f = gc.compile(gc.sum(gc.tanh(x * float(i) + 1.0) @ gc.constant(np.ones((5, 3)) * i), 0))
+            f(x=np.ones((4, 5)))
+        for i in range(20):
+            once(i)
+        pygc.collect()
+        before = libc.mallinfo2().uordblks
+        for i in range(120):
+            once(100 + i)
+        pygc.collect()
+        print((libc.mallinfo2().uordblks - before) / 2**20)
+    """)
+    grew = float(r.stdout.split()[-1])
+    assert grew < 4.0, f"the C heap grew by {grew:.1f} MB over 120 compiles"
