@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from fuzzgraph import MAX_SIZE, Case, cases
 from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import graphc as gc
 from graphc.backend import interp
@@ -57,8 +59,9 @@ def frozen(feeds):
 
 
 def compare(got, ref, err, what):
-    """``got`` vs ``ref``: exact where ``err == 0`` (NaN matches NaN, inf its
-    sign), within ``4 * err`` where finite, skipped where ``err`` is inf."""
+    """``got`` vs ``ref``: exact where ``err == 0`` (NaN matches NaN, inf and
+    zero their sign), within ``4 * err`` where finite, skipped where ``err``
+    is inf."""
     got, ref = np.asarray(got), np.asarray(ref)
     assert got.shape == ref.shape, f"{what}: shape {got.shape} != {ref.shape}"
     assert got.dtype == ref.dtype, f"{what}: dtype {got.dtype} != {ref.dtype}"
@@ -70,7 +73,9 @@ def compare(got, ref, err, what):
     with np.errstate(all="ignore"):
         same = (g == r) | (np.isnan(g) & np.isnan(r))
         close = same | (np.isfinite(g) & np.isfinite(r) & (np.abs(g - r) <= 4 * e))
-    bad = np.where(e == 0, ~same, np.where(np.isinf(e), False, ~close))
+        # exactly determined values match bit for bit, down to the sign of zero
+        exact = same & ((g != 0) | (np.signbit(g) == np.signbit(r)))
+    bad = np.where(e == 0, ~exact, np.where(np.isinf(e), False, ~close))
     if np.any(bad):
         idx = np.argwhere(bad)[:5]
         rows = [f"  at {tuple(int(i) for i in ix)}: got {g[tuple(ix)]!r}, expected {r[tuple(ix)]!r}"
@@ -257,3 +262,91 @@ def test_generator_covers_every_public_op():
                if n not in skip and f"gc.{n}" not in src and f'"{n}"' not in src]
     assert not missing, f"ops the fuzzer never builds: {missing}"
     assert MAX_SIZE <= 64
+
+
+# ------------------------------------------------------- special values, wide
+
+UNARY = ["neg", "abs", "relu", "exp", "log", "sqrt", "tanh", "sigmoid"]
+BINARY = ["add", "sub", "mul", "div", "maximum", "minimum", "pow", "greater", "less",
+          "greater_equal", "less_equal", "equal", "not_equal"]
+INEXACT = {"exp", "log", "tanh", "sigmoid", "pow", "softmax", "log_softmax", "logsumexp",
+           "mean", "sum", "matmul"}
+SPECIAL = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 2.0, 0.5, -3.0, 1e30, -1e30, 1e-30]
+
+
+@st.composite
+def special_inputs(draw):
+    dt = draw(st.sampled_from([np.float32, np.float64]))
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, max_side=4))
+    elems = st.sampled_from(SPECIAL)
+    a = draw(hnp.arrays(dt, shape, elements=elems))
+    b = draw(hnp.arrays(dt, shape[draw(st.integers(0, len(shape) - 1)):], elements=elems))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    return a, b, axis
+
+
+def _wide_graph(a, b, axis):
+    """Every elementwise op, both ways round, every reduction, the softmax
+    family, a matmul and casts, on two inputs full of special values."""
+    x = gc.placeholder(a.shape, a.dtype, name="a")
+    y = gc.placeholder(b.shape, b.dtype, name="b")
+    outs = [(n, getattr(gc, n)(x)) for n in UNARY]
+    outs += [(n, getattr(gc, n)(p, q)) for n in BINARY for p, q in ((x, y), (y, x))]
+    outs += [("where", gc.where(x > y, x, y))]
+    outs += [(n, getattr(gc, n)(x, axis)) for n in ("sum", "mean", "max", "min")]
+    outs += [(n, getattr(gc, n)(x, axis)) for n in ("softmax", "log_softmax", "logsumexp")]
+    outs += [("cast", gc.cast(x, t)) for t in ("int32", "int64", "bool",
+                                                "float32" if a.dtype == np.float64 else "float64")]
+    outs += [("matmul", gc.matmul(x, gc.transpose(x)))] if a.ndim <= 2 else []
+    return [n for n, _ in outs], [o for _, o in outs]
+
+
+@settings(max_examples=20)
+@given(special_inputs())
+def test_fuzz_special_values_propagate_as_numpy(inputs):
+    """NaN, ±inf, ±0 and huge values through every op at once: compiled code
+    gives numpy's NaN/inf exactly where numpy does (and bit-identical results
+    for the correctly rounded ops)."""
+    a, b, axis = inputs
+    names, outs = _wide_graph(a, b, axis)
+    want = gc.compile(outs, backend="interp")(a=a, b=b)
+    for level in OPT_LEVELS:
+        got = compile_at(outs, level)(a=a, b=b)
+        for name, g, w in zip(names, got, want):
+            what = f"{name} (opt_level={level}) on a={a!r}, b={b!r}, axis={axis}"
+            assert g.shape == w.shape and g.dtype == w.dtype, what
+            if g.dtype.kind != "f":
+                np.testing.assert_array_equal(g, w, err_msg=what)
+                continue
+            eps = float(np.finfo(g.dtype).eps)
+            fa = np.abs(np.where(np.isfinite(a), a, 0)).astype(np.float64)
+            atol, keep = 0.0, np.ones(g.shape, bool)
+            if name in ("sum", "mean", "matmul"):
+                # sums cancel: their error is relative to the sum of magnitudes;
+                # where that sum overflows, whether the result is inf, NaN or
+                # finite depends on the order (numpy's BLAS may even accumulate
+                # float32 in float64): not compared
+                n = a.shape[axis] if name != "matmul" else a.shape[-1]
+                mag = np.sum(fa, axis) if name != "matmul" else fa @ fa.T
+                atol = 4 * n * eps * mag / (n if name == "mean" else 1)
+                keep = mag < float(np.finfo(g.dtype).max) / 2
+            g, w = g[keep], w[keep]
+            atol = atol[keep] if np.ndim(atol) else atol
+            np.testing.assert_array_equal(np.isnan(g), np.isnan(w), err_msg="NaN positions: " + what)
+            np.testing.assert_array_equal(np.isposinf(g), np.isposinf(w), err_msg="+inf positions: " + what)
+            np.testing.assert_array_equal(np.isneginf(g), np.isneginf(w), err_msg="-inf positions: " + what)
+            if name in INEXACT:
+                fin = np.isfinite(w)
+                with np.errstate(all="ignore"):
+                    err = np.abs(g.astype(np.float64) - w)
+                ok = err <= 64 * eps * np.abs(w.astype(np.float64)) + atol + 1e-30
+                assert np.all(ok | ~fin), f"{what}: got {g[~ok & fin]}, want {w[~ok & fin]}"
+            else:
+                np.testing.assert_array_equal(g, w, err_msg=what)
+
+
+@pytest.mark.slow
+@settings(LONG, max_examples=1500)
+@given(special_inputs())
+def test_fuzz_long_special_values_propagate_as_numpy(inputs):
+    test_fuzz_special_values_propagate_as_numpy.hypothesis.inner_test(inputs)
