@@ -131,7 +131,24 @@ def _ref_pow(a, b):
     if D.is_int(a.dtype) and np.any(b < 0):
         from ..errors import RuntimeCheckError
         raise RuntimeCheckError("pow: integers to negative integer powers are not allowed")
+    if D.is_float(a.dtype):
+        # numpy computes x ** 0.5 as sqrt(x) when the exponent is a scalar (or
+        # broadcast), pow(x, 0.5) when it is a full array: they differ at -inf
+        # (nan vs inf) and -0.0. graphc always takes sqrt's answer.
+        shape = np.broadcast_shapes(a.shape, b.shape)
+        r = np.power(np.broadcast_to(a, shape), np.broadcast_to(b, shape).copy())
+        return np.where(b == 0.5, np.sqrt(a), r)
     return np.power(a, b)
+
+
+def _pow_scalar(s, n, a, b):
+    """pow, with numpy's ``x ** 0.5 == sqrt(x)`` (see _ref_pow)."""
+    if not D.is_float(a.dtype):
+        return s.pow(a, b)
+    e = n.inputs[1]
+    if e.op == "constant" and e.size == 1:
+        return s.sqrt(a) if float(e.value.reshape(-1)[0]) == 0.5 else s.pow(a, b)
+    return s.select(s.eq(b, s.const(0.5, b.dtype)), s.sqrt(a), s.pow(a, b))
 
 
 def _pow_vjp(n, g):
@@ -144,7 +161,7 @@ def _pow_vjp(n, g):
     return [ga, gb]
 
 
-_define("pow", 2, _numeric, _ref_pow, _pow_vjp, lambda s, n, a, b: s.pow(a, b))
+_define("pow", 2, _numeric, _ref_pow, _pow_vjp, _pow_scalar)
 
 
 def _max_vjp(n, g):
