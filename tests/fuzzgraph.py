@@ -988,16 +988,128 @@ class Gen:
         node = gc.one_hot(lab.node, depth)
         return self.add(node, out, 0, f"gc.one_hot({lab.name}, {depth})", [lab], raises=bad)
 
+    # -- ops that newer graphc versions add (used when present) ---------------
+    def op_special(self):
+        names = [n for n in ("erf", "log1p") if hasattr(gc, n)]
+        if not names:
+            return None
+        name = self.choice(names)
+        a = self.pick(self.numeric, make=self.numeric_leaf)
+        if a.dtype == B:
+            return None
+        x = a.val if is_float(a.dtype) else a.val.astype(F64)
+        ea = a.err
+        u = unit(x.dtype)
+        with np.errstate(all="ignore"):
+            if name == "erf":
+                import math
+                out = np.vectorize(math.erf, otypes=[np.float64])(x.astype(np.float64)).astype(x.dtype)
+                slope = 2 / np.sqrt(np.pi) * np.exp(-np.minimum(np.abs(x.astype(np.float64)) - ea, 0) ** 2)
+                err = slope * ea + ND_ULPS * u * np.abs(out) + 4 * u
+            else:
+                if self.mode == "grad":
+                    a = self.add(gc.mul(a.node, a.node), a.val * a.val, 0, f"{a.name} * {a.name}", [a])
+                    x, ea = a.val, a.err
+                out = np.log1p(x)
+                err = np.where(1 + x > 2 * ea, ea / np.abs(1 + x), np.inf) + ND_ULPS * u * np.abs(out)
+        node = getattr(gc, name)(a.node)
+        return self.add(node, out, _finish(out, err, ea), f"gc.{name}({a.name})", [a])
+
+    def index_array(self, shape, n):
+        """Integer indices in [0, n) (one out of range now and then, in value
+        mode) and whether one is out of range."""
+        dt = self.choice([I64, I32])
+        if self.mode == "grad":
+            seed = (self.integer(0, 2**31), next(self.counter))
+            vals = np.random.default_rng(seed).integers(0, n, shape).astype(dt)
+        else:
+            vals = self.draw(hnp.arrays(dt, shape, elements=st.integers(0, n - 1)))
+        bad = self.mode == "value" and vals.size > 0 and self.flip(12)
+        if bad:
+            vals = vals.copy()
+            vals.flat[self.integer(0, vals.size - 1)] = self.choice([-1, n, n + 3])
+        pname = self.fresh("p")
+        node = gc.placeholder(shape, dt.name, name=pname)
+        self.feeds[pname] = vals
+        v = self.add(node, vals, 0, f"gc.placeholder({shape}, '{dt.name}', name='{pname}')")
+        return v, bad
+
+    def op_take(self):
+        if not hasattr(gc, "take"):
+            return None
+        a = self.pick(lambda v: len(v.shape) >= 1 and 0 not in v.shape, make=None)
+        if a is None:
+            return None
+        nd = len(a.shape)
+        ax = self.integer(-nd, nd - 1)
+        ishape = self.shape(max_rank=2, max_size=6)
+        idx, bad = self.index_array(ishape, a.shape[ax])
+        safe = np.clip(idx.val, 0, a.shape[ax] - 1)
+        out = np.take(a.val, safe, axis=ax)
+        if out.size > MAX_SIZE:
+            return None
+        e = np.take(np.broadcast_to(a.err, a.shape), safe, axis=ax)
+        return self.add(gc.take(a.node, idx.node, ax), out, e, f"gc.take({a.name}, {idx.name}, {ax})",
+                        [a, idx], raises=bad)
+
+    def op_scatter_add(self):
+        if not hasattr(gc, "scatter_add"):
+            return None
+        upd = self.pick(lambda v: v.dtype != B and len(v.shape) >= 1 and v.shape[0] > 0, make=None)
+        if upd is None:
+            return None
+        nd = len(upd.shape)
+        ax = self.integer(0, nd - 1)
+        if upd.shape[ax] == 0:
+            return None
+        size = self.choice([1, 2, 3, 4])
+        idx, bad = self.index_array((upd.shape[ax],), size)
+        out_shape = upd.shape[:ax] + (size,) + upd.shape[ax + 1:]
+        if size_of(out_shape) > MAX_SIZE:
+            return None
+        key = (slice(None),) * ax + (np.clip(idx.val, 0, size - 1),)
+        out = np.zeros(out_shape, upd.dtype)
+        with np.errstate(all="ignore"):
+            np.add.at(out, key, upd.val)
+            if not is_float(out.dtype) or (upd.exact and _sum_is_exact(upd.val, out.dtype)):
+                err = 0
+            else:
+                e = np.zeros(out_shape)
+                np.add.at(e, key, np.broadcast_to(upd.err, upd.shape))
+                mag = np.zeros(out_shape)
+                np.add.at(mag, key, np.abs(np.nan_to_num(upd.val.astype(np.float64), posinf=0, neginf=0)))
+                emax = np.zeros(out_shape)
+                np.maximum.at(emax, key, np.broadcast_to(upd.err, upd.shape))
+                n = upd.shape[ax]
+                err = _finish(out, e + (n + 2) * unit(out.dtype) * mag + 1e-300, emax + 1e-300)
+        node = gc.scatter_add(upd.node, idx.node, size, ax)
+        return self.add(node, out, err, f"gc.scatter_add({upd.name}, {idx.name}, {size}, {ax})",
+                        [upd, idx], raises=bad)
+
+    def op_random(self):
+        if not hasattr(gc, "random_uniform"):
+            return None
+        shape = self.shape()
+        dt = self.choice([F32, F64])
+        seed, counter = self.integer(0, 2**63), self.integer(0, 3)
+        node = gc.random_uniform(shape, seed, counter, dt.name)
+        # no numpy twin: the interpreter's value is the reference, and it must
+        # be uniform-looking numbers in [0, 1)
+        val = gc.compile(node, backend="interp")()
+        assert val.shape == shape and val.dtype == dt and np.all((val >= 0) & (val < 1)), val
+        return self.add(node, val, 0, f"gc.random_uniform({shape}, {seed}, {counter}, '{dt.name}')")
+
     # op families and their weights (elementwise ops are what most graphs are made of)
     VALUE_OPS = (("binary", 4), ("unary_float", 3), ("unary_numeric", 2), ("compare", 1),
                  ("where", 1), ("cast", 1), ("reduce", 2), ("matmul", 1), ("reshape", 1),
                  ("transpose", 1), ("squeeze", 1), ("broadcast", 1), ("unbroadcast", 1),
                  ("getitem", 2), ("concatenate", 1), ("softmax", 1), ("cross_entropy", 1),
-                 ("one_hot", 1))
+                 ("one_hot", 1), ("special", 1), ("take", 1), ("scatter_add", 1), ("random", 1))
     GRAD_OPS = (("binary", 4), ("unary_float", 4), ("unary_numeric", 2), ("where", 1),
                 ("reduce", 2), ("matmul", 1), ("reshape", 1), ("transpose", 1), ("squeeze", 1),
                 ("broadcast", 1), ("unbroadcast", 1), ("getitem", 1), ("concatenate", 1),
-                ("softmax", 1), ("cross_entropy", 1), ("cast", 1))
+                ("softmax", 1), ("cross_entropy", 1), ("cast", 1), ("special", 1), ("take", 1),
+                ("scatter_add", 1))
 
     def step(self) -> Val:
         ops = [n for n, w in (self.VALUE_OPS if self.mode == "value" else self.GRAD_OPS)
