@@ -35,6 +35,8 @@ def grad(y: Node, xs) -> list[Node]:
         raise TypeError(f"grad: y must be a graph node, got {type(y).__name__}")
     if isinstance(xs, Node):
         raise TypeError("grad: xs must be a list of nodes (use grad(y, [x]))")
+    if not isinstance(xs, (list, tuple)):
+        raise TypeError(f"grad: xs must be a list of nodes, got {type(xs).__name__}")
     xs = list(xs)
     for x in xs:
         if not isinstance(x, Node):

@@ -79,7 +79,11 @@ def bind_inputs(graph: Graph, positional: bool, args: tuple, kwargs: dict) -> li
 
 
 def check_array(p, v) -> np.ndarray:
+    if isinstance(v, np.ma.MaskedArray):
+        raise InputTypeError(f"{_describe(p)} got a masked array; graphc ignores no masks: "
+                             "pass .filled(value) or .data")
     if isinstance(v, np.ndarray):
+        v = np.asarray(v)        # subclasses (np.matrix...) as plain arrays, no copy
         if v.dtype != p.dtype:
             raise InputTypeError(f"{_describe(p)} got an array of dtype {v.dtype}; "
                                  f"convert it with .astype(np.{p.dtype})")
@@ -93,12 +97,26 @@ def check_array(p, v) -> np.ndarray:
             raise InputTypeError(f"{_describe(p)}: cannot convert input to an array: {e}") from None
         if a.dtype == object or not np.can_cast(a.dtype, p.dtype, casting="same_kind"):
             raise InputTypeError(f"{_describe(p)} got values of dtype {a.dtype}")
-        a = a.astype(p.dtype)
+        a = convert_exactly(a, p.dtype, _describe(p))
     if a.shape != p.shape:
         raise InputError(f"{_describe(p)} got shape {a.shape}")
     if not (a.flags.c_contiguous and a.flags.aligned):
         a = np.array(a, order="C", copy=True)   # (ascontiguousarray would make 0-d 1-d)
     return a
+
+
+def convert_exactly(a: np.ndarray, dtype, what: str) -> np.ndarray:
+    """``a.astype(dtype)`` for a same-kind conversion, refusing to change
+    values: integers that do not fit (which astype would wrap) and finite
+    floats that overflow to inf."""
+    with np.errstate(all="ignore"):
+        b = a.astype(dtype)
+        if b.dtype.kind in "iu" and not np.array_equal(b, a):
+            raise InputTypeError(f"{what}: values do not fit in {b.dtype} "
+                                 f"(range {np.iinfo(b.dtype).min} to {np.iinfo(b.dtype).max})")
+        if b.dtype.kind == "f" and a.dtype.kind in "fiu" and np.any(np.isfinite(a) & ~np.isfinite(b)):
+            raise InputTypeError(f"{what}: values overflow {b.dtype}")
+    return b
 
 
 def _array_like(v) -> bool:

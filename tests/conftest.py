@@ -7,7 +7,8 @@ Hypothesis profiles:
 * ``graphc-ci`` (the default): ``derandomize=True`` — the same examples on
   every run, so CI is deterministic;
 * ``graphc-long``: random examples (a fresh seed each run, printed on
-  failure), for the long ``-m slow`` fuzzing runs.
+  failure), for the long ``-m slow`` fuzzing runs;
+* ``graphc-dev``: random, no shrinking — for triage.
 
 Select one for every test with ``GRAPHC_HYPOTHESIS_PROFILE=graphc-long``.
 """
@@ -21,7 +22,7 @@ import sys
 import textwrap
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -30,6 +31,9 @@ _COMMON = dict(deadline=None, print_blob=True,
                                       HealthCheck.filter_too_much])
 settings.register_profile("graphc-ci", derandomize=True, database=None, **_COMMON)
 settings.register_profile("graphc-long", derandomize=False, **_COMMON)
+# for triage: no shrinking, report the first failure found at once
+settings.register_profile("graphc-dev", derandomize=False, phases=[Phase.explicit, Phase.generate],
+                          report_multiple_bugs=False, **_COMMON)
 settings.load_profile(os.environ.get("GRAPHC_HYPOTHESIS_PROFILE", "graphc-ci"))
 
 

@@ -15,15 +15,17 @@ SUPPORTED = (float32, float64, int32, int64, bool_)
 SHORT = {float32: "f32", float64: "f64", int32: "i32", int64: "i64", bool_: "bool"}
 
 
-def as_dtype(d) -> np.dtype:
-    """Convert a dtype-like (``"float32"``, ``np.float32``, a dtype) to a supported dtype."""
+def as_dtype(d, opname: str | None = None) -> np.dtype:
+    """Convert a dtype-like (``"float32"``, ``np.float32``, a dtype) to a
+    supported dtype; errors name ``opname`` if given."""
+    where = f"{opname}: " if opname else ""
     try:
         dt = np.dtype(d)
-    except TypeError as e:
-        raise DTypeError(f"not a dtype: {d!r}") from e
+    except (TypeError, ValueError) as e:
+        raise DTypeError(f"{where}not a dtype: {d!r}") from e
     if dt not in SUPPORTED:
         names = ", ".join(str(s) for s in SUPPORTED)
-        raise DTypeError(f"dtype {dt} is not supported (supported: {names})")
+        raise DTypeError(f"{where}dtype {dt} is not supported (supported: {names})")
     return dt
 
 

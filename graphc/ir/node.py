@@ -79,7 +79,13 @@ class Node:
     def value(self, v) -> None:
         if self.op != "parameter":
             raise AttributeError(f"cannot set the value of {self.op} node {self.name!r}")
-        a = np.asarray(v)
+        try:
+            a = np.asarray(v)
+        except (ValueError, TypeError) as e:
+            raise DTypeError(f"parameter {self.name!r}: new value is not an array: {e}") from None
+        if a.dtype == object or a.dtype.kind not in "biuf":
+            raise DTypeError(f"parameter {self.name!r}: new value has dtype {a.dtype} "
+                             f"({type(v).__name__}), expected {self.dtype}")
         if a.shape != self.shape:
             raise ShapeError(f"parameter {self.name!r}: new value has shape {a.shape}, "
                              f"expected {self.shape}")
@@ -87,6 +93,11 @@ class Node:
             if not np.can_cast(a.dtype, self.dtype, casting="same_kind"):
                 raise DTypeError(f"parameter {self.name!r}: new value has dtype {a.dtype}, "
                                  f"expected {self.dtype}")
+            from ..runtime import convert_exactly
+            try:
+                a = convert_exactly(a, self.dtype, f"parameter {self.name!r}")
+            except (ValueError, TypeError) as e:
+                raise DTypeError(str(e)) from None
         self._value = np.array(a, dtype=self.dtype, order="C", copy=True)
 
     def __repr__(self) -> str:

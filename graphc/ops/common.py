@@ -15,7 +15,13 @@ from ..ir.node import Node
 def constant(value, dtype=None, name: str | None = None) -> Node:
     """A constant node holding a copy of ``value``. Small constants are
     hash-consed by value, so equal constants are one node."""
-    a = np.array(value, dtype=None if dtype is None else D.as_dtype(dtype), copy=True, order="C")
+    try:
+        a = np.array(value, dtype=None if dtype is None else D.as_dtype(dtype, "constant"), copy=True,
+                     order="C")
+    except (ValueError, TypeError) as e:      # ragged lists, unconvertible objects
+        if isinstance(e, DTypeError):
+            raise
+        raise DTypeError(f"constant: cannot make an array of this {type(value).__name__}: {e}") from None
     if a.dtype == np.float16:
         a = a.astype(np.float32)
     if dtype is None and a.dtype not in D.SUPPORTED:
@@ -39,12 +45,20 @@ def is_scalar(x) -> bool:
     return isinstance(x, (numbers.Number, np.generic)) and not isinstance(x, np.ndarray)
 
 
-def as_node(x, dtype=None) -> Node:
+def as_node(x, dtype=None, opname: str | None = None) -> Node:
+    """``x`` if it is a node, else a constant holding it. ``opname`` names
+    the op in the error for anything else (None, strings, dicts...)."""
     if isinstance(x, Node):
         return x
     if is_scalar(x) or isinstance(x, (np.ndarray, list, tuple)):
-        return constant(x, dtype)
-    raise TypeError(f"cannot use a {type(x).__name__} as a graph value")
+        try:
+            return constant(x, dtype)
+        except DTypeError as e:
+            if opname is None:
+                raise
+            raise DTypeError(f"{opname}: cannot use this {type(x).__name__} as an operand: {e}") from None
+    where = f"{opname}: " if opname else ""
+    raise TypeError(f"{where}cannot use a {type(x).__name__} as a graph value")
 
 
 def promote(opname: str, *xs) -> list[Node]:
@@ -55,14 +69,14 @@ def promote(opname: str, *xs) -> list[Node]:
     for x in xs:
         if isinstance(x, Node):
             keys.append(x.dtype)
-        elif isinstance(x, np.ndarray):
-            keys.append(D.as_dtype(x.dtype))
-        elif isinstance(x, np.generic):
-            keys.append(D.as_dtype(x.dtype))
         elif isinstance(x, (bool, int, float)):
             keys.append(x)
-        elif isinstance(x, (list, tuple)):
-            keys.append(np.asarray(x).dtype)
+        elif isinstance(x, (np.ndarray, np.generic, list, tuple)):
+            try:
+                keys.append(D.as_dtype(np.asarray(x).dtype))
+            except (ValueError, TypeError) as e:       # ragged lists, complex, strings
+                raise DTypeError(f"{opname}: cannot use this {type(x).__name__} as an "
+                                 f"operand: {e}") from None
         else:
             raise TypeError(f"{opname}: cannot use a {type(x).__name__} as an operand")
     try:
@@ -113,13 +127,27 @@ def norm_axes(opname: str, axis, ndim: int) -> tuple:
     return tuple(sorted(out))
 
 
-def shape_of(opname: str, shape) -> tuple:
-    if isinstance(shape, (int, np.integer)):
-        shape = (shape,)
+def is_int(v) -> bool:
+    """A Python or numpy integer (not a bool)."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def int_tuple(opname: str, what: str, values) -> tuple:
+    """``values`` (an int or a sequence of ints) as a tuple of Python ints;
+    anything else (floats, strings, None, bools) is a ShapeError naming the op."""
+    if is_int(values):
+        values = (values,)
     try:
-        shape = tuple(int(s) for s in shape)
+        items = tuple(values)
     except TypeError:
-        raise ShapeError(f"{opname}: shape must be a tuple of ints, got {shape!r}") from None
+        raise ShapeError(f"{opname}: {what} must be a tuple of ints, got {values!r}") from None
+    if not all(is_int(v) for v in items):
+        raise ShapeError(f"{opname}: {what} must be a tuple of ints, got {values!r}")
+    return tuple(int(v) for v in items)
+
+
+def shape_of(opname: str, shape) -> tuple:
+    shape = int_tuple(opname, "shape", shape)
     if any(s < 0 for s in shape):
         raise ShapeError(f"{opname}: negative dimension in shape {shape}")
     return shape
@@ -141,7 +169,7 @@ def check_size(opname: str, shape: tuple, dtype) -> None:
 def placeholder(shape, dtype="float32", name: str | None = None) -> Node:
     """An input of the graph, given when the compiled function is called."""
     shape = shape_of("placeholder", shape)
-    dt = D.as_dtype(dtype)
+    dt = D.as_dtype(dtype, "placeholder")
     check_size("placeholder", shape, dt)
     if name is not None and not isinstance(name, str):
         raise TypeError(f"placeholder: name must be a str, got {type(name).__name__}")
@@ -154,8 +182,13 @@ def placeholder(shape, dtype="float32", name: str | None = None) -> Node:
 def parameter(value, name: str | None = None, dtype=None, trainable: bool = True) -> Node:
     """A graph value that holds a numpy array (``.value``), read at each call.
     Assigning ``.value`` (same shape) changes what the next call sees."""
-    a = np.array(value, dtype=None if dtype is None else D.as_dtype(dtype), copy=True)
-    dt = D.as_dtype(a.dtype)
+    try:
+        a = np.array(value, dtype=None if dtype is None else D.as_dtype(dtype, "parameter"), copy=True)
+    except (ValueError, TypeError) as e:      # ragged lists, unconvertible objects
+        if isinstance(e, DTypeError):
+            raise
+        raise DTypeError(f"parameter: cannot make an array of this {type(value).__name__}: {e}") from None
+    dt = D.as_dtype(a.dtype, "parameter")
     n = Node("parameter", (), {}, a.shape, dt, name, user_source())
     if name is None:
         n.name = f"param_{n.id}"

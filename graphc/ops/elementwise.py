@@ -85,7 +85,7 @@ _define("sigmoid", 1, _floating, _ref_sigmoid, lambda n, g: [g * n * (1.0 - n)],
         lambda s, n, x: s.sigmoid(x))
 _define("relu", 1, _numeric, lambda x: np.maximum(x, np.zeros((), x.dtype)),
         lambda n, g: [where(n.inputs[0] > 0, g, 0)],
-        lambda s, n, x: s.select(s.lt(x, s.const(0, x.dtype)), s.const(0, x.dtype), x))
+        lambda s, n, x: s.maximum(x, s.const(0, x.dtype)))     # as np.maximum: relu(-0.0) = 0.0
 _define("abs", 1, _numeric, np.abs,
         lambda n, g: [where(n.inputs[0] > 0, g, where(n.inputs[0] < 0, -g, 0))],
         lambda s, n, x: s.abs(x))
@@ -103,11 +103,17 @@ def _cast_vjp(n, g):
 def _ref_cast(x, dtype):
     with np.errstate(invalid="ignore", over="ignore"):
         if D.is_float(x.dtype) and D.is_int(dtype):
-            # as the compiled code: saturate, NaN -> 0 (numpy leaves this undefined)
+            # as the compiled code: truncate, saturate, NaN -> 0 (numpy leaves
+            # this undefined). Decided in float64 against the exact bounds
+            # -2**(bits-1) and 2**(bits-1): the dtype's max is not a float32
+            # (nor, for int64, a float64), so clipping to it would round up
+            # and overflow.
             info = np.iinfo(dtype)
-            y = np.nan_to_num(x, nan=0.0, posinf=info.max, neginf=info.min)
-            y = np.clip(y, info.min, info.max)
-            return np.trunc(y).astype(dtype)
+            y = np.where(np.isnan(x), 0.0, x.astype(np.float64))
+            edge = 2.0 ** (8 * np.dtype(dtype).itemsize - 1)
+            hi, lo = y >= edge, y < -edge
+            t = np.trunc(np.where(hi | lo, 0.0, y)).astype(dtype)
+            return np.where(hi, info.max, np.where(lo, info.min, t)).astype(dtype)
         return x.astype(dtype)
 
 
@@ -128,7 +134,24 @@ def _ref_pow(a, b):
     if D.is_int(a.dtype) and np.any(b < 0):
         from ..errors import RuntimeCheckError
         raise RuntimeCheckError("pow: integers to negative integer powers are not allowed")
+    if D.is_float(a.dtype):
+        # numpy computes x ** 0.5 as sqrt(x) when the exponent is a scalar (or
+        # broadcast), pow(x, 0.5) when it is a full array: they differ at -inf
+        # (nan vs inf) and -0.0. graphc always takes sqrt's answer.
+        shape = np.broadcast_shapes(a.shape, b.shape)
+        r = np.power(np.broadcast_to(a, shape), np.broadcast_to(b, shape).copy())
+        return np.where(b == 0.5, np.sqrt(a), r)
     return np.power(a, b)
+
+
+def _pow_scalar(s, n, a, b):
+    """pow, with numpy's ``x ** 0.5 == sqrt(x)`` (see _ref_pow)."""
+    if not D.is_float(a.dtype):
+        return s.pow(a, b)
+    e = n.inputs[1]
+    if e.op == "constant" and e.size == 1:
+        return s.sqrt(a) if float(e.value.reshape(-1)[0]) == 0.5 else s.pow(a, b)
+    return s.select(s.eq(b, s.const(0.5, b.dtype)), s.sqrt(a), s.pow(a, b))
 
 
 def _pow_vjp(n, g):
@@ -141,7 +164,7 @@ def _pow_vjp(n, g):
     return [ga, gb]
 
 
-_define("pow", 2, _numeric, _ref_pow, _pow_vjp, lambda s, n, a, b: s.pow(a, b))
+_define("pow", 2, _numeric, _ref_pow, _pow_vjp, _pow_scalar)
 
 
 def _max_vjp(n, g):
@@ -176,8 +199,8 @@ _define("where", 3, _where_rule, np.where,
 def cast(x, dtype) -> Node:
     """Convert ``x`` to ``dtype`` (numpy ``astype`` semantics; float -> int
     truncates toward zero and saturates, NaN -> 0)."""
-    x = as_node(x)
-    dt = D.as_dtype(dtype)
+    x = as_node(x, opname="cast")
+    dt = D.as_dtype(dtype, "cast")
     if x.dtype == dt:
         return x
     return make("cast", (x,), {"dtype": dt})
@@ -185,14 +208,14 @@ def cast(x, dtype) -> Node:
 
 def _unary_numeric(name):
     def f(x) -> Node:
-        return make(name, (as_node(x),))
+        return make(name, (as_node(x, opname=name),))
     f.__name__ = name
     return f
 
 
 def _unary_float(name):
     def f(x) -> Node:
-        x = as_node(x)
+        x = as_node(x, opname=name)
         if D.is_int(x.dtype):       # numpy: int -> float64
             x = cast(x, D.float64)
         elif D.is_bool(x.dtype):
@@ -239,12 +262,12 @@ not_equal = _binary("not_equal")
 
 def stop_gradient(x) -> Node:
     """``x`` unchanged, but treated as a constant by :func:`graphc.grad`."""
-    return make("stop_gradient", (as_node(x),))
+    return make("stop_gradient", (as_node(x, opname="stop_gradient"),))
 
 
 def where(cond, a, b) -> Node:
     """Elementwise ``a if cond else b`` with numpy broadcasting."""
-    c = as_node(cond)
+    c = as_node(cond, opname="where")
     if not D.is_bool(c.dtype):
         c = cast(c, D.bool_)
     a, b = promote("where", a, b)

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..ir.node import Node
-from .common import as_node, norm_axis, shape_of
+from .common import as_node, int_tuple, is_int, norm_axis, shape_of
 from .registry import OpDef, make, register
 
 
@@ -82,10 +82,8 @@ register(OpDef("reshape", "index", _reshape_infer,
 
 def reshape(x, shape) -> Node:
     """numpy ``reshape``; one dimension may be -1."""
-    x = as_node(x)
-    if isinstance(shape, (int, np.integer)):
-        shape = (shape,)
-    shape = tuple(int(s) for s in shape)
+    x = as_node(x, opname="reshape")
+    shape = int_tuple("reshape", "shape", shape)
     if shape.count(-1) > 1:
         raise ShapeError(f"reshape: more than one -1 in {shape}")
     if -1 in shape:
@@ -130,20 +128,17 @@ register(OpDef("transpose", "index", _transpose_infer,
 
 def transpose(x, axes=None) -> Node:
     """numpy ``transpose``: reverse the axes, or permute them by ``axes``."""
-    x = as_node(x)
+    x = as_node(x, opname="transpose")
     if axes is None:
         axes = tuple(reversed(range(x.ndim)))
-    try:
-        axes = tuple(int(a) % x.ndim if x.ndim else int(a) for a in axes)
-    except TypeError:
-        raise ShapeError(f"transpose: axes must be a sequence of ints, got {axes!r}") from None
+    axes = tuple(norm_axis("transpose", a, x.ndim) for a in int_tuple("transpose", "axes", axes))
     if axes == tuple(range(x.ndim)):
         return x
     return make("transpose", (x,), {"axes": axes})
 
 
 def swapaxes(x, a: int = -1, b: int = -2) -> Node:
-    x = as_node(x)
+    x = as_node(x, opname="swapaxes")
     a, b = norm_axis("swapaxes", a, x.ndim), norm_axis("swapaxes", b, x.ndim)
     perm = list(range(x.ndim))
     perm[a], perm[b] = perm[b], perm[a]
@@ -170,14 +165,21 @@ def _broadcast_lower(ctx, n, idx):
 
 
 def unbroadcast(g: Node, shape: tuple) -> Node:
-    """Sum ``g`` down to ``shape`` (the adjoint of broadcasting to g's shape)."""
+    """Sum ``g`` down to ``shape`` (the adjoint of broadcasting to g's shape).
+    The result keeps g's dtype (integers wrap, bools are or-ed), whether or
+    not anything is summed."""
+    from .elementwise import cast
     from .reduce import sum as _sum
+    g = as_node(g, opname="unbroadcast")
+    shape = shape_of("unbroadcast", shape)
+    if len(shape) > g.ndim or any(s != d and s != 1 for s, d in zip(shape[::-1], g.shape[::-1])):
+        raise ShapeError(f"unbroadcast: {g.shape} is not a broadcast of shape {shape}")
     if g.shape == tuple(shape):
         return g
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
-    return reshape(_sum(g, axes, keepdims=True), shape)
+    return cast(reshape(_sum(g, axes, keepdims=True), shape), g.dtype)
 
 
 register(OpDef("broadcast_to", "index", _broadcast_infer,
@@ -187,7 +189,7 @@ register(OpDef("broadcast_to", "index", _broadcast_infer,
 
 
 def broadcast_to(x, shape) -> Node:
-    x = as_node(x)
+    x = as_node(x, opname="broadcast_to")
     shape = shape_of("broadcast_to", shape)
     if shape == x.shape:
         return x
@@ -212,9 +214,21 @@ def _slice_lower(ctx, n, idx):
     return ctx.eval(n.inputs[0], src)
 
 
+def _np_slices(starts, stops, steps) -> tuple:
+    """numpy slices selecting ``range(start, stop, step)`` on each axis, from
+    the normalized ``slice.indices`` triples (where -1 means "before index
+    0", not "the last element": an empty range stays empty)."""
+    out = []
+    for a, b, c in zip(starts, stops, steps):
+        if len(range(a, b, c)) == 0:
+            out.append(slice(0, 0))
+        else:
+            out.append(slice(a, b if b >= 0 else None, c))
+    return tuple(out)
+
+
 def _slice_ref(x, starts, stops, steps):
-    sl = tuple(slice(a, b if b >= 0 else None, c) for a, b, c in zip(starts, stops, steps))
-    return x[sl].copy()
+    return x[_np_slices(starts, stops, steps)].copy()
 
 
 def _slice_vjp(n, g):
@@ -237,8 +251,7 @@ def _unslice_infer(inputs, attrs):
 
 def _unslice_ref(g, shape, starts, stops, steps):
     out = np.zeros(shape, g.dtype)
-    sl = tuple(slice(a, b if b >= 0 else None, c) for a, b, c in zip(starts, stops, steps))
-    out[sl] = g
+    out[_np_slices(starts, stops, steps)] = g
     return out
 
 
@@ -267,14 +280,16 @@ register(OpDef("unslice", "index", _unslice_infer, _unslice_ref,
 
 def getitem(x, key) -> Node:
     """Basic numpy indexing: ints, slices (any step), ``None`` and ``...``."""
-    x = as_node(x)
+    x = as_node(x, opname="index")
     if not isinstance(key, tuple):
         key = (key,)
     for k in key:
-        if not (k is None or k is Ellipsis or isinstance(k, slice) or
-                (isinstance(k, (int, np.integer)) and not isinstance(k, bool))):
+        if not (k is None or k is Ellipsis or isinstance(k, slice) or is_int(k)):
             raise ShapeError(f"index: only ints, slices, None and ... are supported, got "
                              f"{type(k).__name__} (index {key!r} into shape {x.shape})")
+        if isinstance(k, slice) and not all(v is None or is_int(v) for v in (k.start, k.stop, k.step)):
+            raise ShapeError(f"index: slice bounds must be ints or None, got {k!r} "
+                             f"(index {key!r} into shape {x.shape})")
     if sum(k is Ellipsis for k in key) > 1:
         raise ShapeError(f"index: more than one ... in {key!r}")
     n_real = sum(1 for k in key if k is not None and k is not Ellipsis)
@@ -369,6 +384,8 @@ register(OpDef("concatenate", "index", _concat_infer,
 
 def concatenate(xs, axis: int = 0) -> Node:
     from .common import promote
+    if isinstance(xs, Node) or not isinstance(xs, (list, tuple)):
+        raise TypeError(f"concatenate: expects a list or tuple of values, got {type(xs).__name__}")
     xs = list(xs)
     if not xs:
         raise ShapeError("concatenate: needs at least one input")
@@ -382,13 +399,13 @@ def concatenate(xs, axis: int = 0) -> Node:
 
 
 def expand_dims(x, axis: int) -> Node:
-    x = as_node(x)
+    x = as_node(x, opname="expand_dims")
     ax = norm_axis("expand_dims", axis, x.ndim + 1)
     return reshape(x, x.shape[:ax] + (1,) + x.shape[ax:])
 
 
 def squeeze(x, axis=None) -> Node:
-    x = as_node(x)
+    x = as_node(x, opname="squeeze")
     if axis is None:
         return reshape(x, tuple(s for s in x.shape if s != 1))
     from .common import norm_axes

@@ -8,7 +8,7 @@ import numpy as np
 from ..errors import DTypeError, RuntimeCheckError, ShapeError
 from ..ir import dtypes as D
 from ..ir.node import Node
-from .common import as_node, norm_axes, norm_axis
+from .common import as_node, constant, norm_axes, norm_axis
 from .elementwise import abs as _abs
 from .elementwise import cast, exp, log, stop_gradient, where
 from .movement import reshape
@@ -46,17 +46,21 @@ register(OpDef("one_hot", "index", _one_hot_infer, _one_hot_ref,
 
 
 def one_hot(labels, depth: int) -> Node:
-    """``labels[..., None] == arange(depth)`` as bool; out-of-range labels
-    raise a RuntimeCheckError when the graph runs."""
-    labels = as_node(labels)
-    if not isinstance(depth, (int, np.integer)) or depth < 0:
-        raise ShapeError(f"one_hot: depth must be a non-negative int, got {depth!r}")
+    """``labels[..., None] == arange(depth)`` as bool (``depth >= 1``);
+    out-of-range labels raise a RuntimeCheckError when the graph runs."""
+    labels = as_node(labels, opname="one_hot")
+    if not isinstance(depth, (int, np.integer)) or isinstance(depth, bool) or depth < 1:
+        # depth 0 would make every label out of range, but the (empty) result
+        # has no element at which the check could run
+        raise ShapeError(f"one_hot: depth must be a positive int, got {depth!r}")
     return make("one_hot", (labels,), {"depth": int(depth)})
 
 
 def _shifted(x, axes):
     """``x - max(x)`` over ``axes`` (the max treated as a constant; rows that
-    are all -inf or +inf are not shifted)."""
+    are all -inf or +inf are not shifted; nor are empty rows, which have no max)."""
+    if any(x.shape[a] == 0 for a in axes):
+        return x, constant(0, x.dtype)
     m = stop_gradient(_max(x, axes, keepdims=True))
     m = where(_abs(m) < np.inf, m, 0.0)
     return x - m, m
@@ -64,7 +68,7 @@ def _shifted(x, axes):
 
 def logsumexp(x, axis=None, keepdims: bool = False) -> Node:
     """``log(sum(exp(x)))`` computed stably (the max is subtracted first)."""
-    x = as_node(x)
+    x = as_node(x, opname="logsumexp")
     if not D.is_float(x.dtype):
         x = cast(x, D.float64)
     axes = norm_axes("logsumexp", axis, x.ndim)
@@ -78,7 +82,7 @@ def logsumexp(x, axis=None, keepdims: bool = False) -> Node:
 def log_softmax(x, axis: int = -1) -> Node:
     """``x - logsumexp(x)``, computed as ``z - log(sum(exp(z)))`` with
     ``z = x - max(x)`` so that no large offset is added and removed."""
-    x = as_node(x)
+    x = as_node(x, opname="log_softmax")
     if not D.is_float(x.dtype):
         x = cast(x, D.float64)
     ax = norm_axis("log_softmax", axis, x.ndim)
@@ -87,7 +91,7 @@ def log_softmax(x, axis: int = -1) -> Node:
 
 
 def softmax(x, axis: int = -1) -> Node:
-    x = as_node(x)
+    x = as_node(x, opname="softmax")
     if not D.is_float(x.dtype):
         x = cast(x, D.float64)
     ax = norm_axis("softmax", axis, x.ndim)
@@ -99,9 +103,11 @@ def softmax_cross_entropy(logits, labels) -> Node:
     """Per-example ``-log_softmax(logits)[..., label]``: logits (..., C) float,
     labels (...) int; returns shape (...). A label outside [0, C) is an error
     when the graph runs."""
-    logits, labels = as_node(logits), as_node(labels)
-    if logits.ndim < 1:
-        raise ShapeError("softmax_cross_entropy: logits must have a class axis")
+    op = "softmax_cross_entropy"
+    logits, labels = as_node(logits, opname=op), as_node(labels, opname=op)
+    if logits.ndim < 1 or logits.shape[-1] == 0:
+        raise ShapeError(f"softmax_cross_entropy: logits {logits.shape} must have a non-empty "
+                         "class axis (the last)")
     if not D.is_float(logits.dtype):
         raise DTypeError(f"softmax_cross_entropy: logits must be floating, got {logits.dtype}")
     if not D.is_int(labels.dtype):

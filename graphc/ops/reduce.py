@@ -68,7 +68,7 @@ register(OpDef("reduce_max", "reduce", _infer("reduce_max"),
 def sum(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001 - numpy's name
     """Sum over ``axis`` (None = all). bool and int32 sum to int64, as numpy."""
     from .elementwise import cast
-    x = as_node(x)
+    x = as_node(x, opname="sum")
     axes = norm_axes("sum", axis, x.ndim)
     if D.is_bool(x.dtype) or x.dtype == D.int32:
         x = cast(x, D.int64)
@@ -79,7 +79,7 @@ def sum(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001 - numpy's n
 
 def max(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001
     """Maximum over ``axis`` (None = all); NaN propagates, as numpy."""
-    x = as_node(x)
+    x = as_node(x, opname="max")
     axes = norm_axes("max", axis, x.ndim)
     if not axes:
         return x
@@ -87,14 +87,21 @@ def max(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001
 
 
 def min(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001
-    """Minimum over ``axis``: ``-max(-x)`` (not for bool)."""
-    return -max(-as_node(x), axis, keepdims)
+    """Minimum over ``axis``: ``-max(-x)`` (for bool, ``not max(not x)``)."""
+    from .elementwise import equal
+    x = as_node(x, opname="min")
+    axes = norm_axes("min", axis, x.ndim)
+    if any(x.shape[a] == 0 for a in axes):
+        raise ShapeError(f"min: zero-size axis {axes} of shape {x.shape} has no minimum")
+    if D.is_bool(x.dtype):
+        return equal(max(equal(x, False), axes, keepdims), False)
+    return -max(-x, axes, keepdims)
 
 
 def mean(x, axis=None, keepdims: bool = False) -> Node:
     """Arithmetic mean over ``axis``; integers average to float64, as numpy."""
     from .elementwise import cast
-    x = as_node(x)
+    x = as_node(x, opname="mean")
     axes = norm_axes("mean", axis, x.ndim)
     if not D.is_float(x.dtype):
         x = cast(x, D.float64)

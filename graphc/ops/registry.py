@@ -30,6 +30,7 @@ from typing import Any
 from ..errors import GraphcError, user_source
 from ..ir import node as _node
 from ..ir.node import Node
+from .common import check_size
 
 KINDS = ("elementwise", "index", "reduce", "matmul", "kernel")
 
@@ -81,7 +82,8 @@ def make(op: str, inputs, attrs: dict | None = None, name: str | None = None) ->
     """Build (or find, by hash-consing) the node ``op(*inputs, **attrs)``.
 
     Runs the op's shape and dtype rules now; their errors get the user's
-    source line appended.
+    source line appended. A result larger than ``common.MAX_BYTES`` is a
+    ShapeError here, before any code or buffer is sized by it.
     """
     attrs = dict(attrs or {})
     inputs = tuple(inputs)
@@ -94,6 +96,7 @@ def make(op: str, inputs, attrs: dict | None = None, name: str | None = None) ->
         return found
     d = get(op)
     shape, dtype = d.infer(inputs, attrs)
+    check_size(op, tuple(shape), dtype)      # before any code or buffer is sized by it
     n = Node(op, inputs, attrs, shape, dtype, name, user_source())
     _node.remember(key, n)
     return n

@@ -61,6 +61,20 @@ def host_info() -> dict:
             "llvm": ".".join(map(str, llvm.llvm_version_info))}
 
 
+def _run_and_free(mpm, mod, pb) -> None:
+    """Run a new-pass-manager pipeline, then free it. llvmlite's
+    ModulePassManager never frees its native object (ObjectRef's no-op
+    ``_dispose`` comes before NewPassManager's in the MRO), which leaked every
+    pass and its caches — ~200 KB per O3 compile."""
+    from llvmlite.binding.newpassmanagers import NewPassManager
+    try:
+        mpm.run(mod, pb)
+    finally:
+        if not mpm.closed:
+            NewPassManager._dispose(mpm)
+            mpm.detach()
+
+
 def optimize(ir_text: str, opt: int = 3, tuning: dict | None = None):
     """Parse, verify and optimize IR text; return (module, optimized IR text).
     ``tuning`` overrides pipeline options (e.g. ``loop_vectorization``)."""
@@ -78,7 +92,7 @@ def optimize(ir_text: str, opt: int = 3, tuning: dict | None = None):
             for k, v in (tuning or {}).items():
                 setattr(pto, k, v)
             pb = llvm.create_pass_builder(target_machine(opt), pto)
-            pb.getModulePassManager().run(mod, pb)
+            _run_and_free(pb.getModulePassManager(), mod, pb)
         return mod, str(mod)
 
 
