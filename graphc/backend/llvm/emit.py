@@ -284,12 +284,15 @@ class KernelEmitter:
             if o.id not in self.members and not is_immediate(o):
                 locs.append(self._loc(o))        # copy kernel reads its source
             locs.append(self._loc(o, writing=True))
-        if self._gemm_plan() is not None:
-            locs.append(self.me.workspace(self._gemm_plan().workspace_bytes))
-        if self.par["loop"] == "chunks":
-            locs.append(self.me.workspace(8))
-        if self._row_cache_plan()[1]:
-            locs.append(self.me.workspace(self._row_cache_plan()[1]))
+        # one workspace request per kernel, for the largest of its stages' needs
+        # (the GEMM's packing buffers, partial sums, row buffers run one after
+        # another); asking twice could move the region between the two answers
+        need = max(self._gemm_plan().workspace_bytes if self._gemm_plan() is not None else 0,
+                   8 if self.par["loop"] == "chunks" else 0,
+                   self._row_cache_plan()[1])
+        self.ws_loc = self.me.workspace(need) if need else None
+        if self.ws_loc is not None:
+            locs.append(self.ws_loc)
         seen, out = set(), []
         for loc in locs:
             if loc not in seen:
@@ -551,7 +554,7 @@ class KernelEmitter:
         C = self.me.threads
         acc_dt = d.reduce_acc_dtype(r.dtype) if d.reduce_acc_dtype else r.dtype
         t = reg_type(acc_dt)
-        part = self.ptr[self.me.workspace(8)]
+        part = self.ptr[self.ws_loc]
         idx0 = [self.ix.const(0)] * r.ndim
         clo, chi = self._share(C)
         prev, self.current = self.current, r
@@ -670,12 +673,13 @@ class KernelEmitter:
     def _setup_row_cache(self, outs):
         self.row_cache, self._cache_key = {}, None
         cands, size = self._row_cache_plan()
-        if not cands:
+        if not cands or not size:         # (empty rows: nothing to keep)
+            self.row_cache = {}
             return
         inner = 1
         for d in self.k.shape[self.k.split:]:
             inner *= d
-        base = self.ptr[self.me.workspace(size)]
+        base = self.ptr[self.ws_loc]
         if self.me.threads > 1:
             off = self.b.mul(self.b.zext(self.tid, I64), ir.Constant(I64, self.me.ws_stride()))
             base = self.b.gep(base, [off], source_etype=I8)
@@ -727,7 +731,7 @@ class KernelEmitter:
         plan = self._gemm_plan()
         if plan is not None:
             b = self.b
-            ws = self.ptr[self.me.workspace(plan.workspace_bytes)]
+            ws = self.ptr[self.ws_loc]
             rows = cols = None
             if self.par["gemm"]:
                 # each thread: its own rows (or columns) of C, its own workspace slice
