@@ -156,6 +156,32 @@ def _construction_cases():
     for shape, val in [((2**62, 4), 1.0), ((-1,), 0.0), ((2,), "a"), ((2,), 1j)]:
         add("broadcast_to" if shape[0] != 2 else "constant", f"full{shape!r}",
             lambda shape=shape, val=val: gc.full(shape, val), (TypeError, ValueError))
+    # ops newer graphc versions add
+    if hasattr(gc, "take"):
+        for idx, ax in [(x, 0), (ph((2,), B, name="ib"), 0), (lab, 2), (lab, -3), (lab, 1.5)]:
+            add("take", f"indices {idx!r} on axis {ax!r}", lambda idx=idx, ax=ax: gc.take(x, idx, ax), (S, D))
+        add("take", "0-d source", lambda: gc.take(s, lab), S)
+        add("take", "an empty axis", lambda: gc.take(e0, lab, 0), S)
+        add("take", "None indices", lambda: gc.take(x, None), TypeError)
+    if hasattr(gc, "scatter_add"):
+        for size in [-1, 2.5, True, "3", None]:
+            add("scatter_add", f"size {size!r}", lambda size=size: gc.scatter_add(x, lab, size), S)
+        add("scatter_add", "float indices", lambda: gc.scatter_add(x, v[:2], 4), D)
+        add("scatter_add", "bool updates", lambda: gc.scatter_add(b, lab, 4), D)
+        add("scatter_add", "indices of the wrong length", lambda: gc.scatter_add(x, v.astype(I64), 4), S)
+        add("scatter_add", "an empty axis", lambda: gc.scatter_add(x, lab, 0), S)
+    if hasattr(gc, "random_uniform"):
+        for shape in [(-1,), (2.5,), "ab", (2**40, 2**40)]:
+            add("random_uniform", f"shape {shape!r}", lambda shape=shape: gc.random_uniform(shape, 0), S)
+        for dt in ["int32", "bool", "complex64"]:
+            add("random_uniform", f"dtype {dt}", lambda dt=dt: gc.random_uniform((2,), 0, dtype=dt), D)
+        add("random_uniform", "seed 1.5", lambda: gc.random_uniform((2,), 1.5), D)
+        add("random_uniform", "seed None", lambda: gc.random_uniform((2,), None), D)
+    for op in ("erf", "log1p"):
+        if hasattr(gc, op):
+            add(op, "bool operand", lambda op=op: getattr(gc, op)(b), D)
+            for jn, j in junk[:4]:
+                add(op, f"{jn} operand", lambda op=op, j=j: getattr(gc, op)(j), (TypeError, ValueError))
     add("grad", "non-scalar y", lambda: gc.grad(x * 2, [x]), S)
     add("grad", "int y", lambda: gc.grad(gc.sum(i), [x]), D)
     add("grad", "int xs", lambda: gc.grad(gc.sum(x), [i]), D)
