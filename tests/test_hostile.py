@@ -392,7 +392,8 @@ def _special_cases():
         ("1/x", 1.0 / x, 1.0 / v), ("x - x", x - x, v - v), ("x * 0", x * 0.0, v * 0.0),
         ("x ** 0", x ** 0.0, v ** 0.0), ("1 ** x", 1.0 ** x, np.power(1.0, v)),
         ("x ** 0.5", x ** 0.5, v ** 0.5), ("x ** -1", x ** -1.0, v ** -1.0),
-        ("x ** y, y = 0.5 at run time", x ** gc.constant(np.full(7, 0.5)), v ** 0.5),
+        ("x ** y, y a full array of 0.5", x ** gc.constant(np.full(7, 0.5)), np.power(v, np.full(7, 0.5))),
+        ("x ** y, y = 0.5 at run time", x ** gc.placeholder((), "float64", name="e"), v ** 0.5),
         ("maximum", gc.maximum(x, 0.5), np.maximum(v, 0.5)), ("minimum", gc.minimum(0.5, x), np.minimum(0.5, v)),
         ("x > 0", x > 0.0, v > 0), ("x == x", gc.equal(x, x), v == v), ("x != x", gc.not_equal(x, x), v != v),
         ("sum", gc.sum(x), np.sum(v)), ("max", gc.max(x), np.max(v)), ("min", gc.min(x), np.min(v)),
@@ -407,7 +408,7 @@ def _special_cases():
     for name, out, want in checks:
         def case(out=out, want=want):
             f = gc.compile(out)
-            feeds = {p.name: {"x": v, "m": m}[p.name] for p in f.graph.placeholders}
+            feeds = {p.name: {"x": v, "m": m, "e": np.array(0.5)}[p.name] for p in f.graph.placeholders}
             got = f(**feeds)
             ref = gc.compile(out, backend="interp")(**feeds) if want is None else np.asarray(want)
             with np.errstate(all="ignore"):
