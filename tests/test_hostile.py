@@ -156,6 +156,32 @@ def _construction_cases():
     for shape, val in [((2**62, 4), 1.0), ((-1,), 0.0), ((2,), "a"), ((2,), 1j)]:
         add("broadcast_to" if shape[0] != 2 else "constant", f"full{shape!r}",
             lambda shape=shape, val=val: gc.full(shape, val), (TypeError, ValueError))
+    # ops newer graphc versions add
+    if hasattr(gc, "take"):
+        for idx, ax in [(x, 0), (ph((2,), B, name="ib"), 0), (lab, 2), (lab, -3), (lab, 1.5)]:
+            add("take", f"indices {idx!r} on axis {ax!r}", lambda idx=idx, ax=ax: gc.take(x, idx, ax), (S, D))
+        add("take", "0-d source", lambda: gc.take(s, lab), S)
+        add("take", "an empty axis", lambda: gc.take(e0, lab, 0), S)
+        add("take", "None indices", lambda: gc.take(x, None), TypeError)
+    if hasattr(gc, "scatter_add"):
+        for size in [-1, 2.5, True, "3", None]:
+            add("scatter_add", f"size {size!r}", lambda size=size: gc.scatter_add(x, lab, size), S)
+        add("scatter_add", "float indices", lambda: gc.scatter_add(x, v[:2], 4), D)
+        add("scatter_add", "bool updates", lambda: gc.scatter_add(b, lab, 4), D)
+        add("scatter_add", "indices of the wrong length", lambda: gc.scatter_add(x, v.astype(I64), 4), S)
+        add("scatter_add", "an empty axis", lambda: gc.scatter_add(x, lab, 0), S)
+    if hasattr(gc, "random_uniform"):
+        for shape in [(-1,), (2.5,), "ab", (2**40, 2**40)]:
+            add("random_uniform", f"shape {shape!r}", lambda shape=shape: gc.random_uniform(shape, 0), S)
+        for dt in ["int32", "bool", "complex64"]:
+            add("random_uniform", f"dtype {dt}", lambda dt=dt: gc.random_uniform((2,), 0, dtype=dt), D)
+        add("random_uniform", "seed 1.5", lambda: gc.random_uniform((2,), 1.5), D)
+        add("random_uniform", "seed None", lambda: gc.random_uniform((2,), None), D)
+    for op in ("erf", "log1p"):
+        if hasattr(gc, op):
+            add(op, "bool operand", lambda op=op: getattr(gc, op)(b), D)
+            for jn, j in junk[:4]:
+                add(op, f"{jn} operand", lambda op=op, j=j: getattr(gc, op)(j), (TypeError, ValueError))
     add("grad", "non-scalar y", lambda: gc.grad(x * 2, [x]), S)
     add("grad", "int y", lambda: gc.grad(gc.sum(i), [x]), D)
     add("grad", "int xs", lambda: gc.grad(gc.sum(x), [i]), D)
@@ -366,7 +392,8 @@ def _special_cases():
         ("1/x", 1.0 / x, 1.0 / v), ("x - x", x - x, v - v), ("x * 0", x * 0.0, v * 0.0),
         ("x ** 0", x ** 0.0, v ** 0.0), ("1 ** x", 1.0 ** x, np.power(1.0, v)),
         ("x ** 0.5", x ** 0.5, v ** 0.5), ("x ** -1", x ** -1.0, v ** -1.0),
-        ("x ** y, y = 0.5 at run time", x ** gc.constant(np.full(7, 0.5)), v ** 0.5),
+        ("x ** y, y a full array of 0.5", x ** gc.constant(np.full(7, 0.5)), np.power(v, np.full(7, 0.5))),
+        ("x ** y, y = 0.5 at run time", x ** gc.placeholder((), "float64", name="e"), v ** 0.5),
         ("maximum", gc.maximum(x, 0.5), np.maximum(v, 0.5)), ("minimum", gc.minimum(0.5, x), np.minimum(0.5, v)),
         ("x > 0", x > 0.0, v > 0), ("x == x", gc.equal(x, x), v == v), ("x != x", gc.not_equal(x, x), v != v),
         ("sum", gc.sum(x), np.sum(v)), ("max", gc.max(x), np.max(v)), ("min", gc.min(x), np.min(v)),
@@ -381,7 +408,7 @@ def _special_cases():
     for name, out, want in checks:
         def case(out=out, want=want):
             f = gc.compile(out)
-            feeds = {p.name: {"x": v, "m": m}[p.name] for p in f.graph.placeholders}
+            feeds = {p.name: {"x": v, "m": m, "e": np.array(0.5)}[p.name] for p in f.graph.placeholders}
             got = f(**feeds)
             ref = gc.compile(out, backend="interp")(**feeds) if want is None else np.asarray(want)
             with np.errstate(all="ignore"):
@@ -473,22 +500,25 @@ def _guard_cases():
 
 
 def _huge_cases():
-    def zero_size_with_huge_dims():
+    import inspect
+    levels = [{"opt_level": k} for k in range(4)] \
+        if "opt_level" in inspect.signature(gc.compile).parameters else [{}]
+
+    def zero_size_with_huge_dims(kw):
         # zero elements, but a 2**40-long outer dimension: must not loop 2**40 times
         z = ph((2**40, 0), name="z")
-        f = gc.compile([z + 1.0, gc.sum(z, 0), gc.exp(gc.transpose(z)) @ z])
+        f = gc.compile([z + 1.0, gc.sum(z, 0), gc.exp(gc.transpose(z)) @ z], **kw)
         a, b, c = f(z=np.zeros((2**40, 0)))
         assert a.shape == (2**40, 0) and b.shape == (0,) and c.shape == (0, 0)
-    def big_but_allowed_arena():
-        # a node within the size limit whose buffer cannot be allocated here
+
+    def output_too_large_to_allocate():
+        # within graphc's size limit, but not allocatable here: numpy's clear
+        # MemoryError when the output is allocated, before any native code
         y = ph((1,), name="y")
-        f = gc.compile(gc.sum(gc.broadcast_to(y, (2**43,)) * 2.0))
-        try:
-            f(y=np.ones(1))
-        except MemoryError:
-            pass          # numpy's clear "Unable to allocate" error, before any native code
-    return [("zero-size tensor with a 2**40 dimension", zero_size_with_huge_dims),
-            ("a buffer too large to allocate", big_but_allowed_arena)]
+        f = gc.compile(gc.broadcast_to(y, (2**42,)) * 2.0)
+        expect(MemoryError, lambda: f(y=np.ones(1)), "Unable to allocate")
+    return [(f"zero-size tensor with a 2**40 dimension {kw}", lambda kw=kw: zero_size_with_huge_dims(kw))
+            for kw in levels] + [("an output too large to allocate", output_too_large_to_allocate)]
 
 
 CATEGORIES = {"binding": _binding_cases, "layouts": _layout_cases, "special": _special_cases,

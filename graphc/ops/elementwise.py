@@ -135,21 +135,24 @@ def _ref_pow(a, b):
         from ..errors import RuntimeCheckError
         raise RuntimeCheckError("pow: integers to negative integer powers are not allowed")
     if D.is_float(a.dtype):
-        # numpy computes x ** 0.5 as sqrt(x) when the exponent is a scalar (or
-        # broadcast), pow(x, 0.5) when it is a full array: they differ at -inf
-        # (nan vs inf) and -0.0. graphc always takes sqrt's answer.
+        # numpy computes x ** 0.5 as sqrt(x) when the exponent has one element
+        # (a scalar, or an array of size 1) and pow(x, 0.5) otherwise; they
+        # differ at -inf (nan vs inf) and -0.0. Spelled out here so the
+        # interpreter's answer does not depend on numpy's dispatch.
         shape = np.broadcast_shapes(a.shape, b.shape)
-        r = np.power(np.broadcast_to(a, shape), np.broadcast_to(b, shape).copy())
-        return np.where(b == 0.5, np.sqrt(a), r)
+        if b.size == 1 and b.reshape(-1)[0] == 0.5:
+            return np.broadcast_to(np.sqrt(a), shape).copy()
+        return np.power(np.broadcast_to(a, shape), np.broadcast_to(b, shape).copy())
     return np.power(a, b)
 
 
 def _pow_scalar(s, n, a, b):
-    """pow, with numpy's ``x ** 0.5 == sqrt(x)`` (see _ref_pow)."""
-    if not D.is_float(a.dtype):
-        return s.pow(a, b)
+    """pow, with numpy's ``x ** 0.5 == sqrt(x)`` for a one-element exponent
+    (see _ref_pow)."""
     e = n.inputs[1]
-    if e.op == "constant" and e.size == 1:
+    if not D.is_float(a.dtype) or e.size != 1:
+        return s.pow(a, b)
+    if e.op == "constant":
         return s.sqrt(a) if float(e.value.reshape(-1)[0]) == 0.5 else s.pow(a, b)
     return s.select(s.eq(b, s.const(0.5, b.dtype)), s.sqrt(a), s.pow(a, b))
 

@@ -133,7 +133,7 @@ def take(x, indices, axis: int = 0) -> Node:
     ``indices``; result shape ``x.shape[:axis] + indices.shape +
     x.shape[axis+1:]``. Indices must lie in ``[0, x.shape[axis])`` (checked
     when the graph runs; negative indices are errors, not wrapped)."""
-    x, indices = as_node(x), as_node(indices)
+    x, indices = as_node(x, opname="take"), as_node(indices, opname="take")
     if x.ndim == 0:
         raise ShapeError("take: cannot index a 0-d value")
     ax = norm_axis("take", axis, x.ndim)
@@ -145,7 +145,7 @@ def scatter_add(updates, indices, size: int, axis: int = 0) -> Node:
     length ``size``, with ``updates`` added at the rows named by ``indices``
     (repeated indices accumulate). ``updates.shape`` must be
     ``out.shape[:axis] + indices.shape + out.shape[axis+1:]``."""
-    updates, indices = as_node(updates), as_node(indices)
+    updates, indices = as_node(updates, opname="scatter_add"), as_node(indices, opname="scatter_add")
     if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 0:
         raise ShapeError(f"scatter_add: size must be a non-negative int, got {size!r}")
     out_ndim = updates.ndim - indices.ndim + 1

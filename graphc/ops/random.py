@@ -110,7 +110,7 @@ def random_uniform(shape, seed: int, counter=0, dtype="float32") -> Node:
     ``counter`` (an int or a 0-d integer node, e.g. a step-count parameter)
     for a fresh, independent draw. ``seed`` is any int (taken modulo 2**64)."""
     shape = shape_of("random_uniform", shape)
-    dt = D.as_dtype(dtype)
+    dt = D.as_dtype(dtype, "random_uniform")
     if not D.is_float(dt):
         raise DTypeError(f"random_uniform: dtype must be float32 or float64, got {dt}")
     check_size("random_uniform", shape, dt)
@@ -118,7 +118,7 @@ def random_uniform(shape, seed: int, counter=0, dtype="float32") -> Node:
         seed = operator.index(seed) & MASK64
     except TypeError:
         raise DTypeError(f"random_uniform: seed must be an int, got {seed!r}") from None
-    ctr = as_node(counter, None if not isinstance(counter, int) else D.int64)
+    ctr = as_node(counter, None if not isinstance(counter, int) else D.int64, opname="random_uniform")
     if ctr.shape != ():
         raise ShapeError(f"random_uniform: the counter must be 0-d, got shape {ctr.shape}")
     if D.is_int(ctr.dtype) and ctr.dtype != D.int64:

@@ -69,7 +69,7 @@ register(OpDef("log1p", "elementwise", _infer_float("log1p"), np.log1p,
 
 
 def _float_arg(name, x) -> Node:
-    x = as_node(x)
+    x = as_node(x, opname=name)
     if D.is_int(x.dtype):
         x = cast(x, D.float64)
     elif D.is_bool(x.dtype):

@@ -666,6 +666,8 @@ class KernelEmitter:
         inner = 1
         for d in k.shape[k.split:]:
             inner *= d
+        if inner == 0:          # empty rows: nothing to cache (and no buffer to point at)
+            return self._rc_plan
         size = sum(align(inner * c.dtype.itemsize) for c in cands)
         self._rc_plan = (cands, size)
         return self._rc_plan
