@@ -353,7 +353,8 @@ def test_graph_all_sizes_through_gemm(dtype, always_gemm):
                     (3, 4, 0), (0, 0, 0)]:
         a, b = rand(rng, (m, k), dtype), rand(rng, (k, n), dtype)
         c, f = compiled_matmul(lambda x, w: x @ w, a, b)
-        assert gemm_calls(f.llvm_ir)
+        # an empty product has no kernel at all (nothing to store)
+        assert bool(gemm_calls(f.llvm_ir)) == (m * n > 0), (m, n, k)
         check(c, a, b, what=f"{m}x{k} @ {k}x{n}")
 
 
