@@ -277,10 +277,8 @@ class BadEntry(Exception):
     pass
 
 
-def read_entry(path: str, key: str | None = None) -> tuple[dict, list]:
-    """Read and check one entry; raise BadEntry when it is not sound."""
-    with open(path, "rb") as fh:
-        data = fh.read()
+def _check_header(data: bytes, key: str | None) -> tuple[dict, int]:
+    """The checked header at the start of ``data`` and where the blobs begin."""
     if len(data) < len(MAGIC) + 40 or not data.startswith(MAGIC):
         raise BadEntry("not a graphc cache entry (bad magic or truncated)")
     n = int.from_bytes(data[8:16], "little")
@@ -298,7 +296,25 @@ def read_entry(path: str, key: str | None = None) -> tuple[dict, list]:
         raise BadEntry("entry belongs to another key (foreign)")
     if key_of(header["components"]) != header["key"]:
         raise BadEntry("components do not hash to the key")
-    blobs, off = [], 48 + n
+    return header, 48 + n
+
+
+def read_header(path: str) -> dict:
+    """The checked header of one entry, without reading its blobs (for
+    explaining misses); raise BadEntry when it is not sound."""
+    with open(path, "rb") as fh:
+        head = fh.read(48)
+        if len(head) == 48 and head.startswith(MAGIC):
+            head += fh.read(int.from_bytes(head[8:16], "little"))
+    return _check_header(head, None)[0]
+
+
+def read_entry(path: str, key: str | None = None) -> tuple[dict, list]:
+    """Read and check one entry; raise BadEntry when it is not sound."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    header, off = _check_header(data, key)
+    blobs = []
     for size, sha in header["blobs"]:
         b = data[off:off + size]
         if len(b) != size or hashlib.sha256(b).hexdigest() != sha:
@@ -386,12 +402,45 @@ def clear() -> int:
     return n
 
 
-def explain_miss(comps: dict) -> str:
-    """Which components differ from the closest known entry (memory, then disk)."""
-    known = list(_components.values())
-    for f in entries()[-200:]:
+class MissExplainer:
+    """Explains a miss on request (``f.cache_miss_reason``), not at compile
+    time: comparing against the cache costs milliseconds per miss. Compares
+    with the entries known when the miss happened (the memory cache's keys
+    then, and disk entries not newer than the miss), never with itself."""
+
+    def __init__(self, comps: dict):
+        self.comps, self.key = comps, key_of(comps)
+        with _lock:
+            self.known_keys = {k for k in _components if k != self.key}
+        self.directory, self.when = cache_dir(), _now()
+        self.reason = None
+
+    def __call__(self) -> str:
+        if self.reason is None:
+            self.reason = explain_miss(self.comps, self)
+        return self.reason
+
+
+def _now() -> float:
+    import time
+    return time.time()
+
+
+def explain_miss(comps: dict, at: MissExplainer | None = None) -> str:
+    """Which components differ from the closest known entry (memory, then
+    disk; with ``at``, as the cache was at that miss)."""
+    key = key_of(comps)
+    with _lock:
+        known = [c for k, c in _components.items()
+                 if k != key and (at is None or k in at.known_keys)]
+    directory = at.directory if at is not None else cache_dir()
+    for f in (entries(directory)[-200:] if directory else []):
         try:
-            known.append(read_entry(f)[0]["components"])
+            if at is not None and os.path.getmtime(f) > at.when:
+                continue
+            header = read_header(f)
+            if header["key"] != key:
+                known.append(header["components"])
         except (BadEntry, OSError, KeyError, ValueError):
             continue
     if not known:

@@ -157,7 +157,16 @@ class CompiledFunction:
         self.cache_hit = False       # False, "memory" or "disk"
         self.threads = 1
         self._out_specs = [(o.shape, o.dtype) for o in graph.outputs]
-        self.cache_miss_reason = ""
+        self._miss_reason = ""       # a string, or a cache.MissExplainer (asked lazily)
+
+    @property
+    def cache_miss_reason(self) -> str:
+        """Why this compile missed the cache ("" on a hit): which components
+        differ from the closest graph cached when it was compiled. Worked out
+        on first access (it reads the cache's entries)."""
+        if callable(self._miss_reason):
+            self._miss_reason = self._miss_reason()
+        return self._miss_reason
 
     # -- the plan (computed at compile time, or on request after a cache hit) ----------
     def _ensure_plan(self):
@@ -313,7 +322,7 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
             art = None
             cache.disk_drop(key)
     if art is None:
-        f.cache_miss_reason = cache.explain_miss(comps) if use_cache else "cache=False"
+        f._miss_reason = cache.MissExplainer(comps) if use_cache else "cache=False"
         t1 = time.perf_counter()
         me = _plan(f, graph, opt_level, passes, fast_math, threads)
         jit = JitModule.compile(f._llvm_ir, ENTRY, opt=opt_level)

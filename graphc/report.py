@@ -55,6 +55,10 @@ def report(f) -> str:
         if f.compile_seconds:
             lines.append(f"  (compile total {1e3 * f.compile_seconds:.1f} ms, of which LLVM "
                          f"{1e3 * f.llvm_seconds:.1f} ms)")
+    if f.backend == "llvm":
+        lines.append("")
+        lines.append(f"compile cache: hit ({f.cache_hit})" if f.cache_hit
+                     else f"compile cache: miss ({f.cache_miss_reason})")
     if f.kernels:
         lines.append("")
         lines.append(f"kernels ({len(f.kernels)})")

@@ -76,6 +76,24 @@ def test_miss_explanations(cache_dir):
     assert "shapes/dtypes" in f.cache_miss_reason
 
 
+def test_a_miss_is_explained_only_when_asked_and_never_by_itself(cache_dir, monkeypatch):
+    """Explaining reads entries' headers: a compile must not pay for it (it
+    cost ~16 ms a miss with a full cache directory) unless the reason is read."""
+    for n in range(3, 8):
+        gc.compile(build(n=n)[0])
+    cache.clear_memory()
+    reads = []
+    real = cache.read_header
+    monkeypatch.setattr(cache, "read_header", lambda p: reads.append(p) or real(p))
+    f = gc.compile(build(n=9)[0])
+    g = gc.compile(build(n=3, scale=5.0)[0])
+    assert reads == []
+    assert "shapes" in f.cache_miss_reason and reads
+    assert g.cache_miss_reason == "closest cached graph differs in: constant values"
+    h = gc.compile(build(n=9)[0])                                    # f's entry: a hit
+    assert h.cache_hit == "memory" and h.cache_miss_reason == ""
+
+
 SCRIPT = """
 import numpy as np, graphc as gc
 x = gc.placeholder((4, 8), "float64", name="x")
