@@ -41,11 +41,12 @@ _loaded: dict = {}                           # component name -> JitModule keepi
 COMPONENTS: dict = {}                        # name -> (emit(module), [symbols])
 
 
-def component(name: str, symbols: list, tuning: dict | None = None):
+def component(name: str, symbols: list, tuning: dict | None = None, opt: int = 3):
     """Declare a component: ``fn(module)`` emits the functions named in
-    ``symbols``; ``tuning`` adjusts LLVM's pipeline options for it."""
+    ``symbols``; ``tuning`` adjusts LLVM's pipeline options for it, ``opt``
+    is its optimization level."""
     def deco(fn):
-        COMPONENTS[name] = (fn, symbols, tuning or {})
+        COMPONENTS[name] = (fn, symbols, tuning or {}, opt)
         return fn
     return deco
 
@@ -385,7 +386,7 @@ def _key(name: str) -> str:
     from ... import cache
     from .jit import host_info
     h = host_info()
-    return hashlib.sha256(repr((name, cache.graphc_fingerprint(), h["llvm"], h["cpu"],
+    return hashlib.sha256(repr((name, COMPONENTS[name][2:], cache.graphc_fingerprint(), h["llvm"], h["cpu"],
                                 h["features"], _layout())).encode()).hexdigest()
 
 
@@ -402,7 +403,7 @@ def require(*names: str) -> None:
 
 
 def address(symbol: str) -> int:
-    for name, (_, syms, _t) in COMPONENTS.items():
+    for name, (_, syms, *_rest) in COMPONENTS.items():
         if symbol in syms:
             require(name)
             return _loaded[name].engine.get_function_address(symbol)
@@ -412,7 +413,7 @@ def address(symbol: str) -> int:
 def _load(name: str):
     from ... import cache
     from .jit import JitModule
-    emit, symbols, tuning = COMPONENTS[name]
+    emit, symbols, tuning, opt = COMPONENTS[name]
     if name == "pycall":
         _python_symbols()
     key = _key(name)
@@ -427,7 +428,7 @@ def _load(name: str):
     if obj is None:
         m = ir.Module(f"graphc_rt_{name}")
         emit(m)
-        jm = JitModule.compile(str(m), symbols[0], tuning=tuning)
+        jm = JitModule.compile(str(m), symbols[0], opt=opt, tuning=tuning)
         obj = jm.object_code
         if path:
             try:
