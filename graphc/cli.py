@@ -49,6 +49,9 @@ def main(argv=None) -> int:
         demo(steps=args.steps, lr=args.lr)
     elif args.cmd == "bench":
         from .bench import run_from_args
+        if argv is None:                   # the real command line: may restart itself
+            from .bench.peers import reexec_with_short_spin
+            reexec_with_short_spin()
         return run_from_args(args)
     elif args.cmd == "info":
         import llvmlite

@@ -114,4 +114,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m graphc bench", description=__doc__.split("\n")[0])
     add_arguments(p)
     args = p.parse_args(argv)
+    if argv is None:                       # the real command line: may restart itself
+        from .peers import reexec_with_short_spin
+        reexec_with_short_spin()
     return run_from_args(args)

@@ -22,6 +22,17 @@ All thread counts are set in one place, :class:`Threads`, before any timing:
   then graphc runs on one thread (a note says so).
 * ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` are set
   in the environment too, for libraries loaded later.
+
+**Idle spinning.** After a call, a library's worker threads spin before they
+sleep: OpenBLAS's for 2**28 cycles (~0.1 s), GNU OpenMP's (PyTorch's) for
+300 000 rounds, Intel OpenMP's for 200 ms, graphc's for ~25 us. With several threads, in one process, the
+spinning threads of the library timed just before take cores from the one
+timed next (measured: graphc's 2-thread 1024² matmul ran at half speed right
+after numpy's). :data:`SHORT_SPIN` caps every spin near graphc's own; the
+libraries read it when they load, so the command-line entry points restart
+the command with it set (:func:`reexec_with_short_spin`) unless it is
+already in the environment. It does not slow a library's own back-to-back
+calls (numpy's 1024² matmul and MLP step took the same time with and without).
 """
 from __future__ import annotations
 
@@ -32,6 +43,32 @@ import sys
 import numpy as np
 
 SLOW_PEERS = ("torch.compile",)
+# spin at most ~2**18 cycles (~0.1 ms) in OpenBLAS, 10**4 rounds in GNU OpenMP
+# (PyTorch's wheels), 1 ms in Intel OpenMP, then sleep
+SHORT_SPIN = {"OPENBLAS_THREAD_TIMEOUT": "18", "GOMP_SPINCOUNT": "10000", "KMP_BLOCKTIME": "1"}
+KEEP_SPIN = "GRAPHC_BENCH_KEEP_SPIN"     # =1: run with the libraries' default spinning
+
+
+def reexec_with_short_spin() -> None:
+    """Restart this command (``sys.orig_argv``) with :data:`SHORT_SPIN` in its
+    environment, if it is not there yet (and ``GRAPHC_BENCH_KEEP_SPIN`` is not
+    1). Only for command-line entry points: it replaces the process."""
+    if os.environ.get(KEEP_SPIN) == "1" or all(k in os.environ for k in SHORT_SPIN):
+        return
+    env = dict(os.environ)
+    for k, v in SHORT_SPIN.items():
+        env.setdefault(k, v)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+
+
+def spin_note() -> str:
+    set_ = {k: os.environ[k] for k in SHORT_SPIN if k in os.environ}
+    if not set_:
+        return ("libraries' defaults (idle threads spin up to ~0.1 s after a call: "
+                "with several threads, figures are unfair to whoever runs next)")
+    return ", ".join(f"{k}={v}" for k, v in set_.items()) + " (set before the libraries loaded)"
 
 
 def cpu_count() -> int:
@@ -101,6 +138,7 @@ class Threads:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(n)
         self.notes["numpy"] = self._numpy_blas(n)
+        self.notes["idle spin"] = spin_note()
         import graphc
         setter = getattr(graphc, "set_num_threads", None)
         if setter is None:
