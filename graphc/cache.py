@@ -33,6 +33,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -412,18 +413,13 @@ class MissExplainer:
         self.comps, self.key = comps, key_of(comps)
         with _lock:
             self.known_keys = {k for k in _components if k != self.key}
-        self.directory, self.when = cache_dir(), _now()
+        self.directory, self.when = cache_dir(), time.time()
         self.reason = None
 
     def __call__(self) -> str:
         if self.reason is None:
             self.reason = explain_miss(self.comps, self)
         return self.reason
-
-
-def _now() -> float:
-    import time
-    return time.time()
 
 
 def explain_miss(comps: dict, at: MissExplainer | None = None) -> str:

@@ -25,9 +25,9 @@ All thread counts are set in one place, :class:`Threads`, before any timing:
 
 **Idle spinning.** After a call, a library's worker threads spin before they
 sleep: OpenBLAS's for 2**28 cycles (~0.1 s), GNU OpenMP's (PyTorch's) for
-300 000 rounds, Intel OpenMP's for 200 ms, graphc's for ~25 us. With several threads, in one process, the
-spinning threads of the library timed just before take cores from the one
-timed next (measured: graphc's 2-thread 1024² matmul ran at half speed right
+300 000 rounds, Intel OpenMP's for 200 ms, graphc's for ~25 us. With several
+threads, in one process, the spinning threads of the library timed just
+before take cores from the one timed next (measured: graphc's 2-thread 1024² matmul ran at half speed right
 after numpy's). :data:`SHORT_SPIN` caps every spin near graphc's own; the
 libraries read it when they load, so the command-line entry points restart
 the command with it set (:func:`reexec_with_short_spin`) unless it is
