@@ -298,3 +298,31 @@ def test_power_one_half_is_sqrt_as_in_numpy():
             np.testing.assert_array_equal(np.signbit(got), np.signbit(w))
         got = gc.compile(x ** e, backend=backend)(x=v, e=np.array(2.0))   # other exponents: pow
         np.testing.assert_array_equal(got, v ** 2.0)
+
+
+def test_in_place_only_between_elements_of_one_size():
+    """An elementwise float64 output was written in place of a dying bool
+    input of the same shape (both 64-byte aligned buffers): storing element 0
+    as 8 bytes overwrote bools 1-7 before the loop read them. Found by the
+    long gradient fuzzing (the gradient of ``abs(where(p > 0, exp(q), r))``
+    beside another gradient came out wrong at opt_level 3)."""
+    p = gc.placeholder((2, 1), "float64", name="p")
+    q = gc.placeholder((1, 1, 1), "float64", name="q")
+    r = gc.placeholder((1,), "float64", name="r")
+    u = gc.placeholder((1, 1), "float64", name="u")
+    m = p > 0.0
+    w = gc.where(m, gc.exp(0.0 + q), r)
+    rng = np.random.default_rng(0)
+    loss = None
+    for o in [gc.abs(w), gc.where(m, 0.0, u), gc.where(m, 0.0, 0.0)]:
+        term = gc.sum(o * gc.constant(rng.uniform(0.5, 1.5, o.shape)))
+        loss = term if loss is None else loss + term
+    grads = gc.grad(loss, [q, r])
+    feeds = dict(p=np.array([[-0.004], [-0.88]]), q=np.array([[[0.41]]]), r=np.array([-0.42]))
+    want = gc.compile(grads, backend="interp")(**feeds)
+    for level in range(4):
+        f = gc.compile(grads, opt_level=level, cache=False)
+        for got, w_ in zip(f(**feeds), want):
+            np.testing.assert_allclose(got, w_, rtol=1e-12)
+        for out, inp in f._memory.inplace if f._memory is not None else []:
+            assert out.dtype.itemsize == inp.dtype.itemsize, (out, inp)

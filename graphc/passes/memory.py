@@ -4,7 +4,7 @@ Values are placed in kernel order. A value's buffer is freed after the last
 kernel that reads it, and later values reuse freed space (best fit). At
 opt_level 3 an elementwise output may also take the buffer of an input that
 dies in the same kernel, when the kernel reads that input only at the index
-it writes (*in place*). Graph outputs are written straight into the arrays
+it writes and its elements have the output's size (*in place*). Graph outputs are written straight into the arrays
 returned to the caller and take no arena space.
 """
 from __future__ import annotations
@@ -109,6 +109,11 @@ def plan_memory(graph: Graph, kernels: list[Kernel], inplace: bool = True,
                 for vid in list(live):
                     x = by_id[vid]
                     if last.get(vid, -1) != i or vid in taken or align(nbytes(x)) != size:
+                        continue
+                    if x.dtype.itemsize != o.dtype.itemsize:
+                        # element j of o would cover other bytes than element j
+                        # of x: a float64 written over a bool clobbers the next
+                        # seven bools before they are read
                         continue
                     if _identity_readers_only(k, x, by_id):
                         offsets[o.id] = offsets[vid]
