@@ -326,3 +326,31 @@ def test_in_place_only_between_elements_of_one_size():
             np.testing.assert_allclose(got, w_, rtol=1e-12)
         for out, inp in f._memory.inplace if f._memory is not None else []:
             assert out.dtype.itemsize == inp.dtype.itemsize, (out, inp)
+
+
+def test_integer_power_of_an_empty_array_is_not_an_error():
+    """The interpreter raised 'integers to negative integer powers' for an
+    empty base (numpy, and compiled code, compute nothing and return an empty
+    array). Found by the long fuzz run."""
+    v = gc.placeholder((0,), "int64", name="v")
+    w = gc.placeholder((2,), "int64", name="w")
+    for backend in ("interp", "llvm"):
+        assert gc.compile(gc.pow(v, -1), backend=backend)(v=np.array([], np.int64)).shape == (0,)
+        with pytest.raises(gc.RuntimeCheckError, match="negative integer powers"):
+            gc.compile(gc.pow(w, -1), backend=backend)(w=np.array([1, 2]))
+
+
+def test_fused_code_checks_the_elements_it_computes():
+    """``take(2 ** k, [])`` with a negative integer k: the interpreter computes
+    ``2 ** k`` whole and raises; fused code computes only the elements the
+    take reads (none) and returns the (right) empty result. At opt_level 0
+    every node is computed whole, as in the interpreter."""
+    k = gc.placeholder((1, 1, 1), "int64", name="k")
+    i = gc.placeholder((0,), "int64", name="i")
+    out = gc.take(gc.pow(2, k), i, 0)
+    feeds = dict(k=np.array([[[-6]]]), i=np.array([], np.int64))
+    for f in (gc.compile(out, backend="interp"), gc.compile(out, opt_level=0, cache=False)):
+        with pytest.raises(gc.RuntimeCheckError):
+            f(**feeds)
+    got = gc.compile(out, opt_level=2, cache=False)(**feeds)
+    assert got.shape == (0, 1, 1)
