@@ -354,3 +354,28 @@ def test_fused_code_checks_the_elements_it_computes():
             f(**feeds)
     got = gc.compile(out, opt_level=2, cache=False)(**feeds)
     assert got.shape == (0, 1, 1)
+
+
+def test_scatter_add_checks_indices_even_with_no_updates():
+    """With empty updates the scatter kernel returned at once and never
+    checked its indices; numpy (and the interpreter) reject them. Found by the
+    long fuzz run."""
+    u = gc.placeholder((2, 2, 0), "float64", name="u")
+    i = gc.placeholder((2,), "int64", name="i")
+    out = gc.scatter_add(gc.softmax(u, 0), i, 1, 0)
+    fs = [gc.compile(out, backend="interp")] + [gc.compile(out, opt_level=lv, cache=False)
+                                                for lv in range(4)]
+    for f in fs:
+        with pytest.raises(gc.RuntimeCheckError, match="out of range"):
+            f(u=np.zeros((2, 2, 0)), i=np.array([-1, 0]))
+        assert f(u=np.zeros((2, 2, 0)), i=np.array([0, 0])).shape == (1, 2, 0)
+
+
+def test_softmax_of_an_empty_vector_fuses():
+    """At opt_level 3 the sum of an empty softmax became an accumulation of
+    the kernel that divides by it ("fusion bug: kernel #0 reads its own
+    accumulation"). Found by the long fuzz run."""
+    x = gc.placeholder((0,), "float64", name="x")
+    out = gc.add(2, gc.reshape(gc.softmax(x, 0), (0,)))
+    for level in range(4):
+        assert gc.compile(out, opt_level=level, cache=False)(x=np.zeros(0)).shape == (0,)

@@ -109,6 +109,10 @@ def _scatter_kernel(em, n):
     with for_nest(em.b, n.shape, name="z") as idx:
         em.store(n, idx, zero)
     if upd.size == 0:
+        # nothing to add, but the indices are checked as numpy checks them
+        if ind.size:
+            with for_nest(em.b, ind.shape, name="c") as idx:
+                _range_check(em, em.eval(ind, idx), size, "scatter_add")
         return
     with for_nest(em.b, upd.shape, name="u") as idx:
         bad, safe = _range_check(em, em.eval(ind, idx[ax:ax + k]), size, "scatter_add")

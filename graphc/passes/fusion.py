@@ -455,6 +455,8 @@ class Fuser:
             if g is None or not g.alive or not self._standalone_reduce(g):
                 continue
             x = r.inputs[0]
+            if x.size == 0:
+                continue              # nothing to accumulate (and the shape tests below degenerate)
             rg = self.reads(g)
             for c in self.alive():
                 if c is g or not c.is_loop:

@@ -171,9 +171,11 @@ class ModuleEmitter:
                 continue                         # its kernel wrote it into the parameter
             work.append((Kernel("loop", [v], set(), v.shape, name=f"update_{p.name}"),
                          self.where[p.id], stage_loc.get(v.id)))
-        # a kernel that stores only empty arrays has nothing to do (and its
-        # loop nest could still be long: a (2**40, 0) domain)
-        work = [w for w in work if any(o.size for o in w[0].outputs)]
+        # a loop kernel that stores only empty arrays has an empty domain:
+        # nothing to compute and nothing to check, yet its loop nest could
+        # still be long (a (2**40, 0) domain). Custom kernels (scatter_add)
+        # may check other inputs (indices), so they always run.
+        work = [w for w in work if w[0].kind == "custom" or any(o.size for o in w[0].outputs)]
         par = [self.parallel(k, dest) for k, dest, _ in work]
         threaded = any(p["gemm"] or p["loop"] for p in par)
         fnty = ir.FunctionType(I32, [PTR])
