@@ -379,3 +379,14 @@ def test_softmax_of_an_empty_vector_fuses():
     out = gc.add(2, gc.reshape(gc.softmax(x, 0), (0,)))
     for level in range(4):
         assert gc.compile(out, opt_level=level, cache=False)(x=np.zeros(0)).shape == (0,)
+
+
+def test_sum_of_an_empty_broadcast_is_positive_zero():
+    """The rule sum(broadcast_to(x, S)) -> x * count gave x * 0: -0.0 for a
+    negative x and NaN for an infinite one, where numpy's empty sum is 0.0.
+    Found by the long fuzz run."""
+    for fill in (-4.0, np.inf, np.nan):
+        out = gc.sum(gc.full((1, 1, 0), fill, "float64"), None, True)
+        for level in range(4):
+            got = gc.compile(out, opt_level=level, cache=False)()
+            assert got.shape == (1, 1, 1) and got[0, 0, 0] == 0.0 and not np.signbit(got[0, 0, 0])

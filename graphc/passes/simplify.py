@@ -175,6 +175,8 @@ def _sum_of_broadcast(n, ctx):
     count = 1
     for a in bc:
         count *= S[a]
+    if count == 0:
+        return None     # an empty sum is +0.0; x * 0 would be -0.0 (x < 0) or NaN (x = inf)
     xb = reshape(x, (1,) * lead + x.shape)
     T = tuple(1 if a in bc else s for a, s in enumerate(S))
     z = broadcast_to(xb, T)
