@@ -4,8 +4,9 @@ Values are placed in kernel order. A value's buffer is freed after the last
 kernel that reads it, and later values reuse freed space (best fit). At
 opt_level 3 an elementwise output may also take the buffer of an input that
 dies in the same kernel, when the kernel reads that input only at the index
-it writes and its elements have the output's size (*in place*). Graph outputs are written straight into the arrays
-returned to the caller and take no arena space.
+it writes and its elements have the output's size (*in place*). Graph
+outputs are written straight into the arrays returned to the caller and take
+no arena space.
 """
 from __future__ import annotations
 
