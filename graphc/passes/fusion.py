@@ -202,25 +202,8 @@ class Fuser:
         """Merging a and b keeps the kernel graph acyclic: no path between them
         that goes through a third kernel."""
         deps = self.deps()
-        users = {}
-        for c, ps in deps.items():
-            for p in ps:
-                users.setdefault(p, set()).add(c)
-
-        def reach(src, dst):
-            # is there a path src -> ... -> dst of length >= 2?
-            stack = [u for u in users.get(src, ()) if u != dst]
-            seen = set(stack)
-            while stack:
-                x = stack.pop()
-                for u in users.get(x, ()):
-                    if u == dst:
-                        return True
-                    if u not in seen:
-                        seen.add(u)
-                        stack.append(u)
-            return False
-        return not reach(a.gid, b.gid) and not reach(b.gid, a.gid)
+        return not self._depends(deps, b.gid, a.gid, indirect=True) and \
+            not self._depends(deps, a.gid, b.gid, indirect=True)
 
     def merge(self, into: _Group, g: _Group):
         into.roots += g.roots
@@ -684,9 +667,11 @@ class Fuser:
         return True
 
     @staticmethod
-    def _depends(deps, a, b) -> bool:
-        """Does group a (transitively) depend on group b?"""
-        stack, seen = [a], set()
+    def _depends(deps, a, b, indirect: bool = False) -> bool:
+        """Does group a (transitively) depend on group b? With ``indirect``,
+        only through a third group (a path of two or more steps)."""
+        stack = [y for y in deps.get(a, ()) if y != b] if indirect else [a]
+        seen = set(stack)
         while stack:
             x = stack.pop()
             for y in deps.get(x, ()):

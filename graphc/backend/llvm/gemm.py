@@ -52,13 +52,13 @@ from __future__ import annotations
 
 import os
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 from llvmlite import ir
 
 from . import rtlib
+from .loops import for_step, if_then
 from .scalar import F32, F64, I1, I8, I32, I64, PTR
 
 _ELEM = {np.dtype(np.float32): F32, np.dtype(np.float64): F64}
@@ -223,38 +223,6 @@ def _c(v):
     return ir.Constant(I64, v) if isinstance(v, int) else v
 
 
-@contextmanager
-def _loop(b: ir.IRBuilder, start, stop, step=1, name="i"):
-    """``for i in range(start, stop, step)`` (step > 0); yields the i64 index."""
-    start, stop, step = _c(start), _c(stop), _c(step)
-    pre = b.block
-    fn = b.function
-    cond = fn.append_basic_block(f"{name}.cond")
-    body = fn.append_basic_block(f"{name}.body")
-    end = fn.append_basic_block(f"{name}.end")
-    b.branch(cond)
-    b.position_at_end(cond)
-    i = b.phi(I64, name=name)
-    i.add_incoming(start, pre)
-    b.cbranch(b.icmp_signed("<", i, stop), body, end)
-    b.position_at_end(body)
-    yield i
-    i.add_incoming(b.add(i, step, name=f"{name}.next", flags=("nsw",)), b.block)
-    b.branch(cond)
-    b.position_at_end(end)
-
-
-@contextmanager
-def _if(b: ir.IRBuilder, cond, name="if"):
-    then = b.function.append_basic_block(f"{name}.then")
-    end = b.function.append_basic_block(f"{name}.end")
-    b.cbranch(cond, then, end)
-    b.position_at_end(then)
-    yield
-    b.branch(end)
-    b.position_at_end(end)
-
-
 def _min(b, x, y):
     x, y = _c(x), _c(y)
     return b.select(b.icmp_signed("<", x, y), x, y)
@@ -312,7 +280,7 @@ class _Emitter:
         prefetch = self.intrinsic("llvm.prefetch.p0", ir.VoidType(), [PTR, I32, I32, I32])
         full = b.and_(b.icmp_signed("==", m, _c(MR)), b.icmp_signed("==", n, _c(NR)))
         # prefetch the C tile (it is read and written after the k loop)
-        with _if(b, full, "pf"):
+        with if_then(b, full, "pf"):
             for r in range(MR):
                 row = self.gep(b, c, b.mul(_c(r), ldc))
                 for off in range(0, NR * self.item, 64):
@@ -387,10 +355,10 @@ class _Emitter:
         for r in range(MR):
             for v in range(NV):
                 b.store(cur[r][v], self.gep(b, tile, r * NV + v, V), align=self.item)
-        with _loop(b, 0, m, 1, "er") as i:
+        with for_step(b, 0, m, 1, "er") as i:
             crow = self.gep(b, c, b.mul(i, ldc))
             trow = self.gep(b, tile, b.mul(i, _c(NR)))
-            with _loop(b, 0, n, 1, "ej") as j:
+            with for_step(b, 0, n, 1, "ej") as j:
                 p = self.gep(b, crow, j)
                 old = b.select(beta, b.load(p, typ=T, align=self.item), self.zero())
                 b.store(b.fadd(old, b.load(self.gep(b, trow, j), typ=T, align=self.item)), p,
@@ -408,10 +376,10 @@ class _Emitter:
     # zeroed so the microkernel's k loop needs no remainder.
     def _edge_panel(self, b, panel, src, kc, count, width, s_k, s_x):
         """panel[k*width + x] = src[k*s_k + x*s_x] for x < count, else 0."""
-        with _loop(b, 0, kc, 1, "ek") as k:
+        with for_step(b, 0, kc, 1, "ek") as k:
             s = self.gep(b, src, b.mul(k, s_k))
             d = self.gep(b, panel, b.mul(k, _c(width)))
-            with _loop(b, 0, width, 1, "ex") as x:
+            with for_step(b, 0, width, 1, "ex") as x:
                 valid = b.icmp_signed("<", x, count)
                 xx = _min(b, x, b.sub(count, _c(1)))
                 v = b.load(self.gep(b, s, b.mul(xx, s_x)), typ=self.T, align=self.item)
@@ -419,10 +387,10 @@ class _Emitter:
 
     def _pad_k(self, b, dst, npanels, kc, kcp, width):
         """Zero rows kc..kcp of each of ``npanels`` panels of kcp x width."""
-        with _if(b, b.icmp_signed("<", kc, kcp), "padk"):
-            with _loop(b, 0, npanels, 1, "zp") as p:
+        with if_then(b, b.icmp_signed("<", kc, kcp), "padk"):
+            with for_step(b, 0, npanels, 1, "zp") as p:
                 panel = self.gep(b, dst, b.mul(b.mul(p, kcp), _c(width)))
-                with _loop(b, b.mul(kc, _c(width)), b.mul(kcp, _c(width)), 1, "z") as z:
+                with for_step(b, b.mul(kc, _c(width)), b.mul(kcp, _c(width)), 1, "z") as z:
                     b.store(self.zero(), self.gep(b, panel, z), align=self.item)
 
     def _transpose_panel(self, b, base, stride, width, dst, kc, count=None):
@@ -451,7 +419,7 @@ class _Emitter:
         def out(k, r):
             return self.gep(b, dst, b.add(b.mul(k, _c(width)), _c(r)))
         k4 = b.and_(kc, _c(-4))
-        with _loop(b, 0, k4, 4, "tk") as k:
+        with for_step(b, 0, k4, 4, "tk") as k:
             ks = [k] + [b.add(k, _c(i)) for i in range(1, 4)]
             for g in range(0, groups, 4):
                 r0, r1, r2, r3 = (b.load(row(g + i, k), typ=V4, align=it) for i in range(4))
@@ -464,7 +432,7 @@ class _Emitter:
             for r in range(groups, width):
                 for i in range(4):
                     b.store(b.load(row(r, ks[i]), typ=T, align=it), out(ks[i], r), align=it)
-        with _loop(b, k4, kc, 1, "tr") as k:
+        with for_step(b, k4, kc, 1, "tr") as k:
             for r in range(width):
                 b.store(b.load(row(r, k), typ=T, align=it), out(k, r), align=it)
 
@@ -476,6 +444,20 @@ class _Emitter:
         b.position_at_end(blocks[1])
         b.cbranch(b.icmp_signed("==", rs, _c(1)), blocks[2], blocks[3])
         return blocks[0], blocks[2], blocks[3], blocks[4]
+
+    @staticmethod
+    def _panels(b, total, width, kcp):
+        """Packed panels of ``width`` rows (A) or columns (B) out of ``total``:
+        (whole panels, the remainder, all panels, elements per panel,
+        ``count(p)``: the valid rows/columns of panel p)."""
+        nfull = b.sdiv(total, _c(width))
+        rem = b.sub(total, b.mul(nfull, _c(width)))
+        npanels = b.sdiv(b.add(total, _c(width - 1)), _c(width))
+        pstride = b.mul(kcp, _c(width))
+
+        def count(p):
+            return _min(b, width, b.sub(total, b.mul(p, _c(width))))
+        return nfull, rem, npanels, pstride, count
 
     def pack_b(self):
         """Bp[q][k][j] = B[k, q*NR + j] for k < kc, q*NR + j < nc; src points at
@@ -489,13 +471,7 @@ class _Emitter:
         kc, kcp, nc, src, rs, cs, dst = fn.args
         for a in (src, dst):
             a.add_attribute("noalias")
-        nfull = b.sdiv(nc, _c(NR))
-        rem = b.sub(nc, b.mul(nfull, _c(NR)))
-        npanels = b.sdiv(b.add(nc, _c(NR - 1)), _c(NR))
-        pstride = b.mul(kcp, _c(NR))              # elements per panel
-
-        def count(q):                             # valid columns of panel q
-            return _min(b, NR, b.sub(nc, b.mul(q, _c(NR))))
+        nfull, rem, npanels, pstride, count = self._panels(b, nc, NR, kcp)
         rowmaj, colmaj, strided, join = self._three_way(b, fn, cs, rs, "pb")
         # rows of B contiguous: k outer, copy NR/W vectors into each panel (the
         # partial last panel with masked loads that fill the rest with zeros)
@@ -508,16 +484,16 @@ class _Emitter:
                  for v in range(cfg.nvec)]
         mload = self.intrinsic(f"llvm.masked.load.v{W}{self.T.intrinsic_name}.p0", V,
                                [PTR, I32, VB, V])
-        with _loop(b, 0, kc, 1, "k") as k:
+        with for_step(b, 0, kc, 1, "k") as k:
             s = self.gep(b, src, b.mul(k, rs))
             d = self.gep(b, dst, b.mul(k, _c(NR)))
-            with _loop(b, 0, nfull, 1, "q") as q:
+            with for_step(b, 0, nfull, 1, "q") as q:
                 sq = self.gep(b, s, b.mul(q, _c(NR)))
                 dq = self.gep(b, d, b.mul(q, pstride))
                 for v in range(cfg.nvec):
                     x = b.load(self.gep(b, sq, v * W), typ=V, align=self.item)
                     b.store(x, self.gep(b, dq, v * W), align=W * self.item)
-            with _if(b, b.icmp_signed(">", rem, _c(0)), "edge"):
+            with if_then(b, b.icmp_signed(">", rem, _c(0)), "edge"):
                 sq = self.gep(b, s, b.mul(nfull, _c(NR)))
                 dq = self.gep(b, d, b.mul(nfull, pstride))
                 for v in range(cfg.nvec):
@@ -528,13 +504,13 @@ class _Emitter:
         # columns of B contiguous (a transposed buffer): NR column streams per
         # panel, transposed 4 x 4 at a time
         b.position_at_end(colmaj)
-        with _loop(b, 0, npanels, 1, "q") as q:
+        with for_step(b, 0, npanels, 1, "q") as q:
             self._transpose_panel(b, self.gep(b, src, b.mul(b.mul(q, _c(NR)), cs)), cs, NR,
                                   self.gep(b, dst, b.mul(q, pstride)), kc, count(q))
         b.branch(join)
         # any strides
         b.position_at_end(strided)
-        with _loop(b, 0, npanels, 1, "q") as q:
+        with for_step(b, 0, npanels, 1, "q") as q:
             self._edge_panel(b, self.gep(b, dst, b.mul(q, pstride)),
                              self.gep(b, src, b.mul(b.mul(q, _c(NR)), cs)), kc, count(q), NR, rs, cs)
         b.branch(join)
@@ -555,37 +531,31 @@ class _Emitter:
         mc, kc, kcp, src, rs, cs, dst = fn.args
         for a in (src, dst):
             a.add_attribute("noalias")
-        nfull = b.sdiv(mc, _c(MR))
-        rem = b.sub(mc, b.mul(nfull, _c(MR)))
-        npanels = b.sdiv(b.add(mc, _c(MR - 1)), _c(MR))
-        pstride = b.mul(kcp, _c(MR))
-
-        def count(p):                             # valid rows of panel p
-            return _min(b, MR, b.sub(mc, b.mul(p, _c(MR))))
+        nfull, rem, npanels, pstride, count = self._panels(b, mc, MR, kcp)
         rowmaj, colmaj, strided, join = self._three_way(b, fn, cs, rs, "pa")
         # rows of A contiguous: MR row streams per panel, transposed 4 x 4 at a time
         b.position_at_end(rowmaj)
-        with _loop(b, 0, npanels, 1, "p") as p:
+        with for_step(b, 0, npanels, 1, "p") as p:
             self._transpose_panel(b, self.gep(b, src, b.mul(b.mul(p, _c(MR)), rs)), rs, MR,
                                   self.gep(b, dst, b.mul(p, pstride)), kc, count(p))
         b.branch(join)
         # columns of A contiguous (a transposed buffer): k outer, MR values per panel
         b.position_at_end(colmaj)
-        with _loop(b, 0, kc, 1, "k") as k:
+        with for_step(b, 0, kc, 1, "k") as k:
             s = self.gep(b, src, b.mul(k, cs))
             d = self.gep(b, dst, b.mul(k, _c(MR)))
-            with _loop(b, 0, nfull, 1, "p") as p:
+            with for_step(b, 0, nfull, 1, "p") as p:
                 sp = self.gep(b, s, b.mul(p, _c(MR)))
                 dp = self.gep(b, d, b.mul(p, pstride))
                 for r in range(MR):
                     x = b.load(self.gep(b, sp, r), typ=T, align=self.item)
                     b.store(x, self.gep(b, dp, r), align=self.item)
-        with _if(b, b.icmp_signed(">", rem, _c(0)), "edge"):
+        with if_then(b, b.icmp_signed(">", rem, _c(0)), "edge"):
             self._edge_panel(b, self.gep(b, dst, b.mul(nfull, pstride)),
                              self.gep(b, src, b.mul(b.mul(nfull, _c(MR)), rs)), kc, rem, MR, cs, rs)
         b.branch(join)
         b.position_at_end(strided)
-        with _loop(b, 0, npanels, 1, "p") as p:
+        with for_step(b, 0, npanels, 1, "p") as p:
             self._edge_panel(b, self.gep(b, dst, b.mul(p, pstride)),
                              self.gep(b, src, b.mul(b.mul(p, _c(MR)), rs)), kc, count(p), MR, cs, rs)
         b.branch(join)
@@ -624,10 +594,10 @@ class _Emitter:
         zero = fn.append_basic_block("zero")
         b.cbranch(kzero, zero, work)
         b.position_at_end(zero)
-        with _if(b, b.not_(acc), "clear"):
-            with _loop(b, 0, M, 1, "zi") as i:
+        with if_then(b, b.not_(acc), "clear"):
+            with for_step(b, 0, M, 1, "zi") as i:
                 row = self.gep(b, C, b.mul(i, ldc))
-                with _loop(b, 0, N, 1, "zj") as j:
+                with for_step(b, 0, N, 1, "zj") as j:
                     b.store(self.zero(), self.gep(b, row, j), align=self.item)
         b.branch(ret)
 
@@ -651,9 +621,9 @@ class _Emitter:
         bbytes = b.mul(b.mul(kcap, ncap), _c(self.item))
         bbytes = b.and_(b.add(bbytes, _c(WS_ALIGN - 1)), _c(-WS_ALIGN))
         ap = b.gep(bp, [bbytes], source_etype=I8, inbounds=True, name="Ap")
-        with _loop(b, 0, N, NCb, "jc") as jc:
+        with for_step(b, 0, N, NCb, "jc") as jc:
             nc = _min(b, NCb, b.sub(N, jc))
-            with _loop(b, 0, K, KCb, "pc") as pc:
+            with for_step(b, 0, K, KCb, "pc") as pc:
                 kc = _min(b, KCb, b.sub(K, pc))
                 kcp = b.mul(b.sdiv(b.add(kc, _c(U - 1)), _c(U)), _c(U))
                 beta = b.or_(acc, b.icmp_signed(">", pc, _c(0)))
@@ -670,16 +640,16 @@ class _Emitter:
                 b.call(pack_b, [kc, kcp, nc, bsrc, rsB, csB, bp])
                 b.branch(packed)
                 b.position_at_end(pack_edge)
-                with _if(b, b.icmp_signed("<", nfc, nc), "edgeb"):
+                with if_then(b, b.icmp_signed("<", nfc, nc), "edgeb"):
                     b.call(pack_b, [kc, kcp, b.sub(nc, nfc), self.gep(b, bsrc, nfc), rsB, csB, bp])
                 b.branch(packed)
                 b.position_at_end(packed)
-                with _loop(b, 0, M, MCb, "ic") as ic:
+                with for_step(b, 0, M, MCb, "ic") as ic:
                     mc = _min(b, MCb, b.sub(M, ic))
                     asrc = self.gep(b, A, b.add(b.mul(ic, rsA), b.mul(pc, csA)))
                     b.call(pack_a, [mc, kc, kcp, asrc, rsA, csA, ap])
                     cblk = self.gep(b, C, b.add(b.mul(ic, ldc), jc))
-                    with _loop(b, 0, nc, NR, "jr") as jr:
+                    with for_step(b, 0, nc, NR, "jr") as jr:
                         nn = _min(b, NR, b.sub(nc, jr))
                         inplace = b.and_(direct, b.icmp_signed("==", nn, _c(NR)))
                         pbj = b.select(inplace, self.gep(b, bsrc, jr),
@@ -687,7 +657,7 @@ class _Emitter:
                         ldb = b.select(inplace, rsB, _c(NR))
                         kk = b.select(inplace, kc, kcp)
                         ccol = self.gep(b, cblk, jr)
-                        with _loop(b, 0, mc, MR, "ir") as ir_:
+                        with for_step(b, 0, mc, MR, "ir") as ir_:
                             mm = _min(b, MR, b.sub(mc, ir_))
                             b.call(micro, [kk, self.gep(b, ap, b.mul(ir_, kcp)), pbj, ldb,
                                            self.gep(b, ccol, b.mul(ir_, ldc)), ldc, mm, nn, beta])

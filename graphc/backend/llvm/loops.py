@@ -11,11 +11,12 @@ from .scalar import I1, I64, SV
 
 
 @contextmanager
-def for_range(b: ir.IRBuilder, count, name: str = "i"):
-    """``for i in range(count)``: yields the i64 index; the builder is left
+def for_step(b: ir.IRBuilder, start, stop, step=1, name: str = "i"):
+    """``for i in range(start, stop, step)`` over non-negative i64 indices
+    (``step > 0``; ints or i64 values): yields the index; the builder is left
     after the loop when the block exits."""
-    if isinstance(count, int):
-        count = ir.Constant(I64, count)
+    start, stop, step = (ir.Constant(I64, v) if isinstance(v, int) else v
+                         for v in (start, stop, step))
     fn = b.function
     pre = b.block
     cond = fn.append_basic_block(f"{name}.cond")
@@ -24,30 +25,24 @@ def for_range(b: ir.IRBuilder, count, name: str = "i"):
     b.branch(cond)
     b.position_at_end(cond)
     i = b.phi(I64, name=name)
-    i.add_incoming(ir.Constant(I64, 0), pre)
-    b.cbranch(b.icmp_signed("<", i, count), body, end)
+    i.add_incoming(start, pre)
+    b.cbranch(b.icmp_signed("<", i, stop), body, end)
     b.position_at_end(body)
     yield i
-    nxt = b.add(i, ir.Constant(I64, 1), name=f"{name}.next", flags=("nuw", "nsw"))
+    nxt = b.add(i, step, name=f"{name}.next", flags=("nuw", "nsw"))
     i.add_incoming(nxt, b.block)
     b.branch(cond)
     b.position_at_end(end)
 
 
-@contextmanager
+def for_range(b: ir.IRBuilder, count, name: str = "i"):
+    """``for i in range(count)``: yields the i64 index."""
+    return for_step(b, 0, count, 1, name)
+
+
 def for_nest(b: ir.IRBuilder, shape, name: str = "i"):
     """Nested loops over ``shape`` (outermost first); yields the index list."""
-    idx = []
-    cms = []
-    try:
-        for d, n in enumerate(shape):
-            cm = for_range(b, n, f"{name}{d}")
-            idx.append(cm.__enter__())
-            cms.append(cm)
-        yield idx
-    finally:
-        for cm in reversed(cms):
-            cm.__exit__(None, None, None)
+    return for_ranges(b, [(0, n) for n in shape], name)
 
 
 @contextmanager
