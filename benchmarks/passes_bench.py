@@ -16,6 +16,7 @@ import statistics
 import numpy as np
 
 import graphc as gc
+from graphc.bench.workloads import mlp_graph
 
 
 def chain(n=1 << 20):
@@ -25,20 +26,8 @@ def chain(n=1 << 20):
     return gc.sum(gc.tanh(x * a + b) * gc.sigmoid(x) - 0.1 * x)
 
 
-def mlp_step(batch=128, sizes=(784, 256, 128, 10)):
-    rng = np.random.default_rng(0)
-    x = gc.placeholder((batch, sizes[0]), "float32", name="x")
-    y = gc.placeholder((batch,), "int64", name="y")
-    params, h = [], x
-    for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        w = gc.parameter((rng.standard_normal((a, b)) * np.sqrt(2 / a)).astype(np.float32),
-                         name=f"w{k}")
-        bias = gc.parameter(np.zeros(b, np.float32), name=f"b{k}")
-        params += [w, bias]
-        h = h @ w + bias
-        if k < len(sizes) - 2:
-            h = gc.relu(h)
-    loss = gc.mean(gc.softmax_cross_entropy(h, y))
+def mlp_step():
+    loss, params, _ = mlp_graph()
     return [loss, *gc.grad(loss, params)]
 
 

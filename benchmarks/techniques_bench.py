@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 import graphc as gc
+from graphc.bench.workloads import mlp_graph
 
 
 def timed(fns: dict, rounds=15, min_time=0.05) -> dict:
@@ -42,24 +43,6 @@ def timed(fns: dict, rounds=15, min_time=0.05) -> dict:
     return {k: statistics.median(v) for k, v in out.items()}
 
 
-def mlp(batch=128, sizes=(784, 256, 128, 10)):
-    rng = np.random.default_rng(0)
-    x = gc.placeholder((batch, sizes[0]), "float32", name="x")
-    y = gc.placeholder((batch,), "int64", name="y")
-    params, h = [], x
-    for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        w = gc.parameter((rng.standard_normal((a, b)) * 0.05).astype(np.float32), name=f"w{k}")
-        bb = gc.parameter(np.zeros(b, np.float32), name=f"b{k}")
-        params += [w, bb]
-        h = h @ w + bb
-        if k < len(sizes) - 2:
-            h = gc.relu(h)
-    loss = gc.mean(gc.softmax_cross_entropy(h, y))
-    feeds = {"x": rng.standard_normal((batch, sizes[0])).astype(np.float32),
-             "y": rng.integers(0, sizes[-1], batch)}
-    return loss, params, feeds
-
-
 def fmt(t):
     return f"{t * 1e6:9.1f} us" if t < 1e-3 else f"{t * 1e3:9.3f} ms"
 
@@ -72,7 +55,7 @@ def main(argv=None):
     print(f"threads={T}; medians of interleaved rounds, one process")
 
     # fusion
-    loss, params, feeds = mlp()
+    loss, params, feeds = mlp_graph()
     outs = [loss, *gc.grad(loss, params)]
     x = gc.placeholder((1 << 20,), "float32", name="x")
     ew = gc.sum(gc.tanh(x * 0.5 + 0.1) * gc.sigmoid(x) - 0.1 * x)
@@ -110,7 +93,7 @@ def main(argv=None):
     print("\ndirect parameter updates (Adam step of the MLP)")
     steps = {}
     for mode in ("direct", "copy"):
-        loss, params, fd = mlp()
+        loss, params, fd = mlp_graph()
         opt = gc.optim.Adam(1e-3)
         ups = opt.updates(loss, params)
         from graphc.passes import fusion

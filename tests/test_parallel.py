@@ -8,23 +8,11 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc.bench.workloads import mlp_graph
 
 
-def mlp_step(batch=128, sizes=(784, 256, 128, 10)):
-    rng = np.random.default_rng(0)
-    x = gc.placeholder((batch, sizes[0]), "float32", name="x")
-    y = gc.placeholder((batch,), "int64", name="y")
-    params, h = [], x
-    for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        w = gc.parameter((rng.standard_normal((a, b)) * 0.05).astype(np.float32), name=f"w{k}")
-        bias = gc.parameter(np.zeros(b, np.float32), name=f"b{k}")
-        params += [w, bias]
-        h = h @ w + bias
-        if k < len(sizes) - 2:
-            h = gc.relu(h)
-    loss = gc.mean(gc.softmax_cross_entropy(h, y))
-    feeds = {"x": rng.standard_normal((batch, sizes[0])).astype(np.float32),
-             "y": rng.integers(0, sizes[-1], batch)}
+def mlp_step(batch=128):
+    loss, params, feeds = mlp_graph(batch)
     return [loss, *gc.grad(loss, params)], feeds
 
 

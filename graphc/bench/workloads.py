@@ -126,6 +126,30 @@ def torch_call(torch, fn, compiled: bool, *args):
 MLP_SIZES = (784, 256, 128, 10)
 
 
+def mlp_graph(batch: int = 128, sizes=MLP_SIZES, seed: int = 0):
+    """The MLP of mlp_step as a graphc graph (ReLU between layers, mean
+    softmax cross-entropy, float32), with random weights and a batch of data:
+    ``(loss, params, feeds)`` where ``params`` alternates weights and biases
+    and ``feeds`` holds ``x`` and ``y``. For scripts and tests that need the
+    graph itself (kernel counts, thread checks, techniques)."""
+    r = np.random.default_rng(seed)
+    x = gc.placeholder((batch, sizes[0]), "float32", name="x")
+    y = gc.placeholder((batch,), "int64", name="y")
+    params, h = [], x
+    for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        w = gc.parameter((r.standard_normal((a, b)) * np.sqrt(2 / a)).astype(np.float32),
+                         name=f"w{k}")
+        bias = gc.parameter(np.zeros(b, np.float32), name=f"b{k}")
+        params += [w, bias]
+        h = h @ w + bias
+        if k < len(sizes) - 2:
+            h = gc.relu(h)
+    loss = gc.mean(gc.softmax_cross_entropy(h, y))
+    feeds = {"x": r.standard_normal((batch, sizes[0])).astype(np.float32),
+             "y": r.integers(0, sizes[-1], batch)}
+    return loss, params, feeds
+
+
 class MLP:
     """The mlp_step problem: data, parameters, and every implementation."""
 
