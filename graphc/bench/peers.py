@@ -18,8 +18,8 @@ All thread counts are set in one place, :class:`Threads`, before any timing:
   is created, then give every thread of the process back its full mask. If
   ``jax`` was imported before the harness ran, its threads are left as they
   are (and a note says so).
-* **graphc**: ``graphc.set_num_threads(n)`` when that function exists; until
-  then graphc runs on one thread (a note says so).
+* **graphc**: ``graphc.set_num_threads(n)`` (its kernels and GEMMs split
+  across that many threads).
 * ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` are set
   in the environment too, for libraries loaded later.
 
@@ -140,13 +140,8 @@ class Threads:
         self.notes["numpy"] = self._numpy_blas(n)
         self.notes["idle spin"] = spin_note()
         import graphc
-        setter = getattr(graphc, "set_num_threads", None)
-        if setter is None:
-            self.notes["graphc"] = ("graphc.set_num_threads does not exist yet: graphc runs "
-                                    "single-threaded")
-        else:
-            setter(n)
-            self.notes["graphc"] = f"graphc.set_num_threads({n})"
+        graphc.set_num_threads(n)
+        self.notes["graphc"] = f"graphc.set_num_threads({n})"
 
     @staticmethod
     def _numpy_blas(n: int) -> str:
