@@ -20,7 +20,7 @@ from .backend import interp
 from .errors import InputError
 from .ir.graph import Graph
 from .ir.node import Node
-from .runtime import NativeCall, bind_inputs
+from .runtime import HostedCall, NativeCall, bind_inputs
 
 BACKENDS = ("llvm", "interp")
 _num_threads: list = []
@@ -337,7 +337,19 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
     else:
         f._plan_args = (graph, opt_level, passes, fast_math, threads)
     f._jit = art.jit
-    f._native = NativeCall(art.jit, cache.BoundLayout(art, graph), art.arena_size, art.errors)
+    call = HostedCall if _has_host_callbacks(graph) else NativeCall
+    f._native = call(art.jit, cache.BoundLayout(art, graph), art.arena_size, art.errors)
+
+
+def _has_host_callbacks(graph: Graph) -> bool:
+    """Whether the code may call back into Python while it runs (so may be
+    re-entered: it needs :class:`~graphc.runtime.HostedCall`)."""
+    from .extend.register import USER_OPS
+    for n in graph.nodes:
+        reg = USER_OPS.get(n.op)
+        if reg is not None and reg.lowering == "callback":
+            return True
+    return False
 
 
 _hooks: list = []     # callables run on every compiled function (``python -m graphc inspect``)

@@ -134,7 +134,11 @@ class NativeCall:
     conversions and no per-array pointer extraction in Python. (If this
     interpreter's object layout is not the one checked, pointers go through
     ctypes instead.) Each calling thread has its own arena, so concurrent calls
-    do not share buffers."""
+    do not share buffers.
+
+    Code without host callbacks never runs Python code while it runs, so it
+    cannot be re-entered: this class is its whole fast path. Code with host
+    callbacks uses :class:`HostedCall`."""
 
     def __init__(self, jit, layout, arena_size: int, errors: list[str]):
         from .backend.llvm import rtlib
@@ -178,3 +182,59 @@ class NativeCall:
             raise RuntimeCheckError(self.errors[status - 1])
 
 
+class _Frames(threading.local):
+    """Per thread: the calls of code with host callbacks now running, innermost
+    last. Each is ``[arrays, exception]``: the tuple of arrays the native code
+    was given (a callback wraps its inputs from them) and the first exception
+    a callback raised in that call (None)."""
+
+    def __init__(self):
+        self.stack = []
+
+
+FRAMES = _Frames()
+
+
+class HostedCall(NativeCall):
+    """A :class:`NativeCall` for code with host callbacks, which may be
+    re-entered: a callback may call the same compiled function again (or
+    another one), on this thread or any other. Each active call on a thread
+    has its own arena (one per nesting depth, kept for reuse), so a nested
+    call never overwrites the outer call's intermediates.
+
+    A callback's exception is recorded in the call's frame (see
+    :data:`FRAMES`) and the native code returns an error code; then an
+    ``Exception`` becomes a :class:`RuntimeCheckError` naming the op, the
+    node and the exception, with the exception as ``__cause__``, and any
+    other ``BaseException`` (KeyboardInterrupt, SystemExit, GeneratorExit)
+    is re-raised as itself."""
+
+    def __call__(self, inputs: list, outputs: list) -> None:
+        loc = self._local
+        depth = getattr(loc, "depth", 0)
+        try:
+            arenas = loc.arenas
+        except AttributeError:
+            arenas = loc.arenas = [self.arena()]
+        if depth == len(arenas):
+            arenas.append(np.zeros(max(self.arena_size, 64), np.uint8))
+        arrays = (*inputs, *map(self._values, self.params), *self.consts, *outputs,
+                  arenas[depth])
+        frame = [arrays, None]
+        stack = FRAMES.stack
+        stack.append(frame)
+        loc.depth = depth + 1
+        try:
+            if self._call is not None:
+                status = self._call(arrays)
+            else:
+                status = self.cfunc(self.ptr_type(*[a.ctypes.data for a in arrays]))
+        finally:
+            loc.depth = depth
+            stack.pop()
+        if status:
+            exc = frame[1]
+            frame[1] = None
+            if exc is not None and not isinstance(exc, Exception):
+                raise exc
+            raise RuntimeCheckError(self.errors[status - 1]) from exc

@@ -21,13 +21,25 @@ cache may give the same machine code (and so the same site) to later
 functions built from structurally equal graphs, long after the first one is
 gone. An entry is small (it keeps the numpy function alive).
 
-The trampoline wraps each buffer as a numpy array without copying (inputs
-read-only; they are valid only during the call), calls the function, checks
-the result's shape and dtype, and writes it to the output buffer. Any Python
-exception is caught (it never unwinds through native code): its description
-is appended to the function's error messages and the trampoline returns that
-message's code, so the call raises ``RuntimeCheckError`` naming the op, the
-node, where it was built and the exception.
+The trampoline hands the function read-only arrays that stay valid for as
+long as the function keeps them (it may store them): an input that is the
+caller's array or a constant is a read-only view of that very array (no
+copy; the view's base keeps it alive), and anything else — an intermediate
+in the call's scratch arena, which the next call overwrites, a parameter,
+which the call's updates overwrite, an output, a spilled one-element constant
+on the native stack — is a read-only copy (measured: a few microseconds on a
+typical callback, against tens for the callback's own overhead; see
+docs/extending.md). Which one each input is comes from the buffer plan at
+compile time; the arrays come from the running call's frame
+(``runtime.FRAMES``). The result is checked (shape, dtype) and copied into
+the output buffer.
+
+Any exception is caught (it never unwinds through native code) and recorded
+in the call's frame; its description is appended to the function's error
+messages and the trampoline returns that message's code. The call then
+raises ``RuntimeCheckError`` naming the op, the node, where it was built and
+the exception (chained as ``__cause__``); a ``BaseException`` that is not an
+``Exception`` (KeyboardInterrupt, SystemExit) is re-raised as itself.
 """
 from __future__ import annotations
 
@@ -39,6 +51,7 @@ import numpy as np
 from llvmlite import ir
 
 from ..backend.llvm.scalar import I32, I64, PTR, mem_type
+from ..runtime import FRAMES
 
 SYMBOL = "graphc_host_callback"
 _PROTO = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int64, ctypes.c_void_p)
@@ -50,9 +63,9 @@ _state: dict = {}
 class _Site:
     """One callback node of one compiled function."""
 
-    __slots__ = ("fn", "op", "node_name", "source", "ins", "out", "attrs", "errors")
+    __slots__ = ("fn", "op", "node_name", "source", "ins", "out", "attrs", "errors", "owners")
 
-    def __init__(self, fn, node, errors: list):
+    def __init__(self, fn, node, errors: list, owners: list | None = None):
         self.fn = fn
         self.op = node.op
         self.node_name = node.name
@@ -61,20 +74,29 @@ class _Site:
         self.out = (node.shape, node.dtype)
         self.attrs = dict(node.attrs)
         self.errors = errors
+        # per input: the index of the call argument that *is* its buffer (a
+        # placeholder's or constant's array, handed over as a view), or None (copied)
+        self.owners = owners or [None] * len(self.ins)
 
     def where(self) -> str:
         return f"node {self.node_name}, built at {self.source}"
 
     def run(self, bufs: int) -> int:
+        stack = FRAMES.stack
+        frame = stack[-1] if stack else None
         try:
             n = len(self.ins)
             ptrs = (ctypes.c_void_p * (n + 1)).from_address(bufs)
-            args = [_view(ptrs[k], shape, dtype, False) for k, (shape, dtype) in enumerate(self.ins)]
+            arrays = frame[0] if frame is not None else None
+            args = [_input(ptrs[k], shape, dtype, arrays, self.owners[k])
+                    for k, (shape, dtype) in enumerate(self.ins)]
             out = _view(ptrs[n], *self.out, True)
             r = self.fn(*args, **self.attrs)
             self._store(r, out)
             return 0
         except BaseException as e:   # never let an exception reach native code
+            if frame is not None and frame[1] is None:
+                frame[1] = e
             return self._fail(e)
 
     def _store(self, r, out: np.ndarray) -> None:
@@ -105,6 +127,21 @@ class _Site:
         if msg not in self.errors:
             self.errors.append(msg)
         return self.errors.index(msg) + 1
+
+
+def _input(ptr, shape, dtype, arrays, owner) -> np.ndarray:
+    """A read-only array for a callback input at ``ptr`` that outlives the call:
+    a view of the owning array when there is one and it is this buffer, else a copy."""
+    if owner is not None and arrays is not None:
+        a = arrays[owner]
+        if a.shape == shape and a.dtype == dtype and (a.size == 0 or
+                                                      a.__array_interface__["data"][0] == ptr):
+            v = a.view(np.ndarray)
+            v.flags.writeable = False
+            return v
+    v = np.array(_view(ptr, shape, dtype, False))
+    v.flags.writeable = False
+    return v
 
 
 def _view(ptr, shape, dtype, writable: bool) -> np.ndarray:
@@ -138,19 +175,36 @@ def _install() -> None:
     _state["cfunc"] = cfunc          # kept for the life of the process
 
 
-def register_site(fn, node, errors: list) -> int:
+def register_site(fn, node, errors: list, owners: list | None = None) -> int:
     """A site token for ``node`` calling ``fn`` (valid for the process's life)."""
     _install()
     token = next(_tokens)
-    _SITES[token] = _Site(fn, node, errors)
+    _SITES[token] = _Site(fn, node, errors, owners)
     return token
+
+
+def _owners(em, n) -> list:
+    """For each input of ``n``: the call-argument index of its buffer when that
+    is a placeholder's or a constant's whole array (memory graphc never
+    writes, owned by an array that can be handed over), else None."""
+    lay = em.me.layout
+    first_const = len(lay.inputs) + len(lay.params)
+    out = []
+    for x in n.inputs:
+        k = None
+        if not (x.op == "constant" and x.size == 1):
+            kind, k = em._loc(x)
+            if kind != "slot" or not (k < len(lay.inputs) or first_const <= k < lay.output0):
+                k = None
+        out.append(k)
+    return out
 
 
 def callback_kernel(reg):
     """The ``kernel(em, node)`` lowering of a callback op."""
 
     def kernel(em, n):
-        token = register_site(reg.callback, n, em.me.errors)
+        token = register_site(reg.callback, n, em.me.errors, _owners(em, n))
         b = em.b
         nodes = list(n.inputs) + [n]
         ab = em.alloca_builder             # in the entry block, like every alloca
