@@ -91,13 +91,20 @@ def check_array(p, v) -> np.ndarray:
     else:
         if isinstance(v, (str, bytes)) or v is None or not _array_like(v):
             raise InputTypeError(f"{_describe(p)} got a {type(v).__name__}, not an array")
-        try:
-            a = np.asarray(v)
-        except (ValueError, TypeError) as e:
-            raise InputTypeError(f"{_describe(p)}: cannot convert input to an array: {e}") from None
-        if a.dtype == object or not np.can_cast(a.dtype, p.dtype, casting="same_kind"):
+        a = to_array(v, _describe(p), InputTypeError)
+        if a.dtype == object:
             raise InputTypeError(f"{_describe(p)} got values of dtype {a.dtype}")
-        a = convert_exactly(a, p.dtype, _describe(p))
+        if has_own_dtype(v):
+            # an array-like (a tensor of another library, a numpy scalar...) has a dtype
+            # of its own: the rule for numpy arrays, whatever library made it
+            if a.dtype != p.dtype:
+                raise InputTypeError(f"{_describe(p)} got a {type(v).__name__} of dtype "
+                                     f"{a.dtype}; convert it to {p.dtype} first")
+        else:
+            # Python numbers, lists, tuples: no dtype of their own; exact conversion
+            if not np.can_cast(a.dtype, p.dtype, casting="same_kind"):
+                raise InputTypeError(f"{_describe(p)} got values of dtype {a.dtype}")
+            a = convert_exactly(a, p.dtype, _describe(p))
     if a.shape != p.shape:
         raise InputError(f"{_describe(p)} got shape {a.shape}")
     if not (a.flags.c_contiguous and a.flags.aligned):
@@ -121,7 +128,35 @@ def convert_exactly(a: np.ndarray, dtype, what: str) -> np.ndarray:
 
 def _array_like(v) -> bool:
     import numbers
-    return isinstance(v, (numbers.Number, np.generic, list, tuple)) or hasattr(v, "__array__")
+    if isinstance(v, (numbers.Number, np.generic, list, tuple)) or \
+            any(hasattr(v, a) for a in ("__array__", "__array_interface__", "__array_struct__")):
+        return True
+    try:
+        memoryview(v).release()         # the buffer protocol
+        return True
+    except Exception:
+        return False
+
+
+def has_own_dtype(v) -> bool:
+    """Whether ``v`` carries a dtype (numpy arrays and scalars, and anything
+    numpy reads through ``__array__``, ``__array_interface__``,
+    ``__array_struct__`` or the buffer protocol), as opposed to Python numbers,
+    lists and tuples, whose dtype numpy guesses."""
+    import numbers
+    return not isinstance(v, (numbers.Number, list, tuple)) or isinstance(v, np.generic)
+
+
+def to_array(v, what: str, error=InputTypeError, **kw) -> np.ndarray:
+    """``np.asarray(v, **kw)`` (``np.array`` when ``copy=True`` is given), with
+    any exception raised by the conversion (an ``__array__`` that raises, as a
+    tensor requiring grad does; a ragged list) reported as ``error`` naming
+    ``what`` and the exception, which is chained."""
+    try:
+        return np.array(v, **kw) if kw.get("copy") else np.asarray(v, **kw)
+    except Exception as e:
+        raise error(f"{what}: cannot convert the {type(v).__name__} to an array: "
+                    f"{type(e).__name__}: {e}") from e
 
 
 class NativeCall:

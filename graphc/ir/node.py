@@ -79,10 +79,8 @@ class Node:
     def value(self, v) -> None:
         if self.op != "parameter":
             raise AttributeError(f"cannot set the value of {self.op} node {self.name!r}")
-        try:
-            a = np.asarray(v)
-        except (ValueError, TypeError) as e:
-            raise DTypeError(f"parameter {self.name!r}: new value is not an array: {e}") from None
+        from ..runtime import to_array
+        a = to_array(v, f"parameter {self.name!r}: new value", DTypeError)
         if a.dtype == object or a.dtype.kind not in "biuf":
             raise DTypeError(f"parameter {self.name!r}: new value has dtype {a.dtype} "
                              f"({type(v).__name__}), expected {self.dtype}")

@@ -15,13 +15,9 @@ from ..ir.node import Node
 def constant(value, dtype=None, name: str | None = None) -> Node:
     """A constant node holding a copy of ``value``. Small constants are
     hash-consed by value, so equal constants are one node."""
-    try:
-        a = np.array(value, dtype=None if dtype is None else D.as_dtype(dtype, "constant"), copy=True,
-                     order="C")
-    except (ValueError, TypeError) as e:      # ragged lists, unconvertible objects
-        if isinstance(e, DTypeError):
-            raise
-        raise DTypeError(f"constant: cannot make an array of this {type(value).__name__}: {e}") from None
+    from ..runtime import to_array
+    dt_arg = None if dtype is None else D.as_dtype(dtype, "constant")   # (a DTypeError of its own)
+    a = to_array(value, "constant", DTypeError, dtype=dt_arg, copy=True, order="C")
     if a.dtype == np.float16:
         a = a.astype(np.float32)
     if dtype is None and a.dtype not in D.SUPPORTED:
@@ -182,12 +178,9 @@ def placeholder(shape, dtype="float32", name: str | None = None) -> Node:
 def parameter(value, name: str | None = None, dtype=None, trainable: bool = True) -> Node:
     """A graph value that holds a numpy array (``.value``), read at each call.
     Assigning ``.value`` (same shape) changes what the next call sees."""
-    try:
-        a = np.array(value, dtype=None if dtype is None else D.as_dtype(dtype, "parameter"), copy=True)
-    except (ValueError, TypeError) as e:      # ragged lists, unconvertible objects
-        if isinstance(e, DTypeError):
-            raise
-        raise DTypeError(f"parameter: cannot make an array of this {type(value).__name__}: {e}") from None
+    from ..runtime import to_array
+    dt_arg = None if dtype is None else D.as_dtype(dtype, "parameter")   # (a DTypeError of its own)
+    a = to_array(value, "parameter", DTypeError, dtype=dt_arg, copy=True)
     dt = D.as_dtype(a.dtype, "parameter")
     n = Node("parameter", (), {}, a.shape, dt, name, user_source())
     if name is None:
