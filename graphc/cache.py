@@ -32,19 +32,19 @@ import io
 import json
 import os
 import tempfile
-import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import forksafe
 from .ir.graph import Graph
 
 MAGIC = b"GRAPHCC\x01"
 FORMAT = 1
 MEMORY_ENTRIES = 32
-_lock = threading.RLock()
+_lock = forksafe.lock(globals(), "_lock", rank=1)   # (see forksafe.py)
 _memory: OrderedDict = OrderedDict()      # key -> Artifact (most recently used last)
 _components: OrderedDict = OrderedDict()  # key -> components dict (for explaining misses)
 _source_hash = None

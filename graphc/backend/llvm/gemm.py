@@ -57,6 +57,7 @@ from dataclasses import dataclass
 import numpy as np
 from llvmlite import ir
 
+from ... import forksafe
 from . import rtlib
 from .loops import for_step, if_then
 from .scalar import F32, F64, I1, I8, I32, I64, PTR
@@ -722,7 +723,7 @@ def shared_gemm(module: ir.Module, dtype) -> ir.Function:
     return f
 
 
-_SHARED_LOCK = threading.Lock()
+_SHARED_LOCK = forksafe.lock(globals(), "_SHARED_LOCK", rank=3)   # (see graphc/forksafe.py)
 
 
 # ------------------------------------------------------------------ matmul kernels

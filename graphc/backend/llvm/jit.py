@@ -9,11 +9,12 @@ code is freed when that object is dropped.
 from __future__ import annotations
 
 import ctypes
-import threading
 
 import llvmlite.binding as llvm
 
-_lock = threading.RLock()
+from ... import forksafe
+
+_lock = forksafe.lock(globals(), "_lock", rank=2)   # (see graphc/forksafe.py)
 _state: dict = {}
 
 

@@ -24,11 +24,11 @@ import ctypes
 import hashlib
 import os
 import platform
-import threading
 
 import llvmlite.binding as llvm
 from llvmlite import ir
 
+from ... import forksafe
 from .scalar import I32, I64, PTR
 
 VOID = ir.VoidType()
@@ -36,7 +36,7 @@ SYS_FUTEX = {"x86_64": 202, "aarch64": 98, "arm64": 98}.get(platform.machine(), 
 FUTEX_WAIT, FUTEX_WAKE = 128, 129          # the _PRIVATE variants
 SPIN_CYCLES = 60_000           # spin about 25 us before sleeping on the futex
 
-_lock = threading.RLock()
+_lock = forksafe.lock(globals(), "_lock", rank=0)   # (see graphc/forksafe.py)
 _loaded: dict = {}                           # component name -> JitModule keeping it alive
 COMPONENTS: dict = {}                        # name -> (emit(module), [symbols])
 
