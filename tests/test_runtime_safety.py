@@ -386,3 +386,34 @@ def test_ctrl_c_during_a_callback_is_a_keyboard_interrupt(isolated):
         assert np.allclose(f(x=np.ones(4)), np.exp(np.tanh(np.ones(4))) + 1.0)
     """)
     assert r.stdout.split("\n")[:2] == ["interrupt_main KeyboardInterrupt", "SIGINT KeyboardInterrupt"]
+
+
+def test_ctrl_c_in_native_code_just_before_a_callback_is_a_keyboard_interrupt(isolated):
+    # the signal arrives while native code runs; its KeyboardInterrupt is raised as
+    # the callback's trampoline is entered, before any try in it (ctypes reports it
+    # as unraisable and leaves the callback's return value undefined)
+    r = isolated("""
+        import os, signal, threading, time
+        import numpy as np
+        import graphc as gc
+        op = gc.register_op("after_cb", reference=lambda x: x, callback=lambda x: x)
+        n = 1 << 21
+        x = gc.placeholder((n,), "float64", name="x")
+        slow = gc.exp(gc.tanh(gc.exp(gc.tanh(x)) * 0.5))
+        f = gc.compile(op(slow).sum(), threads=1)
+        xv = np.ones(n)
+        t0 = time.perf_counter(); f(x=xv); t = time.perf_counter() - t0
+        outcomes = []
+        for k in range(3):
+            threading.Timer(t * 0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+            try:
+                f(x=xv)
+                time.sleep(t)                 # (a late signal lands here)
+                outcomes.append("none")
+            except KeyboardInterrupt:
+                outcomes.append("KeyboardInterrupt")
+            except BaseException as e:
+                outcomes.append(type(e).__name__)
+        print(outcomes)
+    """)
+    assert r.stdout.strip() == str(["KeyboardInterrupt"] * 3), r.stdout + r.stderr

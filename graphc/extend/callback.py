@@ -3,11 +3,19 @@
 The op's ``kernel`` lowering (kind ``"kernel"``, so fusion gives it a kernel
 of its own) emits::
 
-    %bufs = alloca [n+1 x ptr]            ; input buffers, then the output buffer
+    %bufs = alloca [n+2 x ptr]            ; input buffers, the output buffer, %word
     store ptr %in0, ...                   ; (one-element constants are spilled)
     if (*status == 0)                     ; an earlier failure: skip the call
-        %rc = call i32 @graphc_host_callback(i64 <site>, ptr %bufs)
-        err = %rc
+        store i32 <interrupted>, ptr %word
+        call i32 @graphc_host_callback(i64 <site>, ptr %bufs)
+        err = load i32 %word               ; 0, or the code of an error message
+
+The status comes back through ``%word``, not the return value: an
+asynchronous exception (Ctrl-C) raised as the trampoline is entered, before
+any ``try`` of it runs, is reported by ctypes as unraisable and leaves the
+return value undefined; the word then still holds the code of "was
+interrupted", and the exception itself is taken from ctypes'
+``sys.unraisablehook`` call.
 
 ``graphc_host_callback`` is one ctypes ``CFUNCTYPE`` trampoline, made once
 per process and never freed, whose address is given to the JIT's linker
@@ -81,23 +89,32 @@ class _Site:
     def where(self) -> str:
         return f"node {self.node_name}, built at {self.source}"
 
+    def interrupted(self) -> str:
+        """The message of the code the kernel reports when the trampoline never
+        wrote its status word (see :func:`_trampoline`)."""
+        return f"host callback of op {self.op!r} ({self.where()}) was interrupted"
+
     def run(self, bufs: int) -> int:
-        stack = FRAMES.stack
-        frame = stack[-1] if stack else None
+        frame = FRAMES.stack[-1] if FRAMES.stack else None
+        word = None
         try:
             n = len(self.ins)
-            ptrs = (ctypes.c_void_p * (n + 1)).from_address(bufs)
+            ptrs = (ctypes.c_void_p * (n + 2)).from_address(bufs)
+            word = (ctypes.c_int32 * 1).from_address(ptrs[n + 1])
             arrays = frame[0] if frame is not None else None
             args = [_input(ptrs[k], shape, dtype, arrays, self.owners[k])
                     for k, (shape, dtype) in enumerate(self.ins)]
             out = _view(ptrs[n], *self.out, True)
             r = self.fn(*args, **self.attrs)
             self._store(r, out)
-            return 0
+            word[0] = 0
         except BaseException as e:   # never let an exception reach native code
             if frame is not None and frame[1] is None:
                 frame[1] = e
-            return self._fail(e)
+            code = self._fail(e)
+            if word is not None:
+                word[0] = code
+        return 0
 
     def _store(self, r, out: np.ndarray) -> None:
         try:
@@ -159,20 +176,52 @@ def _view(ptr, shape, dtype, writable: bool) -> np.ndarray:
 
 
 def _trampoline(token: int, bufs: int) -> int:
-    site = _SITES.get(token)
-    if site is None:        # cannot happen: sites are never removed
-        return -1
-    return site.run(bufs)
+    # The kernel reads the status from a word it set to the site's "interrupted"
+    # code, never from this return value: if an asynchronous exception (Ctrl-C:
+    # a signal handler's exception) is raised on entering this function, before
+    # any try can catch it, ctypes reports it as unraisable (see _unraisable) and
+    # leaves the return value undefined, while the word still says "interrupted".
+    try:
+        site = _SITES.get(token)
+        if site is not None:        # (always: sites are never removed)
+            site.run(bufs)
+    except BaseException as e:       # raised on entering run(), before its try
+        _record(e)
+    return 0
+
+
+def _record(e: BaseException) -> None:
+    """Make ``e`` the running call's exception (if it has none yet)."""
+    stack = FRAMES.stack
+    if stack and stack[-1][1] is None:
+        stack[-1][1] = e
+
+
+def _unraisable(hook):
+    """A ``sys.unraisablehook`` that takes an exception that escaped the
+    trampoline (see :func:`_trampoline`) as the running call's exception,
+    and passes anything else on to ``hook``."""
+    def unraisablehook(u):
+        if getattr(u, "object", None) is _trampoline and FRAMES.stack:
+            _record(u.exc_value)
+            return
+        hook(u)
+    unraisablehook.graphc = True
+    return unraisablehook
 
 
 def _install() -> None:
     """Create the trampoline and give its address to the JIT linker (once)."""
     if "cfunc" in _state:
         return
+    import sys
+
     import llvmlite.binding as llvm
     cfunc = _PROTO(_trampoline)
     llvm.add_symbol(SYMBOL, ctypes.cast(cfunc, ctypes.c_void_p).value)
     _state["cfunc"] = cfunc          # kept for the life of the process
+    if not getattr(sys.unraisablehook, "graphc", False):
+        sys.unraisablehook = _unraisable(sys.unraisablehook)
 
 
 def register_site(fn, node, errors: list, owners: list | None = None) -> int:
@@ -205,11 +254,13 @@ def callback_kernel(reg):
 
     def kernel(em, n):
         token = register_site(reg.callback, n, em.me.errors, _owners(em, n))
+        interrupted = em.me.error_code(_SITES[token].interrupted())
         b = em.b
         nodes = list(n.inputs) + [n]
         ab = em.alloca_builder             # in the entry block, like every alloca
         ab.position_at_start(em.fn.entry_basic_block)
-        bufs = ab.alloca(PTR, size=len(nodes), name="cb_bufs")
+        bufs = ab.alloca(PTR, size=len(nodes) + 1, name="cb_bufs")
+        word = em.alloca(I32, name="cb_status")     # the trampoline's status
         for k, x in enumerate(nodes):
             if x is not n and x.op == "constant" and x.size == 1:
                 # one-element constants are immediates in kernels: spill it
@@ -223,11 +274,13 @@ def callback_kernel(reg):
                 p = em.pointer(x, writing=x is n)
             dst = b.gep(bufs, [ir.Constant(I64, k)], source_etype=PTR, inbounds=True)
             b.store(p, dst)
+        b.store(word, b.gep(bufs, [ir.Constant(I64, len(nodes))], source_etype=PTR, inbounds=True))
         fn = em.me.module.globals.get(SYMBOL)
         if fn is None:
             fn = ir.Function(em.me.module, ir.FunctionType(I32, [I64, PTR]), SYMBOL)
         ok = b.icmp_unsigned("==", b.load(em.status, typ=I32), ir.Constant(I32, 0))
         with b.if_then(ok):
-            rc = b.call(fn, [ir.Constant(I64, token), bufs])
-            b.store(rc, em.err)
+            b.store(ir.Constant(I32, interrupted), word)
+            b.call(fn, [ir.Constant(I64, token), bufs])
+            b.store(b.load(word, typ=I32), em.err)
     return kernel
