@@ -417,3 +417,37 @@ def test_ctrl_c_in_native_code_just_before_a_callback_is_a_keyboard_interrupt(is
         print(outcomes)
     """)
     assert r.stdout.strip() == str(["KeyboardInterrupt"] * 3), r.stdout + r.stderr
+
+
+def test_fork_drops_other_threads_arenas(isolated):
+    # per-thread state (a compiled function's arena) of threads that do not exist in
+    # the child is freed there; the forking thread's own is kept and still works
+    isolated("""
+        import gc as pygc, os, threading, warnings, weakref
+        import numpy as np
+        import graphc as gc
+        warnings.simplefilter("ignore", DeprecationWarning)
+        x = gc.placeholder((1000,), "float64", name="x")
+        f = gc.compile(gc.exp(gc.tanh(x)) * 2.0 + x)
+        refs, go, ready = [], threading.Event(), threading.Event()
+        def other():
+            f(x=np.ones(1000))
+            refs.append(weakref.ref(f._native._local.arena))
+            ready.set()
+            go.wait()
+        t = threading.Thread(target=other)
+        t.start()
+        ready.wait()
+        f(x=np.ones(1000))
+        mine = weakref.ref(f._native._local.arena)
+        pid = os.fork()
+        if pid == 0:
+            pygc.collect()
+            ok = refs[0]() is None and mine() is not None and \\
+                np.allclose(f(x=np.zeros(1000)), 2.0)
+            os._exit(0 if ok else 1)
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        go.set()
+        t.join()
+        assert code == 0, code
+    """)
