@@ -451,3 +451,21 @@ def test_fork_drops_other_threads_arenas(isolated):
         t.join()
         assert code == 0, code
     """)
+
+
+def test_parameters_take_array_likes_as_they_take_numpy_arrays():
+    a64 = np.array([1.5, -2.0, 3.25])
+    for make in (F64, Interface):
+        p = gc.parameter(make(a64), name="w")
+        assert p.dtype == np.float64
+        np.testing.assert_array_equal(p.value, a64)
+        q = gc.parameter(np.zeros(3, np.float32), name="v")
+        q.value = a64                       # a numpy float64 array: converted exactly
+        from_numpy = q.value.copy()
+        q.value = make(a64)                 # the same for an array-like
+        np.testing.assert_array_equal(q.value, from_numpy)
+        assert q.value.dtype == np.float32
+        with pytest.raises(gc.DTypeError):
+            q.value = np.array([1e300, 0, 0])          # overflows float32
+        with pytest.raises(gc.DTypeError):
+            q.value = make(np.array([1e300, 0, 0]))
