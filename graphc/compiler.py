@@ -327,8 +327,11 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
         me = _plan(f, graph, opt_level, passes, fast_math, threads)
         jit = JitModule.compile(f._llvm_ir, ENTRY, opt=opt_level)
         slots, arrays = cache.slots_for(graph, me.layout)
+        extra = {"opt": opt_level, "rt": f._runtime}
+        if _calls_back(me.module):
+            extra["host"] = True     # runs Python while it runs: may be re-entered
         art = cache.Artifact(jit, slots, arrays, len(graph.outputs), me.arena_size, me.errors,
-                             key, {"opt": opt_level, "rt": f._runtime})
+                             key, extra)
         f.llvm_seconds = time.perf_counter() - t1
         if use_cache:
             cache.memory_put(key, art, comps)
@@ -337,19 +340,15 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
     else:
         f._plan_args = (graph, opt_level, passes, fast_math, threads)
     f._jit = art.jit
-    call = HostedCall if _has_host_callbacks(graph) else NativeCall
+    call = HostedCall if art.extra.get("host") else NativeCall
     f._native = call(art.jit, cache.BoundLayout(art, graph), art.arena_size, art.errors)
 
 
-def _has_host_callbacks(graph: Graph) -> bool:
-    """Whether the code may call back into Python while it runs (so may be
-    re-entered: it needs :class:`~graphc.runtime.HostedCall`)."""
-    from .extend.register import USER_OPS
-    for n in graph.nodes:
-        reg = USER_OPS.get(n.op)
-        if reg is not None and reg.lowering == "callback":
-            return True
-    return False
+def _calls_back(module) -> bool:
+    """Whether the code calls host callbacks (so runs Python code while it
+    runs, and may be re-entered: it needs :class:`~graphc.runtime.HostedCall`)."""
+    from .extend.callback import SYMBOL
+    return SYMBOL in module.globals
 
 
 _hooks: list = []     # callables run on every compiled function (``python -m graphc inspect``)

@@ -469,3 +469,14 @@ def test_parameters_take_array_likes_as_they_take_numpy_arrays():
             q.value = np.array([1e300, 0, 0])          # overflows float32
         with pytest.raises(gc.DTypeError):
             q.value = make(np.array([1e300, 0, 0]))
+
+
+def test_only_code_that_calls_back_takes_the_reentrant_path(registered):
+    from graphc.runtime import HostedCall, NativeCall
+    x = gc.placeholder((3,), "float64", name="x")
+    assert type(gc.compile(x * 2.0)._native) is NativeCall
+    op = _op(registered, "plain_cb", lambda a: a + 1.0)
+    f = gc.compile(op(x) * 2.0)
+    assert type(f._native) is HostedCall
+    assert type(gc.compile(op(x) * 2.0)._native) is HostedCall      # a cache hit too
+    np.testing.assert_array_equal(f(x=np.ones(3)), np.full(3, 4.0))

@@ -218,8 +218,11 @@ def _install() -> None:
 
     import llvmlite.binding as llvm
     cfunc = _PROTO(_trampoline)
+    # kept for the life of the process: every one made (two threads may get
+    # here at once), since LLVM keeps whichever address it was given last
+    _state.setdefault("all", []).append(cfunc)
     llvm.add_symbol(SYMBOL, ctypes.cast(cfunc, ctypes.c_void_p).value)
-    _state["cfunc"] = cfunc          # kept for the life of the process
+    _state["cfunc"] = cfunc
     if not getattr(sys.unraisablehook, "graphc", False):
         sys.unraisablehook = _unraisable(sys.unraisablehook)
 
