@@ -318,9 +318,9 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
             art, _ = cache.artifact_from_disk(*entry)
             f.cache_hit = "disk"
             cache.memory_put(key, art, comps)
-        except Exception:            # unloadable object code: rebuild, and drop the entry
+        except Exception as e:       # unloadable object code: rebuild, and drop the entry
             art = None
-            cache.disk_drop(key)
+            cache.disk_drop(key, f"its code could not be loaded: {type(e).__name__}: {e}")
     if art is None:
         f._miss_reason = cache.MissExplainer(comps) if use_cache else "cache=False"
         t1 = time.perf_counter()

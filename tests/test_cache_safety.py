@@ -1,0 +1,247 @@
+"""Hostile testing (issue 10): cache files that are not what they claim
+(FIFOs, symlinks to devices, directories, foreign runtime objects, damaged
+headers), plugins that exit or fail half-way, and explicit pass lists that
+cannot work. Every result is checked against numpy or the interpreter."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import cache, cachefile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    d = tmp_path / "cache"
+    d.mkdir()
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(d))
+    cache.clear_memory()
+    yield d
+    cache.clear_memory()
+
+
+def run(code: str, cache_dir, timeout: float = 60) -> str:
+    """Run ``code`` in a fresh interpreter on this checkout (each process
+    loads the runtime library anew); a hang fails the test, never the run."""
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(cache_dir), PYTHONPATH=ROOT)
+    try:
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, timeout=timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the process hung (killed after {timeout}s)")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout.strip().splitlines()[-1]
+
+
+# -- 11: cache files that are not regular files ---------------------------------------------
+
+SCRIPT = """
+import numpy as np, graphc as gc
+x = gc.placeholder((4, 8), "float64", name="x")
+w = gc.parameter(np.full((8, 3), 0.25), name="w")
+f = gc.compile(gc.sum(gc.tanh(x @ w) * 2.0))
+X = np.arange(32.0).reshape(4, 8) / 32
+assert abs(float(f(x=X)) - float(np.sum(np.tanh(X @ w.value) * 2.0))) < 1e-12
+print("HIT", f.cache_hit, "|", f.cache_miss_reason)
+"""
+
+
+def _replace(path, kind: str) -> None:
+    os.unlink(path)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink-dev-zero":
+        os.symlink("/dev/zero", path)
+    elif kind == "symlink-fifo":
+        fifo = os.path.join(os.path.dirname(path), "elsewhere.fifo")
+        os.mkfifo(fifo)
+        os.symlink(fifo, path)
+    elif kind == "directory":
+        os.mkdir(path)
+    else:
+        raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink-dev-zero", "symlink-fifo", "directory"])
+def test_entry_that_is_not_a_regular_file_is_discarded_not_read(cache_dir, kind):
+    assert run(SCRIPT, cache_dir).startswith("HIT False")
+    (path,) = cache.entries()
+    _replace(path, kind)
+    out = run(SCRIPT, cache_dir, timeout=30)          # before the fix: blocked forever
+    assert out.startswith("HIT False | unreadable entry") and "not a regular file" in out
+    (path2,) = cache.entries()                         # rebuilt as a regular, sound entry
+    assert path2 == path and os.path.isfile(path2) and not os.path.islink(path2)
+    cache.read_entry(path2)
+    assert run(SCRIPT, cache_dir).startswith("HIT disk")
+
+
+def test_other_entries_that_are_not_regular_files_do_not_block_miss_explanations(cache_dir):
+    for name, kind in (("a", "fifo"), ("b", "symlink-dev-zero"), ("c", "directory")):
+        p = cache_dir / f"{name * 64}.gcc"
+        p.write_bytes(b"")
+        _replace(str(p), kind)
+    out = run(SCRIPT, cache_dir, timeout=30)
+    assert out == "HIT False | no readable entry to compare with (3 unreadable entries skipped)"
+    info = cache.info()
+    assert info["entries"] == 4
+
+
+def test_open_regular_refuses_without_blocking(tmp_path):
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    os.symlink("/dev/zero", tmp_path / "z")
+    for p, why in ((fifo, "a FIFO"), (tmp_path / "z", "a symbolic link"),
+                   (tmp_path, "a directory")):
+        with pytest.raises(cachefile.BadEntry, match=why):
+            cachefile.read(str(p), cache.MAGIC)
+    with pytest.raises(FileNotFoundError):
+        cachefile.read(str(tmp_path / "missing"), cache.MAGIC)
+
+
+# -- 12: runtime-library objects are checked like graph entries -----------------------------
+
+GEMM_SCRIPT = """
+import numpy as np, graphc as gc
+from graphc.backend.llvm import rtlib
+x = gc.placeholder((64, 64), "float32", name="x")
+w = gc.parameter(np.linspace(-1, 1, 64 * 32, dtype=np.float32).reshape(64, 32), name="w")
+f = gc.compile(x @ w, cache=False)
+X = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+np.testing.assert_allclose(f(x=X), X.astype(np.float64) @ w.value, rtol=1e-4, atol=1e-4)
+assert "gemm_f32" in f._runtime
+print(sorted(rtlib._loaded))
+"""
+
+
+def _rt_path(cache_dir, name: str) -> str:
+    from graphc.backend.llvm import rtlib
+    return os.path.join(str(cache_dir), f"rt-{rtlib._key(name)}.o")
+
+
+@pytest.mark.parametrize("damage", ["foreign-old-layout", "foreign", "lying-header", "directory",
+                                    "fifo", "symlink-dev-zero", "garbage", "truncated"])
+def test_bad_runtime_object_is_rebuilt_and_rewritten(cache_dir, damage):
+    from graphc.backend.llvm import rtlib
+    assert run(GEMM_SCRIPT, cache_dir) == "['gemm_f32', 'pycall']"
+    gemm, other = _rt_path(cache_dir, "gemm_f32"), _rt_path(cache_dir, "pycall")
+    assert os.path.isfile(gemm) and os.path.isfile(other)
+    _, (other_obj,) = cachefile.read(other, rtlib.RT_MAGIC)
+    if damage == "foreign-old-layout":     # what the old checks (content hash only) accepted
+        data = hashlib.sha256(other_obj).digest() + other_obj
+    elif damage == "foreign":              # pycall's sound file under gemm's name
+        data = open(other, "rb").read()
+    elif damage == "garbage":
+        data = os.urandom(2000)
+    elif damage == "truncated":
+        data = open(gemm, "rb").read()[:100]
+    if damage == "lying-header":           # a header naming gemm, over pycall's code
+        header = {"format": rtlib.RT_FORMAT, "kind": "rtlib", "component": "gemm_f32",
+                  "key": rtlib._key("gemm_f32"), "symbols": rtlib.COMPONENTS["gemm_f32"][1]}
+        os.unlink(gemm)
+        assert cachefile.write(str(cache_dir), gemm, rtlib.RT_MAGIC, header, [other_obj])
+    elif damage in ("directory", "fifo", "symlink-dev-zero"):
+        _replace(gemm, damage)
+    else:
+        with open(gemm, "wb") as fh:
+            fh.write(data)
+    # before the fix: "object code has no function 'graphc_gemm_f32'" in every process
+    # (or IsADirectoryError, or a hang)
+    assert run(GEMM_SCRIPT, cache_dir, timeout=60) == "['gemm_f32', 'pycall']"
+    header, (obj,) = cachefile.read(gemm, rtlib.RT_MAGIC)          # rewritten, sound
+    assert header["component"] == "gemm_f32" and obj != other_obj
+    st = os.stat(gemm)
+    assert run(GEMM_SCRIPT, cache_dir) == "['gemm_f32', 'pycall']"
+    assert os.stat(gemm).st_mtime_ns == st.st_mtime_ns              # loaded, not rebuilt again
+
+
+# -- 13: a damaged header is "unreadable entry", never an exception --------------------------
+
+def _graph(scale):
+    x = gc.placeholder((3, 5), "float64", name="x")
+    w = gc.parameter(np.linspace(-1.0, 1.0, 5), name="w")
+    return gc.exp(x * w) * scale, w
+
+
+def _damages(data: bytes):
+    """Every byte of the first 64 flipped; the header-length field also set
+    to 0x00, 0x7F and 0xFF byte by byte and as a whole; truncations."""
+    for i in range(64):
+        yield f"flip {i}", data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
+    for i in range(8, 16):
+        for v in (0x00, 0x7F, 0xFF):
+            if data[i] != v and data[i] ^ 0xFF != v:
+                yield f"byte {i}={v:#x}", data[:i] + bytes([v]) + data[i + 1:]
+    for fill in (b"\xff" * 8, b"\x7f" * 8, (1 << 62).to_bytes(8, "little"),
+                 (len(data)).to_bytes(8, "little")):
+        yield f"length {fill.hex()}", data[:8] + fill + data[16:]
+    for n in (0, 1, 7, 8, 12, 16, 40, 48, 56, 64, len(data) // 2, len(data) - 1):
+        yield f"truncate {n}", data[:n]
+
+
+def test_damaged_entry_headers_are_unreadable_entries_never_exceptions(cache_dir):
+    X = np.linspace(-1.0, 1.0, 15).reshape(3, 5)
+    (a, w), (b, _) = _graph(2.0), _graph(3.0)
+    want_a, want_b = np.exp(X * w.value) * 2.0, np.exp(X * w.value) * 3.0
+    gc.compile(a, opt_level=0)
+    (path_a,) = cache.entries()
+    data = open(path_a, "rb").read()
+    for what, bad in _damages(data):
+        with open(path_a, "wb") as fh:
+            fh.write(bad)
+        cache.clear_memory()
+        # another graph's miss reads the damaged entry to explain itself
+        fb = gc.compile(b, opt_level=0)
+        assert fb.cache_hit is False, what
+        reason = fb.cache_miss_reason
+        assert reason == "no readable entry to compare with (1 unreadable entry skipped)", \
+            (what, reason)
+        assert "kernel" in fb.report()
+        np.testing.assert_allclose(fb(x=X), want_b, rtol=1e-12)
+        for f in cache.entries():
+            if f != path_a:
+                os.unlink(f)
+        cache.clear_memory()
+        # the damaged graph itself: a miss that says why, a correct result, a sound new entry
+        fa = gc.compile(a, opt_level=0)
+        assert fa.cache_hit is False, what
+        assert fa.cache_miss_reason.startswith("unreadable entry: the cached entry of this "
+                                               "graph was discarded ("), what
+        assert "kernel" in fa.report()
+        np.testing.assert_allclose(fa(x=X), want_a, rtol=1e-12)
+        cache.read_entry(path_a)
+    cache.clear_memory()
+    assert gc.compile(a, opt_level=0).cache_hit == "disk"
+
+
+def test_header_that_hashes_but_is_malformed_is_unreadable(cache_dir):
+    """A header with a valid digest but wrong field types (written by a buggy
+    or hostile writer) is refused, not trusted."""
+    a, _ = _graph(2.0)
+    gc.compile(a, opt_level=0)
+    (path,) = cache.entries()
+    header, blobs = cache.read_entry(path)
+    for field, value in (("components", ["x"]), ("slots", "x"), ("n_outputs", -1),
+                         ("blobs", [[-5, "x"]]), ("blobs", "x"), ("errors", None)):
+        bad = dict(header, **{field: value})
+        hb = json.dumps(bad).encode()
+        with open(path, "wb") as fh:
+            fh.write(cache.MAGIC + len(hb).to_bytes(8, "little") + hashlib.sha256(hb).digest()
+                     + hb + b"".join(blobs))
+        cache.clear_memory()
+        g = gc.compile(_graph(3.0)[0], opt_level=0)
+        assert g.cache_miss_reason.endswith("(1 unreadable entry skipped)"), field
+        for f in cache.entries():
+            if f != path:
+                os.unlink(f)
+        cache.clear_memory()
+        f = gc.compile(a, opt_level=0)
+        assert f.cache_hit is False and f.cache_miss_reason.startswith("unreadable entry"), field
