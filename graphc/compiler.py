@@ -358,7 +358,11 @@ def compile(outputs, inputs=None, *, backend: str = "llvm",  # noqa: A001
     call. The compiled kernel writes them in place.
     ``opt_level``: 0 (no graph passes, one kernel per op, LLVM O0) to 3
     (every pass, fusion, in-place memory, LLVM O3). ``passes``: an explicit
-    list of pass names or Pass objects instead of the default pipeline.
+    list of pass names or Pass objects instead of the default pipeline
+    (``fusion`` and ``memory`` are appended when missing); it is checked
+    first: unknown names, and orders the passes do not accept (a pass that
+    changes the graph after ``fusion``, ``memory`` before ``fusion``, a
+    planning pass twice), raise :class:`graphc.passes.PipelineError`.
     ``fast_math``: allow rewrites that are exact only for finite values.
     ``dump``: a directory to write every pass, the LLVM IR and the assembly
     to (also set by the environment variable ``GRAPHC_DUMP``).
@@ -377,6 +381,10 @@ def compile(outputs, inputs=None, *, backend: str = "llvm",  # noqa: A001
         threads = get_num_threads()
     if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= 256:
         raise ValueError(f"compile: threads must be an int from 1 to 256, got {threads!r}")
+    if passes is not None:         # a list of known passes in an order they accept
+        from .passes import Pipeline, pass_list
+        passes = pass_list(passes)
+        Pipeline(passes)
     outs, single = _as_outputs(outputs)
     if inputs is not None:
         inputs = list(inputs)

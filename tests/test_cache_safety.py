@@ -15,6 +15,7 @@ import pytest
 
 import graphc as gc
 from graphc import cache, cachefile
+from graphc.passes import DEFAULT_ORDER, PASSES, Pass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -245,3 +246,122 @@ def test_header_that_hashes_but_is_malformed_is_unreadable(cache_dir):
         cache.clear_memory()
         f = gc.compile(a, opt_level=0)
         assert f.cache_hit is False and f.cache_miss_reason.startswith("unreadable entry"), field
+
+
+# -- 18: explicit pass lists are checked before any pass runs --------------------------------
+
+def _pipeline_graph():
+    x = gc.placeholder((8,), "float64", name="x")
+    y = gc.sum(gc.exp(x * 1.0 + 0.0) * 2.0)
+    X = np.linspace(-1.0, 1.0, 8)
+    return x, y, X, np.sum(np.exp(X) * 2.0)
+
+
+@pytest.mark.parametrize("passes, error, match", [
+    ("fusion", TypeError, r"passes must be a list of pass names, got the string 'fusion' "
+                          r"\(write passes=\['fusion'\]\)"),
+    ("simplify", TypeError, "passes must be a list of pass names"),
+    (gc.Pass, TypeError, "passes must be a list of pass names or Pass objects, got type"),
+    ([gc.Pass], TypeError, r"got the class Pass \(write Pass\(\)\)"),
+    (["fusion", "memory", "simplify"], gc.passes.PipelineError,
+     "pass 'simplify' changes the graph, so it must come before the planning pass 'fusion'"),
+    (["dce", "fusion", "cse"], gc.passes.PipelineError,
+     "pass 'cse' changes the graph, so it must come before the planning pass 'fusion'"),
+    (["memory", "fusion"], gc.passes.PipelineError,
+     "pass 'memory' requires pass 'fusion' to run before it, but 'fusion' runs later"),
+    (["fusion", "fusion", "memory"], gc.passes.PipelineError,
+     "pass 'fusion' is listed twice: a planning pass runs once"),
+    (["fusion", "memory", "memory"], gc.passes.PipelineError, "pass 'memory' is listed twice"),
+    (["simplify", "fusoin"], gc.passes.PipelineError,
+     r"unknown pass 'fusoin' \(known: cse, dce, fold, fusion, memory, simplify"),
+])
+def test_unsupported_pass_lists_fail_up_front_with_a_clear_error(passes, error, match):
+    _, y, _, _ = _pipeline_graph()
+    for backend in ("llvm", "interp"):          # checked before anything runs, on every backend
+        with pytest.raises(error, match=match):
+            gc.compile(y, passes=passes, backend=backend, cache=False)
+    assert issubclass(gc.passes.PipelineError, (gc.GraphcError, ValueError))
+
+
+@pytest.mark.parametrize("passes, names", [
+    (["simplify", "simplify"], ["simplify", "simplify", "fusion", "memory"]),   # graph passes repeat
+    (("cse",), ["cse", "fusion", "memory"]),
+    (["memory"], ["fusion", "memory"]),           # the missing fusion goes before what needs it
+    (["fold", "fusion"], ["fold", "fusion", "memory"]),
+])
+def test_supported_pass_lists_compile_correctly(passes, names):
+    _, y, X, want = _pipeline_graph()
+    f = gc.compile(y, passes=passes, cache=False)
+    assert [r.name for r in f.passes] == names
+    np.testing.assert_allclose(f(x=X), want, rtol=1e-12)
+
+
+def test_user_passes_declare_their_needs():
+    from graphc.passes import PipelineError
+    _, y, X, want = _pipeline_graph()
+
+    class Census(Pass):                 # only reads the graph: may run after planning
+        name = "census"
+        purpose = "count op nodes"
+        changes_graph = False
+
+        def run(self, graph, ctx):
+            ctx.notes.append(f"{len(graph.op_nodes())} op nodes, {len(ctx.kernels or [])} kernels")
+            return graph
+
+    class NeedsCse(Pass):
+        name = "needs-cse"
+        purpose = "runs after cse"
+        requires = ("cse",)
+
+        def run(self, graph, ctx):
+            return graph
+
+    class Liar(Pass):                   # says it keeps the graph, then rebuilds it
+        name = "liar"
+        purpose = "rewrites after planning"
+        changes_graph = False
+
+        def run(self, graph, ctx):
+            from graphc.ir.graph import Graph
+            return Graph([o * 1.0 for o in graph.outputs], graph.placeholders)
+
+    f = gc.compile(y, passes=["simplify", "fusion", Census(), "memory"], cache=False)
+    assert [r.name for r in f.passes] == ["simplify", "fusion", "census", "memory"]
+    assert f.passes[2].notes == [f"{len(f.graph.op_nodes())} op nodes, {f.num_kernels} kernels"]
+    np.testing.assert_allclose(f(x=X), want, rtol=1e-12)
+    np.testing.assert_allclose(gc.compile(y, passes=["cse", NeedsCse()], cache=False)(x=X),
+                               want, rtol=1e-12)
+    with pytest.raises(PipelineError, match="pass 'needs-cse' requires pass 'cse' to run before "
+                                            "it, but 'cse' runs not at all"):
+        gc.compile(y, passes=[NeedsCse()], cache=False)
+    with pytest.raises(PipelineError, match="pass object Nameless has no name"):
+        gc.compile(y, passes=[type("Nameless", (Pass,), {})()], cache=False)
+    with pytest.raises(PipelineError, match="pass 'liar' changed the graph after the planning "
+                                            "pass 'fusion'"):
+        gc.compile(y, passes=["fusion", Liar()], cache=False)
+
+
+def test_register_pass_refuses_an_order_that_would_break_every_compile():
+    from graphc.passes import PipelineError, register_pass
+    order, passes = list(DEFAULT_ORDER), dict(PASSES)
+
+    class Late(Pass):
+        name = "late-rewrite"
+        purpose = "a graph pass placed after fusion"
+
+        def run(self, graph, ctx):
+            return graph
+
+    try:
+        with pytest.raises(PipelineError, match="register_pass: pass 'late-rewrite' changes the "
+                                                "graph, so it must come before the planning "
+                                                "pass 'fusion'"):
+            register_pass(Late(), after="fusion")
+        assert DEFAULT_ORDER == order and PASSES == passes      # nothing changed
+        _, y, X, want = _pipeline_graph()
+        np.testing.assert_allclose(gc.compile(y, cache=False)(x=X), want, rtol=1e-12)
+    finally:
+        DEFAULT_ORDER[:] = order
+        PASSES.clear()
+        PASSES.update(passes)
