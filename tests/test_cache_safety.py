@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -365,3 +366,118 @@ def test_register_pass_refuses_an_order_that_would_break_every_compile():
         DEFAULT_ORDER[:] = order
         PASSES.clear()
         PASSES.update(passes)
+
+
+# -- 15: a plugin that exits or fails changes nothing -----------------------------------------
+
+def _settings_state():
+    """Every setting a plugin can change, as comparable values."""
+    from graphc.plugins import SETTINGS, _setting
+    return {k: (dict(v) if isinstance(v, dict) else list(v))
+            for k, v in ((k, _setting(*k)) for k in SETTINGS)}
+
+
+class FakeEntryPoint:
+    def __init__(self, name, fn):
+        self.name, self.value, self.dist, self._fn = name, f"tests.fake:{name}", None, fn
+
+    def load(self):
+        return self._fn
+
+
+def _hostile_setup(exc):
+    def setup():
+        from graphc.passes.simplify import RULES
+        gc.register_op("hostile.cube", reference=lambda x: x ** 3,
+                       vjp=lambda n, g: [3.0 * g * n.inputs[0] ** 2],
+                       scalar=lambda s, x: x * x * x)
+
+        class Noisy(Pass):
+            name = "hostile-noop"
+            purpose = "nothing"
+
+            def run(self, graph, ctx):
+                return graph
+
+        gc.register_pass(Noisy(), after="dce")
+        gc.set_num_threads(1 if gc.get_num_threads() != 1 else 2)
+        gc.compiler._hooks.append(lambda f: None)
+        RULES.insert(0, RULES[-1])
+        raise exc
+    return setup
+
+
+@pytest.mark.parametrize("exc", [SystemExit(3), SystemExit(), RuntimeError("half-way"),
+                                 GeneratorExit(), ValueError("bad")])
+def test_failing_plugin_is_skipped_and_rolled_back(exc):
+    from graphc import plugins
+    before = _settings_state()
+    threads = gc.get_num_threads()
+    name = f"hostile-{type(exc).__name__}-{id(exc)}"
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        (p,) = plugins.load([FakeEntryPoint(name, _hostile_setup(exc))])
+    assert p.ok is False and p.error.startswith(type(exc).__name__)
+    if isinstance(exc, SystemExit):
+        assert p.error == f"SystemExit: the plugin called sys.exit({exc.code!r})"
+    (msg,) = [str(m.message) for m in w if issubclass(m.category, plugins.PluginWarning)]
+    assert msg.startswith(f"graphc: plugin {name!r} (tests.fake:{name}) failed to load and "
+                          f"was skipped: {type(exc).__name__}")
+    assert _settings_state() == before              # every setting as before, same objects
+    assert gc.get_num_threads() == threads and "hostile.cube" not in gc.OPS
+    assert "hostile-noop" not in DEFAULT_ORDER and "hostile-noop" not in PASSES
+    x = gc.placeholder((4,), "float64", name="x")
+    X = np.array([0.5, -1.0, 2.0, 3.0])
+    f = gc.compile(gc.exp(x) * 2.0, cache=False)
+    assert "hostile-noop" not in [r.name for r in f.passes]
+    np.testing.assert_allclose(f(x=X), np.exp(X) * 2.0, rtol=1e-12)
+
+
+def test_keyboard_interrupt_in_a_plugin_goes_through_after_the_roll_back():
+    from graphc import plugins
+    before = _settings_state()
+    with pytest.raises(KeyboardInterrupt):
+        plugins.load([FakeEntryPoint("hostile-ctrl-c", _hostile_setup(KeyboardInterrupt()))])
+    assert _settings_state() == before
+
+
+def test_plugin_calling_sys_exit_does_not_end_import_graphc(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "graphc_exit_plugin.py").write_text(
+        "import sys\nimport graphc as gc\n"
+        "gc.register_op('exit.half', reference=lambda x: x / 2, vjp=lambda n, g: [g / 2],\n"
+        "               scalar=lambda s, x: x * 0.5)\n"
+        "gc.set_num_threads(1 if gc.get_num_threads() != 1 else 2)\n"
+        "sys.exit(3)\n")
+    info = site / "graphc_exit_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: graphc_exit_plugin\n"
+                                   "Version: 0.1\n")
+    (info / "entry_points.txt").write_text("[graphc.plugins]\nbye = graphc_exit_plugin\n")
+    code = """
+import json, warnings
+with warnings.catch_warnings(record=True) as w:
+    warnings.simplefilter("always")
+    import graphc as gc
+import numpy as np
+from graphc.compiler import default_threads
+x = gc.placeholder((3,), "float64", name="x")
+v = gc.compile(gc.exp(x) + 1.0, cache=False)(x=np.array([0.0, 1.0, 2.0]))
+print(json.dumps({"warnings": [str(m.message) for m in w], "ops": sorted(gc.OPS),
+                  "threads": [gc.get_num_threads(), default_threads()], "v": v.tolist()}))
+"""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), ROOT]))
+    env.pop("GRAPHC_PLUGINS", None)
+    env.pop("GRAPHC_NUM_THREADS", None)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=120, cwd=ROOT)
+    assert r.returncode == 0, f"status {r.returncode}: {r.stderr[-2000:]}"   # was: status 3
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    (msg,) = out["warnings"]
+    assert msg.startswith("graphc: plugin 'bye' (graphc_exit_plugin, from graphc_exit_plugin) "
+                          "failed to load and was skipped: SystemExit: the plugin called "
+                          "sys.exit(3)")
+    assert "exit.half" not in out["ops"]
+    assert out["threads"][0] == out["threads"][1]
+    np.testing.assert_allclose(out["v"], np.exp([0.0, 1.0, 2.0]) + 1.0, rtol=1e-12)
