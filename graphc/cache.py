@@ -234,6 +234,7 @@ def clear_memory() -> None:
     with _lock:
         _memory.clear()
         _components.clear()
+        _unreadable.clear()
 
 
 # -- disk -----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ runtime library use it without adding an import between them.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -42,14 +43,15 @@ class BadEntry(Exception):
 def open_regular(path: str) -> tuple[int, int]:
     """(fd, size) of ``path`` opened for reading if it is a regular file.
     Raises FileNotFoundError when there is nothing there, BadEntry for a
-    symlink, FIFO, device, socket or directory (never blocking on one)."""
+    symlink, FIFO, device or directory (never blocking on one), OSError
+    when it cannot be opened (a socket, no permission)."""
     try:
         fd = os.open(path, _FLAGS)
-    except FileNotFoundError:
+    except OSError as e:            # ELOOP: a symlink (O_NOFOLLOW); others (ENXIO, EACCES) go up
+        if e.errno == errno.ELOOP or (not isinstance(e, FileNotFoundError)
+                                      and os.path.islink(path)):
+            raise BadEntry("a symbolic link, not a regular file") from None
         raise
-    except OSError as e:            # ELOOP: a symlink (O_NOFOLLOW); ENXIO: a socket, ...
-        kind = "a symbolic link" if os.path.islink(path) else f"not openable ({e.strerror})"
-        raise BadEntry(f"{kind}, not a regular file") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

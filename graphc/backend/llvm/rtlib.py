@@ -435,8 +435,9 @@ def _from_disk(path: str, name: str, key: str, symbols: list):
     from ...cachefile import BadEntry, discard, read
     from .jit import JitModule
     try:
-        header, (obj,) = read(path, RT_MAGIC)
+        header, blobs = read(path, RT_MAGIC)
         _check_object(header, name, key, symbols)
+        (obj,) = blobs
     except FileNotFoundError:
         return None
     except (BadEntry, OSError):
