@@ -23,7 +23,11 @@ On disk, an entry is one file ``<key>.gcc``: a magic string, a JSON header
 blob sizes and their SHA-256) and the blobs (object code, optimized IR,
 constants made by the passes as ``.npy``). It is written to a temporary file
 and renamed into place (atomic); a truncated, corrupted or foreign entry
-fails its checks and is deleted and rebuilt, never loaded.
+fails its checks and is deleted and rebuilt, never loaded. Reading goes
+through ``cachefile.py``: only regular files are opened (a FIFO, a symlink
+to a device or a directory is refused without blocking), every length is
+bounded by the file's size before anything is read, and any malformed header
+is an "unreadable entry" (``f.cache_miss_reason`` says so), never an error.
 """
 from __future__ import annotations
 
@@ -31,14 +35,13 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import forksafe
+from . import cachefile, forksafe
 from .ir.graph import Graph
 
 MAGIC = b"GRAPHCC\x01"
@@ -230,6 +233,7 @@ def clear_memory() -> None:
     with _lock:
         _memory.clear()
         _components.clear()
+        _unreadable.clear()
 
 
 # -- disk -----------------------------------------------------------------------------
@@ -250,108 +254,84 @@ def disk_put(key: str, comps: dict, art: Artifact, optimized_ir: str) -> None:
     header = {
         "format": FORMAT, "key": key, "components": comps, "slots": art.slots,
         "n_outputs": art.n_outputs, "arena_size": art.arena_size, "errors": art.errors,
-        "blobs": [[len(b), hashlib.sha256(b).hexdigest()] for b in blobs],
         "n_arrays": len(art.arrays), "extra": art.extra,
     }
-    hb = json.dumps(header, sort_keys=True).encode()
-    try:
-        os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".gcc", dir=d)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(MAGIC)
-            fh.write(len(hb).to_bytes(8, "little"))
-            fh.write(hashlib.sha256(hb).digest())
-            fh.write(hb)
-            for b in blobs:
-                fh.write(b)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, _path(d, key))        # atomic: readers see all or nothing
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except (OSError, UnboundLocalError):
-            pass
+    cachefile.write(d, _path(d, key), MAGIC, header, blobs)
 
 
-class BadEntry(Exception):
-    pass
+BadEntry = cachefile.BadEntry
+_unreadable: OrderedDict = OrderedDict()   # key -> why its entry was discarded (for misses)
 
 
-def _check_header(data: bytes, key: str | None) -> tuple[dict, int]:
-    """The checked header at the start of ``data`` and where the blobs begin."""
-    if len(data) < len(MAGIC) + 40 or not data.startswith(MAGIC):
-        raise BadEntry("not a graphc cache entry (bad magic or truncated)")
-    n = int.from_bytes(data[8:16], "little")
-    digest = data[16:48]
-    hb = data[48:48 + n]
-    if len(hb) != n or hashlib.sha256(hb).digest() != digest:
-        raise BadEntry("header truncated or corrupted")
-    try:
-        header = json.loads(hb)
-    except ValueError:
-        raise BadEntry("header is not JSON") from None
+def _check_header(header: dict, key: str | None) -> dict:
+    """``header`` (already read by cachefile: bounded, digest checked) if it
+    is a sound graph entry's header (for ``key``); else raise BadEntry."""
     if header.get("format") != FORMAT:
-        raise BadEntry(f"format {header.get('format')} (this graphc reads {FORMAT})")
-    if key is not None and header.get("key") != key:
+        raise BadEntry(f"format {header.get('format')!r} (this graphc reads {FORMAT})")
+    comps, hkey = header.get("components"), header.get("key")
+    if not isinstance(hkey, str) or not isinstance(comps, dict) or \
+            not all(isinstance(k, str) and isinstance(v, str) for k, v in comps.items()):
+        raise BadEntry("header has no valid key and components")
+    if key is not None and hkey != key:
         raise BadEntry("entry belongs to another key (foreign)")
-    if key_of(header["components"]) != header["key"]:
+    if key_of(comps) != hkey:
         raise BadEntry("components do not hash to the key")
-    return header, 48 + n
+    slots, extra = header.get("slots"), header.get("extra", {})
+    ints = [header.get(k) for k in ("n_outputs", "arena_size", "n_arrays")]
+    if not all(type(v) is int and v >= 0 for v in ints) or not isinstance(extra, dict) or \
+            not isinstance(header.get("errors"), list) or not isinstance(slots, list) or \
+            not all(isinstance(s, list) and len(s) == 2 and isinstance(s[0], str) and
+                    type(s[1]) is int for s in slots) or \
+            len(header["blobs"]) != 2 + header["n_arrays"]:
+        raise BadEntry("header fields are malformed")
+    return header
 
 
 def read_header(path: str) -> dict:
     """The checked header of one entry, without reading its blobs (for
     explaining misses); raise BadEntry when it is not sound."""
-    with open(path, "rb") as fh:
-        head = fh.read(48)
-        if len(head) == 48 and head.startswith(MAGIC):
-            head += fh.read(int.from_bytes(head[8:16], "little"))
-    return _check_header(head, None)[0]
+    return _check_header(cachefile.read_header(path, MAGIC), None)
 
 
 def read_entry(path: str, key: str | None = None) -> tuple[dict, list]:
-    """Read and check one entry; raise BadEntry when it is not sound."""
-    with open(path, "rb") as fh:
-        data = fh.read()
-    header, off = _check_header(data, key)
-    blobs = []
-    for size, sha in header["blobs"]:
-        b = data[off:off + size]
-        if len(b) != size or hashlib.sha256(b).hexdigest() != sha:
-            raise BadEntry("blob truncated or corrupted")
-        blobs.append(b)
-        off += size
-    if off != len(data):
-        raise BadEntry("trailing bytes")
-    return header, blobs
+    """Read and check one entry; raise BadEntry when it is not sound (or
+    OSError when it cannot be read)."""
+    header, blobs = cachefile.read(path, MAGIC)
+    return _check_header(header, key), blobs
+
+
+def _note_unreadable(key: str, why: str) -> None:
+    with _lock:
+        _unreadable[key] = why
+        _unreadable.move_to_end(key)
+        while len(_unreadable) > 4 * MEMORY_ENTRIES:
+            _unreadable.popitem(last=False)
 
 
 def disk_get(key: str):
-    """(header, blobs) of a sound entry for ``key``, or None. A bad entry is deleted."""
+    """(header, blobs) of a sound entry for ``key``, or None. A bad entry is
+    discarded (and why is kept for ``cache_miss_reason``)."""
     d = cache_dir()
     if d is None:
         return None
     path = _path(d, key)
-    if not os.path.exists(path):
-        return None
     try:
         return read_entry(path, key)
-    except (BadEntry, OSError, KeyError, TypeError):
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+    except FileNotFoundError:
+        return None
+    except (BadEntry, OSError) as e:
+        _note_unreadable(key, str(e) if isinstance(e, BadEntry) else f"{type(e).__name__}: {e}")
+        cachefile.discard(path)
         return None
 
 
-def disk_drop(key: str) -> None:
+def disk_drop(key: str, why: str | None = None) -> None:
+    """Discard ``key``'s entry (its object code could not be loaded: ``why``)."""
+    if why:
+        _note_unreadable(key, why)
     d = cache_dir()
     if d is not None:
-        try:
-            os.unlink(_path(d, key))
-        except OSError:
-            pass
+        cachefile.discard(_path(d, key))
 
 
 def artifact_from_disk(header: dict, blobs: list) -> tuple[Artifact, str]:
@@ -371,15 +351,27 @@ def entries(directory: str | None = None) -> list:
     d = directory or cache_dir()
     if d is None or not os.path.isdir(d):
         return []
-    return sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".gcc"))
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return []
+    # ".tmp-*.gcc" are entries being written by cachefile.write, not entries
+    return sorted(os.path.join(d, f) for f in names if f.endswith(".gcc") and f[0] != ".")
 
 
 def info() -> dict:
     d = cache_dir()
     files = entries()
     return {"directory": d, "entries": len(files),
-            "bytes": sum(os.path.getsize(f) for f in files),
+            "bytes": sum(_lsize(f) for f in files),
             "memory_entries": len(_memory)}
+
+
+def _lsize(path: str) -> int:
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return 0
 
 
 def clear() -> int:
@@ -387,11 +379,8 @@ def clear() -> int:
     clear_memory()
     n = 0
     for f in entries():
-        try:
-            os.unlink(f)
-            n += 1
-        except OSError:
-            pass
+        cachefile.discard(f)
+        n += not os.path.lexists(f)
     d = cache_dir()
     if d and os.path.isdir(d):
         for f in os.listdir(d):
@@ -413,6 +402,7 @@ class MissExplainer:
         self.comps, self.key = comps, key_of(comps)
         with _lock:
             self.known_keys = {k for k in _components if k != self.key}
+            self.unreadable = _unreadable.pop(self.key, None)   # this graph's entry, just discarded
         self.directory, self.when = cache_dir(), time.time()
         self.reason = None
 
@@ -424,29 +414,39 @@ class MissExplainer:
 
 def explain_miss(comps: dict, at: MissExplainer | None = None) -> str:
     """Which components differ from the closest known entry (memory, then
-    disk; with ``at``, as the cache was at that miss)."""
+    disk; with ``at``, as the cache was at that miss). Entries that cannot
+    be read are counted ("unreadable entry"), never raised."""
     key = key_of(comps)
+    if at is not None and at.unreadable:
+        return (f"unreadable entry: the cached entry of this graph was discarded "
+                f"({at.unreadable}) and rebuilt")
     with _lock:
         known = [c for k, c in _components.items()
                  if k != key and (at is None or k in at.known_keys)]
     directory = at.directory if at is not None else cache_dir()
+    bad = 0
     for f in (entries(directory)[-200:] if directory else []):
         try:
-            if at is not None and os.path.getmtime(f) > at.when:
+            if at is not None and os.lstat(f).st_mtime > at.when:
                 continue
             header = read_header(f)
-            if header["key"] != key:
-                known.append(header["components"])
-        except (BadEntry, OSError, KeyError, ValueError):
+        except FileNotFoundError:
+            continue                 # removed since it was listed
+        except (BadEntry, OSError):
+            bad += 1
             continue
+        if header["key"] != key:
+            known.append(header["components"])
+    skipped = f" ({bad} unreadable entr{'y' if bad == 1 else 'ies'} skipped)" if bad else ""
     if not known:
-        return "the cache is empty"
+        return ("the cache is empty" if not bad else
+                f"no readable entry to compare with{skipped}")
     best = min(known, key=lambda c: sum(c.get(k) != v for k, v in comps.items()))
     diff = [k for k, v in comps.items() if best.get(k) != v]
     if not diff:
-        return "an equal entry exists but was not usable (evicted or discarded)"
+        return "an equal entry exists but was not usable (evicted or discarded)" + skipped
     names = {"structure": "graph structure", "types": "shapes/dtypes/input names",
              "constants": "constant values", "options": "compile options",
              "graphc": "graphc version/source", "llvm": "LLVM version", "cpu": "CPU",
              "objects": "pass objects"}
-    return "closest cached graph differs in: " + ", ".join(names.get(k, k) for k in diff)
+    return "closest cached graph differs in: " + ", ".join(names.get(k, k) for k in diff) + skipped

@@ -318,9 +318,9 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
             art, _ = cache.artifact_from_disk(*entry)
             f.cache_hit = "disk"
             cache.memory_put(key, art, comps)
-        except Exception:            # unloadable object code: rebuild, and drop the entry
+        except Exception as e:       # unloadable object code: rebuild, and drop the entry
             art = None
-            cache.disk_drop(key)
+            cache.disk_drop(key, f"its code could not be loaded: {type(e).__name__}: {e}")
     if art is None:
         f._miss_reason = cache.MissExplainer(comps) if use_cache else "cache=False"
         t1 = time.perf_counter()
@@ -369,7 +369,11 @@ def compile(outputs, inputs=None, *, backend: str = "llvm",  # noqa: A001
     call. The compiled kernel writes them in place.
     ``opt_level``: 0 (no graph passes, one kernel per op, LLVM O0) to 3
     (every pass, fusion, in-place memory, LLVM O3). ``passes``: an explicit
-    list of pass names or Pass objects instead of the default pipeline.
+    list of pass names or Pass objects instead of the default pipeline
+    (``fusion`` and ``memory`` are appended when missing); it is checked
+    first: unknown names, and orders the passes do not accept (a pass that
+    changes the graph after ``fusion``, ``memory`` before ``fusion``, a
+    planning pass twice), raise :class:`graphc.passes.PipelineError`.
     ``fast_math``: allow rewrites that are exact only for finite values.
     ``dump``: a directory to write every pass, the LLVM IR and the assembly
     to (also set by the environment variable ``GRAPHC_DUMP``).
@@ -388,6 +392,10 @@ def compile(outputs, inputs=None, *, backend: str = "llvm",  # noqa: A001
         threads = get_num_threads()
     if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= 256:
         raise ValueError(f"compile: threads must be an int from 1 to 256, got {threads!r}")
+    if passes is not None:         # a list of known passes in an order they accept
+        from .passes import Pipeline, pass_list
+        passes = pass_list(passes)
+        Pipeline(passes)
     outs, single = _as_outputs(outputs)
     if inputs is not None:
         inputs = list(inputs)

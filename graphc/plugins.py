@@ -9,14 +9,18 @@ A package declares an entry point in the group ``graphc.plugins``::
 
 ``import graphc`` loads every installed plugin once (set the environment
 variable ``GRAPHC_PLUGINS=0`` to skip them). A plugin that fails — cannot be
-imported, raises while registering — is reported with a
-:class:`PluginWarning` naming it and the error; whatever it had registered
-before failing is removed again, and graphc works as without it.
+imported, raises while registering, even calls ``sys.exit()`` — is reported
+with a :class:`PluginWarning` naming it and the error; every global setting
+it changed before failing (:data:`SETTINGS`: ops, passes, rewrite rules, the
+thread setting, hooks) is put back, and graphc works as without it. Only
+KeyboardInterrupt goes through (after the roll-back).
 ``graphc.plugins.load()`` loads plugins installed since (each entry point is
 loaded once); ``graphc.plugins.loaded()`` tells what each one added.
 """
 from __future__ import annotations
 
+import copy
+import importlib
 import os
 import types
 import warnings
@@ -55,21 +59,50 @@ def _entry_points():
     return list(metadata.entry_points(group=GROUP))
 
 
-def _snapshot():
-    from .extend.register import USER_OPS
-    from .ops import registry
-    from .passes.manager import DEFAULT_ORDER, PASSES
-    return (dict(registry.OPS), dict(USER_OPS), dict(PASSES), list(DEFAULT_ORDER))
+# Every global setting a plugin can change, as (module, attribute) naming a
+# dict or list: its contents are saved before each plugin loads and put back
+# if the plugin fails (ops, passes and the default order, simplification
+# rules, the thread setting, compile hooks, runtime-library components).
+SETTINGS = (
+    ("graphc.ops.registry", "OPS"),
+    ("graphc.extend.register", "USER_OPS"),
+    ("graphc.passes.manager", "PASSES"),
+    ("graphc.passes.manager", "DEFAULT_ORDER"),
+    ("graphc.passes.simplify", "RULES"),
+    ("graphc.compiler", "_num_threads"),
+    ("graphc.compiler", "_hooks"),
+    ("graphc.backend.llvm.rtlib", "COMPONENTS"),
+)
+_OPS, _PASSES = SETTINGS[0], SETTINGS[2]
 
 
-def _restore(snap) -> None:
-    from .extend.register import USER_OPS
+def _setting(module: str, attr: str):
+    return getattr(importlib.import_module(module), attr)
+
+
+def _snapshot() -> dict:
+    return {(m, a): copy.copy(_setting(m, a)) for m, a in SETTINGS}
+
+
+def _restore(snap: dict) -> None:
+    from .extend.register import _RETIRED
     from .ops import registry
-    from .passes.manager import DEFAULT_ORDER, PASSES
-    for target, saved in zip((registry.OPS, USER_OPS, PASSES), snap[:3]):
-        target.clear()
-        target.update(saved)
-    DEFAULT_ORDER[:] = snap[3]
+    kept = {id(d) for d in snap[_OPS].values()}
+    # an OpDef the plugin made is retired, never freed (the memory cache keys user ops by id)
+    _RETIRED.extend(d for d in registry.OPS.values() if id(d) not in kept)
+    for (m, a), saved in snap.items():
+        target = _setting(m, a)
+        if isinstance(target, dict):
+            target.clear()
+            target.update(saved)
+        else:
+            target[:] = saved
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, SystemExit):
+        return f"SystemExit: the plugin called sys.exit({e.code!r})"
+    return f"{type(e).__name__}: {e}"
 
 
 def load(entry_points=None) -> list[Plugin]:
@@ -97,16 +130,20 @@ def load(entry_points=None) -> list[Plugin]:
             if callable(obj) and not isinstance(obj, (types.ModuleType, type)):
                 obj()
             p.ok = True
-        except Exception as e:
+        except KeyboardInterrupt:
             _restore(snap)
-            p.error = f"{type(e).__name__}: {e}"
+            p.error = "KeyboardInterrupt"
+            raise
+        except BaseException as e:      # SystemExit too: a plugin never ends `import graphc`
+            _restore(snap)
+            p.error = _describe(e)
             warnings.warn(f"graphc: plugin {ep.name!r} ({ep.value}"
                           f"{', from ' + dist if dist else ''}) failed to load and was skipped: "
                           f"{p.error}", PluginWarning, stacklevel=2)
             continue
         after = _snapshot()
-        p.ops = sorted(set(after[0]) - set(snap[0]))
-        p.passes = sorted(set(after[2]) - set(snap[2]))
+        p.ops = sorted(set(after[_OPS]) - set(snap[_OPS]))
+        p.passes = sorted(set(after[_PASSES]) - set(snap[_PASSES]))
     return new
 
 

@@ -11,11 +11,14 @@ from .manager import (
                       PassContext,
                       PassRecord,
                       Pipeline,
+                      PipelineError,
+                      check_order,
                       default_pipeline,
+                      pass_list,
                       register_pass,
 )
 
 DEFAULT_ORDER[:] = ["fold", "simplify", "cse", "dce", "fusion", "memory"]
 
 __all__ = ["DEFAULT_ORDER", "PASSES", "Pass", "PassContext", "PassRecord", "Pipeline",
-           "default_pipeline", "register_pass"]
+           "PipelineError", "check_order", "default_pipeline", "pass_list", "register_pass"]

@@ -757,6 +757,8 @@ class Fusion(Pass):
     name = "fusion"
     purpose = "group nodes into kernels: loop fusion, reduction prologues and rows, GEMM epilogues"
     min_level = 0
+    plans = True
+    changes_graph = False
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         if ctx.opt_level < 2:

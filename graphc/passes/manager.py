@@ -18,18 +18,39 @@ import difflib
 import time
 from dataclasses import dataclass, field
 
+from ..errors import GraphcError
 from ..ir.graph import Graph
 from ..ir.verify import signature, verify
+
+
+class PipelineError(GraphcError, ValueError):
+    """A pass list that cannot run: an unknown pass, or passes in an order
+    that breaks what they declare (``requires``, ``plans``)."""
 
 
 class Pass:
     """Base class of a pass. Subclasses set ``name`` and ``purpose`` and
     implement :meth:`run`. ``min_level`` is the lowest ``opt_level`` at which
-    the default pipeline runs the pass."""
+    the default pipeline runs the pass.
+
+    What a pass needs of its place in a pipeline is declared as data, and
+    checked before any pass runs (:func:`check_order`):
+
+    - ``requires``: names of passes that must run before it;
+    - ``plans``: it leaves a plan of the graph in the context (fusion's
+      kernels, memory's buffers), so no pass that changes the graph may run
+      after it, and it is listed once;
+    - ``changes_graph``: it may return a graph other than its input (the
+      default). Set it False for a pass that only inspects the graph; such a
+      pass may run after the planning passes.
+    """
 
     name: str = ""
     purpose: str = ""
     min_level: int = 1
+    requires: tuple = ()
+    plans: bool = False
+    changes_graph: bool = True
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         raise NotImplementedError
@@ -162,34 +183,84 @@ def register_pass(p: Pass, *, before: str | None = None, after: str | None = Non
         raise ValueError("register_pass: the pass has no name")
     if before is not None and after is not None:
         raise ValueError("register_pass: give before= or after=, not both")
+    order = [n for n in DEFAULT_ORDER if n != p.name]
+    if default:
+        anchor = before or after
+        if anchor is not None:
+            if anchor not in order:
+                raise ValueError(f"register_pass: no pass named {anchor!r} in the pipeline "
+                                 f"({', '.join(order)})")
+            order.insert(order.index(anchor) + (1 if after else 0), p.name)
+        elif p.name not in PLANNING and any(n in PLANNING for n in order):
+            first = min(order.index(n) for n in PLANNING if n in order)
+            order.insert(first, p.name)          # graph passes run before planning
+        else:
+            order.append(p.name)
+        known = dict(PASSES, **{p.name: p})
+        try:
+            check_order([known[n] for n in order])
+        except PipelineError as e:
+            raise PipelineError(f"register_pass: {e}") from None
     PASSES[p.name] = p
-    if p.name in DEFAULT_ORDER:
-        DEFAULT_ORDER.remove(p.name)
-    if not default:
-        return p
-    anchor = before or after
-    if anchor is not None:
-        if anchor not in DEFAULT_ORDER:
-            raise ValueError(f"register_pass: no pass named {anchor!r} in the pipeline "
-                             f"({', '.join(DEFAULT_ORDER)})")
-        k = DEFAULT_ORDER.index(anchor) + (1 if after else 0)
-        DEFAULT_ORDER.insert(k, p.name)
-    elif p.name not in PLANNING and any(n in PLANNING for n in DEFAULT_ORDER):
-        first = min(DEFAULT_ORDER.index(n) for n in PLANNING if n in DEFAULT_ORDER)
-        DEFAULT_ORDER.insert(first, p.name)      # graph passes run before planning
-    else:
-        DEFAULT_ORDER.append(p.name)
+    DEFAULT_ORDER[:] = order
     return p
 
 
 def resolve(spec) -> Pass:
     if isinstance(spec, Pass):
+        if not isinstance(spec.name, str) or not spec.name:
+            raise PipelineError(f"pass object {type(spec).__name__} has no name (set its "
+                                "class attribute name = '...')")
         return spec
     if isinstance(spec, str):
         if spec not in PASSES:
-            raise ValueError(f"unknown pass {spec!r} (known: {', '.join(sorted(PASSES))})")
+            raise PipelineError(f"unknown pass {spec!r} (known: {', '.join(sorted(PASSES))})")
         return PASSES[spec]
+    if isinstance(spec, type) and issubclass(spec, Pass):
+        raise TypeError(f"a pass is a name or a Pass instance, got the class {spec.__name__} "
+                        f"(write {spec.__name__}())")
     raise TypeError(f"a pass is a name or a Pass instance, got {type(spec).__name__}")
+
+
+def pass_list(passes) -> list:
+    """``passes`` as given to ``compile(passes=...)``: a list or tuple of pass
+    names and Pass objects (a lone string would be read letter by letter)."""
+    if isinstance(passes, (list, tuple)):
+        return list(passes)
+    if isinstance(passes, str):
+        raise TypeError(f"compile: passes must be a list of pass names, got the string "
+                        f"{passes!r} (write passes=[{passes!r}])")
+    if isinstance(passes, Pass):
+        raise TypeError(f"compile: passes must be a list of pass names or Pass objects, got "
+                        f"one Pass object (write passes=[{type(passes).__name__}(...)])")
+    raise TypeError(f"compile: passes must be a list of pass names or Pass objects, got "
+                    f"{type(passes).__name__}")
+
+
+def check_order(passes: list) -> None:
+    """Raise PipelineError if ``passes`` (Pass objects, in order) break what
+    they declare: a required pass missing or later, a graph-changing pass
+    after a planning pass, a planning pass listed twice."""
+    seen: list = []
+    planned_by = None
+    for p in passes:
+        if p.plans and p.name in seen:
+            raise PipelineError(f"pass {p.name!r} is listed twice: a planning pass runs once "
+                                f"(pipeline: {', '.join(q.name for q in passes)})")
+        for r in p.requires:
+            if r not in seen:
+                where = "later" if any(q.name == r for q in passes) else "not at all"
+                raise PipelineError(f"pass {p.name!r} requires pass {r!r} to run before it, "
+                                    f"but {r!r} runs {where} (pipeline: "
+                                    f"{', '.join(q.name for q in passes)})")
+        if p.changes_graph and planned_by is not None:
+            raise PipelineError(f"pass {p.name!r} changes the graph, so it must come before "
+                                f"the planning pass {planned_by!r} (a graph change after it "
+                                f"invalidates its plan; pipeline: "
+                                f"{', '.join(q.name for q in passes)})")
+        if p.plans and planned_by is None:
+            planned_by = p.name
+        seen.append(p.name)
 
 
 def default_pipeline(opt_level: int) -> Pipeline:
@@ -199,14 +270,17 @@ def default_pipeline(opt_level: int) -> Pipeline:
 
 class Pipeline:
     """An ordered list of passes. Planning passes (``fusion``, ``memory``) are
-    appended when missing, since the backend needs a plan."""
+    added when missing, since the backend needs a plan (at the end, or before
+    the first pass that requires them); the order is then checked
+    (:func:`check_order`)."""
 
     def __init__(self, passes):
-        ps = [resolve(p) for p in passes]
-        names = [p.name for p in ps]
-        for req in PLANNING:
-            if req not in names:
-                ps.append(PASSES[req])
+        ps = [resolve(p) for p in pass_list(passes)]
+        for req in PLANNING:              # a missing one goes before the first that needs it
+            if req not in [p.name for p in ps]:
+                k = next((i for i, p in enumerate(ps) if req in p.requires), len(ps))
+                ps.insert(k, PASSES[req])
+        check_order(ps)
         self.passes = ps
 
     @property
@@ -218,6 +292,7 @@ class Pipeline:
         sig = signature(graph)
         if not ctx.node_map:
             ctx.node_map = {n.id: n for n in graph.nodes}
+        planned_by = None
         for p in self.passes:
             ctx.rewrites, ctx.notes, ctx.last_map = [], [], {}
             t = time.perf_counter()
@@ -225,6 +300,12 @@ class Pipeline:
             dt = time.perf_counter() - t
             if not isinstance(out, Graph):
                 raise TypeError(f"pass {p.name!r} returned {type(out).__name__}, not a Graph")
+            if planned_by is not None and out is not graph:
+                raise PipelineError(f"pass {p.name!r} changed the graph after the planning "
+                                    f"pass {planned_by!r}, invalidating its plan (it declares "
+                                    "changes_graph = False): run it before the planning passes")
+            if p.plans and planned_by is None:
+                planned_by = p.name
             if verify_each and out is not graph:
                 verify(out, sig, p.name)
             rec = PassRecord(p.name, p.purpose, dt, graph, out, ctx.rewrites, ctx.notes,

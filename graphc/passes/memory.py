@@ -142,6 +142,9 @@ class Memory(Pass):
     name = "memory"
     purpose = "memory planning: one arena, buffers reused by liveness, in-place elementwise ops"
     min_level = 0
+    plans = True
+    changes_graph = False
+    requires = ("fusion",)
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         if ctx.kernels is None:

@@ -1,6 +1,9 @@
 """The native runtime library: small functions every compiled graph may call,
-compiled once per process (their object code is cached on disk like graphs)
-and made visible to JIT-compiled code as symbols.
+compiled once per process and made visible to JIT-compiled code as symbols.
+Their object code is cached on disk (``rt-<key>.o``) in the layout of graph
+entries (``cachefile.py``), with a header naming the component, its key, the
+format and the symbols it defines; a file that fails any check, or whose code
+lacks a symbol once loaded, is discarded, rebuilt and rewritten.
 
 - ``graphc_rt_pycall``: the body of a Python builtin (METH_O) that takes a
   tuple of numpy arrays, reads their data pointers straight from the objects,
@@ -410,8 +413,50 @@ def address(symbol: str) -> int:
     raise KeyError(symbol)
 
 
+RT_MAGIC = b"GRAPHCRT"
+RT_FORMAT = 1
+
+
+def _check_object(header: dict, name: str, key: str, symbols: list) -> None:
+    """Raise BadEntry unless ``header`` is that of component ``name``'s object
+    (its key, this format, the symbols it must define)."""
+    from ...cachefile import BadEntry
+    want = {"format": RT_FORMAT, "kind": "rtlib", "component": name, "key": key,
+            "symbols": list(symbols)}
+    wrong = [k for k, v in want.items() if header.get(k) != v]
+    if wrong or len(header["blobs"]) != 1:
+        raise BadEntry(f"not the object of component {name!r} (differs in: "
+                       f"{', '.join(wrong) or 'blobs'})")
+
+
+def _from_disk(path: str, name: str, key: str, symbols: list):
+    """The component's JitModule from its cache file, or None (a missing or
+    bad file; a bad one is discarded, to be rebuilt and rewritten)."""
+    from ...cachefile import BadEntry, discard, read
+    from .jit import JitModule
+    try:
+        header, blobs = read(path, RT_MAGIC)
+        _check_object(header, name, key, symbols)
+        (obj,) = blobs
+    except FileNotFoundError:
+        return None
+    except (BadEntry, OSError):
+        discard(path)
+        return None
+    try:
+        jm = JitModule(obj, symbols[0])
+        missing = [s for s in symbols if not jm.engine.get_function_address(s)]
+    except Exception:                # object code LLVM cannot load
+        missing = symbols
+    if missing:
+        discard(path)
+        return None
+    return jm
+
+
 def _load(name: str):
     from ... import cache
+    from ...cachefile import write
     from .jit import JitModule
     emit, symbols, tuning, opt = COMPONENTS[name]
     if name == "pycall":
@@ -419,28 +464,17 @@ def _load(name: str):
     key = _key(name)
     d = cache.cache_dir()
     path = os.path.join(d, f"rt-{key}.o") if d else None
-    obj = None
-    if path and os.path.exists(path):
-        with open(path, "rb") as fh:
-            data = fh.read()
-        if data[:32] == hashlib.sha256(data[32:]).digest():
-            obj = data[32:]
-    if obj is None:
+    jm = _from_disk(path, name, key, symbols) if path else None
+    if jm is None:
         m = ir.Module(f"graphc_rt_{name}")
         emit(m)
         jm = JitModule.compile(str(m), symbols[0], opt=opt, tuning=tuning)
-        obj = jm.object_code
         if path:
-            try:
-                os.makedirs(d, exist_ok=True)
-                tmp = f"{path}.{os.getpid()}.tmp"
-                with open(tmp, "wb") as fh:
-                    fh.write(hashlib.sha256(obj).digest() + obj)
-                os.replace(tmp, path)
-            except OSError:
-                pass
-    else:
-        jm = JitModule(obj, symbols[0])
+            write(d, path, RT_MAGIC, {"format": RT_FORMAT, "kind": "rtlib", "component": name,
+                                      "key": key, "symbols": list(symbols)}, [jm.object_code])
     for s in symbols:
-        llvm.add_symbol(s, jm.engine.get_function_address(s))
+        addr = jm.engine.get_function_address(s)
+        if not addr:
+            raise RuntimeError(f"runtime component {name!r} defines no function {s!r}")
+        llvm.add_symbol(s, addr)
     return jm
