@@ -136,7 +136,9 @@ class Node:
 
     def __bool__(self):
         raise TypeError(f"the truth value of graph node {self.name!r} is not known when the "
-                        "graph is built; use gc.where(...) for data-dependent choices")
+                        "graph is built (it is ambiguous, as numpy's for an array): use "
+                        "gc.where(...) for data-dependent choices, and `is` to ask whether two "
+                        "nodes are the same node (`==` is elementwise)")
 
     def __len__(self):
         if not self.shape:
@@ -151,6 +153,9 @@ class Node:
                         "compile it and call the result")
 
     # Operators are attached in ops/__init__.py (they need the op functions).
+    # ``==`` is elementwise there, so hashing stays by identity: nodes are dict
+    # keys and set members as before, and code inside graphc compares nodes
+    # with ``is`` (or their ids), never with ``==`` or ``in`` on a list.
     __hash__ = object.__hash__
 
 

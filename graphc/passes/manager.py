@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..ir.graph import Graph
+from ..ir.node import attrs_key
 from ..ir.verify import signature, verify
 
 
@@ -119,7 +120,7 @@ class PassRecord:
         for n in before.nodes:
             img = self.image.get(n.id)
             if img is not None and img.id in na and n.id not in rewritten and img.op == n.op \
-                    and img.attrs == n.attrs:
+                    and attrs_key(img.attrs) == attrs_key(n.attrs):
                 same[n.id] = img.id
         images = set(same.values())
         removed = [lines_b[n.id].strip() for n in before.nodes
