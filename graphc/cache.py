@@ -43,6 +43,7 @@ import numpy as np
 
 from . import cachefile, forksafe
 from .ir.graph import Graph
+from .ir.node import attrs_key, portable_key
 
 MAGIC = b"GRAPHCC\x01"
 FORMAT = 1
@@ -90,14 +91,10 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _attr(v):
-    if isinstance(v, np.dtype):
-        return f"dtype:{v.str}"
-    if isinstance(v, (tuple, list)):
-        return [_attr(x) for x in v]
-    if isinstance(v, (int, float, str, bool)) or v is None:
-        return v
-    return f"{type(v).__name__}:{v!r}"
+def _attrs(n) -> list:
+    """A node's attributes as JSON: the structural key hash-consing uses
+    (ir/node.py attr_key), so the cache tells apart whatever it tells apart."""
+    return portable_key(attrs_key(n.attrs))
 
 
 def components(graph: Graph, options: dict) -> tuple[dict, bool]:
@@ -118,10 +115,10 @@ def components(graph: Graph, options: dict) -> tuple[dict, bool]:
             if not getattr(d, "builtin", False):
                 portable = False
                 structure.append([n.op, f"external:{id(d)}", [pos[i.id] for i in n.inputs],
-                                  sorted((k, _attr(v)) for k, v in n.attrs.items())])
+                                  _attrs(n)])
             else:
                 structure.append([n.op, [pos[i.id] for i in n.inputs],
-                                  sorted((k, _attr(v)) for k, v in n.attrs.items())])
+                                  _attrs(n)])
         types.append([list(n.shape), n.dtype.str])
     structure.append(["outputs", [pos[o.id] for o in graph.outputs]])
     structure.append(["updates", [[pos[p.id] if p.id in pos else f"extra:{p.shape}", pos[v.id]]

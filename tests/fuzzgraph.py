@@ -530,6 +530,54 @@ class Gen:
             src = f"gc.{name}({a.name}, {bsrc})"
         return self.add(node, out, 0, src, [a] + ([bval] if bval else []))
 
+    def _exact_of(self, kinds):
+        def ok(v):
+            return v.exact and v.dtype.kind in kinds
+        return ok
+
+    def op_bitwise(self):
+        """& | ^ ~ (and bitwise_and/or/xor, invert) on exact integers and bools."""
+        name = self.choice(["bitwise_and", "bitwise_or", "bitwise_xor", "invert", "&", "|", "^", "~"])
+        bits = self._exact_of("ib")
+        a = self.pick(bits, make=lambda: self.leaf(dt=np.dtype(self.choice(["int32", "int64", "bool"]))))
+        if not bits(a):
+            return None
+        if name in ("invert", "~"):
+            node = gc.invert(a.node) if name == "invert" else ~a.node
+            src = f"gc.invert({a.name})" if name == "invert" else f"~{a.name}"
+            return self.add(node, np.invert(a.val), 0, src, [a])
+        bn, bv, be, bsrc, bval = self.operand(a, pred=bits, allow_scalar=False)
+        fn = {"&": "bitwise_and", "|": "bitwise_or", "^": "bitwise_xor"}.get(name, name)
+        out = getattr(np, fn)(a.val, bv)
+        if name in ("&", "|", "^"):
+            node = {"&": lambda p, q: p & q, "|": lambda p, q: p | q,
+                    "^": lambda p, q: p ^ q}[name](a.node, bn)
+            src = f"({a.name} {name} {bsrc})"
+        else:
+            node = getattr(gc, name)(a.node, bn)
+            src = f"gc.{name}({a.name}, {bsrc})"
+        return self.add(node, out, 0, src, [a, bval])
+
+    def op_intdiv(self):
+        """// and % (and floor_divide, mod) on exact integers, zero divisors
+        included (numpy's result: 0)."""
+        name = self.choice(["floor_divide", "mod", "//", "%"])
+        ints = self._exact_of("i")
+        a = self.pick(ints, make=lambda: self.leaf(dt=np.dtype(self.choice(["int32", "int64"]))))
+        if not ints(a):
+            return None
+        bn, bv, be, bsrc, bval = self.operand(a, pred=ints, allow_scalar=False)
+        fn = {"//": "floor_divide", "%": "mod"}.get(name, name)
+        with np.errstate(all="ignore"):
+            out = (np.floor_divide if fn == "floor_divide" else np.remainder)(a.val, bv)
+        if name in ("//", "%"):
+            node = a.node // bn if name == "//" else a.node % bn
+            src = f"({a.name} {name} {bsrc})"
+        else:
+            node = getattr(gc, name)(a.node, bn)
+            src = f"gc.{name}({a.name}, {bsrc})"
+        return self.add(node, out, 0, src, [a, bval])
+
     def op_where(self):
         c = self.pick(lambda v: v.dtype == B and v.exact)
         if c is None:
@@ -1104,7 +1152,8 @@ class Gen:
                  ("where", 1), ("cast", 1), ("reduce", 2), ("matmul", 1), ("reshape", 1),
                  ("transpose", 1), ("squeeze", 1), ("broadcast", 1), ("unbroadcast", 1),
                  ("getitem", 2), ("concatenate", 1), ("softmax", 1), ("cross_entropy", 1),
-                 ("one_hot", 1), ("special", 1), ("take", 1), ("scatter_add", 1), ("random", 1))
+                 ("one_hot", 1), ("special", 1), ("take", 1), ("scatter_add", 1), ("random", 1),
+                 ("bitwise", 1), ("intdiv", 1))
     GRAD_OPS = (("binary", 4), ("unary_float", 4), ("unary_numeric", 2), ("where", 1),
                 ("reduce", 2), ("matmul", 1), ("reshape", 1), ("transpose", 1), ("squeeze", 1),
                 ("broadcast", 1), ("unbroadcast", 1), ("getitem", 1), ("concatenate", 1),

@@ -187,6 +187,19 @@ OPS.append(OpInfo("pow", gc.pow, np.power,
                   grad_samples=[S(((3, 4), F64), ((3, 4), F64)), S(((3, 4), F64), ((4,), F64))]))
 for name, f, r in COMPARE:
     OPS.append(OpInfo(name, f, r, _binary_samples() + [S(((3,), B), ((3,), B))], domain="small_int"))
+# floor division and remainder (numpy semantics; int zero divisors are drawn)
+OPS.append(OpInfo("floor_divide", gc.floor_divide, np.floor_divide, _binary_samples()))
+OPS.append(OpInfo("mod", gc.mod, np.remainder, _binary_samples(), domain=("normal", "positive"),
+                  grad=(0, 1), grad2=True, rtol=1e-5, atol=1e-5,
+                  grad_samples=[S(((3, 4), F64), ((3, 4), F64)), S(((3, 4), F64), ((4,), F64))]))
+BITS = (I32, I64, B)
+for name, f, r in (("bitwise_and", gc.bitwise_and, np.bitwise_and),
+                   ("bitwise_or", gc.bitwise_or, np.bitwise_or),
+                   ("bitwise_xor", gc.bitwise_xor, np.bitwise_xor)):
+    OPS.append(OpInfo(name, f, r, [S((a, d), (b, d)) for a, b in BCAST for d in BITS] +
+                      [S(((3,), I64), ((3,), I32)), S(((3,), B), ((3,), I32))]))
+OPS.append(OpInfo("invert", gc.invert, np.invert,
+                  [S(((3, 4), d)) for d in BITS] + [S(((), I64)), S(((0, 3), I32))]))
 OPS.append(OpInfo("where", gc.where, _np_where,
                   [S(((3, 4), B), ((3, 4), F64), ((3, 4), F64)),
                    S(((3, 1), B), ((4,), F32), ((3, 4), F32)),

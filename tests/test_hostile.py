@@ -55,9 +55,11 @@ def _construction_cases():
     junk = [("None", None), ("str", "abc"), ("dict", {}), ("object()", object()),
             ("complex", 1j), ("ragged list", [[1, 2], [3]]), ("object array", np.array([1, None])),
             ("complex array", np.ones(2, complex)), ("bytes", b"ab"), ("set", {1})]
-    unary = ["neg", "abs", "relu", "exp", "log", "sqrt", "tanh", "sigmoid", "stop_gradient"]
+    unary = ["neg", "abs", "relu", "exp", "log", "sqrt", "tanh", "sigmoid", "stop_gradient",
+             "invert"]
     binary = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "greater", "less",
-              "greater_equal", "less_equal", "equal", "not_equal"]
+              "greater_equal", "less_equal", "equal", "not_equal", "floor_divide", "mod",
+              "bitwise_and", "bitwise_or", "bitwise_xor"]
     for op in unary:
         for jn, j in junk:
             exc = (TypeError, ValueError)
@@ -73,8 +75,11 @@ def _construction_cases():
             lambda op=op: getattr(gc, op)(ph((2,), I32, name="q"), 2**40), D)
         add(op, "float scalar that overflows float32",
             lambda op=op: getattr(gc, op)(ph((2,), F32, name="h"), 1e300), D)
-    for op in ["add", "sub", "mul", "div", "pow", "maximum", "minimum"]:
+    for op in ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "floor_divide", "mod"]:
         add(op, "bool operands", lambda op=op: getattr(gc, op)(b, b), D)
+    for op in ["bitwise_and", "bitwise_or", "bitwise_xor"]:
+        add(op, "float operands", lambda op=op: getattr(gc, op)(x, x), D)
+    add("invert", "float operand", lambda: gc.invert(x), D)
     add("where", "shapes that do not broadcast", lambda: gc.where(b, x, y), S)
     add("where", "condition that does not broadcast", lambda: gc.where(ph((4,), B, name="c4"), x, 1.0), S)
     for jn, j in junk[:4]:

@@ -11,6 +11,7 @@ subexpression elimination nearly free.
 from __future__ import annotations
 
 import itertools
+import struct
 import weakref
 
 import numpy as np
@@ -22,14 +23,43 @@ LEAF_OPS = ("placeholder", "parameter", "constant")
 _ids = itertools.count()
 
 
-def _freeze(v):
-    if isinstance(v, list):
-        return tuple(_freeze(x) for x in v)
-    if isinstance(v, tuple):
-        return tuple(_freeze(x) for x in v)
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
+def attr_key(v):
+    """The structural key of an attribute value: equal keys mean the op
+    computes the same thing. Python's ``==`` is too loose for this (``0.0 ==
+    -0.0``, ``1 == 1.0 == True``, and NaN is unequal to itself), so every value
+    is tagged with its type and floats are keyed by their bits: ``-0.0`` and
+    ``0.0`` differ, NaNs with different payloads differ, and one NaN equals
+    itself. Tuples and lists are keyed element by element. The one key
+    function for hash-consing, CSE and the compile cache (which turns it into
+    JSON with :func:`portable_key`)."""
+    if v is None or isinstance(v, str):
+        return (type(v).__name__, v)
+    if isinstance(v, np.generic):       # before float: np.float64 is a float
+        return ("numpy", v.dtype.str, v.tobytes().hex())
+    if isinstance(v, bool):
+        return ("bool", v)
+    if isinstance(v, float):
+        return ("float", struct.pack("<d", v).hex())
+    if isinstance(v, int):
+        return ("int", int(v))
+    if isinstance(v, np.dtype):
+        return ("dtype", v.str)
+    if isinstance(v, (tuple, list)):
+        return (type(v).__name__,) + tuple(attr_key(x) for x in v)
+    if isinstance(v, np.ndarray):
+        return ("ndarray", v.dtype.str, v.shape, v.tobytes().hex())
+    if isinstance(v, slice):
+        return ("slice", attr_key(v.start), attr_key(v.stop), attr_key(v.step))
+    return ("object", f"{type(v).__module__}.{type(v).__qualname__}", v)
+
+
+def portable_key(k):
+    """``attr_key``'s result as JSON-able lists (an opaque object as its repr)."""
+    if isinstance(k, tuple):
+        if k and k[0] == "object":
+            return ["object", k[1], repr(k[2])]
+        return [portable_key(x) for x in k]
+    return k
 
 
 class Node:
@@ -104,7 +134,9 @@ class Node:
 
     def __bool__(self):
         raise TypeError(f"the truth value of graph node {self.name!r} is not known when the "
-                        "graph is built; use gc.where(...) for data-dependent choices")
+                        "graph is built (it is ambiguous, as numpy's for an array): use "
+                        "gc.where(...) for data-dependent choices, and `is` to ask whether two "
+                        "nodes are the same node (`==` is elementwise)")
 
     def __len__(self):
         if not self.shape:
@@ -119,6 +151,9 @@ class Node:
                         "compile it and call the result")
 
     # Operators are attached in ops/__init__.py (they need the op functions).
+    # ``==`` is elementwise there, so hashing stays by identity: nodes are dict
+    # keys and set members as before, and code inside graphc compares nodes
+    # with ``is`` (or their ids), never with ``==`` or ``in`` on a list.
     __hash__ = object.__hash__
 
 
@@ -128,8 +163,13 @@ class Node:
 _CONS: weakref.WeakValueDictionary[tuple, Node] = weakref.WeakValueDictionary()
 
 
+def attrs_key(attrs: dict) -> tuple:
+    """The structural key of a node's attributes (see :func:`attr_key`)."""
+    return tuple(sorted((k, attr_key(v)) for k, v in attrs.items()))
+
+
 def cons_key(op: str, inputs: tuple, attrs: dict) -> tuple:
-    return (op, tuple(i.id for i in inputs), tuple(sorted((k, _freeze(v)) for k, v in attrs.items())))
+    return (op, tuple(i.id for i in inputs), attrs_key(attrs))
 
 
 def lookup(key):

@@ -2,23 +2,31 @@
 the Python operators (``+ - * / ** @``, comparisons, indexing) to nodes."""
 from __future__ import annotations
 
+import numpy as _np
+
 from ..ir import dtypes as _D
 from ..ir.node import Node
 from .common import as_node, constant
 from .elementwise import (
     abs,
     add,
+    bitwise_and,
+    bitwise_or,
+    bitwise_xor,
     cast,
     div,
     equal,
     exp,
+    floor_divide,
     greater,
     greater_equal,
+    invert,
     less,
     less_equal,
     log,
     maximum,
     minimum,
+    mod,
     mul,
     neg,
     not_equal,
@@ -59,6 +67,7 @@ __all__ = [
     "max", "mean", "min", "sum", "OPS", "OpDef", "get", "make", "register", "constant",
     "as_node", "zeros", "ones", "full",
     "take", "scatter_add", "random_uniform", "erf", "log1p",
+    "floor_divide", "mod", "bitwise_and", "bitwise_or", "bitwise_xor", "invert",
 ]
 
 
@@ -75,6 +84,30 @@ def ones(shape, dtype="float64") -> Node:
     return full(shape, 1, dtype)
 
 
+_OPERANDS = (Node, bool, int, float, _np.generic, _np.ndarray, list, tuple)
+
+
+def _no_op(symbol):
+    def f(a, *b):
+        raise TypeError(f"graph nodes have no {symbol} operator (graphc has no op for it)")
+    return f
+
+
+def _pow(a, b, modulo=None):
+    if modulo is not None:
+        raise TypeError("pow(node, exponent, modulo): graphc has no modular power")
+    return pow(a, b)
+
+
+def _compare(f):
+    """``==``/``!=`` are elementwise, as in numpy; for an operand that cannot
+    be a graph value (None, a string...) they return NotImplemented, so Python
+    compares identities (``x == None`` is False)."""
+    def op(a, b):
+        return f(a, b) if isinstance(b, _OPERANDS) else NotImplemented
+    return op
+
+
 def _attach_operators():
     N = Node
     N.__add__ = lambda a, b: add(a, b)
@@ -85,10 +118,23 @@ def _attach_operators():
     N.__rmul__ = lambda a, b: mul(b, a)
     N.__truediv__ = lambda a, b: div(a, b)
     N.__rtruediv__ = lambda a, b: div(b, a)
-    N.__pow__ = lambda a, b: pow(a, b)
+    N.__floordiv__ = lambda a, b: floor_divide(a, b)
+    N.__rfloordiv__ = lambda a, b: floor_divide(b, a)
+    N.__mod__ = lambda a, b: mod(a, b)
+    N.__rmod__ = lambda a, b: mod(b, a)
+    N.__divmod__ = lambda a, b: (floor_divide(a, b), mod(a, b))
+    N.__rdivmod__ = lambda a, b: (floor_divide(b, a), mod(b, a))
+    N.__pow__ = _pow
     N.__rpow__ = lambda a, b: pow(b, a)
     N.__matmul__ = lambda a, b: matmul(a, b)
     N.__rmatmul__ = lambda a, b: matmul(b, a)
+    N.__and__ = lambda a, b: bitwise_and(a, b)
+    N.__rand__ = lambda a, b: bitwise_and(b, a)
+    N.__or__ = lambda a, b: bitwise_or(a, b)
+    N.__ror__ = lambda a, b: bitwise_or(b, a)
+    N.__xor__ = lambda a, b: bitwise_xor(a, b)
+    N.__rxor__ = lambda a, b: bitwise_xor(b, a)
+    N.__invert__ = lambda a: invert(a)
     N.__neg__ = lambda a: neg(a)
     N.__pos__ = lambda a: a
     N.__abs__ = lambda a: abs(a)
@@ -96,6 +142,12 @@ def _attach_operators():
     N.__lt__ = lambda a, b: less(a, b)
     N.__ge__ = lambda a, b: greater_equal(a, b)
     N.__le__ = lambda a, b: less_equal(a, b)
+    N.__eq__ = _compare(equal)        # elementwise; nodes stay hashable by identity
+    N.__ne__ = _compare(not_equal)
+    for name, symbol in (("lshift", "<<"), ("rshift", ">>")):
+        setattr(N, f"__{name}__", _no_op(symbol))
+        setattr(N, f"__r{name}__", _no_op(symbol))
+    N.__array_ufunc__ = None          # numpy operands defer to the node's operators
     N.__getitem__ = lambda a, k: getitem(a, k)
     N.T = property(lambda a: transpose(a))
     N.astype = lambda a, dt: cast(a, dt)

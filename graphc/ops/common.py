@@ -23,6 +23,7 @@ def constant(value, dtype=None, name: str | None = None) -> Node:
     if dtype is None and a.dtype not in D.SUPPORTED:
         raise DTypeError(f"constant: dtype {a.dtype} is not supported")
     dt = D.as_dtype(a.dtype)
+    check_size("constant", a.shape, dt)
     a.setflags(write=False)
     key = None
     if a.size <= 64 and name is None:
@@ -150,9 +151,15 @@ def shape_of(opname: str, shape) -> tuple:
 
 
 MAX_BYTES = 1 << 46      # 64 TiB: any larger tensor is a mistake, not a workload
+MAX_RANK = 32            # numpy's ufuncs and iterators take at most 32 dimensions
 
 
 def check_size(opname: str, shape: tuple, dtype) -> None:
+    """Refuse, when a node is built, a shape that no buffer or numpy reference
+    can hold: more than MAX_RANK dimensions or more than MAX_BYTES bytes."""
+    if len(shape) > MAX_RANK:
+        raise ShapeError(f"{opname}: shape {tuple(shape)} has {len(shape)} dimensions, more "
+                         f"than graphc allows ({MAX_RANK}, numpy's limit for its ufuncs)")
     n = 1
     for s in shape:
         n *= s
@@ -182,6 +189,7 @@ def parameter(value, name: str | None = None, dtype=None, trainable: bool = True
     dt_arg = None if dtype is None else D.as_dtype(dtype, "parameter")   # (a DTypeError of its own)
     a = to_array(value, "parameter", DTypeError, dtype=dt_arg, copy=True)
     dt = D.as_dtype(a.dtype, "parameter")
+    check_size("parameter", a.shape, dt)
     n = Node("parameter", (), {}, a.shape, dt, name, user_source())
     if name is None:
         n.name = f"param_{n.id}"

@@ -28,6 +28,13 @@ def _floating(name, inputs, attrs):
     return dt
 
 
+def _bits(name, inputs, attrs):
+    dt = inputs[0].dtype
+    if not (D.is_int(dt) or D.is_bool(dt)):
+        raise DTypeError(f"{name}: needs integer or bool operands, got {dt}")
+    return dt
+
+
 def _compare(name, inputs, attrs):
     return D.bool_
 
@@ -193,6 +200,35 @@ _define("less_equal", 2, _compare, np.less_equal, _no_grad, lambda s, n, a, b: s
 _define("equal", 2, _compare, np.equal, _no_grad, lambda s, n, a, b: s.eq(a, b))
 _define("not_equal", 2, _compare, np.not_equal, _no_grad, lambda s, n, a, b: s.ne(a, b))
 
+# floor_divide and mod: numpy's floor division and remainder (the sign of the
+# divisor), for integers and floats. An integer zero divisor gives 0 (numpy's
+# result, without its warning) and MIN // -1 wraps to MIN, in the interpreter
+# and in compiled code (scalar.py guards sdiv/srem, which would trap).
+
+
+def _mod_vjp(n, g):
+    a, b = n.inputs
+    if not D.is_float(n.dtype):
+        return [None, None]
+    return [g, -g * floor_divide(a, b)]     # a % b = a - b * floor(a / b)
+
+
+_define("floor_divide", 2, _numeric, np.floor_divide, _no_grad,
+        lambda s, n, a, b: s.floor_divide(a, b),
+        doc="numpy's a // b: floor of the quotient; zero gradient")
+_define("mod", 2, _numeric, np.remainder, _mod_vjp, lambda s, n, a, b: s.mod(a, b),
+        doc="numpy's a % b: the remainder has the sign of the divisor")
+
+# bitwise ops: integers bitwise, bools logical (numpy's & | ^ ~); no gradient.
+_define("bitwise_and", 2, _bits, np.bitwise_and, _no_grad,
+        lambda s, n, a, b: s.bitwise("and", a, b), doc="a & b (logical and for bools)")
+_define("bitwise_or", 2, _bits, np.bitwise_or, _no_grad,
+        lambda s, n, a, b: s.bitwise("or", a, b), doc="a | b (logical or for bools)")
+_define("bitwise_xor", 2, _bits, np.bitwise_xor, _no_grad,
+        lambda s, n, a, b: s.bitwise("xor", a, b), doc="a ^ b (logical xor for bools)")
+_define("invert", 1, _bits, np.invert, _no_grad, lambda s, n, x: s.invert(x),
+        doc="~x: bitwise not of an integer, logical not of a bool")
+
 _define("where", 3, _where_rule, np.where,
         lambda n, g: [None, where(n.inputs[0], g, 0), where(n.inputs[0], 0, g)],
         lambda s, n, c, a, b: s.select(c, a, b))
@@ -262,6 +298,12 @@ greater_equal = _binary("greater_equal")
 less_equal = _binary("less_equal")
 equal = _binary("equal")
 not_equal = _binary("not_equal")
+floor_divide = _binary("floor_divide")
+mod = _binary("mod")
+bitwise_and = _binary("bitwise_and")
+bitwise_or = _binary("bitwise_or")
+bitwise_xor = _binary("bitwise_xor")
+invert = _unary_numeric("invert")
 
 
 def stop_gradient(x) -> Node:

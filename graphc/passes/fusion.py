@@ -476,7 +476,7 @@ class Fuser:
                 comp = set()
                 for mid in sorted(k2.members, key=self.pos.get):
                     n = self.by_id[mid]
-                    if _kind(n) != "ew" or n in k2.roots and n.id in self.required:
+                    if _kind(n) != "ew" or any(r is n for r in k2.roots) and n.id in self.required:
                         continue
                     ins = n.inputs
                     if all(i.is_leaf or i.id in avail or i.id in comp for i in ins) and \
@@ -641,7 +641,8 @@ class Fuser:
         for p, v in self.g.updates:
             G = self.group_of.get(v.id)
             if G is None or not G.alive or v.id in out_ids or targets.count(v.id) > 1 or \
-                    G.custom is not None or G.matmul is v or v in G.hoisted or v in G.accum:
+                    G.custom is not None or G.matmul is v or any(h is v for h in G.hoisted) or \
+                    any(a is v for a in G.accum):
                 continue
             if any(v.id in self.reads(g) for g in live if g is not G):
                 continue

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from ..errors import GraphcError
 from ..ir.graph import Graph
+from ..ir.node import attrs_key
 from ..ir.verify import signature, verify
 
 
@@ -140,7 +141,7 @@ class PassRecord:
         for n in before.nodes:
             img = self.image.get(n.id)
             if img is not None and img.id in na and n.id not in rewritten and img.op == n.op \
-                    and img.attrs == n.attrs:
+                    and attrs_key(img.attrs) == attrs_key(n.attrs):
                 same[n.id] = img.id
         images = set(same.values())
         removed = [lines_b[n.id].strip() for n in before.nodes

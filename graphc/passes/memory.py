@@ -28,9 +28,9 @@ def _identity_readers_only(k: Kernel, x, by_id) -> bool:
         kind = registry.get(n.op).kind
         if kind == "elementwise" and n.shape == k.shape:
             continue
-        if kind == "reduce" and n in k.hoisted:
+        if kind == "reduce" and any(h is n for h in k.hoisted):
             continue
-        if n in k.accumulates and n.inputs[0] is x:
+        if any(a is n for a in k.accumulates) and n.inputs[0] is x:
             continue
         return False
     return True

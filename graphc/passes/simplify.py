@@ -18,7 +18,7 @@ from ..backend import interp
 from ..errors import GraphcError
 from ..ir import dtypes as D
 from ..ir.graph import Graph
-from ..ir.node import Node
+from ..ir.node import Node, cons_key
 from ..ops import registry
 from ..ops.common import constant
 from ..ops.elementwise import cast, neg
@@ -373,8 +373,7 @@ class CSE(Pass):
                 return ("constant", v.dtype.str, v.shape, v.tobytes())
             if n.is_leaf:
                 return ("leaf", n.id)
-            return (n.op, tuple(i.id for i in n.inputs),
-                    tuple(sorted((k, repr(v)) for k, v in n.attrs.items())))
+            return cons_key(n.op, n.inputs, n.attrs)
 
         def replace(n):
             k = key(n)

@@ -614,7 +614,7 @@ class KernelEmitter:
         shape, split = k.shape, k.split
         outs = k.loop_outputs() if self.dest is None else list(k.outputs)
         inner_acc = [a for a in k.accumulates if a.inputs[0].shape == shape]
-        outer_acc = [a for a in k.accumulates if a not in inner_acc]
+        outer_acc = [a for a in k.accumulates if a.inputs[0].shape != shape]
         for a in k.accumulates:            # accumulators start at the reduction's identity
             init = s.const(registry.get(a.op).reduce_init(a.dtype), a.dtype)
             with for_nest(b, a.shape, name="z") as zi:

@@ -213,6 +213,71 @@ class ScalarBuilder:
             return SV(self.b.select(self.b.fcmp_unordered("uno", b.v, b.v), b.v, r), a.dtype, self)
         return self.select(self.le(a, b), a, b)
 
+    # -- integer-valued division, as numpy ------------------------------------
+    def _divmod(self, a, b):
+        """numpy's ``(floor_divide(a, b), remainder(a, b))``, branch-free.
+
+        Floats follow numpy's npy_divmod (C fmod, then the quotient snapped to
+        an integer; a zero divisor gives ``a / b`` and ``fmod(a, 0)`` = NaN).
+        Integers never trap: a zero divisor gives 0 and 0 (numpy's result),
+        ``MIN // -1`` wraps to MIN; ``sdiv``/``srem`` only ever see a divisor
+        other than 0 and -1."""
+        self._same(a, b, "floor_divide")
+        B, t = self.b, a.v.type
+        if D.is_bool(a.dtype):
+            raise TypeError("scalar floor_divide on bool")
+        if D.is_float(a.dtype):
+            zero, one = ir.Constant(t, 0.0), ir.Constant(t, 1.0)
+            fmod = B.frem(a.v, b.v)
+            q = B.fdiv(a.v, b.v)
+            div = B.fdiv(B.fsub(a.v, fmod), b.v)
+            mod_nz = B.fcmp_unordered("!=", fmod, zero)          # C truth: non-zero or NaN
+            fix = B.and_(mod_nz, B.xor(B.fcmp_ordered("<", b.v, zero),
+                                       B.fcmp_ordered("<", fmod, zero)))
+            mod = B.select(fix, B.fadd(fmod, b.v), fmod)
+            div = B.select(fix, B.fsub(div, one), div)
+            mod = B.select(mod_nz, mod, self.copysign(SV(zero, a.dtype, self), b).v)
+            fl = self.floor(SV(div, a.dtype, self)).v
+            fl = B.select(B.fcmp_ordered(">", B.fsub(div, fl), ir.Constant(t, 0.5)),
+                          B.fadd(fl, one), fl)
+            fd = B.select(B.fcmp_unordered("!=", div, zero), fl,
+                          self.copysign(SV(zero, a.dtype, self), SV(q, a.dtype, self)).v)
+            b_zero = B.fcmp_ordered("==", b.v, zero)
+            return (SV(B.select(b_zero, q, fd), a.dtype, self),
+                    SV(B.select(b_zero, fmod, mod), a.dtype, self))
+        zero, one, m1 = ir.Constant(t, 0), ir.Constant(t, 1), ir.Constant(t, -1)
+        b_zero = B.icmp_signed("==", b.v, zero)
+        b_m1 = B.icmp_signed("==", b.v, m1)
+        sb = B.select(B.or_(b_zero, b_m1), one, b.v)
+        q, r = B.sdiv(a.v, sb), B.srem(a.v, sb)
+        fix = B.and_(B.icmp_signed("!=", r, zero),
+                     B.xor(B.icmp_signed("<", r, zero), B.icmp_signed("<", sb, zero)))
+        q = B.select(fix, B.sub(q, one), q)
+        r = B.select(fix, B.add(r, sb), r)
+        q = B.select(b_m1, B.sub(zero, a.v), q)               # wraps: MIN // -1 = MIN
+        q = B.select(b_zero, zero, q)
+        return SV(q, a.dtype, self), SV(r, a.dtype, self)     # r is 0 for b in (0, -1)
+
+    def floor_divide(self, a, b): return self._divmod(a, b)[0]
+    def mod(self, a, b): return self._divmod(a, b)[1]
+
+    # -- bitwise (logical on bools) ------------------------------------------------
+    def _bits(self, a, what):
+        if D.is_float(a.dtype):
+            raise TypeError(f"scalar {what} needs an integer or bool, got {a.dtype}")
+
+    def bitwise(self, op: str, a, b):
+        """``a & b``, ``a | b`` or ``a ^ b`` (op "and", "or", "xor") on integers or bools."""
+        self._bits(a, op); self._same(a, b, op)
+        return SV({"and": self.b.and_, "or": self.b.or_, "xor": self.b.xor}[op](a.v, b.v),
+                  a.dtype, self)
+
+    def invert(self, a):
+        """``~a``: bitwise not of an integer, logical not of a bool."""
+        self._bits(a, "invert")
+        return SV(self.b.xor(a.v, ir.Constant(a.v.type, -1 if D.is_int(a.dtype) else 1)),
+                  a.dtype, self)
+
     # -- math functions -------------------------------------------------------
     def _intrinsic(self, name, *args: SV) -> SV:
         t = args[0].v.type
