@@ -3,9 +3,16 @@ compiled with the llvm backend at every ``opt_level`` and compared with the
 interpreter and with numpy; random differentiable float64 graphs, their
 gradients compared with central finite differences.
 
-Default run: 160 value graphs + 40 gradient graphs, derandomized (the
-``graphc-ci`` profile in conftest.py). The ``slow`` long run fuzzes 4000 + 1000
-random graphs: ``python -m pytest -m slow tests/test_fuzz.py``.
+Graphs with ``updates=`` (tests/fuzzgraph.py ``update_cases``: parameters
+returned as outputs, copied, transposed, reversed; updates whose values read
+other updated parameters, swaps, transposes) are compiled at every
+``opt_level`` and compared with the interpreter run from the same parameter
+values: the outputs and every parameter after a first and a second call.
+
+Default run: 160 value graphs + 40 gradient graphs + 150 update graphs,
+derandomized (the ``graphc-ci`` profile in conftest.py). The ``slow`` long run
+fuzzes 4000 + 1000 + 2500 random graphs: ``python -m pytest -m slow
+tests/test_fuzz.py``.
 
 A failure prints the shrunk case as a runnable program; every one found
 became a test in tests/test_regressions.py.
