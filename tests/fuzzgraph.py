@@ -1292,7 +1292,30 @@ def update_cases(draw, max_ops: int = 8):
             except ValueError:
                 return False
         cands = [v for v in views if fits(v)] + [v for v in g.pool if fits(v)]
-        v = draw(st.sampled_from(cands))          # t itself always fits
+        r = draw(st.integers(0, 2))
+        if r == 0 and views and any(fits(w) for w in views):
+            v = draw(st.sampled_from([w for w in views if fits(w)]))
+        else:
+            v = draw(st.sampled_from(cands))          # t itself always fits
+        if r == 1 and t.dtype != B and v.dtype == t.dtype:
+            # the target's old value mixed with the new one: t + v (or t * v)
+            mul = draw(st.booleans())
+            et, ev = _bcast(t.err, t.shape), _bcast(v.err, t.shape)
+            with np.errstate(all="ignore"):
+                out = (np.multiply if mul else np.add)(t.val, v.val)
+                if mul:          # first-order propagation, as op_binary does
+                    at = np.abs(_bcast(t.val.astype(np.float64), t.shape))
+                    av = np.abs(_bcast(np.asarray(v.val, np.float64), t.shape))
+                    e_in = at * ev + av * et + et * ev
+                else:
+                    e_in = et + ev
+            err = _finish(out, _round(out, e_in), et + ev) if is_float(t.dtype) else 0
+            if mul and is_float(t.dtype):
+                x, y = _bcast(t.val, t.shape), _bcast(np.asarray(v.val, np.float64), t.shape)
+                err = np.where((np.isinf(x) & (np.abs(y) <= ev)) | (np.isinf(y) & (np.abs(x) <= et)),
+                               np.inf, err)
+            v = g.add(t.node * v.node if mul else t.node + v.node, out, err,
+                      f"{t.name} {'*' if mul else '+'} {v.name}", [t, v])
         val, err = _update_value(t.node, v)
         updates.append((t.node, v, val, err))
     touched = gc.Graph([o.node for o in outs] + [v.node for _, v, _, _ in updates]).parameters
