@@ -131,3 +131,17 @@ def test_direct_update_kept_where_safe():
     direct = set(p.id for p in f.memory.direct.values())
     assert w.id in direct
     assert len(direct) >= 3          # w and both moment buffers
+
+
+@pytest.mark.parametrize("backend", ["llvm", "interp"])
+@pytest.mark.parametrize("dt", ["int32", "int64"])
+def test_integer_min_of_the_smallest_integer(backend, dt):
+    """Found by the update fuzz: gc.min was -max(-x), and -x wraps at the
+    smallest integer, so min([INT_MIN, -6]) was -6."""
+    info = np.iinfo(dt)
+    X = np.array([[info.min, -6, 3], [info.max, 0, info.min + 1]], dt)
+    x = gc.placeholder((2, 3), dt, name="x")
+    for ax in (None, 0, 1):
+        r = gc.compile(gc.min(x, ax, True), backend=backend, cache=False)(x=X)
+        np.testing.assert_array_equal(r, X.min(axis=ax, keepdims=True))
+        assert r.dtype == X.dtype
