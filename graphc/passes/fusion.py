@@ -584,9 +584,12 @@ class Fuser:
     def _direct_updates(self, live, deps) -> dict:
         """Updates ``p <- v`` whose new value can be written straight into the
         parameter: v is stored by one kernel G that reads p only at the index
-        it writes, no other kernel reads v, and every other kernel that reads
-        p can run before G (those orderings are added to ``deps``). Saves the
-        copy from a temporary into the parameter after the step."""
+        it writes (``reads_only_at_write_index``: followed through every value
+        G computes, movement ops included), no other kernel reads v, and every
+        other kernel that reads p can run before G (those orderings are added
+        to ``deps``). Copies that read a parameter (outputs, staged update
+        values) run before every kernel (ModuleEmitter.emit). Saves the copy
+        from a temporary into the parameter after the step."""
         out = {}
         out_ids = {o.id for o in self.g.outputs}
         reads_leaf = {}
