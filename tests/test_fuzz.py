@@ -240,7 +240,7 @@ def check_grad_case(case: Case):
 
 # ------------------------------------------------------------------- updates
 
-def close_after_steps(got, ref, what):
+def close_after_steps(got, ref, what, err=0.0):
     """A value after a second call: its bound from the first call's mirror no
     longer applies, so floats agree to a relative tolerance (an update
     written too early or read at the wrong index is off by far more);
@@ -256,7 +256,9 @@ def close_after_steps(got, ref, what):
     np.testing.assert_array_equal(np.where(fin, 0, g), np.where(fin, 0, r), err_msg=what)
     tol = 1e-9 if got.dtype == np.float64 else 1e-4
     scale = max(1.0, float(np.max(np.abs(r[fin]), initial=0)))
-    np.testing.assert_allclose(g[fin], r[fin], rtol=tol, atol=tol * scale, err_msg=what)
+    # plus the first call's bound: an inexact op (a float32 tanh) is as inexact again
+    slack = 8 * float(np.max(np.asarray(err, np.float64), initial=0))
+    np.testing.assert_allclose(g[fin], r[fin], rtol=tol, atol=tol * scale + slack, err_msg=what)
 
 
 def check_update_case(case: UpdateCase, calls: int = 2):
@@ -303,10 +305,11 @@ def check_update_case(case: UpdateCase, calls: int = 2):
         for c in range(1, calls):
             if not bounded:
                 break
-            for k, (a, b) in enumerate(zip(got[c][0], ref[c][0])):
-                close_after_steps(a, b, f"{what}, output {k}, call {c + 1}")
+            for k, (o, a, b) in enumerate(zip(case.outputs, got[c][0], ref[c][0])):
+                close_after_steps(a, b, f"{what}, output {k}, call {c + 1}", o.err)
             for p, a, b in zip(case.params, got[c][1], ref[c][1]):
-                close_after_steps(a, b, f"{what}, parameter {p.name} after call {c + 1}")
+                close_after_steps(a, b, f"{what}, parameter {p.name} after call {c + 1}",
+                                  new.get(p.id, (None, 0))[1])
     for p, v in zip(case.params, start):
         p.value = v
 
