@@ -3,9 +3,16 @@ compiled with the llvm backend at every ``opt_level`` and compared with the
 interpreter and with numpy; random differentiable float64 graphs, their
 gradients compared with central finite differences.
 
-Default run: 160 value graphs + 40 gradient graphs, derandomized (the
-``graphc-ci`` profile in conftest.py). The ``slow`` long run fuzzes 4000 + 1000
-random graphs: ``python -m pytest -m slow tests/test_fuzz.py``.
+Graphs with ``updates=`` (tests/fuzzgraph.py ``update_cases``: parameters
+returned as outputs, copied, transposed, reversed; updates whose values read
+other updated parameters, swaps, transposes) are compiled at every
+``opt_level`` and compared with the interpreter run from the same parameter
+values: the outputs and every parameter after a first and a second call.
+
+Default run: 160 value graphs + 40 gradient graphs + 150 update graphs,
+derandomized (the ``graphc-ci`` profile in conftest.py). The ``slow`` long run
+fuzzes 4000 + 1000 + 2500 random graphs: ``python -m pytest -m slow
+tests/test_fuzz.py``.
 
 A failure prints the shrunk case as a runnable program; every one found
 became a test in tests/test_regressions.py.
@@ -17,7 +24,7 @@ import os
 
 import numpy as np
 import pytest
-from fuzzgraph import MAX_SIZE, Case, cases
+from fuzzgraph import MAX_SIZE, Case, UpdateCase, cases, update_cases
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -231,6 +238,82 @@ def check_grad_case(case: Case):
                                  f"autodiff {g_int[k][bad]}\nnumeric  {num[bad]}")
 
 
+# ------------------------------------------------------------------- updates
+
+def close_after_steps(got, ref, what, err=0.0):
+    """A value after a second call: its bound from the first call's mirror no
+    longer applies, so floats agree to a relative tolerance (an update
+    written too early or read at the wrong index is off by far more);
+    integers, booleans, NaN and infinities exactly."""
+    got, ref = np.asarray(got), np.asarray(ref)
+    assert got.shape == ref.shape and got.dtype == ref.dtype, what
+    if got.dtype.kind != "f":
+        np.testing.assert_array_equal(got, ref, err_msg=what)
+        return
+    g, r = got.astype(np.float64), ref.astype(np.float64)
+    fin = np.isfinite(r)
+    np.testing.assert_array_equal(np.isnan(g), np.isnan(r), err_msg=f"{what}: NaNs")
+    np.testing.assert_array_equal(np.where(fin, 0, g), np.where(fin, 0, r), err_msg=what)
+    tol = 1e-9 if got.dtype == np.float64 else 1e-4
+    scale = max(1.0, float(np.max(np.abs(r[fin]), initial=0)))
+    # plus the first call's bound: an inexact op (a float32 tanh) is as inexact again
+    slack = 8 * float(np.max(np.asarray(err, np.float64), initial=0))
+    np.testing.assert_allclose(g[fin], r[fin], rtol=tol, atol=tol * scale + slack, err_msg=what)
+
+
+def check_update_case(case: UpdateCase, calls: int = 2):
+    """Compiled code with ``updates=``, at every opt_level, against the
+    interpreter run from the same parameter values: the outputs and every
+    parameter after each call (the first call also against numpy)."""
+    assume(not case.expect_error)
+    outs = [o.node for o in case.outputs]
+    ups = case.update_dict()
+    feeds = frozen(case.feeds)
+    start = [p.value.copy() for p in case.params]
+
+    def run(f):
+        for p, v in zip(case.params, start):
+            p.value = v
+        got = []
+        for _ in range(calls):
+            status, r = call(f, feeds)
+            assert status == "ok", f"{f.backend} raised {r!r}"
+            got.append((r, [p.value.copy() for p in case.params]))
+        return got
+
+    fi = gc.compile(outs, updates=ups, backend="interp")
+    ref = run(fi)
+    updated = {p.id for p in ups}
+    new = {p.id: (val, err) for p, _, val, err in case.updates}
+    # the interpreter agrees with numpy on the first call
+    for k, (o, r) in enumerate(zip(case.outputs, ref[0][0])):
+        compare(r, o.val, o.err, f"interp vs numpy, output {k} ({o.name})")
+    for p, v0, v1 in zip(case.params, start, ref[0][1]):
+        want, err = new.get(p.id, (v0, 0))
+        compare(v1, want, err, f"interp vs numpy, parameter {p.name} after the call")
+    bounded = all(np.all(np.isfinite(o.err)) for o in case.outputs) and \
+        all(np.all(np.isfinite(e)) for _, _, _, e in case.updates)
+    for level in OPT_LEVELS:
+        f = compile_at(outs, level, updates=ups)
+        got = run(f)
+        what = f"llvm (opt_level={level}) vs interp"
+        for k, (o, a, b) in enumerate(zip(case.outputs, got[0][0], ref[0][0])):
+            compare(a, b, o.err, f"{what}, output {k} ({o.name}), call 1")
+        for p, a, b in zip(case.params, got[0][1], ref[0][1]):
+            compare(a, b, new.get(p.id, (None, 0))[1] if p.id in updated else 0,
+                    f"{what}, parameter {p.name} after call 1")
+        for c in range(1, calls):
+            if not bounded:
+                break
+            for k, (o, a, b) in enumerate(zip(case.outputs, got[c][0], ref[c][0])):
+                close_after_steps(a, b, f"{what}, output {k}, call {c + 1}", o.err)
+            for p, a, b in zip(case.params, got[c][1], ref[c][1]):
+                close_after_steps(a, b, f"{what}, parameter {p.name} after call {c + 1}",
+                                  new.get(p.id, (None, 0))[1])
+    for p, v in zip(case.params, start):
+        p.value = v
+
+
 # ------------------------------------------------------------------- tests
 
 @settings(max_examples=160)
@@ -257,6 +340,19 @@ def test_fuzz_long_compiled_matches_interpreter_and_numpy(case):
 @given(cases("grad", max_ops=10))
 def test_fuzz_long_gradients_match_finite_differences(case):
     check_grad_case(case)
+
+
+@settings(max_examples=150)
+@given(update_cases())
+def test_fuzz_updates_match_interpreter(case):
+    check_update_case(case)
+
+
+@pytest.mark.slow
+@settings(LONG, max_examples=2500)
+@given(update_cases(max_ops=12))
+def test_fuzz_long_updates_match_interpreter(case):
+    check_update_case(case)
 
 
 def test_generator_covers_every_public_op():

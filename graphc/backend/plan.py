@@ -126,3 +126,101 @@ def plan_memory_naive(graph: Graph, kernels: list[Kernel]) -> MemoryPlan:
     naive = sum(nbytes(n) for n in graph.op_nodes())
     outs = sum(nbytes(o) for o in graph.outputs)
     return MemoryPlan(offsets, off, naive, off + outs, off)
+
+
+def input_indices(n: Node, idx: tuple, fresh) -> list:
+    """(input, symbolic index) pairs at which computing n at idx reads its inputs
+    (None entries: unknown)."""
+    def bcast(inp):
+        lead = len(idx) - inp.ndim
+        return tuple(0 if inp.shape[k] == 1 else idx[lead + k] for k in range(inp.ndim))
+    d = registry.get(n.op)
+    if d.kind == "elementwise" or n.op == "broadcast_to":
+        return [(i, bcast(i)) for i in n.inputs]
+    if n.op == "transpose":
+        src = [None] * n.ndim
+        for k, p in enumerate(n.attrs["axes"]):
+            src[p] = idx[k]
+        return [(n.inputs[0], tuple(src))]
+    if n.op == "reshape":
+        from ..ops.movement import reshape_groups
+        x = n.inputs[0]
+        src = [None] * x.ndim
+        for sa, da in reshape_groups(x.shape, n.shape):
+            if len(sa) == 1 and len(da) == 1:
+                src[sa[0]] = idx[da[0]]
+            else:
+                for a in sa:
+                    src[a] = 0 if x.shape[a] == 1 else None
+        return [(x, tuple(src))]
+    if n.op == "one_hot":
+        return [(n.inputs[0], idx[:-1])]
+    if d.kind == "reduce":
+        axes, keep = n.attrs["axes"], n.attrs["keepdims"]
+        x = n.inputs[0]
+        out, k = [], 0
+        for a in range(x.ndim):
+            if a in axes:
+                fresh[0] += 1
+                out.append(("r", fresh[0]))
+                k += keep
+            else:
+                out.append(idx[k])
+                k += 1
+        return [(x, tuple(out))]
+    return [(i, (None,) * i.ndim) for i in n.inputs]
+
+
+def reads_only_at_write_index(x: Node, domain: tuple, roots, members, hoisted=(),
+                              accumulates=(), matmul=None) -> bool:
+    """Does a loop kernel over ``domain`` (storing ``roots``, computing
+    ``members`` inline) read ``x`` only at the index it is writing, so that
+    the value it stores may overwrite x's memory element by element (in-place
+    buffers, updates written straight into their parameter)?
+
+    Index expressions are followed symbolically (:func:`input_indices`) from
+    every value the kernel computes, through every inline member, down to x:
+    ``transpose(x * 0.5)`` reads x at the transposed index, an inline
+    reduction at indices of its own, a GEMM or an opaque op anywhere; a read
+    that cannot be followed counts as unsafe. A row reduction hoisted out of
+    the inner loop and a reduction accumulated while the loop runs read x at
+    the loop index (the row is summed before it is written); other staged
+    values (the GEMM result, the hoisted reductions) are read from their
+    buffers by the rest of the kernel, so tracing stops at them."""
+    if x.shape != tuple(domain):
+        return False
+    D = tuple(domain)
+    full = tuple(("i", k) for k in range(len(D)))
+
+    def key(idx):       # axes of extent 1 have the one index 0
+        return tuple(0 if D[k] == 1 else idx[k] for k in range(len(D)))
+
+    want = key(full)
+    staged = {h.id for h in hoisted} | {a.id for a in accumulates}
+    if matmul is not None:
+        staged.add(matmul.id)
+    unknown = None
+    starts = []
+    for r in roots:
+        if r.id in staged and r is not matmul:
+            i = r.inputs[0]
+            starts.append((i, full if i.shape == D else unknown))
+        elif r is matmul:
+            starts.extend((i, unknown) for i in r.inputs)
+        else:
+            starts.append((r, full if r.shape == D else unknown))
+    seen, fresh = set(), [0]
+    while starts:
+        n, idx = starts.pop()
+        if n is x:
+            if idx is unknown or any(i is None for i in idx) or key(idx) != want:
+                return False
+            continue
+        if n.is_leaf or n.id not in members or n.id in staged or (n.id, idx) in seen:
+            continue
+        seen.add((n.id, idx))
+        if idx is unknown or any(i is None for i in idx):
+            starts.extend((i, unknown) for i in n.inputs)
+        else:
+            starts.extend(input_indices(n, idx, fresh))
+    return True

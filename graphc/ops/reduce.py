@@ -87,7 +87,9 @@ def max(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001
 
 
 def min(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001
-    """Minimum over ``axis``: ``-max(-x)`` (for bool, ``not max(not x)``)."""
+    """Minimum over ``axis``: ``-max(-x)`` (for bool, ``not max(not x)``;
+    for integers ``~max(~x)`` with ``~x = -1 - x``, which, unlike ``-x``,
+    does not wrap at the smallest integer)."""
     from .elementwise import equal
     x = as_node(x, opname="min")
     axes = norm_axes("min", axis, x.ndim)
@@ -95,6 +97,8 @@ def min(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001
         raise ShapeError(f"min: zero-size axis {axes} of shape {x.shape} has no minimum")
     if D.is_bool(x.dtype):
         return equal(max(equal(x, False), axes, keepdims), False)
+    if D.is_int(x.dtype):
+        return -1 - max(-1 - x, axes, keepdims)
     return -max(-x, axes, keepdims)
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend.plan import Kernel, plan_unfused
+from ..backend.plan import Kernel, input_indices, plan_unfused, reads_only_at_write_index
 from ..ir.graph import Graph
 from ..ir.node import Node
 from ..ops import registry
@@ -253,55 +253,13 @@ class Fuser:
             if (n.id, idx) in seen or n.is_leaf:
                 continue
             seen.add((n.id, idx))
-            for i, iidx in self._input_indices(n, idx, fresh):
+            for i, iidx in input_indices(n, idx, fresh):
                 if i is r:
                     if iidx != want:
                         return False
                 elif i.id in members and not i.is_leaf:
                     starts.append((i, iidx))
         return True
-
-    def _input_indices(self, n: Node, idx: tuple, fresh):
-        """(input, symbolic index) pairs at which computing n at idx reads its inputs
-        (None entries: unknown)."""
-        def bcast(inp):
-            lead = len(idx) - inp.ndim
-            return tuple(0 if inp.shape[k] == 1 else idx[lead + k] for k in range(inp.ndim))
-        d = registry.get(n.op)
-        if d.kind == "elementwise" or n.op == "broadcast_to":
-            return [(i, bcast(i)) for i in n.inputs]
-        if n.op == "transpose":
-            src = [None] * n.ndim
-            for k, p in enumerate(n.attrs["axes"]):
-                src[p] = idx[k]
-            return [(n.inputs[0], tuple(src))]
-        if n.op == "reshape":
-            from ..ops.movement import reshape_groups
-            x = n.inputs[0]
-            src = [None] * x.ndim
-            for sa, da in reshape_groups(x.shape, n.shape):
-                if len(sa) == 1 and len(da) == 1:
-                    src[sa[0]] = idx[da[0]]
-                else:
-                    for a in sa:
-                        src[a] = 0 if x.shape[a] == 1 else None
-            return [(x, tuple(src))]
-        if n.op == "one_hot":
-            return [(n.inputs[0], idx[:-1])]
-        if d.kind == "reduce":
-            axes, keep = n.attrs["axes"], n.attrs["keepdims"]
-            x = n.inputs[0]
-            out, k = [], 0
-            for a in range(x.ndim):
-                if a in axes:
-                    fresh[0] += 1
-                    out.append(("r", fresh[0]))
-                    k += keep
-                else:
-                    out.append(idx[k])
-                    k += 1
-            return [(x, tuple(out))]
-        return [(i, (None,) * i.ndim) for i in n.inputs]
 
     def row_fusion(self):
         # consumers first, so a sum that uses a max joins before the max does
@@ -626,9 +584,12 @@ class Fuser:
     def _direct_updates(self, live, deps) -> dict:
         """Updates ``p <- v`` whose new value can be written straight into the
         parameter: v is stored by one kernel G that reads p only at the index
-        it writes, no other kernel reads v, and every other kernel that reads
-        p can run before G (those orderings are added to ``deps``). Saves the
-        copy from a temporary into the parameter after the step."""
+        it writes (``reads_only_at_write_index``: followed through every value
+        G computes, movement ops included), no other kernel reads v, and every
+        other kernel that reads p can run before G (those orderings are added
+        to ``deps``). Copies that read a parameter (outputs, staged update
+        values) run before every kernel (ModuleEmitter.emit). Saves the copy
+        from a temporary into the parameter after the step."""
         out = {}
         out_ids = {o.id for o in self.g.outputs}
         reads_leaf = {}
@@ -646,7 +607,8 @@ class Fuser:
                 continue
             if any(v.id in self.reads(g) for g in live if g is not G):
                 continue
-            if not self._identity_reads(G, p, v):
+            if v.shape != G.domain or not reads_only_at_write_index(
+                    p, G.domain, G.roots, G.members, G.hoisted, G.accum, G.matmul):
                 continue
             readers = reads_leaf.get(p.id, set()) - {G.gid}
             if any(self._depends(deps, r, G.gid) for r in readers):
@@ -655,17 +617,6 @@ class Fuser:
                 deps.setdefault(G.gid, set()).add(r)
             out[v.id] = p
         return out
-
-    def _identity_reads(self, G, p, v) -> bool:
-        """Does G read p only elementwise at v's index (v's shape is G's domain)?"""
-        if v.shape != G.domain or p.shape != G.domain:
-            return False
-        for mid in G.members:
-            n = self.by_id[mid]
-            if any(i is p for i in n.inputs):
-                if registry.get(n.op).kind != "elementwise" or n.shape != G.domain:
-                    return False
-        return True
 
     @staticmethod
     def _depends(deps, a, b, indirect: bool = False) -> bool:

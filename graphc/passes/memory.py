@@ -10,30 +10,9 @@ no arena space.
 """
 from __future__ import annotations
 
-from ..backend.plan import Kernel, MemoryPlan, align, nbytes, plan_memory_naive
+from ..backend.plan import Kernel, MemoryPlan, align, nbytes, plan_memory_naive, reads_only_at_write_index
 from ..ir.graph import Graph
-from ..ops import registry
 from .manager import Pass, PassContext, register_pass
-
-
-def _identity_readers_only(k: Kernel, x, by_id) -> bool:
-    """Does kernel k read x only at the index it is storing (elementwise ops
-    over the full domain, or a row reduction of the same row)?"""
-    if x.shape != k.shape:
-        return False
-    for mid in k.members:
-        n = by_id[mid]
-        if not any(i is x for i in n.inputs):
-            continue
-        kind = registry.get(n.op).kind
-        if kind == "elementwise" and n.shape == k.shape:
-            continue
-        if kind == "reduce" and any(h is n for h in k.hoisted):
-            continue
-        if any(a is n for a in k.accumulates) and n.inputs[0] is x:
-            continue
-        return False
-    return True
 
 
 def plan_memory(graph: Graph, kernels: list[Kernel], inplace: bool = True,
@@ -116,7 +95,8 @@ def plan_memory(graph: Graph, kernels: list[Kernel], inplace: bool = True,
                         # of x: a float64 written over a bool clobbers the next
                         # seven bools before they are read
                         continue
-                    if _identity_readers_only(k, x, by_id):
+                    if reads_only_at_write_index(x, k.shape, k.outputs, k.members,
+                                                 k.hoisted, k.accumulates, k.matmul):
                         offsets[o.id] = offsets[vid]
                         taken.add(vid)
                         live[o.id] = live.pop(vid)

@@ -92,8 +92,9 @@ class ModuleEmitter:
         for vid, p in mem.direct.items():          # new values written into their parameter
             self.where[vid] = self.where[p.id]
         self.arena_size = mem.size + ARENA_HEADER
-        # Updates run last, after every kernel has read the old values. A new
-        # value that is itself an updated parameter (a swap) is staged first.
+        # Updates not written by their kernel run last, after every kernel has
+        # read the old values. A new value that is itself an updated parameter
+        # (a swap) is staged: copied, before any kernel runs, to the arena.
         updated = {p.id for p, _ in graph.updates}
         self.staged = []
         for _, v in graph.updates:
@@ -158,14 +159,22 @@ class ModuleEmitter:
         return len(self.errors)
 
     def emit(self) -> ir.Module:
-        work = [(k, None, None) for k in self.kernels]
+        # Every read of a parameter's old value comes before any write of a
+        # parameter: copies of leaves (a parameter returned as an output, an
+        # updated parameter that is another update's new value) run first,
+        # before any kernel (a kernel may write an update straight into its
+        # parameter, see fusion's _direct_updates); kernels that read a
+        # parameter run before the kernel writing it; the other updates last.
+        first, work = [], [(k, None, None) for k in self.kernels]
         for node, j in self.copies:
-            work.append((Kernel("loop", [node], set(), node.shape, name=f"copy_out{j}"),
-                         ("slot", self.layout.output0 + j), None))
+            (first if node.is_leaf else work).append(
+                (Kernel("loop", [node], set(), node.shape, name=f"copy_out{j}"),
+                 ("slot", self.layout.output0 + j), None))
         stage_loc = {}
         for v, loc in self.staged:
-            work.append((Kernel("loop", [v], set(), v.shape, name=f"stage_{v.name}"), loc, None))
+            first.append((Kernel("loop", [v], set(), v.shape, name=f"stage_{v.name}"), loc, None))
             stage_loc[v.id] = loc
+        work = first + work
         for p, v in self.graph.updates:
             if v.id in self.mem.direct:
                 continue                         # its kernel wrote it into the parameter
