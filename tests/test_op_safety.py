@@ -87,3 +87,196 @@ def test_scalar_lowering_with_select_and_eq_still_works():
             gc.unregister_op(name + "_ne")
     finally:
         gc.unregister_op(name)
+
+
+# ------------------------------------------------------ item 2: min is a reduction
+
+MIN_AXES = [dict(axis=None), dict(axis=0), dict(axis=1), dict(axis=2), dict(axis=(0, 2)),
+            dict(axis=-1, keepdims=True), dict(axis=None, keepdims=True), dict(axis=(1, 2))]
+
+
+def _extreme_values(dt, rng, shape):
+    dt = np.dtype(dt)
+    if dt == np.bool_:
+        return rng.random(shape) < 0.7
+    if dt.kind == "i":
+        info = np.iinfo(dt)
+        pool = np.array([info.min, info.max, info.min + 1, info.max - 1, 0, -1, 1, 7, -7], dt)
+    else:
+        pool = np.array([np.finfo(dt).min, np.finfo(dt).max, -np.inf, np.inf, 0.0, -0.0, 1.5,
+                         -2.5, np.finfo(dt).tiny], dt)
+    return rng.choice(pool, shape)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64", "float32", "float64", "bool"])
+@pytest.mark.parametrize("level", LEVELS)
+def test_min_at_the_dtype_extremes_matches_numpy(dtype, level):
+    """``min`` was ``-max(-x)``: ``-INT_MIN`` wraps, so ``min([0, -2**31])``
+    was 0 (also int64, along an axis, with keepdims). It is a reduction of its
+    own now (reduce_min, identity the dtype's largest value)."""
+    rng = np.random.default_rng(hash((dtype, str(level))) % 2**32)
+    v = _extreme_values(dtype, rng, (3, 4, 5))
+    if np.dtype(dtype).kind == "i":
+        v[1, 2, 3] = np.iinfo(dtype).min          # at least one minimum, one maximum
+        v[2, 0, 1] = np.iinfo(dtype).max
+        v[:, :, 0] = np.iinfo(dtype).max          # rows made only of the maximum
+    x = gc.placeholder(v.shape, dtype, name="x")
+    outs = [gc.min(x, **kw) for kw in MIN_AXES] + [gc.max(x, **kw) for kw in MIN_AXES]
+    got = _run(outs, dict(x=v), level)
+    wants = [np.min(v, **kw) for kw in MIN_AXES] + [np.max(v, **kw) for kw in MIN_AXES]
+    for kw, g, w in zip(MIN_AXES + MIN_AXES, got, wants):
+        assert g.shape == w.shape and g.dtype == w.dtype, (kw, g.shape, w.shape, g.dtype)
+        np.testing.assert_array_equal(g, w, err_msg=f"{dtype} {kw} level {level}")
+
+
+def test_min_of_int_minimum_small_cases():
+    for dt in ("int32", "int64"):
+        lo = np.iinfo(dt).min
+        v = np.array([0, lo], dt)
+        x = gc.placeholder((2,), dt, name="x")
+        for level in LEVELS:
+            assert _run(gc.min(x), dict(x=v), level) == lo
+        # a constant folds through the same reference
+        assert gc.compile(gc.min(gc.constant(v)))() == lo
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_min_of_floats_nan_and_signed_zero(level):
+    """NaN propagates as in np.min; -0.0 and +0.0 compare equal (numpy itself
+    returns whichever its loop meets first, so only the value is compared)."""
+    v = np.array([[1.0, np.nan, -3.0], [0.0, -0.0, 2.0], [-0.0, 0.0, 0.0],
+                  [np.inf, -np.inf, np.nan]], np.float32)
+    x = gc.placeholder(v.shape, "float32", name="x")
+    outs = [gc.min(x, 1), gc.min(x, 0), gc.min(x), gc.min(x[1:3], 1)]
+    got = _run(outs, dict(x=v), level)
+    wants = [np.min(v, 1), np.min(v, 0), np.min(v), np.min(v[1:3], 1)]
+    for g, w in zip(got, wants):
+        np.testing.assert_array_equal(g, w)      # (NaN == NaN positions, -0.0 == 0.0)
+
+
+@pytest.mark.parametrize("level", [0, 3])
+def test_min_long_rows_and_threads(level):
+    """The vectorized, blocked and thread-chunked reduction paths."""
+    rng = np.random.default_rng(5)
+    for dt in ("int32", "int64", "float32"):
+        v = _extreme_values(dt, rng, (70001,))
+        x = gc.placeholder(v.shape, dt, name="x")
+        m = gc.placeholder((40, 1500), dt, name="m")
+        mv = _extreme_values(dt, rng, (40, 1500))
+        f = gc.compile([gc.min(x), gc.min(m, 1), gc.min(m, 0)], opt_level=level, threads=2)
+        got = f(x=v, m=mv)
+        np.testing.assert_array_equal(got[0], np.min(v))
+        np.testing.assert_array_equal(got[1], np.min(mv, 1))
+        np.testing.assert_array_equal(got[2], np.min(mv, 0))
+
+
+def test_min_gradient_goes_to_the_argmin_like_max():
+    """min's VJP is max's rule: the gradient at the positions equal to the
+    minimum, split among ties; checked against an explicit mask and finite
+    differences, at the interpreter and compiled."""
+    v = np.array([[3.0, -1.0, 2.0, -1.0], [0.5, 4.0, -2.0, 1.0], [7.0, 7.0, 7.0, 7.0]])
+    x = gc.placeholder(v.shape, "float64", name="x")
+    w = np.arange(1.0, 4.0)
+    loss = gc.sum(gc.min(x, 1) * gc.constant(w))
+    (g,) = gc.grad(loss, [x])
+    mn = v.min(1, keepdims=True)
+    mask = (v == mn).astype(float)
+    want = mask / mask.sum(1, keepdims=True) * w[:, None]
+    for level in LEVELS:
+        np.testing.assert_allclose(_run(g, dict(x=v), level), want)
+    # the negated problem through max gives the same routing
+    (gmax,) = gc.grad(gc.sum(gc.max(-x, 1) * gc.constant(w)), [x])
+    np.testing.assert_allclose(gc.compile(gmax)(x=v), -want)
+    # finite differences where the minimum is unique (row 1)
+    u = np.array([0.5, 4.0, -2.0, 1.0])
+    y = gc.placeholder((4,), "float64", name="y")
+    (gy,) = gc.grad(gc.min(y) * 3.0, [y])
+    fd = [(np.min(u + e) - np.min(u - e)) * 3.0 / 2e-6 for e in np.eye(4) * 1e-6]
+    np.testing.assert_allclose(gc.compile(gy)(y=u), fd, atol=1e-6)
+
+
+# ------------------------------------------------------- item 5: pow at base 0
+
+INF, NAN = np.inf, np.nan
+# (x, y, d/dx, d/dy): PyTorch's pow_backward_self / pow_backward_exponent
+# (torch/csrc/autograd/FunctionsManual.cpp) where they are finite:
+#   d/dx = 0 if y == 0 else y * x**(y-1);
+#   d/dy = 0 if (x == 0 and y >= 0) else x**y * log(x)
+# graphc's d/dy is 0 where x <= 0 also where PyTorch's is -inf (x = 0, y < 0)
+# or NaN (x < 0).
+POW_CASES = [
+    (0.0, 0.0, 0.0, 0.0),            # d(x**0)/dx at 0 was NaN (0 * 0**-1)
+    (0.0, 1.0, 1.0, 0.0),
+    (0.0, 2.0, 0.0, 0.0),
+    (0.0, 3.0, 0.0, 0.0),
+    (0.0, 0.5, INF, 0.0),            # PyTorch: inf as well
+    (0.0, -1.0, -INF, 0.0),          # 0**-1 = inf: d/dy was NaN (inf * 0); PyTorch -inf
+    (0.0, -2.0, -INF, 0.0),
+    (-0.0, 2.0, -0.0, 0.0),
+    (2.0, 0.0, 0.0, math.log(2.0)),
+    (2.0, 3.0, 12.0, 8.0 * math.log(2.0)),
+    (4.0, 0.5, 0.25, 2.0 * math.log(4.0)),
+    (1.0, -3.0, -3.0, 0.0),
+    (-2.0, 2.0, -4.0, 0.0),          # PyTorch: d/dy NaN (log of a negative)
+    (-2.0, 3.0, 12.0, 0.0),
+    (-2.0, 0.0, 0.0, 0.0),
+    (-1.0, 0.5, NAN, 0.0),           # (-1)**-0.5 is NaN in PyTorch too
+    (INF, 2.0, INF, INF),
+    (3.0, 1.0, 1.0, 3.0 * math.log(3.0)),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("level", LEVELS)
+def test_pow_gradient_rule_at_zero_base(dtype, level):
+    """d(x**0)/dx at x = 0 was NaN (PyTorch: 0); d(0**y)/dy where 0**y = inf
+    was NaN, though docs/ops.md says 0 where the base is not positive."""
+    xs = np.array([c[0] for c in POW_CASES], dtype)
+    ys = np.array([c[1] for c in POW_CASES], dtype)
+    want_dx = np.array([c[2] for c in POW_CASES], dtype)
+    want_dy = np.array([c[3] for c in POW_CASES], dtype)
+    x = gc.placeholder(xs.shape, dtype, name="x")
+    y = gc.placeholder(ys.shape, dtype, name="y")
+    dx, dy = gc.grad(gc.sum(x ** y), [x, y])
+    got_dx, got_dy = _run([dx, dy], dict(x=xs, y=ys), level)
+    rtol = 1e-6 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(got_dx, want_dx, rtol=rtol, err_msg="d/dx")
+    np.testing.assert_allclose(got_dy, want_dy, rtol=rtol, err_msg="d/dy")
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_pow_gradient_scalar_exponents(level):
+    """The usual spellings: x ** 0, x ** 2, 2.0 ** y, 0.0 ** y."""
+    xs = np.array([0.0, -0.0, 1.5, -2.0])
+    x = gc.placeholder((4,), "float64", name="x")
+    (g0,) = gc.grad(gc.sum(x ** 0.0), [x])
+    (g2,) = gc.grad(gc.sum(x ** 2.0), [x])
+    np.testing.assert_array_equal(_run(g0, dict(x=xs), level), np.zeros(4))
+    np.testing.assert_allclose(_run(g2, dict(x=xs), level), 2 * xs)
+    ys = np.array([-1.0, 0.0, 2.0, 0.5])
+    y = gc.placeholder((4,), "float64", name="y")
+    (h0,) = gc.grad(gc.sum(gc.constant(0.0) ** y), [y])
+    (h2,) = gc.grad(gc.sum(gc.constant(2.0) ** y), [y])
+    np.testing.assert_array_equal(_run(h0, dict(y=ys), level), np.zeros(4))
+    np.testing.assert_allclose(_run(h2, dict(y=ys), level), 2.0 ** ys * math.log(2.0))
+
+
+def test_pow_gradient_matches_torch():
+    """A live oracle: torch's own autograd on the same grid (finite entries
+    must agree; where torch is inf/NaN for d/dy graphc gives 0, as documented)."""
+    torch = pytest.importorskip("torch")
+    vals = [0.0, -0.0, 0.5, 1.0, 2.0, -1.0, -2.0, 3.0, np.inf]
+    exps = [0.0, 1.0, 2.0, 3.0, 0.5, -1.0, -2.0, -0.5, 2.5]
+    xs, ys = (np.array(v, np.float64) for v in zip(*itertools.product(vals, exps)))
+    tx = torch.tensor(xs, requires_grad=True)
+    ty = torch.tensor(ys, requires_grad=True)
+    (tx ** ty).sum().backward()
+    want_dx, want_dy = tx.grad.numpy(), ty.grad.numpy()
+    x = gc.placeholder(xs.shape, "float64", name="x")
+    y = gc.placeholder(ys.shape, "float64", name="y")
+    for level in LEVELS:
+        got_dx, got_dy = _run(list(gc.grad(gc.sum(x ** y), [x, y])), dict(x=xs, y=ys), level)
+        np.testing.assert_allclose(got_dx, want_dx, rtol=1e-12, err_msg=f"d/dx level {level}")
+        fin = np.isfinite(want_dy)
+        np.testing.assert_allclose(got_dy[fin], want_dy[fin], rtol=1e-12, err_msg="d/dy")
+        assert np.all(got_dy[~fin & (xs <= 0)] == 0)

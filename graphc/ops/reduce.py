@@ -1,5 +1,8 @@
-"""Reductions over axes: the primitives ``reduce_sum`` and ``reduce_max``,
-and the composites ``sum``, ``max``, ``min`` and ``mean`` users call."""
+"""Reductions over axes: the primitives ``reduce_sum``, ``reduce_max`` and
+``reduce_min``, and the functions ``sum``, ``max``, ``min`` and ``mean``
+users call. ``min`` is a reduction of its own (identity: the dtype's
+largest value), not ``-max(-x)``: negating the type's minimum integer
+wraps, so that composite gave ``min([0, -2**31]) == 0``."""
 from __future__ import annotations
 
 import numpy as np
@@ -15,8 +18,9 @@ def _infer(name):
     def infer(inputs, attrs):
         (x,) = inputs
         axes, keep = attrs["axes"], attrs["keepdims"]
-        if name == "reduce_max" and any(x.shape[a] == 0 for a in axes):
-            raise ShapeError(f"max: zero-size axis {axes} of shape {x.shape} has no maximum")
+        if name in ("reduce_max", "reduce_min") and any(x.shape[a] == 0 for a in axes):
+            what = "maximum" if name == "reduce_max" else "minimum"
+            raise ShapeError(f"{name[7:]}: zero-size axis {axes} of shape {x.shape} has no {what}")
         if name == "reduce_sum" and D.is_bool(x.dtype):
             raise ShapeError("reduce_sum: bool input; cast it first")
         shape = tuple(1 if i in axes else s for i, s in enumerate(x.shape)) if keep else \
@@ -35,7 +39,9 @@ def _sum_vjp(n, g):
     return [broadcast_to(reshape(g, _keep_shape(n)), n.inputs[0].shape)]
 
 
-def _max_vjp(n, g):
+def _extremum_vjp(n, g):
+    """max's and min's rule: the gradient goes to the positions equal to the
+    result, split evenly among ties."""
     from .elementwise import cast, equal
     from .movement import broadcast_to, reshape
     x = n.inputs[0]
@@ -53,6 +59,14 @@ def _max_init(dt):
     return np.iinfo(dt).min
 
 
+def _min_init(dt):
+    if D.is_float(dt):
+        return np.inf
+    if D.is_bool(dt):
+        return True
+    return np.iinfo(dt).max
+
+
 register(OpDef("reduce_sum", "reduce", _infer("reduce_sum"),
                lambda x, axes, keepdims: np.sum(x, axis=axes, keepdims=keepdims, dtype=x.dtype),
                _sum_vjp, reduce_init=lambda dt: 0,
@@ -61,8 +75,12 @@ register(OpDef("reduce_sum", "reduce", _infer("reduce_sum"),
                reduce_acc_dtype=lambda dt: D.float64 if dt == D.float32 else dt))
 register(OpDef("reduce_max", "reduce", _infer("reduce_max"),
                lambda x, axes, keepdims: np.max(x, axis=axes, keepdims=keepdims),
-               _max_vjp, reduce_init=_max_init,
+               _extremum_vjp, reduce_init=_max_init,
                reduce_combine=lambda s, acc, x: s.fmaximum(acc, x)))
+register(OpDef("reduce_min", "reduce", _infer("reduce_min"),
+               lambda x, axes, keepdims: np.min(x, axis=axes, keepdims=keepdims),
+               _extremum_vjp, reduce_init=_min_init,
+               reduce_combine=lambda s, acc, x: s.fminimum(acc, x)))
 
 
 def sum(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001 - numpy's name
@@ -87,15 +105,12 @@ def max(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001
 
 
 def min(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001
-    """Minimum over ``axis``: ``-max(-x)`` (for bool, ``not max(not x)``)."""
-    from .elementwise import equal
+    """Minimum over ``axis`` (None = all); NaN propagates, as numpy."""
     x = as_node(x, opname="min")
     axes = norm_axes("min", axis, x.ndim)
-    if any(x.shape[a] == 0 for a in axes):
-        raise ShapeError(f"min: zero-size axis {axes} of shape {x.shape} has no minimum")
-    if D.is_bool(x.dtype):
-        return equal(max(equal(x, False), axes, keepdims), False)
-    return -max(-x, axes, keepdims)
+    if not axes:
+        return x
+    return make("reduce_min", (x,), {"axes": axes, "keepdims": bool(keepdims)})
 
 
 def mean(x, axis=None, keepdims: bool = False) -> Node:

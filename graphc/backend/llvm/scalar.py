@@ -258,6 +258,14 @@ class ScalarBuilder:
             return self._intrinsic("llvm.maximum", a, b)
         return self.maximum(a, b)
 
+    def fminimum(self, a, b):
+        """minimum through ``llvm.minimum`` (NaN-propagating, vectorizes as a
+        reduction; -0.0 counts as less than +0.0); integers and bools as
+        :meth:`minimum`."""
+        if D.is_float(a.dtype):
+            return self._intrinsic("llvm.minimum", a, b)
+        return self.minimum(a, b)
+
     def minimum(self, a, b):
         if D.is_float(a.dtype):
             pick = self.b.fcmp_unordered("<", a.v, b.v)
