@@ -280,3 +280,19 @@ def test_pow_gradient_matches_torch():
         fin = np.isfinite(want_dy)
         np.testing.assert_allclose(got_dy[fin], want_dy[fin], rtol=1e-12, err_msg="d/dy")
         assert np.all(got_dy[~fin & (xs <= 0)] == 0)
+
+
+def test_min_unit_axes_rule_and_fusion():
+    """simplify's min-unit-axes rule (the twin of max-unit-axes), and a row
+    min fused into its consumer like a row max."""
+    from graphc.ir.graph import Graph
+    from graphc.passes import PassContext, Pipeline
+    x = gc.placeholder((3, 1, 4), "float32", name="x")
+    _, recs = Pipeline(["simplify"]).run(Graph([gc.min(x, 1)]), PassContext())
+    assert any(r == "min-unit-axes" for _, _, r in recs[0].rewrites), recs[0].diff()
+    m = gc.placeholder((8, 16), "float32", name="m")
+    y = m - gc.min(m, 1, keepdims=True)
+    f = gc.compile(y)
+    assert len(f.kernels) == 1, f.report()
+    v = np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)
+    np.testing.assert_array_equal(f(m=v), v - v.min(1, keepdims=True))
