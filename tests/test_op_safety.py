@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.errors import GraphcError
 from graphc.ops import registry
 
 LEVELS = ["interp", 0, 1, 2, 3]
@@ -296,3 +295,244 @@ def test_min_unit_axes_rule_and_fusion():
     assert len(f.kernels) == 1, f.report()
     v = np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)
     np.testing.assert_array_equal(f(m=v), v - v.min(1, keepdims=True))
+
+
+# ------------------------------------- item 6: every op validates its attributes
+
+GARBAGE_SCRIPT = r'''
+import itertools, sys, traceback
+import numpy as np
+import graphc as gc
+from graphc.errors import GraphcError
+from graphc.ops import registry
+
+rng = np.random.default_rng(0)
+ph = gc.placeholder
+x = ph((4,), "float64", name="x")
+m = ph((3, 4), "float64", name="m")
+m2 = ph((4, 2), "float64", name="m2")
+b = ph((4,), "bool", name="b")
+ind = ph((2,), "int64", name="ind")
+lab = ph((3,), "int64", name="lab")
+upd = ph((2, 3), "float64", name="upd")
+g32 = ph((3, 2), "float64", name="g32")
+ctr = ph((), "int64", name="ctr")
+FEEDS = dict(x=rng.uniform(0.5, 2.0, 4), m=rng.standard_normal((3, 4)),
+             m2=rng.standard_normal((4, 2)), b=rng.random(4) < 0.5,
+             ind=np.array([1, 0]), lab=np.array([0, 3, 1]), upd=rng.standard_normal((2, 3)),
+             g32=rng.standard_normal((3, 2)), ctr=np.array(7))
+
+user_s = gc.register_op("test_garbage_scalar", reference=lambda x, alpha: x * alpha,
+                        scalar=lambda s, x, alpha: x * alpha, attrs={"alpha": 1.0})
+user_c = gc.register_op("test_garbage_callback", reference=lambda x, alpha: x * alpha,
+                        callback=True, attrs={"alpha": 1.0})
+
+@gc.custom_gradient
+def ident(v):
+    return v * 1.0, lambda dy: dy
+cv = ident(x)
+
+BASE = {}
+for op in ["neg", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "stop_gradient",
+           "erf", "log1p"]:
+    BASE[op] = ((x,), {})
+for op in ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "greater", "less",
+           "greater_equal", "less_equal", "equal", "not_equal"]:
+    BASE[op] = ((x, x), {})
+BASE.update({
+    "cast": ((x,), {"dtype": np.dtype("float32")}),
+    "where": ((b, x, x), {}),
+    "take": ((m, ind), {"axis": 0}),
+    "scatter_add": ((upd, ind), {"axis": 0, "size": 4}),
+    "matmul": ((m, m2), {}),
+    "reshape": ((m,), {"shape": (4, 3)}),
+    "transpose": ((m,), {"axes": (1, 0)}),
+    "broadcast_to": ((x,), {"shape": (3, 4)}),
+    "slice": ((m,), {"starts": (0, 1), "stops": (3, 4), "steps": (1, 2)}),
+    "unslice": ((g32,), {"shape": (3, 4), "starts": (0, 1), "stops": (3, 4), "steps": (1, 2)}),
+    "concatenate": ((m, m), {"axis": 0}),
+    "reduce_sum": ((m,), {"axes": (0,), "keepdims": False}),
+    "reduce_max": ((m,), {"axes": (0,), "keepdims": False}),
+    "reduce_min": ((m,), {"axes": (0,), "keepdims": False}),
+    "one_hot": ((lab,), {"depth": 4}),
+    "random_uniform": ((ctr,), {"shape": (3, 4), "dtype": np.dtype("float32"), "seed": 5}),
+    "custom_vjp": (cv.inputs, dict(cv.attrs)),
+    "test_garbage_scalar": ((x,), {"alpha": 2.0}),
+    "test_garbage_callback": ((x,), {"alpha": 2.0}),
+})
+missing = [op for op in registry.OPS if op not in BASE]
+if missing:
+    print("NOBASE", missing)
+
+SCALARS = [None, "x", "", 1.5, float("nan"), True, False, 0, 1, -1, -2, 2, 3, 7, -(10**5), 10**5,
+           5 * 10**7, 10**30, -(10**30), 2**63, 2**64, -(2**63) - 1, (), (0,), (-1,), (1,),
+           (10**5,), (1.5,), (None,), [0, 0], (0,) * 9, (10**30,) * 2, (-(10**30), 0), {}, {"a": 1},
+           object(), np.dtype("complex64"), np.dtype("uint8"), np.float64, "float32", "int64",
+           "bool", (1, 0), (0, 1, 2), (-2, 0), (0, -1), (5, 1), (4, 3), (12,), (-1, 4), (2, 6),
+           (3, 1), (0, 0), np.int64(1), np.array([0])]
+ELEMS = [-1, -2, 0, 1, 3, 4, 5, -(10**5), 10**5, 5 * 10**7, 10**30, -(10**30), 2**63, 1.5, None,
+         True]
+
+
+def variants(inputs, attrs):
+    yield "attrs=None", inputs, None
+    yield "attrs=list", inputs, [1, 2]
+    yield "extra attr", inputs, {**attrs, "bogus": 1}
+    yield "non-str attr", inputs, {**attrs, 3: 1}
+    yield "no inputs", (), attrs
+    yield "one input more", tuple(inputs) + (inputs[0],), attrs
+    yield "input not a node", (1.5,) + tuple(inputs[1:]), attrs
+    yield "inputs an int", 5, attrs
+    if len(inputs) > 1:
+        yield "one input less", tuple(inputs)[:-1], attrs
+    for k, v0 in attrs.items():
+        yield f"missing {k}", inputs, {a: v for a, v in attrs.items() if a != k}
+        for v in SCALARS:
+            yield f"{k}={v!r:.40}", inputs, {**attrs, k: v}
+        if isinstance(v0, tuple):
+            for i, e in itertools.product(range(len(v0)), ELEMS):
+                t = list(v0); t[i] = e
+                yield f"{k}={tuple(t)!r:.60}", inputs, {**attrs, k: tuple(t)}
+    # other input dtypes and shapes with the base attributes
+    for other in (b, lab, ctr, ph((4,), "int32", name="i32"), ph((0, 4), "float64", name="e0")):
+        yield f"input 0 -> {other.dtype}{list(other.shape)}", (other,) + tuple(inputs[1:]), attrs
+
+
+def feeds_for(node):
+    need, seen, stack = {}, set(), [node]
+    while stack:
+        n = stack.pop()
+        if n.id in seen:
+            continue
+        seen.add(n.id)
+        if n.op == "placeholder":
+            if n.name in FEEDS:
+                need[n.name] = FEEDS[n.name]
+            else:
+                need[n.name] = (rng.random(n.shape) * 3).astype(n.dtype)
+        stack.extend(n.inputs)
+    return need
+
+
+def outcome(fn):
+    try:
+        return "ok", fn()
+    except GraphcError as e:
+        return "error", e
+
+
+bad, cases, accepted = [], 0, 0
+for op, (inputs, attrs) in BASE.items():
+    node = gc.make(op, inputs, attrs)          # the base case itself is valid
+    for label, ins, at in variants(inputs, attrs):
+        cases += 1
+        try:
+            node = gc.make(op, ins, at)
+        except GraphcError as e:
+            msg = str(e)
+            if op not in msg:
+                bad.append(f"{op} [{label}]: the error does not name the op: {msg}")
+            continue
+        except BaseException as e:
+            bad.append(f"{op} [{label}]: {type(e).__name__}: {e}")
+            continue
+        accepted += 1
+        feeds = feeds_for(node)
+        try:
+            kind_i, want = outcome(lambda: gc.compile(node, backend="interp")(**feeds))
+            kind_c, got = outcome(lambda: gc.compile(node, opt_level=3)(**feeds))
+        except BaseException as e:
+            bad.append(f"{op} [{label}] accepted, then {type(e).__name__}: {e}\n"
+                       + traceback.format_exc(limit=-3))
+            continue
+        if kind_i != kind_c:
+            bad.append(f"{op} [{label}]: interp {kind_i} ({want}) but compiled {kind_c} ({got})")
+        elif kind_i == "ok":
+            try:
+                np.testing.assert_allclose(np.asarray(got, float), np.asarray(want, float),
+                                           rtol=1e-6, atol=1e-12, equal_nan=True)
+            except AssertionError as e:
+                bad.append(f"{op} [{label}]: compiled differs from interp: {e}")
+for line in bad:
+    print("BAD", line)
+print("DONE", cases, accepted, len(bad))
+'''
+
+
+def test_gc_make_validates_every_ops_attributes(isolated):
+    """``gc.make`` built nodes with unchecked attributes: a slice stopping past
+    its input read heap memory (SIGSEGV at 5e7). For every registered op, in a
+    subprocess: missing, unknown, wrong-typed, negative, huge and out-of-range
+    attributes and wrong input counts are graphc errors naming the op (never a
+    crash, never another exception); whatever is accepted compiles and agrees
+    with the interpreter."""
+    r = isolated(GARBAGE_SCRIPT, timeout=900)
+    out = r.stdout
+    assert "NOBASE" not in out, out
+    assert "DONE" in out, out + r.stderr
+    bad = [line for line in out.splitlines() if line.startswith("BAD")]
+    assert not bad, "\n".join(bad[:40]) + f"\n({len(bad)} in all)"
+    cases = int(out.split("DONE")[1].split()[0])
+    assert cases > 2000
+
+
+def test_gc_make_slice_out_of_bounds_is_a_shape_error(isolated):
+    """The issue's reproducer, in a subprocess (it was a SIGSEGV)."""
+    r = isolated("""
+        import numpy as np, graphc as gc
+        x = gc.placeholder((10,), "float64", name="x")
+        for stop in (10**5, 5 * 10**7):
+            try:
+                y = gc.make("slice", (x,), {"starts": (0,), "stops": (stop,), "steps": (1,)})
+            except gc.ShapeError as e:
+                assert "slice" in str(e) and "stops" in str(e), e
+            else:
+                print("ACCEPTED", y.shape, gc.compile(gc.sum(y))(x=np.ones(10)))
+        print("OK")
+    """)
+    assert "ACCEPTED" not in r.stdout and "OK" in r.stdout, r.stdout
+
+
+def test_every_builtin_op_declares_its_inputs_and_attributes():
+    for name, d in registry.OPS.items():
+        if name.startswith("test_"):
+            continue
+        assert d.attrs is not None, f"{name} does not declare its attributes"
+        assert d.nin is not None, f"{name} does not declare its number of inputs"
+        if d.attrs:
+            assert d.check_attrs is not None, f"{name} does not check its attributes"
+
+
+def test_gc_make_normalizes_like_the_public_functions():
+    """One canonical form whichever way a node is built: gc.make with negative
+    axes, lists or -1 gives the node the public function gives (hash-consed)."""
+    m = gc.placeholder((3, 4), "float64", name="m")
+    assert gc.make("reduce_sum", (m,), {"axes": [-1], "keepdims": False}) is gc.sum(m, 1)
+    assert gc.make("reduce_min", (m,), {"axes": -2, "keepdims": True}) is gc.min(m, 0, keepdims=True)
+    assert gc.make("transpose", (m,), {"axes": [-1, 0]}) is gc.transpose(m)
+    assert gc.make("reshape", (m,), {"shape": [-1, 6]}) is gc.reshape(m, (2, 6))
+    assert gc.make("concatenate", (m, m), {"axis": -1}) is gc.concatenate([m, m], 1)
+    assert gc.make("cast", (m,), {"dtype": "float32"}) is m.astype("float32")
+    with pytest.raises(gc.AttrError, match="reduce_sum.*keepdims"):
+        gc.make("reduce_sum", (m,), {"axes": (0,), "keepdims": "no"})
+    with pytest.raises(gc.AttrError, match="slice: missing attribute"):
+        gc.make("slice", (m,), {"starts": (0, 0)})
+    with pytest.raises(gc.OpArgError, match="reshape takes 1 input"):
+        gc.make("reshape", (m, m), {"shape": (12,)})
+    # passes that rebuild nodes (simplify, autodiff) still work
+    (g,) = gc.grad(gc.sum(gc.min(m[1:, ::2], 0) * 2.0), [m])
+    v = np.arange(12.0).reshape(3, 4)
+    want = np.zeros((3, 4))
+    want[1, ::2] = 2.0
+    np.testing.assert_array_equal(gc.compile(g)(m=v), want)
+
+
+def test_attribute_validation_is_cheap():
+    """A node build (with its validation) costs microseconds, not milliseconds."""
+    import time
+    m = gc.placeholder((30, 40), "float64", name="m")
+    t = time.perf_counter()
+    for _ in range(2000):
+        gc.make("slice", (m,), {"starts": (0, 1), "stops": (30, 40), "steps": (1, 2)})
+        gc.make("reduce_sum", (m,), {"axes": (0,), "keepdims": False})
+    assert (time.perf_counter() - t) / 4000 < 5e-4

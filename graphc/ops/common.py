@@ -154,11 +154,14 @@ def shape_of(opname: str, shape) -> tuple:
 
 
 MAX_BYTES = 1 << 46      # 64 TiB: any larger tensor is a mistake, not a workload
+MAX_DIM = MAX_BYTES      # no dimension is longer (even of an empty tensor): indices stay i64
 
 
 def check_size(opname: str, shape: tuple, dtype) -> None:
     n = 1
     for s in shape:
+        if not 0 <= s <= MAX_DIM:
+            raise ShapeError(f"{opname}: dimension {s} of shape {shape} is outside [0, {MAX_DIM}]")
         n *= s
     if n * np.dtype(dtype).itemsize > MAX_BYTES:
         raise ShapeError(f"{opname}: shape {shape} of {np.dtype(dtype)} needs "

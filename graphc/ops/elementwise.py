@@ -8,6 +8,7 @@ import numpy as np
 from ..errors import DTypeError
 from ..ir import dtypes as D
 from ..ir.node import Node
+from . import attrs as A
 from .common import as_node, broadcast_shapes, promote
 from .registry import OpDef, make, register
 
@@ -46,7 +47,7 @@ def _where_rule(name, inputs, attrs):
     return inputs[1].dtype
 
 
-def _define(name, nin, dtype_rule, ref, vjp, scalar, doc=""):
+def _define(name, nin, dtype_rule, ref, vjp, scalar, doc="", attrs=(), check_attrs=None):
     def infer(inputs, attrs):
         if len(inputs) != nin:
             raise TypeError(f"{name} takes {nin} inputs, got {len(inputs)}")
@@ -58,7 +59,8 @@ def _define(name, nin, dtype_rule, ref, vjp, scalar, doc=""):
             raise DTypeError(f"where: branch dtypes differ: {inputs[1].dtype}, {inputs[2].dtype}")
         shape = broadcast_shapes(name, *[i.shape for i in inputs])
         return shape, dtype_rule(name, inputs, attrs)
-    return register(OpDef(name, "elementwise", infer, ref, vjp, scalar=scalar, doc=doc))
+    return register(OpDef(name, "elementwise", infer, ref, vjp, scalar=scalar, doc=doc, nin=nin,
+                          attrs=attrs, check_attrs=check_attrs))
 
 
 def _ref_sigmoid(x):
@@ -118,7 +120,12 @@ def _ref_cast(x, dtype):
 
 
 
-_define("cast", 1, _cast_rule, _ref_cast, _cast_vjp, lambda s, n, x: s.cast(x, n.dtype))
+def _cast_attrs(inputs, attrs):
+    return {"dtype": A.dtype("cast", "dtype", attrs["dtype"])}
+
+
+_define("cast", 1, _cast_rule, _ref_cast, _cast_vjp, lambda s, n, x: s.cast(x, n.dtype),
+        attrs=("dtype",), check_attrs=_cast_attrs)
 
 # ----------------------------------------------------------------- binary ops
 

@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..ir import dtypes as D
 from ..ir.node import Node
+from . import attrs as A
 from .common import as_node, norm_axes
 from .registry import OpDef, make, register
 
@@ -27,6 +28,16 @@ def _infer(name):
             tuple(s for i, s in enumerate(x.shape) if i not in axes)
         return shape, x.dtype
     return infer
+
+
+def _reduce_attrs(name):
+    def check(inputs, attrs):
+        return {"axes": A.axes(name, "axes", attrs["axes"], inputs[0].ndim),
+                "keepdims": A.boolean(name, "keepdims", attrs["keepdims"])}
+    return check
+
+
+_REDUCE = dict(nin=1, attrs=("axes", "keepdims"))
 
 
 def _keep_shape(n: Node) -> tuple:
@@ -72,15 +83,18 @@ register(OpDef("reduce_sum", "reduce", _infer("reduce_sum"),
                _sum_vjp, reduce_init=lambda dt: 0,
                reduce_combine=lambda s, acc, x: acc + x,
                # float32 sums accumulate in float64: 1e7 terms stay within 1e-6 of exact
-               reduce_acc_dtype=lambda dt: D.float64 if dt == D.float32 else dt))
+               reduce_acc_dtype=lambda dt: D.float64 if dt == D.float32 else dt,
+               check_attrs=_reduce_attrs("reduce_sum"), **_REDUCE))
 register(OpDef("reduce_max", "reduce", _infer("reduce_max"),
                lambda x, axes, keepdims: np.max(x, axis=axes, keepdims=keepdims),
                _extremum_vjp, reduce_init=_max_init,
-               reduce_combine=lambda s, acc, x: s.fmaximum(acc, x)))
+               reduce_combine=lambda s, acc, x: s.fmaximum(acc, x),
+               check_attrs=_reduce_attrs("reduce_max"), **_REDUCE))
 register(OpDef("reduce_min", "reduce", _infer("reduce_min"),
                lambda x, axes, keepdims: np.min(x, axis=axes, keepdims=keepdims),
                _extremum_vjp, reduce_init=_min_init,
-               reduce_combine=lambda s, acc, x: s.fminimum(acc, x)))
+               reduce_combine=lambda s, acc, x: s.fminimum(acc, x),
+               check_attrs=_reduce_attrs("reduce_min"), **_REDUCE))
 
 
 def sum(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001 - numpy's name
