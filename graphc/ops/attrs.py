@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import AttrError, DTypeError, ShapeError
 from ..ir import dtypes as D
-from .common import MAX_DIM, is_int
+from .common import is_int
 
 
 def show(v, limit: int = 80) -> str:
@@ -56,12 +56,12 @@ def ints(op: str, name: str, v, n: int | None = None) -> tuple:
 
 
 def shape(op: str, name: str, v, n: int | None = None) -> tuple:
-    """A shape: a tuple of ints in ``[0, MAX_DIM]``."""
+    """A shape: a tuple of non-negative ints (how large a node may be is
+    ``common.check_size``'s rule, applied to every node's shape)."""
     v = ints(op, name, v, n)
     for s in v:
-        if not 0 <= s <= MAX_DIM:
-            raise ShapeError(f"{op}: attribute {name}={show(v)} has a dimension {s} outside "
-                             f"[0, {MAX_DIM}]")
+        if s < 0:
+            raise ShapeError(f"{op}: attribute {name}={show(v)} has a negative dimension {s}")
     return v
 
 

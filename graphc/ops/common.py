@@ -160,13 +160,15 @@ MAX_DIM = MAX_BYTES      # no dimension is longer (even of an empty tensor): ind
 def check_size(opname: str, shape: tuple, dtype) -> None:
     n = 1
     for s in shape:
-        if not 0 <= s <= MAX_DIM:
-            raise ShapeError(f"{opname}: dimension {s} of shape {shape} is outside [0, {MAX_DIM}]")
         n *= s
     if n * np.dtype(dtype).itemsize > MAX_BYTES:
         raise ShapeError(f"{opname}: shape {shape} of {np.dtype(dtype)} needs "
                          f"{n * np.dtype(dtype).itemsize} bytes, more than graphc allows "
                          f"({MAX_BYTES})")
+    for s in shape:
+        if s > MAX_DIM:
+            raise ShapeError(f"{opname}: dimension {s} of shape {shape} is longer than graphc "
+                             f"allows ({MAX_DIM}), even for an empty value")
 
 
 def placeholder(shape, dtype="float32", name: str | None = None) -> Node:

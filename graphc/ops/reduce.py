@@ -21,7 +21,8 @@ def _infer(name):
         axes, keep = attrs["axes"], attrs["keepdims"]
         if name in ("reduce_max", "reduce_min") and any(x.shape[a] == 0 for a in axes):
             what = "maximum" if name == "reduce_max" else "minimum"
-            raise ShapeError(f"{name}: zero-size axis {axes} of shape {x.shape} has no {what}")
+            raise ShapeError(f"{name[7:]}: zero-size axis {axes} of shape {x.shape} has no {what} "
+                             f"(op {name})")
         if name == "reduce_sum" and D.is_bool(x.dtype):
             raise ShapeError("reduce_sum: bool input; cast it first")
         shape = tuple(1 if i in axes else s for i, s in enumerate(x.shape)) if keep else \
