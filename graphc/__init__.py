@@ -19,10 +19,12 @@ from .autodiff import grad
 from .backend.llvm import emit as _emit  # noqa: F401
 from .compiler import CompiledFunction, compile, get_num_threads, set_num_threads
 from .errors import (
+                     AttrError,
                      DTypeError,
                      GraphcError,
                      InputError,
                      InputTypeError,
+                     OpArgError,
                      RuntimeCheckError,
                      ShapeError,
 )
@@ -47,7 +49,7 @@ __version__ = "0.1.0"
 __all__ = ["grad", "compile", "CompiledFunction", "get_num_threads", "set_num_threads", "Graph",
            "Node", "placeholder", "parameter",
            "GraphcError", "ShapeError", "DTypeError", "InputError", "InputTypeError",
-           "RuntimeCheckError", "float32", "float64", "int32", "int64", "bool_",
+           "RuntimeCheckError", "AttrError", "OpArgError", "float32", "float64", "int32", "int64", "bool_",
            "custom_gradient", "register_op", "unregister_op", "check_op", "OpCheckError",
            "Pass", "RewritePass", "register_pass", "extend", "plugins", "nn", "optim",
            *_ops_all]

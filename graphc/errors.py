@@ -33,6 +33,14 @@ class DTypeError(_Located, TypeError):
     """An op was given a dtype it cannot accept."""
 
 
+class OpArgError(_Located, TypeError):
+    """An op node was built with the wrong number or kind of inputs."""
+
+
+class AttrError(_Located, TypeError):
+    """An op node was built with a missing, unknown or wrong-typed attribute."""
+
+
 class InputError(GraphcError, ValueError):
     """A compiled function was called with a missing, unknown or wrong-shaped input."""
 

@@ -39,9 +39,10 @@ import itertools
 
 import numpy as np
 
-from ..errors import GraphcError, ShapeError
+from ..errors import AttrError, GraphcError, OpArgError, ShapeError
 from ..ir import dtypes as D
 from ..ir.node import Node
+from ..ops.attrs import integer, show
 from ..ops.common import as_node, constant
 from ..ops.movement import broadcast_to
 from ..ops.registry import OpDef, make, register
@@ -154,7 +155,26 @@ def _as_list(res, n, tok, what):
     return res
 
 
+def _check_attrs(inputs, attrs):
+    tok, k = attrs["grad"], attrs["output"]
+    if not isinstance(tok, GradToken):
+        raise AttrError(f"custom_vjp: attribute grad={show(tok)} must be the GradToken of a "
+                        "@gc.custom_gradient call (build it with the decorator, not gc.make)")
+    k = integer("custom_vjp", "output", k, 0, tok.n_outputs - 1)
+    want = 1 + tok.n_inputs + len(tok.variables)
+    if len(inputs) != want:
+        raise OpArgError(f"custom_vjp of {tok.fn_name} takes {want} inputs (the output, "
+                        f"{tok.n_inputs} input(s), {len(tok.variables)} variable(s)), "
+                        f"got {len(inputs)}")
+    if tok.outputs and (inputs[0].shape, inputs[0].dtype) != tuple(tok.outputs[k]):
+        raise ShapeError(f"custom_vjp of {tok.fn_name}: input 0 is {inputs[0].dtype}"
+                         f"{list(inputs[0].shape)}, but output {k} is {tok.outputs[k][1]}"
+                         f"{list(tok.outputs[k][0])}")
+    return {"grad": tok, "output": k}
+
+
 _opdef = register(OpDef("custom_vjp", "index", _infer, _ref, _vjp, lower_at=_lower_at,
+                        nin=(1, None), attrs=("grad", "output"), check_attrs=_check_attrs,
                         doc="the value of input 0, with the gradient rule of a @custom_gradient "
                             "function (removed by `simplify` after differentiation)"))
 _opdef.builtin = True      # part of graphc: its code may be cached on disk like a built-in's

@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import DTypeError, GraphcError, ShapeError
+from ..errors import AttrError, DTypeError, GraphcError, ShapeError
 from ..ir import dtypes as D
 from ..ir.node import Node
 from ..ops import registry
+from ..ops.attrs import show
 from ..ops.common import as_node, broadcast_shapes, promote
 from ..ops.registry import OpDef
 
@@ -90,8 +91,8 @@ def _check_attr(op: str, key: str, v):
     if isinstance(v, np.generic):
         return v.item()
     if not isinstance(v, _ATTR_TYPES):
-        raise TypeError(f"{op}: attribute {key}={v!r} must be a number, string, bool, None or a "
-                        "tuple of them (attributes are part of the node's identity)")
+        raise AttrError(f"{op}: attribute {key}={show(v)} must be a number, string, bool, None or "
+                        "a tuple of them (attributes are part of the node's identity)")
     return v
 
 
@@ -253,13 +254,15 @@ def register_op(name: str, *, reference: Callable, vjp: Callable | None = None,
                        vjp, shape, dtype, scalar, callback, defaults, samples,
                        doc or (getattr(reference, "__doc__", "") or "").strip().split("\n")[0])
     infer = _make_infer(reg)
+    checks = dict(nin=n_in, attrs=tuple(defaults),
+                  check_attrs=lambda ins, a: {k: _check_attr(name, k, v) for k, v in a.items()})
     if scalar is not None:
         opdef = OpDef(name, "elementwise", infer, reference, _make_vjp(reg),
-                      scalar=_make_scalar(reg), doc=reg.doc)
+                      scalar=_make_scalar(reg), doc=reg.doc, **checks)
     else:
         from .callback import callback_kernel
         opdef = OpDef(name, "kernel", infer, reference, _make_vjp(reg),
-                      kernel=callback_kernel(reg), doc=reg.doc)
+                      kernel=callback_kernel(reg), doc=reg.doc, **checks)
         opdef.extra["opaque"] = f"host callback into Python ({_describe(callback)})"
     opdef.extra["user"] = reg
     reg.opdef = opdef

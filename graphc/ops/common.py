@@ -152,6 +152,7 @@ def shape_of(opname: str, shape) -> tuple:
 
 MAX_BYTES = 1 << 46      # 64 TiB: any larger tensor is a mistake, not a workload
 MAX_RANK = 32            # numpy's ufuncs and iterators take at most 32 dimensions
+MAX_DIM = MAX_BYTES      # no dimension is longer (even of an empty tensor): indices stay i64
 
 
 def check_size(opname: str, shape: tuple, dtype) -> None:
@@ -167,6 +168,10 @@ def check_size(opname: str, shape: tuple, dtype) -> None:
         raise ShapeError(f"{opname}: shape {shape} of {np.dtype(dtype)} needs "
                          f"{n * np.dtype(dtype).itemsize} bytes, more than graphc allows "
                          f"({MAX_BYTES})")
+    for s in shape:
+        if s > MAX_DIM:
+            raise ShapeError(f"{opname}: dimension {s} of shape {shape} is longer than graphc "
+                             f"allows ({MAX_DIM}), even for an empty value")
 
 
 def placeholder(shape, dtype="float32", name: str | None = None) -> Node:

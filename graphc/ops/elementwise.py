@@ -8,6 +8,7 @@ import numpy as np
 from ..errors import DTypeError
 from ..ir import dtypes as D
 from ..ir.node import Node
+from . import attrs as A
 from .common import as_node, broadcast_shapes, promote
 from .registry import OpDef, make, register
 
@@ -53,7 +54,7 @@ def _where_rule(name, inputs, attrs):
     return inputs[1].dtype
 
 
-def _define(name, nin, dtype_rule, ref, vjp, scalar, doc=""):
+def _define(name, nin, dtype_rule, ref, vjp, scalar, doc="", attrs=(), check_attrs=None):
     def infer(inputs, attrs):
         if len(inputs) != nin:
             raise TypeError(f"{name} takes {nin} inputs, got {len(inputs)}")
@@ -65,7 +66,8 @@ def _define(name, nin, dtype_rule, ref, vjp, scalar, doc=""):
             raise DTypeError(f"where: branch dtypes differ: {inputs[1].dtype}, {inputs[2].dtype}")
         shape = broadcast_shapes(name, *[i.shape for i in inputs])
         return shape, dtype_rule(name, inputs, attrs)
-    return register(OpDef(name, "elementwise", infer, ref, vjp, scalar=scalar, doc=doc))
+    return register(OpDef(name, "elementwise", infer, ref, vjp, scalar=scalar, doc=doc, nin=nin,
+                          attrs=attrs, check_attrs=check_attrs))
 
 
 def _ref_sigmoid(x):
@@ -125,7 +127,12 @@ def _ref_cast(x, dtype):
 
 
 
-_define("cast", 1, _cast_rule, _ref_cast, _cast_vjp, lambda s, n, x: s.cast(x, n.dtype))
+def _cast_attrs(inputs, attrs):
+    return {"dtype": A.dtype("cast", "dtype", attrs["dtype"])}
+
+
+_define("cast", 1, _cast_rule, _ref_cast, _cast_vjp, lambda s, n, x: s.cast(x, n.dtype),
+        attrs=("dtype",), check_attrs=_cast_attrs)
 
 # ----------------------------------------------------------------- binary ops
 
@@ -166,12 +173,26 @@ def _pow_scalar(s, n, a, b):
 
 
 def _pow_vjp(n, g):
+    """PyTorch's rule where it is finite (torch/csrc/autograd/FunctionsManual.cpp,
+    ``pow_backward_self`` / ``pow_backward_exponent``):
+
+    * d/dx x**y = y * x**(y-1), but 0 where y == 0 (so d(x**0)/dx at x = 0 is
+      0, not 0 * inf = NaN);
+    * d/dy x**y = x**y * log(x) where x > 0, and 0 where x <= 0 (PyTorch: 0
+      where x == 0 and y >= 0 too; it gives -inf at x == 0, y < 0 and NaN at
+      x < 0, where graphc gives 0).
+
+    Masked lanes are computed from safe operands (exponent 1, base 1), so
+    neither the value nor a second derivative picks up an inf * 0."""
     a, b = n.inputs
     if not D.is_float(n.dtype):
         return [None, None]
-    ga = g * b * a ** (b - 1.0)
-    safe_a = where(a > 0, a, 1.0)
-    gb = g * n * where(a > 0, log(safe_a), 0.0)
+    b0 = equal(b, 0.0)      # (a Node's == is identity, not a comparison)
+    safe_b = where(b0, 1.0, b)
+    ga = where(b0, 0.0, g * b * a ** (safe_b - 1.0))
+    pos = a > 0.0
+    safe_a = where(pos, a, 1.0)
+    gb = where(pos, g * (n * log(safe_a)), 0.0)
     return [ga, gb]
 
 

@@ -16,7 +16,8 @@ import numpy as np
 from ..errors import DTypeError, RuntimeCheckError, ShapeError
 from ..ir import dtypes as D
 from ..ir.node import Node
-from .common import as_node, norm_axis
+from . import attrs as A
+from .common import MAX_DIM, as_node, norm_axis
 from .registry import OpDef, make, register
 
 
@@ -72,8 +73,15 @@ def _take_vjp(n, g):
     return [scatter_add(g, ind, x.shape[n.attrs["axis"]], n.attrs["axis"]), None]
 
 
+def _take_attrs(inputs, attrs):
+    if inputs[0].ndim == 0:
+        raise ShapeError("take: cannot index a 0-d value")
+    return {"axis": A.axis("take", "axis", attrs["axis"], inputs[0].ndim)}
+
+
 register(OpDef("take", "index", _take_infer, _take_ref, _take_vjp, lower_at=_take_lower,
-               doc="x[..., indices, ...] along one axis; an index outside [0, n) is an error"))
+               doc="x[..., indices, ...] along one axis; an index outside [0, n) is an error",
+               nin=2, attrs=("axis",), check_attrs=_take_attrs))
 
 
 # --------------------------------------------------------------- scatter_add
@@ -125,9 +133,20 @@ def _scatter_vjp(n, g):
     return [take(g, n.inputs[1], n.attrs["axis"]), None]
 
 
+def _scatter_attrs(inputs, attrs):
+    upd, ind = inputs
+    size = A.integer("scatter_add", "size", attrs["size"], 0, MAX_DIM)
+    out_ndim = upd.ndim - ind.ndim + 1
+    if out_ndim < 1:
+        raise ShapeError(f"scatter_add: updates {upd.shape} have fewer axes than the "
+                         f"indices {ind.shape}")
+    return {"axis": A.axis("scatter_add", "axis", attrs["axis"], out_ndim), "size": size}
+
+
 register(OpDef("scatter_add", "kernel", _scatter_infer, _scatter_ref, _scatter_vjp,
                kernel=_scatter_kernel,
-               doc="zeros with updates summed into the rows named by indices (take's adjoint)"))
+               doc="zeros with updates summed into the rows named by indices (take's adjoint)",
+               nin=2, attrs=("axis", "size"), check_attrs=_scatter_attrs))
 
 
 # ------------------------------------------------------------------ public

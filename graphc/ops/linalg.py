@@ -21,6 +21,8 @@ def _infer(inputs, attrs):
                          f"({a.shape[-1]} vs {b.shape[-2]})")
     if a.dtype != b.dtype:
         raise DTypeError(f"matmul: operand dtypes differ ({a.dtype}, {b.dtype})")
+    if D.is_bool(a.dtype):
+        raise DTypeError("matmul: bool operands are not supported; cast them first")
     try:
         batch = broadcast_shapes("matmul", a.shape[:-2], b.shape[:-2])
     except ShapeError:
@@ -34,7 +36,7 @@ def _vjp(n, g):
     return [matmul(g, swapaxes(b)), matmul(swapaxes(a), g)]
 
 
-register(OpDef("matmul", "matmul", _infer, np.matmul, _vjp))
+register(OpDef("matmul", "matmul", _infer, np.matmul, _vjp, nin=2))
 
 
 def matmul(a, b) -> Node:

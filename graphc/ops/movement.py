@@ -8,7 +8,8 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..ir.node import Node
-from .common import as_node, int_tuple, is_int, norm_axis, shape_of
+from . import attrs as A
+from .common import MAX_DIM, as_node, int_tuple, is_int, norm_axis, shape_of
 from .registry import OpDef, make, register
 
 
@@ -74,24 +75,32 @@ def _reshape_lower(ctx, n, idx):
     return ctx.eval(x, src)
 
 
+def resolve_shape(op: str, shape, size: int) -> tuple:
+    """numpy's reshape target: ints, one of which may be -1 (inferred from
+    ``size``); anything else a ShapeError naming ``op``."""
+    shape = int_tuple(op, "shape", shape)
+    if shape.count(-1) > 1:
+        raise ShapeError(f"{op}: more than one -1 in {shape}")
+    if -1 in shape:
+        rest = _prod(s for s in shape if s != -1)
+        if rest == 0 or size % rest:
+            raise ShapeError(f"{op}: cannot reshape {size} elements to {shape}")
+        shape = tuple(size // rest if s == -1 else s for s in shape)
+    return A.shape(op, "shape", shape_of(op, shape))
+
+
 register(OpDef("reshape", "index", _reshape_infer,
                lambda x, shape: x.reshape(shape),
                lambda n, g: [reshape(g, n.inputs[0].shape)],
-               lower_at=_reshape_lower))
+               lower_at=_reshape_lower, nin=1, attrs=("shape",),
+               check_attrs=lambda ins, a: {"shape": resolve_shape("reshape", a["shape"],
+                                                                  ins[0].size)}))
 
 
 def reshape(x, shape) -> Node:
     """numpy ``reshape``; one dimension may be -1."""
     x = as_node(x, opname="reshape")
-    shape = int_tuple("reshape", "shape", shape)
-    if shape.count(-1) > 1:
-        raise ShapeError(f"reshape: more than one -1 in {shape}")
-    if -1 in shape:
-        rest = _prod(s for s in shape if s != -1)
-        if rest == 0 or x.size % rest:
-            raise ShapeError(f"reshape: cannot reshape {x.shape} to {shape}")
-        shape = tuple(x.size // rest if s == -1 else s for s in shape)
-    shape = shape_of("reshape", shape)
+    shape = resolve_shape("reshape", shape, x.size)
     if shape == x.shape:
         return x
     if x.op == "reshape":             # reshape of reshape is one reshape
@@ -120,18 +129,24 @@ def _transpose_lower(ctx, n, idx):
     return ctx.eval(n.inputs[0], src)
 
 
+def _perm(x: Node, axes) -> tuple:
+    """``axes`` as a tuple of non-negative ints (None: reversed)."""
+    if axes is None:
+        return tuple(reversed(range(x.ndim)))
+    return tuple(norm_axis("transpose", a, x.ndim) for a in int_tuple("transpose", "axes", axes))
+
+
 register(OpDef("transpose", "index", _transpose_infer,
                lambda x, axes: np.transpose(x, axes),
-               lambda n, g: [transpose(g, tuple(np.argsort(n.attrs["axes"])))],
-               lower_at=_transpose_lower))
+               lambda n, g: [transpose(g, tuple(int(i) for i in np.argsort(n.attrs["axes"])))],
+               lower_at=_transpose_lower, nin=1, attrs=("axes",),
+               check_attrs=lambda ins, a: {"axes": _perm(ins[0], a["axes"])}))
 
 
 def transpose(x, axes=None) -> Node:
     """numpy ``transpose``: reverse the axes, or permute them by ``axes``."""
     x = as_node(x, opname="transpose")
-    if axes is None:
-        axes = tuple(reversed(range(x.ndim)))
-    axes = tuple(norm_axis("transpose", a, x.ndim) for a in int_tuple("transpose", "axes", axes))
+    axes = _perm(x, axes)
     if axes == tuple(range(x.ndim)):
         return x
     return make("transpose", (x,), {"axes": axes})
@@ -185,7 +200,8 @@ def unbroadcast(g: Node, shape: tuple) -> Node:
 register(OpDef("broadcast_to", "index", _broadcast_infer,
                lambda x, shape: np.broadcast_to(x, shape).copy(),
                lambda n, g: [unbroadcast(g, n.inputs[0].shape)],
-               lower_at=_broadcast_lower))
+               lower_at=_broadcast_lower, nin=1, attrs=("shape",),
+               check_attrs=lambda ins, a: {"shape": A.shape("broadcast_to", "shape", a["shape"])}))
 
 
 def broadcast_to(x, shape) -> Node:
@@ -237,7 +253,33 @@ def _slice_vjp(n, g):
                                    "stops": a["stops"], "steps": a["steps"]})]
 
 
-register(OpDef("slice", "index", _slice_infer, _slice_ref, _slice_vjp, lower_at=_slice_lower))
+def check_slice(op: str, shape: tuple, attrs: dict) -> dict:
+    """``starts``/``stops``/``steps`` of a slice of ``shape``: one int each per
+    axis, a non-zero step, and every selected index inside its axis (the
+    normalized ``slice.indices`` form ``getitem`` builds). Without this check
+    a slice built by ``gc.make`` read outside its input's buffer."""
+    n = len(shape)
+    starts = A.ints(op, "starts", attrs["starts"], n)
+    stops = A.ints(op, "stops", attrs["stops"], n)
+    steps = A.ints(op, "steps", attrs["steps"], n)
+    for d, (a, b, c, size) in enumerate(zip(starts, stops, steps, shape)):
+        where = f"axis {d} (size {size}) of shape {shape}"
+        if c == 0 or abs(c) > MAX_DIM:
+            raise ShapeError(f"{op}: attribute steps={A.show(steps)}: step {c} on {where} "
+                             f"must be non-zero and at most {MAX_DIM} in size")
+        for what, v, vs in (("starts", a, starts), ("stops", b, stops)):
+            if not -1 <= v <= size:
+                raise ShapeError(f"{op}: attribute {what}={A.show(vs)}: {v} is "
+                                 f"outside [-1, {size}] on {where}")
+        r = range(a, b, c)
+        if len(r) and not (0 <= r[0] < size and 0 <= r[-1] < size):
+            raise ShapeError(f"{op}: slice {a}:{b}:{c} selects indices outside {where}")
+    return {"starts": starts, "stops": stops, "steps": steps}
+
+
+register(OpDef("slice", "index", _slice_infer, _slice_ref, _slice_vjp, lower_at=_slice_lower,
+               nin=1, attrs=("starts", "stops", "steps"),
+               check_attrs=lambda ins, a: check_slice("slice", ins[0].shape, a)))
 
 
 def _unslice_infer(inputs, attrs):
@@ -273,9 +315,15 @@ def _unslice_lower(ctx, n, idx):
     return s.select(ix.as_bool(valid), v, s.const(0, n.dtype))
 
 
+def _unslice_attrs(inputs, attrs):
+    shape = A.shape("unslice", "shape", attrs["shape"], inputs[0].ndim)
+    return {"shape": shape, **check_slice("unslice", shape, attrs)}
+
+
 register(OpDef("unslice", "index", _unslice_infer, _unslice_ref,
                lambda n, g: [make("slice", (g,), {k: n.attrs[k] for k in ("starts", "stops", "steps")})],
-               lower_at=_unslice_lower, doc="zeros of the input's source shape with the slice filled in"))
+               lower_at=_unslice_lower, doc="zeros of the input's source shape with the slice filled in",
+               nin=1, attrs=("shape", "starts", "stops", "steps"), check_attrs=_unslice_attrs))
 
 
 def getitem(x, key) -> Node:
@@ -377,9 +425,15 @@ def _concat_vjp(n, g):
     return out
 
 
+def _concat_axis(inputs, attrs):
+    if inputs[0].ndim == 0:
+        raise ShapeError("concatenate: zero-dimensional inputs cannot be concatenated")
+    return {"axis": A.axis("concatenate", "axis", attrs["axis"], inputs[0].ndim)}
+
+
 register(OpDef("concatenate", "index", _concat_infer,
                lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_vjp,
-               lower_at=_concat_lower))
+               lower_at=_concat_lower, nin=(1, None), attrs=("axis",), check_attrs=_concat_axis))
 
 
 def concatenate(xs, axis: int = 0) -> Node:

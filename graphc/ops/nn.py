@@ -8,7 +8,8 @@ import numpy as np
 from ..errors import DTypeError, RuntimeCheckError, ShapeError
 from ..ir import dtypes as D
 from ..ir.node import Node
-from .common import as_node, constant, norm_axes, norm_axis
+from . import attrs as A
+from .common import MAX_DIM, as_node, constant, norm_axes, norm_axis
 from .elementwise import abs as _abs
 from .elementwise import cast, exp, log, stop_gradient, where
 from .movement import reshape
@@ -42,7 +43,12 @@ def _one_hot_lower(ctx, n, idx):
 
 register(OpDef("one_hot", "index", _one_hot_infer, _one_hot_ref,
                lambda n, g: [None], lower_at=_one_hot_lower,
-               doc="labels (...,) -> bool (..., depth); a label outside [0, depth) is an error"))
+               doc="labels (...,) -> bool (..., depth); a label outside [0, depth) is an error",
+               # depth 0 would make every label out of range, but the (empty)
+               # result has no element at which the check could run
+               nin=1, attrs=("depth",),
+               check_attrs=lambda ins, a: {"depth": A.integer("one_hot", "depth", a["depth"], 1,
+                                                              MAX_DIM)}))
 
 
 def one_hot(labels, depth: int) -> Node:

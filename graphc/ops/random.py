@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import DTypeError, ShapeError
 from ..ir import dtypes as D
 from ..ir.node import Node
+from . import attrs as A
 from .common import as_node, check_size, shape_of
 from .elementwise import cast
 from .registry import OpDef, make, register
@@ -99,8 +100,17 @@ def _uniform_lower(ctx, n, idx):
     return s.wrap(b.uitofp(bits, ir.DoubleType()), D.float64) * s.const(2.0 ** -53, D.float64)
 
 
+def _uniform_attrs(inputs, attrs):
+    dt = A.dtype("random_uniform", "dtype", attrs["dtype"])
+    if not D.is_float(dt):
+        raise DTypeError(f"random_uniform: attribute dtype must be float32 or float64, got {dt}")
+    return {"shape": A.shape("random_uniform", "shape", attrs["shape"]), "dtype": dt,
+            "seed": A.integer("random_uniform", "seed", attrs["seed"], 0, MASK64)}
+
+
 register(OpDef("random_uniform", "index", _uniform_infer, _uniform_ref,
-               lambda n, g: [None], lower_at=_uniform_lower,
+               lambda n, g: [None], lower_at=_uniform_lower, nin=1,
+               attrs=("shape", "dtype", "seed"), check_attrs=_uniform_attrs,
                doc="uniform [0, 1) floats: Philox-4x32-10 of (linear index, counter) under key seed"))
 
 

@@ -18,7 +18,13 @@ An OpDef carries everything any part of graphc needs to know about an op:
     - ``"matmul"``: the matmul kernel template;
     - ``"kernel"``: ``kernel(em, node)`` emits the whole loop nest that stores
       ``node`` (for ops no index map or reduction can express, e.g. a
-      scatter); such a node is its own kernel and never fused.
+      scatter); such a node is its own kernel and never fused;
+* ``nin`` — the number of inputs (an int, or ``(least, most or None)``);
+* ``attrs`` — the names of the node's attributes (all required, no others),
+  and ``check_attrs(inputs, attrs) -> attrs``, which validates and normalizes
+  their values (see ``attrs.py``). :func:`make` runs both before the shape
+  rule, for every node however it is built, so a lowering never sees an
+  attribute it did not expect (``attrs=None``: not declared, not checked).
 """
 from __future__ import annotations
 
@@ -27,9 +33,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import GraphcError, user_source
+from ..errors import AttrError, GraphcError, OpArgError, user_source
 from ..ir import node as _node
 from ..ir.node import Node
+from .attrs import show
 from .common import check_size
 
 KINDS = ("elementwise", "index", "reduce", "matmul", "kernel")
@@ -48,6 +55,9 @@ class OpDef:
     reduce_combine: Callable | None = None
     kernel: Callable | None = None
     reduce_acc_dtype: Callable | None = None    # dtype -> dtype the reduction accumulates in
+    nin: int | tuple | None = None      # number of inputs: n, or (least, most or None)
+    attrs: tuple | None = ()            # attribute names (None: undeclared, unchecked)
+    check_attrs: Callable | None = None  # (inputs, attrs) -> validated, normalized attrs
     builtin: bool = False       # declared by graphc itself (graphc.ops.*): safe to cache on disk
     doc: str = ""
     extra: dict = field(default_factory=dict)
@@ -78,23 +88,61 @@ def get(name: str) -> OpDef:
         raise GraphcError(f"no op named {name!r} is registered") from None
 
 
+def _check_inputs(d: OpDef, inputs) -> tuple:
+    try:
+        inputs = tuple(inputs)
+    except TypeError:
+        raise OpArgError(f"{d.name}: inputs must be a sequence of graph nodes, got "
+                        f"{type(inputs).__name__}") from None
+    for i in inputs:
+        if not isinstance(i, Node):
+            raise OpArgError(f"{d.name}: inputs must be graph nodes, got {type(i).__name__}")
+    if d.nin is not None:
+        lo, hi = (d.nin, d.nin) if isinstance(d.nin, int) else d.nin
+        if len(inputs) < lo or (hi is not None and len(inputs) > hi):
+            want = str(lo) if lo == hi else f"at least {lo}" if hi is None else f"{lo} to {hi}"
+            raise OpArgError(f"{d.name} takes {want} input(s), got {len(inputs)}")
+    return inputs
+
+
+def check_attrs(d: OpDef, inputs: tuple, attrs) -> dict:
+    """The attributes of a ``d`` node on ``inputs``, validated and normalized:
+    exactly the names ``d.attrs``, values accepted by ``d.check_attrs``."""
+    if attrs is None:
+        attrs = {}
+    if not isinstance(attrs, dict):
+        raise AttrError(f"{d.name}: attributes must be a dict, got {type(attrs).__name__}")
+    if d.attrs is None:
+        return dict(attrs)
+    if len(attrs) != len(d.attrs) or any(k not in attrs for k in d.attrs):
+        missing = [k for k in d.attrs if k not in attrs]
+        unknown = [k for k in attrs if k not in d.attrs]
+        parts = ([f"missing attribute(s) {', '.join(map(str, missing))}"] if missing else []) + \
+            ([f"unknown attribute(s) {', '.join(show(k) for k in unknown)}"] if unknown else [])
+        known = ", ".join(d.attrs) or "none"
+        raise AttrError(f"{d.name}: {'; '.join(parts)} (its attributes: {known})")
+    attrs = dict(attrs)
+    return d.check_attrs(inputs, attrs) if d.check_attrs is not None else attrs
+
+
 def make(op: str, inputs, attrs: dict | None = None, name: str | None = None) -> Node:
     """Build (or find, by hash-consing) the node ``op(*inputs, **attrs)``.
 
-    Runs the op's shape and dtype rules now; their errors get the user's
-    source line appended. A result larger than ``common.MAX_BYTES`` is a
-    ShapeError here, before any code or buffer is sized by it.
+    The one construction path of every op node: checks the inputs and the
+    attributes (:func:`check_attrs`), then runs the op's shape and dtype
+    rules now; their errors get the user's source line appended. A result
+    larger than ``common.MAX_BYTES`` is a ShapeError here, before any code or
+    buffer is sized by it.
     """
-    attrs = dict(attrs or {})
-    inputs = tuple(inputs)
-    for i in inputs:
-        if not isinstance(i, Node):
-            raise TypeError(f"{op}: inputs must be graph nodes, got {type(i).__name__}")
+    if not isinstance(op, str):
+        raise OpArgError(f"make: the op must be named by a str, got {type(op).__name__}")
+    d = get(op)
+    inputs = _check_inputs(d, inputs)
+    attrs = check_attrs(d, inputs, attrs)
     key = _node.cons_key(op, inputs, attrs)
     found = _node.lookup(key)
     if found is not None:
         return found
-    d = get(op)
     shape, dtype = d.infer(inputs, attrs)
     check_size(op, tuple(shape), dtype)      # before any code or buffer is sized by it
     n = Node(op, inputs, attrs, shape, dtype, name, user_source())

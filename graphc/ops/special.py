@@ -51,7 +51,7 @@ def _erf_ref(x):
 register(OpDef("erf", "elementwise", _infer_float("erf"), _erf_ref,
                lambda n, g: [g * (2.0 / math.sqrt(math.pi)) * exp(-(n.inputs[0] * n.inputs[0]))],
                scalar=lambda s, n, x: libm_call(s, x, "erf", "erff"),
-               doc="the error function (C library erf)"))
+               doc="the error function (C library erf)", nin=1))
 
 
 def _log1p_scalar(s, n, x):
@@ -65,7 +65,7 @@ def _log1p_scalar(s, n, x):
 
 register(OpDef("log1p", "elementwise", _infer_float("log1p"), np.log1p,
                lambda n, g: [g / (n.inputs[0] + 1.0)], scalar=_log1p_scalar,
-               doc="log(1 + x), accurate for tiny x"))
+               doc="log(1 + x), accurate for tiny x", nin=1))
 
 
 def _float_arg(name, x) -> Node:

@@ -221,7 +221,7 @@ class Fuser:
 
     # -- step 3 -------------------------------------------------------------------
     def _trailing_reduce(self, r: Node):
-        if r.op not in ("reduce_sum", "reduce_max"):
+        if _kind(r) != "reduce":
             return None
         x = r.inputs[0]
         m = len(r.attrs["axes"])

@@ -289,6 +289,7 @@ RULES: list[Rule] = [
     Rule("sum-of-broadcast", "reduce_sum", _sum_of_broadcast),
     Rule("sum-unit-axes", "reduce_sum", _sum_unit_axes),
     Rule("max-unit-axes", "reduce_max", _sum_unit_axes),
+    Rule("min-unit-axes", "reduce_min", _sum_unit_axes),
     Rule("where-same", "where", _where_same),
     Rule("stop-gradient", "stop_gradient", _stop_gradient),
     Rule("custom-gradient", "custom_vjp", _stop_gradient),     # gc.custom_gradient's wrapper

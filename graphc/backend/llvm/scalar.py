@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 
+from ...errors import GraphcError
 from ...ir import dtypes as D
 from . import vecmath
 
@@ -35,6 +36,10 @@ def reg_type(dt: np.dtype) -> ir.Type:
 def mem_type(dt: np.dtype) -> ir.Type:
     """LLVM type of an element of dtype ``dt`` in memory (bool is i8, as numpy)."""
     return _MEM[dt]
+
+
+class LoweringError(GraphcError, TypeError):
+    """A lowering rule used a scalar value of the program as a Python value."""
 
 
 class SV:
@@ -61,7 +66,54 @@ class SV:
     def __lt__(self, o): return self.s.lt(self, self._c(o))
     def __ge__(self, o): return self.s.ge(self, self._c(o))
     def __le__(self, o): return self.s.le(self, self._c(o))
+    # ``==``/``!=`` build comparisons like ``<``, so ``x == 0`` is a bool value of
+    # the program, not Python's identity test (which was silently False)
+    def __eq__(self, o): return self.s.eq(self, self._c(o))  # type: ignore[override]
+    def __ne__(self, o): return self.s.ne(self, self._c(o))  # type: ignore[override]
     __hash__ = object.__hash__
+
+    # A scalar value exists only when the compiled code runs: Python control
+    # flow on it (``x if x > 0 else -x``, ``and``/``or``/``not``, ``max(a, b)``,
+    # ``int(x)``, ``range(x)``, iteration, ``math.exp(x)``) would pick one
+    # branch once, at lowering time, and silently compile the wrong program.
+    def _misuse(self, what: str, instead: str):
+        raise LoweringError(f"{self._where()}{what} a scalar value of the program ({self.dtype}) "
+                            f"is not known while the code is being built; {instead}")
+
+    def _where(self) -> str:
+        n = getattr(self.s.kernel, "current", None)
+        return f"the lowering of op {n.op!r} (node {n.name}): " if n is not None else ""
+
+    def __bool__(self):
+        self._misuse("the truth value (if/and/or/not/while, max/min) of",
+                     "use s.select(cond, a, b) (and s.and_/s.or_/s.not_, s.maximum/s.minimum) "
+                     "to choose between values")
+
+    def __index__(self):
+        self._misuse("an integer index/size from", "use the value in arithmetic with the "
+                     "builder instead")
+
+    def __int__(self):
+        self._misuse("int() of", "use s.cast(x, 'int64') to convert inside the program")
+
+    def __float__(self):
+        self._misuse("float() (or a math.* function) of", "use s.cast(x, 'float64') and the "
+                     "builder's math functions (s.exp, s.log, s.sqrt, ...)")
+
+    def __complex__(self):
+        self._misuse("complex() of", "graphc has no complex dtype")
+
+    def __iter__(self):
+        self._misuse("iterating over", "a scalar value has no elements")
+
+    def __len__(self):
+        self._misuse("len() of", "a scalar value has no elements")
+
+    __array_ufunc__ = None       # np.float32(2) * x -> x.__rmul__; np.exp(x) is a TypeError
+
+    def __array__(self, *a, **k):
+        self._misuse("a numpy array of", "use the builder's functions (s.exp, s.select, ...) "
+                     "instead of numpy's")
 
 
 class ScalarBuilder:
@@ -205,6 +257,14 @@ class ScalarBuilder:
         if D.is_float(a.dtype):
             return self._intrinsic("llvm.maximum", a, b)
         return self.maximum(a, b)
+
+    def fminimum(self, a, b):
+        """minimum through ``llvm.minimum`` (NaN-propagating, vectorizes as a
+        reduction; -0.0 counts as less than +0.0); integers and bools as
+        :meth:`minimum`."""
+        if D.is_float(a.dtype):
+            return self._intrinsic("llvm.minimum", a, b)
+        return self.minimum(a, b)
 
     def minimum(self, a, b):
         if D.is_float(a.dtype):
