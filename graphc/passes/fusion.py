@@ -39,6 +39,13 @@ from .manager import Pass, PassContext, register_pass
 
 EXPENSIVE = {"exp", "log", "sqrt", "tanh", "sigmoid", "pow", "div"}
 RECOMPUTE_BUDGET = 2
+# A value computed inline on top of a chain of this many inlined nodes is
+# stored instead, and no merge makes a kernel of more members than
+# MAX_KERNEL_MEMBERS: the emitter's work per element, the size of one LLVM
+# function (whose optimization time grows faster than its size) and the
+# nesting of index rules in one kernel stay bounded however long the graph.
+MAX_INLINE_DEPTH = 64
+MAX_KERNEL_MEMBERS = 256
 
 
 def _kind(n: Node) -> str:
@@ -137,6 +144,20 @@ class Fuser:
                     self.reasons[(n.id, u.id)] = ("a matmul reads its operands from memory "
                                                   "(only a transpose of a stored value is read "
                                                   "in place, through strides)")
+        depth = {}                # longest chain of inlined nodes ending at each node
+        for n in self.nodes:
+            if _kind(n) != "ew" or n.id in stored:
+                continue
+            d = 1 + max((depth.get(i.id, 0) for i in n.inputs), default=0)
+            if d >= MAX_INLINE_DEPTH:
+                stored.add(n.id)
+                self.forced.add(n.id)
+                for u in self.users[n.id]:
+                    self.reasons[(n.id, u.id)] = (
+                        f"{n.op} ends a chain of {MAX_INLINE_DEPTH} inlined nodes; it is stored "
+                        "so that no kernel grows without bound")
+            else:
+                depth[n.id] = d
         return stored
 
     def tree(self, root: Node, stored: set) -> set:
@@ -201,6 +222,8 @@ class Fuser:
     def can_merge(self, a: _Group, b: _Group) -> bool:
         """Merging a and b keeps the kernel graph acyclic: no path between them
         that goes through a third kernel."""
+        if len(a.members) + len(b.members) > MAX_KERNEL_MEMBERS:
+            return False
         deps = self.deps()
         return not self._depends(deps, b.gid, a.gid, indirect=True) and \
             not self._depends(deps, a.gid, b.gid, indirect=True)
@@ -337,36 +360,78 @@ class Fuser:
                     g.hoisted.sort(key=lambda n: self.pos[n.id])
 
     def vertical_horizontal(self):
+        """Merge loop kernels over one domain that are related: one reads the
+        other's results, or both read a common input. Each kernel is compared
+        only with the kernels related to it (found through an index of who
+        reads what), in kernel order, so a sweep is linear in graph size."""
         changed = True
         while changed:
             changed = False
             live = self.alive()
+            at = {g.gid: j for j, g in enumerate(live)}
+            facts = {}        # gid -> (reads, root ids, inputs, inline reductions, accum ids)
+            readers = {}      # value id -> gids of the kernels that read it
+
+            def facts_of(g):
+                if g.gid not in facts:
+                    facts[g.gid] = (self.reads(g), {r.id for r in g.roots}, self._leaves(g),
+                                    self._inline_reductions(g), {x.id for x in g.accum})
+                return facts[g.gid]
+            for g in live:
+                for v in facts_of(g)[2]:
+                    readers.setdefault(v, set()).add(g.gid)
+
+            def related_after(a, j0):
+                ra, a_out, la = facts_of(a)[:3]
+                gids = set()
+                for v in la | a_out:
+                    gids |= readers.get(v, set())
+                for v in ra:
+                    p = self.group_of.get(v)
+                    if p is not None:
+                        gids.add(p.gid)
+                return sorted(at[x] for x in gids if x in at and at[x] > j0)
             for a in live:
                 if not a.alive or not a.is_loop:
                     continue
-                for b in live:
-                    if b is a or not b.alive or not b.is_loop or b.domain != a.domain:
-                        continue
-                    if b.matmul is not None or (a.hoisted and b.hoisted and a.split != b.split):
-                        continue
-                    ra, rb = self.reads(a), self.reads(b)
-                    b_out = {r.id for r in b.roots}
-                    a_out = {r.id for r in a.roots}
-                    if (rb & a_out & self.forced) or (ra & b_out & self.forced):
-                        continue        # it was stored so that it is not recomputed inline
-                    if (rb & self._inline_reductions(a)) or (ra & self._inline_reductions(b)):
-                        continue        # a reduction would be recomputed at every use
-                    if (rb & {x.id for x in a.accum}) or (ra & {x.id for x in b.accum}):
-                        continue        # an accumulation is complete only after the loop
-                    if a.matmul is not None and ra & b_out:
-                        continue        # the GEMM would need b's result before it is computed
-                    related = (rb & {r.id for r in a.roots}) or (ra & b_out) or \
-                        self._shared_inputs(a, b)
-                    if related and self._hoist_ok(a, b) and self.can_merge(a, b):
-                        a.split = min(a.split, b.split)
-                        self.merge(a, b)
-                        a.hoisted.sort(key=lambda n: self.pos[n.id])
-                        changed = True
+                j0 = -1
+                while True:
+                    merged = False
+                    for j in related_after(a, j0):
+                        j0, b = j, live[j]
+                        if self._merge_related(a, b, facts_of):
+                            facts.pop(a.gid, None)
+                            for v in facts_of(a)[2]:
+                                readers.setdefault(v, set()).add(a.gid)
+                            merged = changed = True
+                            break
+                    if not merged:
+                        break
+
+    def _merge_related(self, a: _Group, b: _Group, facts_of) -> bool:
+        """Merge b into a if that is sound and pays; say whether it happened."""
+        if b is a or not b.alive or not b.is_loop or b.domain != a.domain:
+            return False
+        if b.matmul is not None or (a.hoisted and b.hoisted and a.split != b.split):
+            return False
+        if len(a.members) + len(b.members) > MAX_KERNEL_MEMBERS:
+            return False
+        (ra, a_out, la, a_red, a_acc), (rb, b_out, lb, b_red, b_acc) = facts_of(a), facts_of(b)
+        if (rb & a_out & self.forced) or (ra & b_out & self.forced):
+            return False        # it was stored so that it is not recomputed inline
+        if (rb & a_red) or (ra & b_red):
+            return False        # a reduction would be recomputed at every use
+        if (rb & a_acc) or (ra & b_acc):
+            return False        # an accumulation is complete only after the loop
+        if a.matmul is not None and ra & b_out:
+            return False        # the GEMM would need b's result before it is computed
+        related = (rb & a_out) or (ra & b_out) or (la & lb)
+        if not (related and self._hoist_ok(a, b) and self.can_merge(a, b)):
+            return False
+        a.split = min(a.split, b.split)
+        self.merge(a, b)
+        a.hoisted.sort(key=lambda n: self.pos[n.id])
+        return True
 
     def _hoist_ok(self, a: _Group, b: _Group) -> bool:
         """After merging a and b, would every hoisted reduction still be read
@@ -380,15 +445,14 @@ class Fuser:
         staged = {r.id for r in g.hoisted} | {a.id for a in g.accum}
         return {r.id for r in g.roots if _kind(r) == "reduce" and r.id not in staged}
 
-    def _shared_inputs(self, a: _Group, b: _Group) -> bool:
-        def leaves(g):
-            s = set()
-            for mid in g.members:
-                for i in self.by_id[mid].inputs:
-                    if i.id not in g.members and (i.is_leaf and i.size > 1 or not i.is_leaf):
-                        s.add(i.id)
-            return s
-        return bool(leaves(a) & leaves(b))
+    def _leaves(self, g: _Group) -> set:
+        """Ids of the values g reads from memory (one-element leaves are immediates)."""
+        s = set()
+        for mid in g.members:
+            for i in self.by_id[mid].inputs:
+                if i.id not in g.members and (i.is_leaf and i.size > 1 or not i.is_leaf):
+                    s.add(i.id)
+        return s
 
     def accumulations(self):
         for r in self.nodes:
@@ -420,6 +484,10 @@ class Fuser:
         it, when that lets the value die there: the backward pass's ReLU mask
         ``h > 0`` is computed (and stored as bool) by the forward kernel that
         computes ``h``, instead of keeping ``h`` alive until the backward pass."""
+        readers = {}          # stored value id -> gids of the kernels that read it
+        for g in self.alive():
+            for rid in self.reads(g):
+                readers.setdefault(rid, set()).add(g.gid)
         for k2 in self.alive():
             if not k2.is_loop:
                 continue
@@ -445,8 +513,7 @@ class Fuser:
                 rest = k2.members - comp
                 if any(xid in {i.id for i in self.by_id[m].inputs} for m in rest):
                     continue          # k2 still needs X itself
-                if any(g is not k1 and g is not k2 and xid in self.reads(g)
-                       for g in self.alive()):
+                if readers.get(xid, set()) - {k1.gid, k2.gid}:
                     continue          # someone else needs X anyway
                 boundary = [self.by_id[m] for m in comp if any(
                     u.id in rest for u in self.users[m])]
@@ -463,6 +530,9 @@ class Fuser:
                             f"{X.op} (which can then be freed), and stored for {u.op}")
                 k1.members |= comp
                 k2.members -= comp
+                readers[xid].discard(k2.gid)      # k2 reads the boundary values instead
+                for b in boundary:
+                    readers.setdefault(b.id, set()).add(k2.gid)
 
     def _read_inside(self, c: _Group, r: Node) -> bool:
         return any(r.id in {i.id for i in self.by_id[m].inputs} for m in c.members)
@@ -477,18 +547,23 @@ class Fuser:
                 if mid not in stored:
                     where.setdefault(mid, []).append(g)
         more = set()
+        domains = {}
         for nid, gs in where.items():
             n = self.by_id[nid]
-            cost = self._tree_cost(n, stored)
+            cost = self._tree_cost(n, stored, limit=RECOMPUTE_BUDGET)
             if len(gs) > 1 and cost > RECOMPUTE_BUDGET:
                 more.add(nid)
                 for u in self.users[nid]:
                     self.reasons[(nid, u.id)] = (
                         f"{n.op} is needed by {len(gs)} kernels and costs too much to recompute "
-                        f"in each (cost {cost} > {RECOMPUTE_BUDGET}), so it is stored")
+                        f"in each (cost > {RECOMPUTE_BUDGET}), so it is stored")
+                continue
+            if cost <= RECOMPUTE_BUDGET:
                 continue
             for g in gs:
-                dom = self._iteration_domain(g)
+                if g.gid not in domains:
+                    domains[g.gid] = self._iteration_domain(g)
+                dom = domains[g.gid]
                 size = int(np.prod(dom)) if dom else 1
                 if cost > RECOMPUTE_BUDGET and n.size * 4 <= size and \
                         not _trailing_broadcast(n.shape, dom):
@@ -511,9 +586,12 @@ class Fuser:
                 dom = n.inputs[0].shape
         return dom
 
-    def _tree_cost(self, n: Node, stored: set) -> int:
+    def _tree_cost(self, n: Node, stored: set, limit: int | None = None) -> int:
+        """The cost of computing n with the unstored nodes it inlines; with
+        ``limit``, the walk stops once the cost exceeds it (callers compare
+        with a budget, and a whole chain's walk per node would be quadratic)."""
         seen, stack, total = set(), [n], 0
-        while stack:
+        while stack and (limit is None or total <= limit):
             x = stack.pop()
             if x.id in seen:
                 continue

@@ -103,6 +103,8 @@ class ModuleEmitter:
                 self.arena_size += (v.size * v.dtype.itemsize + 63) // 64 * 64
                 self.staged.append((v, ("arena", off)))
         self._workspace = None                # (offset, bytes): scratch shared by kernels
+        self.kernel_fns: dict = {}            # structure key -> function (identical kernels)
+        self.reused_kernels = 0               # kernels that called a function emitted before
 
     def workspace(self, nbytes: int) -> tuple:
         """The location of ``nbytes`` of arena scratch per thread (GEMM packing
@@ -326,8 +328,52 @@ class KernelEmitter:
         return out
 
     # -- building -----------------------------------------------------------------
+    def structure_key(self, locs) -> tuple | None:
+        """What the kernel's code depends on, with its nodes and buffers
+        renamed canonically (members by position, buffers by argument index):
+        two kernels with the same key compile to the same function, called
+        with different pointers. None for kernels never shared (custom ones,
+        whose lowering may hold anything)."""
+        if self.k.kind == "custom":
+            return None
+        members = self._member_nodes()
+        order = {m.id: j for j, m in enumerate(members)}
+        arg = {loc: j for j, loc in enumerate(locs)}
+
+        def ref(n):
+            if n.id in order:
+                return ("m", order[n.id])
+            if is_immediate(n):
+                return ("c", n.dtype.str, n.value.tobytes())
+            return ("a", arg[self._loc(n)], n.shape, n.dtype.str)
+        body = tuple((m.op, repr(sorted(m.attrs.items())), m.shape, m.dtype.str,
+                      tuple(ref(i) for i in m.inputs)) for m in members)
+        outs = tuple((ref(o), arg[self._loc(o, writing=True)]) for o in self.k.outputs)
+        k = self.k
+        return (k.kind, k.shape, k.split, body, outs, tuple(ref(h) for h in k.hoisted),
+                tuple(ref(a) for a in k.accumulates),
+                None if k.matmul is None else ref(k.matmul),
+                tuple(sorted(self.par.items())), self.ws_loc is not None)
+
     def build(self):
+        """The kernel's function and the buffers to pass it. A kernel identical
+        to one emitted before (:meth:`structure_key`) reuses its function, so a
+        stack of identical layers is emitted and optimized by LLVM once."""
         locs = self._collect()
+        key = self.structure_key(locs)
+        shared = self.me.kernel_fns.get(key) if key is not None else None
+        if shared is not None:
+            if "noinline" not in shared.attributes:
+                shared.attributes.add("noinline")     # optimized once, called from each use
+            self.me.reused_kernels += 1
+            return shared, locs
+        n_errors = len(self.me.errors)
+        fn = self._build(locs)
+        if key is not None and len(self.me.errors) == n_errors:
+            self.me.kernel_fns[key] = fn      # its checks would name another kernel's node
+        return fn, locs
+
+    def _build(self, locs):
         mod = self.me.module
         fn = ir.Function(mod, ir.FunctionType(ir.VoidType(),
                                               [PTR] * (len(locs) + 1) + [I32, I32, PTR]),
@@ -382,7 +428,7 @@ class KernelEmitter:
         with if_then(b, b.icmp_unsigned("!=", e, ir.Constant(I32, 0)), name="report"):
             b.cmpxchg(self.status, ir.Constant(I32, 0), e, "monotonic", "monotonic")
         b.ret_void()
-        return fn, locs
+        return fn
 
     def _solo(self):
         """A block run by thread 0 only."""
@@ -443,7 +489,41 @@ class KernelEmitter:
 
     # -- evaluation -------------------------------------------------------------------
     def eval(self, n: Node, idx) -> SV:
-        """The value of node ``n`` at index ``idx`` (a list of i64 values)."""
+        """The value of node ``n`` at index ``idx`` (a list of i64 values).
+
+        The elementwise members that ``n`` reads at (broadcasts of) the same
+        index are computed first, in post-order with an explicit stack, so a
+        fused chain of any length costs no Python recursion: only a movement
+        op, reduction or dot product calls back into ``eval`` (at an index of
+        its own), and fusion bounds how deep those nest in one kernel."""
+        if self._ready(n, idx) is None:
+            stack = [(n, idx, False)]
+            while stack:
+                m, midx, expanded = stack.pop()
+                if expanded:
+                    self._eval_one(m, midx)
+                    continue
+                if self._ready(m, midx) is not None:
+                    continue
+                stack.append((m, midx, True))
+                if registry.get(m.op).kind == "elementwise":
+                    for i in reversed(m.inputs):
+                        stack.append((i, broadcast_index(midx, m.shape, i.shape, self.ix), False))
+        return self._eval_one(n, idx)
+
+    def _ready(self, n: Node, idx):
+        """``n``'s value at ``idx`` if it needs no computation here (an
+        immediate, a load, or already computed in an enclosing scope), else
+        None."""
+        if is_immediate(n) or n.id not in self.members or n.id in self.staged:
+            return True
+        key = (n.id, tuple(id(v) for v in idx))
+        for scope in reversed(self.scopes):
+            if key in scope:
+                return scope[key]
+        return None
+
+    def _eval_one(self, n: Node, idx) -> SV:
         if is_immediate(n):
             return self.s.const(n.value.reshape(-1)[0], n.dtype)
         if n.id not in self.members or n.id in self.staged:
