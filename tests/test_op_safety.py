@@ -337,8 +337,11 @@ for op in ["neg", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "stop_
            "erf", "log1p"]:
     BASE[op] = ((x,), {})
 for op in ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "greater", "less",
-           "greater_equal", "less_equal", "equal", "not_equal"]:
+           "greater_equal", "less_equal", "equal", "not_equal", "floor_divide", "mod"]:
     BASE[op] = ((x, x), {})
+for op in ["bitwise_and", "bitwise_or", "bitwise_xor"]:
+    BASE[op] = ((b, b), {})
+BASE["invert"] = ((b,), {})
 BASE.update({
     "cast": ((x,), {"dtype": np.dtype("float32")}),
     "where": ((b, x, x), {}),
