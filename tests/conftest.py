@@ -75,3 +75,14 @@ class Isolated:
 def isolated() -> Isolated:
     """Run a code snippet in a subprocess; see :class:`Isolated`."""
     return Isolated()
+
+
+@pytest.fixture
+def registered():
+    """Names of ops a test registers (append them), unregistered after it."""
+    import graphc as gc
+    names = []
+    yield names
+    for n in names:
+        if n in gc.extend.USER_OPS:
+            gc.unregister_op(n)

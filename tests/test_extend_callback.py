@@ -13,15 +13,6 @@ import graphc as gc
 from graphc.extend import callback as cb
 
 
-@pytest.fixture
-def registered():
-    names = []
-    yield names
-    for n in names:
-        if n in gc.extend.USER_OPS:
-            gc.unregister_op(n)
-
-
 def _rownorm_ref(x):
     return np.sqrt((x * x).sum(axis=-1))
 

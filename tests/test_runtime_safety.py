@@ -12,15 +12,6 @@ import pytest
 import graphc as gc
 
 
-@pytest.fixture
-def registered():
-    names = []
-    yield names
-    for n in names:
-        if n in gc.extend.USER_OPS:
-            gc.unregister_op(n)
-
-
 def _op(registered, name, fn, reference=None, **kw):
     op = gc.register_op(name, reference=reference or fn, callback=fn, **kw)
     registered.append(name)

@@ -58,32 +58,28 @@ def test_deep_chain_of_movement_ops_compiles():
     np.testing.assert_allclose(f(x=r), ref, rtol=1e-13)
 
 
-def test_identical_kernels_share_one_function():
+def _affine_chain(steps):
+    """A chain of 2 * steps nodes, compiled, checked against numpy."""
     x = gc.placeholder((16,), "float64", name="x")
     y = x
-    for _ in range(2000):
+    a = np.linspace(-1.0, 1.0, 16)
+    ref = a.copy()
+    for _ in range(steps):
         y = y * 1.0001 + 0.001
+        ref = ref * 1.0001 + 0.001
     f = gc.compile(y, cache=False)
+    np.testing.assert_allclose(f(x=a), ref, rtol=1e-12)
+    return f
+
+
+def test_identical_kernels_share_one_function():
+    f = _affine_chain(2000)
     assert f.num_kernels >= 4000 // fusion.MAX_KERNEL_MEMBERS
     # far fewer functions than kernels in the module
     n_fns = f.llvm_ir.count("define internal void @kernel")
     assert n_fns <= 4, n_fns
-    a = np.linspace(-1.0, 1.0, 16)
-    ref = a.copy()
-    for _ in range(2000):
-        ref = ref * 1.0001 + 0.001
-    np.testing.assert_allclose(f(x=a), ref, rtol=1e-12)
 
 
 @pytest.mark.slow
 def test_hundred_thousand_node_chain_compiles_and_runs():
-    x = gc.placeholder((16,), "float64", name="x")
-    y = x
-    for _ in range(50000):
-        y = y * 1.0001 + 0.001
-    f = gc.compile(y, cache=False)
-    a = np.linspace(-1.0, 1.0, 16)
-    ref = a.copy()
-    for _ in range(50000):
-        ref = ref * 1.0001 + 0.001
-    np.testing.assert_allclose(f(x=a), ref, rtol=1e-12)
+    _affine_chain(50000)
