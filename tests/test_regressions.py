@@ -390,3 +390,34 @@ def test_sum_of_an_empty_broadcast_is_positive_zero():
         for level in range(4):
             got = gc.compile(out, opt_level=level, cache=False)()
             assert got.shape == (1, 1, 1) and got[0, 0, 0] == 0.0 and not np.signbit(got[0, 0, 0])
+
+
+def test_adding_or_subtracting_a_zero_keeps_the_sign_of_zero():
+    """``x + 0.0`` is +0.0 at x = -0.0, and ``0.0 - x`` is +0.0 at x = +0.0:
+    simplify rewrote both (to x and to -x) and changed the sign of a zero
+    result (found by the long update fuzz, issue 10). Only the zero of the
+    exact sign is an identity, unless fast_math."""
+    x = gc.placeholder((2,), "float64", name="x")
+    a = np.array([0.0, -0.0])
+    for expr, ref in ((x + 0.0, a + 0.0), (0.0 + x, 0.0 + a), (0.0 - x, 0.0 - a),
+                      (x - 0.0, a - 0.0), (x + (-0.0), a + (-0.0)), (-0.0 - x, -0.0 - a)):
+        for level in (0, 1, 2, 3):
+            got = gc.compile(expr, opt_level=level, cache=False)(x=a)
+            np.testing.assert_array_equal(np.signbit(got), np.signbit(ref))
+    f = gc.compile(x + 0.0, fast_math=True, cache=False)
+    assert f.graph.outputs[0].op == "placeholder"
+
+
+def test_sum_over_no_axes_is_numpys():
+    """numpy's sum starts from +0.0: the sum of a 0-d -0.0 (or over
+    ``axis=()``) is +0.0, and graphc returned x itself (found by the long
+    update fuzz, issue 10)."""
+    x = gc.placeholder((), "float32", name="x")
+    y = gc.placeholder((2,), "float64", name="y")
+    a, b = np.array(-0.0, np.float32), np.array([-0.0, 1.0])
+    for backend, level in (("interp", 3), ("llvm", 0), ("llvm", 3)):
+        f = gc.compile([gc.sum(x, None, True), gc.sum(y, ()), gc.mean(x)], backend=backend,
+                       opt_level=level, cache=False)
+        for got, ref in zip(f(x=a, y=b), (np.sum(a, None, keepdims=True), np.sum(b, axis=()),
+                                           np.mean(a))):
+            np.testing.assert_array_equal(np.signbit(got), np.signbit(ref))

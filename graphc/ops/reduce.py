@@ -106,7 +106,8 @@ def sum(x, axis=None, keepdims: bool = False) -> Node:  # noqa: A001 - numpy's n
     if D.is_bool(x.dtype) or x.dtype == D.int32:
         x = cast(x, D.int64)
     if not axes:
-        return x
+        # numpy's sum starts from +0.0, so a sum over no axes turns -0.0 into 0.0
+        return x + 0.0 if D.is_float(x.dtype) else x
     return make("reduce_sum", (x,), {"axes": axes, "keepdims": bool(keepdims)})
 
 

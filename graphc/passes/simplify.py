@@ -71,12 +71,27 @@ class Rule:
     fast_math: bool = False
 
 
-def _binary_identity(op, value, keep):
-    """``op(x, c)`` (keep=1) or ``op(c, x)`` (keep=0) with c all ``value`` -> x."""
+def is_zero(n: Node, negative: bool, ctx) -> bool:
+    """Is n all zeros of the sign an exact rewrite needs? ``x + (-0.0)`` and
+    ``x - (+0.0)`` are x for every x, but ``-0.0 + 0.0`` is +0.0 and
+    ``0.0 - 0.0`` is +0.0, not -(0.0): a float zero of the other sign is an
+    identity only under ``fast_math``."""
+    a = const_array(n)
+    if a is None or a.size == 0 or not bool(np.all(a == 0)):
+        return False
+    if a.dtype.kind != "f" or ctx.fast_math:
+        return True
+    return bool(np.all(np.signbit(a) == negative))
+
+
+def _binary_identity(op, value, keep, zero_sign=None):
+    """``op(x, c)`` (keep=1) or ``op(c, x)`` (keep=0) with c all ``value`` -> x;
+    for a zero, ``zero_sign`` (True: -0.0) is the sign that makes it exact."""
     def fn(n, ctx):
         other = n.inputs[1 - keep]
         x = n.inputs[keep]
-        if is_all(other, value) and np.broadcast_shapes(x.shape, n.shape) == n.shape:
+        ok = is_zero(other, zero_sign, ctx) if zero_sign is not None else is_all(other, value)
+        if ok and np.broadcast_shapes(x.shape, n.shape) == n.shape:
             return fit(x, n)
         return None
     return fn
@@ -84,7 +99,7 @@ def _binary_identity(op, value, keep):
 
 def _sub_zero_left(n, ctx):
     a, b = n.inputs
-    if is_all(a, 0) and b.shape == n.shape:
+    if is_zero(a, True, ctx) and b.shape == n.shape:      # -0.0 - x is -x exactly
         return neg(b)
     return None
 
@@ -265,9 +280,9 @@ def _drop_broadcast(n, ctx):
 
 
 RULES: list[Rule] = [
-    Rule("add-zero", "add", _binary_identity("add", 0, 0)),
-    Rule("zero-add", "add", _binary_identity("add", 0, 1)),
-    Rule("sub-zero", "sub", _binary_identity("sub", 0, 0)),
+    Rule("add-zero", "add", _binary_identity("add", 0, 0, zero_sign=True)),
+    Rule("zero-add", "add", _binary_identity("add", 0, 1, zero_sign=True)),
+    Rule("sub-zero", "sub", _binary_identity("sub", 0, 0, zero_sign=False)),
     Rule("zero-sub", "sub", _sub_zero_left),
     Rule("sub-self", "sub", _self_sub),
     Rule("mul-one", "mul", _binary_identity("mul", 1, 0)),
