@@ -272,12 +272,19 @@ def check_update_case(case: UpdateCase, calls: int = 2):
     start = [p.value.copy() for p in case.params]
 
     def run(f):
+        """(outputs, parameters after the call) per call, up to the first call
+        that raised (its entry is None). The first call never raises (the
+        case expects no error); a later one may, on updated values (an
+        integer exponent that became negative), as numpy would."""
         for p, v in zip(case.params, start):
             p.value = v
         got = []
-        for _ in range(calls):
+        for c in range(calls):
             status, r = call(f, feeds)
-            assert status == "ok", f"{f.backend} raised {r!r}"
+            if status != "ok":
+                assert c > 0, f"{f.backend} raised {r!r}"
+                got.append(None)
+                break
             got.append((r, [p.value.copy() for p in case.params]))
         return got
 
@@ -302,7 +309,15 @@ def check_update_case(case: UpdateCase, calls: int = 2):
         for p, a, b in zip(case.params, got[0][1], ref[0][1]):
             compare(a, b, new.get(p.id, (None, 0))[1] if p.id in updated else 0,
                     f"{what}, parameter {p.name} after call 1")
-        for c in range(1, calls):
+        for c in range(1, len(ref)):
+            if ref[c] is None or got[c] is None:
+                # the interpreter raised on this call: so does code that computes
+                # every node whole; fused code computes only what an output
+                # needs and may not meet the failing element (see check_value_case)
+                if level == 0 or got[c] is None:
+                    assert ref[c] is None and got[c] is None, \
+                        f"{what}, call {c + 1}: {'only the interpreter' if got[c] else 'only compiled code'} raised"
+                break
             if not bounded:
                 break
             for k, (o, a, b) in enumerate(zip(case.outputs, got[c][0], ref[c][0])):
