@@ -37,6 +37,7 @@ tests/test_regressions.py.
 from __future__ import annotations
 
 import itertools
+import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -535,48 +536,47 @@ class Gen:
             return v.exact and v.dtype.kind in kinds
         return ok
 
+    # operator -> (graphc function, numpy reference, Python operator on nodes)
+    _EXACT_BINARY = {"&": ("bitwise_and", np.bitwise_and, operator.and_),
+                     "|": ("bitwise_or", np.bitwise_or, operator.or_),
+                     "^": ("bitwise_xor", np.bitwise_xor, operator.xor),
+                     "//": ("floor_divide", np.floor_divide, operator.floordiv),
+                     "%": ("mod", np.remainder, operator.mod)}
+
+    def _exact_binary(self, symbol, kinds, dtypes):
+        """``a <symbol> b`` on exact values of ``kinds``, spelled as the
+        operator or as the graphc function (at random)."""
+        fname, ref, pyop = self._EXACT_BINARY[symbol]
+        ok = self._exact_of(kinds)
+        a = self.pick(ok, make=lambda: self.leaf(dt=np.dtype(self.choice(dtypes))))
+        if not ok(a):
+            return None
+        bn, bv, be, bsrc, bval = self.operand(a, pred=ok, allow_scalar=False)
+        with np.errstate(all="ignore"):
+            out = ref(a.val, bv)
+        if self.choice([True, False]):
+            node, src = pyop(a.node, bn), f"({a.name} {symbol} {bsrc})"
+        else:
+            node, src = getattr(gc, fname)(a.node, bn), f"gc.{fname}({a.name}, {bsrc})"
+        return self.add(node, out, 0, src, [a, bval])
+
     def op_bitwise(self):
         """& | ^ ~ (and bitwise_and/or/xor, invert) on exact integers and bools."""
-        name = self.choice(["bitwise_and", "bitwise_or", "bitwise_xor", "invert", "&", "|", "^", "~"])
+        name = self.choice(["&", "|", "^", "~", "invert"])
+        if name in ("&", "|", "^"):
+            return self._exact_binary(name, "ib", ["int32", "int64", "bool"])
         bits = self._exact_of("ib")
         a = self.pick(bits, make=lambda: self.leaf(dt=np.dtype(self.choice(["int32", "int64", "bool"]))))
         if not bits(a):
             return None
-        if name in ("invert", "~"):
-            node = gc.invert(a.node) if name == "invert" else ~a.node
-            src = f"gc.invert({a.name})" if name == "invert" else f"~{a.name}"
-            return self.add(node, np.invert(a.val), 0, src, [a])
-        bn, bv, be, bsrc, bval = self.operand(a, pred=bits, allow_scalar=False)
-        fn = {"&": "bitwise_and", "|": "bitwise_or", "^": "bitwise_xor"}.get(name, name)
-        out = getattr(np, fn)(a.val, bv)
-        if name in ("&", "|", "^"):
-            node = {"&": lambda p, q: p & q, "|": lambda p, q: p | q,
-                    "^": lambda p, q: p ^ q}[name](a.node, bn)
-            src = f"({a.name} {name} {bsrc})"
-        else:
-            node = getattr(gc, name)(a.node, bn)
-            src = f"gc.{name}({a.name}, {bsrc})"
-        return self.add(node, out, 0, src, [a, bval])
+        node = gc.invert(a.node) if name == "invert" else ~a.node
+        src = f"gc.invert({a.name})" if name == "invert" else f"~{a.name}"
+        return self.add(node, np.invert(a.val), 0, src, [a])
 
     def op_intdiv(self):
         """// and % (and floor_divide, mod) on exact integers, zero divisors
         included (numpy's result: 0)."""
-        name = self.choice(["floor_divide", "mod", "//", "%"])
-        ints = self._exact_of("i")
-        a = self.pick(ints, make=lambda: self.leaf(dt=np.dtype(self.choice(["int32", "int64"]))))
-        if not ints(a):
-            return None
-        bn, bv, be, bsrc, bval = self.operand(a, pred=ints, allow_scalar=False)
-        fn = {"//": "floor_divide", "%": "mod"}.get(name, name)
-        with np.errstate(all="ignore"):
-            out = (np.floor_divide if fn == "floor_divide" else np.remainder)(a.val, bv)
-        if name in ("//", "%"):
-            node = a.node // bn if name == "//" else a.node % bn
-            src = f"({a.name} {name} {bsrc})"
-        else:
-            node = getattr(gc, name)(a.node, bn)
-            src = f"gc.{name}({a.name}, {bsrc})"
-        return self.add(node, out, 0, src, [a, bval])
+        return self._exact_binary(self.choice(["//", "%"]), "i", ["int32", "int64"])
 
     def op_where(self):
         c = self.pick(lambda v: v.dtype == B and v.exact)
