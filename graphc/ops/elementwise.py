@@ -187,7 +187,7 @@ def _pow_vjp(n, g):
     a, b = n.inputs
     if not D.is_float(n.dtype):
         return [None, None]
-    b0 = equal(b, 0.0)      # (a Node's == is identity, not a comparison)
+    b0 = b == 0.0
     safe_b = where(b0, 1.0, b)
     ga = where(b0, 0.0, g * b * a ** (safe_b - 1.0))
     pos = a > 0.0

@@ -414,8 +414,6 @@ class Fuser:
             return False
         if b.matmul is not None or (a.hoisted and b.hoisted and a.split != b.split):
             return False
-        if len(a.members) + len(b.members) > MAX_KERNEL_MEMBERS:
-            return False
         (ra, a_out, la, a_red, a_acc), (rb, b_out, lb, b_red, b_acc) = facts_of(a), facts_of(b)
         if (rb & a_out & self.forced) or (ra & b_out & self.forced):
             return False        # it was stored so that it is not recomputed inline

@@ -20,7 +20,7 @@ from llvmlite import ir
 
 from ...ir import dtypes as D
 from ...ir.graph import Graph
-from ...ir.node import Node
+from ...ir.node import Node, attrs_key
 from ...ops import registry
 from ..plan import Kernel, MemoryPlan, align, is_immediate
 from . import gemm, rtlib
@@ -346,7 +346,7 @@ class KernelEmitter:
             if is_immediate(n):
                 return ("c", n.dtype.str, n.value.tobytes())
             return ("a", arg[self._loc(n)], n.shape, n.dtype.str)
-        body = tuple((m.op, repr(sorted(m.attrs.items())), m.shape, m.dtype.str,
+        body = tuple((m.op, attrs_key(m.attrs), m.shape, m.dtype.str,
                       tuple(ref(i) for i in m.inputs)) for m in members)
         outs = tuple((ref(o), arg[self._loc(o, writing=True)]) for o in self.k.outputs)
         k = self.k
@@ -496,14 +496,14 @@ class KernelEmitter:
         fused chain of any length costs no Python recursion: only a movement
         op, reduction or dot product calls back into ``eval`` (at an index of
         its own), and fusion bounds how deep those nest in one kernel."""
-        if self._ready(n, idx) is None:
+        if self._pending(n, idx):
             stack = [(n, idx, False)]
             while stack:
                 m, midx, expanded = stack.pop()
                 if expanded:
                     self._eval_one(m, midx)
                     continue
-                if self._ready(m, midx) is not None:
+                if not self._pending(m, midx):
                     continue
                 stack.append((m, midx, True))
                 if registry.get(m.op).kind == "elementwise":
@@ -511,17 +511,13 @@ class KernelEmitter:
                         stack.append((i, broadcast_index(midx, m.shape, i.shape, self.ix), False))
         return self._eval_one(n, idx)
 
-    def _ready(self, n: Node, idx):
-        """``n``'s value at ``idx`` if it needs no computation here (an
-        immediate, a load, or already computed in an enclosing scope), else
-        None."""
+    def _pending(self, n: Node, idx) -> bool:
+        """Must ``n`` be computed here at ``idx``? Not an immediate, a load,
+        or a value an enclosing scope has computed already."""
         if is_immediate(n) or n.id not in self.members or n.id in self.staged:
-            return True
+            return False
         key = (n.id, tuple(id(v) for v in idx))
-        for scope in reversed(self.scopes):
-            if key in scope:
-                return scope[key]
-        return None
+        return not any(key in scope for scope in self.scopes)
 
     def _eval_one(self, n: Node, idx) -> SV:
         if is_immediate(n):
