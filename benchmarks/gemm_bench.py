@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import graphc as gc  # noqa: E402
 from graphc.backend.llvm import gemm as G  # noqa: E402
+from graphc.backend.llvm import matmul as MM  # noqa: E402
 
 
 def limit_blas_threads():
@@ -177,13 +178,13 @@ def bench_crossover(dtype, repeats):
               (512, 512, 8), (512, 512, 16), (512, 512, 32), (1024, 1024, 10),
               (128, 128, 128)]
     print(f"{'M x K @ K x N':>22} {'loop us':>9} {'gemm us':>9} {'loop/gemm':>9}  chosen")
-    saved = G.GEMM_MIN_MACS, G.GEMM_MIN_M, G.GEMM_MIN_N
+    saved = MM.GEMM_MIN_MACS, MM.GEMM_MIN_M, MM.GEMM_MIN_N
     for m, k, n in shapes:
         a = np.random.rand(m, k).astype(dtype)
         w = np.random.rand(k, n).astype(dtype)
         runs = []
         for force in (False, True):
-            G.GEMM_MIN_MACS, G.GEMM_MIN_M, G.GEMM_MIN_N = (0, 0, 0) if force else (1 << 62,) * 3
+            MM.GEMM_MIN_MACS, MM.GEMM_MIN_M, MM.GEMM_MIN_N = (0, 0, 0) if force else (1 << 62,) * 3
             x_ = gc.placeholder(a.shape, dtype, name="x")
             w_ = gc.placeholder(w.shape, dtype, name="w")
             f = gc.compile(x_ @ w_, inputs=[x_, w_])
@@ -192,7 +193,7 @@ def bench_crossover(dtype, repeats):
             ptrs = nat.ptr_type(a.ctypes.data, w.ctypes.data, out.ctypes.data, nat.arena().ctypes.data)
             # the closure keeps f (the code) and out (the memory) alive
             runs.append((f, lambda nat=nat, ptrs=ptrs, keep=(f, out): nat.cfunc(ptrs)))
-        G.GEMM_MIN_MACS, G.GEMM_MIN_M, G.GEMM_MIN_N = saved
+        MM.GEMM_MIN_MACS, MM.GEMM_MIN_M, MM.GEMM_MIN_N = saved
         inner = max(1, int(2e5 / (m * n * k)))
         (_, loop), (_, gem) = runs
 
@@ -207,7 +208,7 @@ def bench_crossover(dtype, repeats):
                 acc.append((time.perf_counter() - t) / inner)
         # a low percentile: the least disturbed runs on a shared machine
         l_, g_ = np.percentile(tl, 10), np.percentile(tg, 10)
-        plan = G.plan_matmul(gc.placeholder((m, k), dtype) @ gc.placeholder((k, n), dtype),
+        plan = MM.plan_matmul(gc.placeholder((m, k), dtype) @ gc.placeholder((k, n), dtype),
                              set(), lambda v: True)
         print(f"{m:6d}x{k:5d} @ {k:5d}x{n:5d} {l_ * 1e6:9.2f} {g_ * 1e6:9.2f} {l_ / g_:9.2f}  "
               f"{'gemm' if plan else 'loop'}")

@@ -100,7 +100,7 @@ def _attrs(n) -> list:
 def components(graph: Graph, options: dict) -> tuple[dict, bool]:
     """The key components of compiling ``graph`` with ``options``, and
     whether the result may go to disk."""
-    from .backend.llvm.jit import host_info
+    from .backend.llvm.host import host_info
     from .ops import registry
     pos = {n.id: k for k, n in enumerate(graph.nodes)}
     structure, types, consts = [], [], []

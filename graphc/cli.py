@@ -58,7 +58,7 @@ def main(argv=None) -> int:
         import numpy
 
         from . import __version__
-        from .backend.llvm.jit import host_info
+        from .backend.llvm.host import host_info
         h = host_info()
         print(f"graphc {__version__}, numpy {numpy.__version__}, llvmlite {llvmlite.__version__}, "
               f"LLVM {h['llvm']}")

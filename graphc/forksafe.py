@@ -8,7 +8,8 @@ handlers
 
 - before the fork, acquire every lock (in one fixed order, the order code
   nests them: the runtime library's, then the compile cache's, then the JIT's,
-  then the GEMM runner's, and last llvmlite's own lock, which it holds
+  then the GEMM runner's, then the host-CPU facts' (backend/llvm/host.py), and
+  last llvmlite's own lock, which it holds
   around every call into LLVM, even those made outside graphc's locks, such
   as freeing a module or an engine), so the fork waits for any graphc
   critical section and any call into LLVM to finish;

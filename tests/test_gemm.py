@@ -17,6 +17,7 @@ from llvmlite import ir
 
 import graphc as gc
 from graphc.backend.llvm import gemm as G
+from graphc.backend.llvm import matmul as MM
 from graphc.backend.llvm.emit import ENTRY, ModuleEmitter
 from graphc.backend.llvm.jit import JitModule
 from graphc.backend.llvm.scalar import I32, I64, PTR
@@ -313,9 +314,9 @@ def test_host_config_is_consistent():
 @pytest.fixture
 def always_gemm(monkeypatch):
     """Route every float matmul to the GEMM, whatever its size."""
-    monkeypatch.setattr(G, "GEMM_MIN_MACS", 0)
-    monkeypatch.setattr(G, "GEMM_MIN_M", 0)
-    monkeypatch.setattr(G, "GEMM_MIN_N", 0)
+    monkeypatch.setattr(MM, "GEMM_MIN_MACS", 0)
+    monkeypatch.setattr(MM, "GEMM_MIN_M", 0)
+    monkeypatch.setattr(MM, "GEMM_MIN_N", 0)
 
 
 def compiled_matmul(build, *arrays):
@@ -331,7 +332,7 @@ def test_graph_shapes(dtype):
     for m, n, k in [(16, 32, 64), (17, 33, 65), (4, 130, 127), (130, 4, 97), (1, 300, 200), (8, 8, 8), (100, 100, 100), (5, 257, 31)]:
         a, b = rand(rng, (m, k), dtype), rand(rng, (k, n), dtype)
         c, f = compiled_matmul(lambda x, w: x @ w, a, b)
-        big = m * n * k >= G.GEMM_MIN_MACS and m >= G.GEMM_MIN_M and n >= G.GEMM_MIN_N
+        big = m * n * k >= MM.GEMM_MIN_MACS and m >= MM.GEMM_MIN_M and n >= MM.GEMM_MIN_N
         assert bool(gemm_calls(f.llvm_ir)) == big, "GEMM used iff the product is big enough"
         check(c, a, b, what=f"graph {m}x{k} @ {k}x{n}")
 
@@ -415,7 +416,7 @@ def test_fused_transposes_read_as_strides(dtype, always_gemm):
     check(c1, at.T, bt.T, what="A.T @ B.T")
     check(c2, at.T, bt.T, what="A.T.T.T @ swapaxes(B)")
     # strides, not copies: the plan points at the placeholders themselves
-    plan = G.plan_matmul(outs[0], {outs[0].id, outs[0].inputs[0].id, outs[0].inputs[1].id},
+    plan = MM.plan_matmul(outs[0], {outs[0].id, outs[0].inputs[0].id, outs[0].inputs[1].id},
                          lambda v: not is_immediate(v))
     assert plan.a is x and plan.b is y
     assert (plan.rs_a, plan.cs_a, plan.rs_b, plan.cs_b) == (1, m, 1, k)
@@ -470,10 +471,10 @@ def test_batched_shared_b_is_one_call():
     x = gc.placeholder((4, 20, 30), F32, name="x")
     w = gc.placeholder((30, 25), F32, name="w")
     y = x @ w
-    plan = G.plan_matmul(y, {y.id}, lambda v: True, force=True)
+    plan = MM.plan_matmul(y, {y.id}, lambda v: True, force=True)
     assert plan.batch == () and plan.m == 80
     z = gc.placeholder((20, 30), F32, name="z") @ gc.placeholder((4, 30, 25), F32, name="v")
-    plan = G.plan_matmul(z, {z.id}, lambda v: True, force=True)
+    plan = MM.plan_matmul(z, {z.id}, lambda v: True, force=True)
     assert plan.batch == (4,) and plan.bstride_a == (0,) and plan.bstride_b == (750,)
 
 

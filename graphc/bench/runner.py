@@ -265,7 +265,7 @@ class Runner:
     # ------------------------------------------------------------ metadata
     def meta(self, seconds: float) -> dict:
         from graphc import __version__
-        from graphc.backend.llvm.jit import host_info
+        from graphc.backend.llvm.host import host_info
         h = host_info()
         versions = {"python": platform.python_version(), "numpy": np.__version__,
                     "graphc": __version__, "llvm": h["llvm"]}

@@ -13,6 +13,7 @@ import ctypes
 import llvmlite.binding as llvm
 
 from ... import forksafe
+from . import host
 
 _lock = forksafe.lock(globals(), "_lock", rank=2)   # (see graphc/forksafe.py)
 _state: dict = {}
@@ -21,14 +22,12 @@ _state: dict = {}
 def _init():
     with _lock:
         if "tms" not in _state:
-            llvm.initialize_native_target()
-            llvm.initialize_native_asmprinter()
+            h = host.cpu()
             target = llvm.Target.from_default_triple()
-            cpu = llvm.get_host_cpu_name()
-            feats = llvm.get_host_cpu_features().flatten()
+            cpu, feats = h["cpu"], h["features"]
             _state["cpu"] = cpu
             _state["features"] = feats
-            _state["triple"] = llvm.get_process_triple()
+            _state["triple"] = h["triple"]
             tm = target.create_target_machine(cpu=cpu, features=feats, opt=3,
                                               codemodel="jitdefault")
             _state["data_layout"] = str(tm.target_data)
@@ -54,12 +53,6 @@ def target_machine(opt: int = 3):
         if tm is None:
             tm = st["tms"][opt] = _new_target_machine(opt)
         return tm
-
-
-def host_info() -> dict:
-    st = _init()
-    return {"triple": st["triple"], "cpu": st["cpu"], "features": st["features"],
-            "llvm": ".".join(map(str, llvm.llvm_version_info))}
 
 
 def _run_and_free(mpm, mod, pb) -> None:

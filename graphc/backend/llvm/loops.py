@@ -180,3 +180,9 @@ class IndexBuilder:
     def scalar(self, v) -> SV:
         """An index as an int64 scalar value."""
         return SV(v, D.int64, self.s)
+
+
+def broadcast_index(idx, out_shape, in_shape, ix):
+    """Index into an input of shape ``in_shape`` broadcast to ``out_shape``."""
+    lead = len(out_shape) - len(in_shape)
+    return [ix.const(0) if in_shape[k] == 1 else idx[lead + k] for k in range(len(in_shape))]

@@ -387,7 +387,7 @@ def _python_symbols() -> None:
 
 def _key(name: str) -> str:
     from ... import cache
-    from .jit import host_info
+    from .host import host_info
     h = host_info()
     return hashlib.sha256(repr((name, COMPONENTS[name][2:], cache.graphc_fingerprint(), h["llvm"], h["cpu"],
                                 h["features"], _layout())).encode()).hexdigest()

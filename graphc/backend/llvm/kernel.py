@@ -1,0 +1,309 @@
+"""One kernel of the plan as an internal LLVM function (:class:`KernelEmitter`).
+
+``eval(n, idx)`` produces the value of any node at an index: members are
+computed by their op's lowering rule, other nodes loaded from their buffers.
+The loop nests, reductions and GEMM calls around it are in ``stages.py``.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from ...ir import dtypes as D
+from ...ir.node import Node, attrs_key
+from ...ops import registry
+from ..plan import Kernel, is_immediate
+from .host import vector_width
+from .loops import IndexBuilder, broadcast_index, if_then
+from .scalar import I8, I32, I64, PTR, SV, ScalarBuilder, mem_type
+from .stages import LoopStages
+
+
+class KernelEmitter(LoopStages):
+    """Emits one kernel as an internal function."""
+
+    def __init__(self, me, kernel: Kernel, index: int, dest=None, src=None,
+                 par=None):
+        self.me = me
+        self.par = par or {"gemm": False, "loop": None}
+        self.all_threads = bool(self.par["gemm"] or self.par["loop"])
+        self.k = kernel
+        self.index = index
+        self.dest = dest          # where the outputs are written, if not their own buffer
+        self.src = src            # where a copied non-member output is read, if not its own
+        self.members = kernel.members
+        self.scopes: list[dict] = []
+        self.current: Node | None = None
+
+    # -- buffers ------------------------------------------------------------------
+    def _loc(self, n: Node, writing=False):
+        if writing and self.dest is not None:
+            return self.dest
+        if not writing and self.src is not None and n is self.k.root:
+            return self.src
+        try:
+            return self.me.where[n.id]
+        except KeyError:
+            raise RuntimeError(f"no buffer planned for {n!r} (kernel {self.k.name})") from None
+
+    def _collect(self):
+        locs = []
+        for m in self._member_nodes():
+            for i in m.inputs:
+                if i.id not in self.members and not is_immediate(i):
+                    locs.append(self._loc(i))
+        for o in self.k.outputs:
+            if o.id not in self.members and not is_immediate(o):
+                locs.append(self._loc(o))        # copy kernel reads its source
+            locs.append(self._loc(o, writing=True))
+        # one workspace request per kernel, for the largest of its stages' needs
+        # (the GEMM's packing buffers, partial sums, row buffers run one after
+        # another); asking twice could move the region between the two answers
+        need = max(self._gemm_plan().workspace_bytes if self._gemm_plan() is not None else 0,
+                   8 if self.par["loop"] == "chunks" else 0,
+                   self._row_cache_plan()[1])
+        self.ws_loc = self.me.workspace(need) if need else None
+        if self.ws_loc is not None:
+            locs.append(self.ws_loc)
+        seen, out = set(), []
+        for loc in locs:
+            if loc not in seen:
+                seen.add(loc)
+                out.append(loc)
+        return out
+
+    def _member_nodes(self):
+        stack, seen, out = list(self.k.outputs), set(), []
+        while stack:
+            n = stack.pop()
+            if n.id in seen or n.id not in self.members:
+                continue
+            seen.add(n.id)
+            out.append(n)
+            stack.extend(n.inputs)
+        return out
+
+    # -- building -----------------------------------------------------------------
+    def structure_key(self, locs) -> tuple | None:
+        """What the kernel's code depends on, with its nodes and buffers
+        renamed canonically (members by position, buffers by argument index):
+        two kernels with the same key compile to the same function, called
+        with different pointers. None for kernels never shared (custom ones,
+        whose lowering may hold anything)."""
+        if self.k.kind == "custom":
+            return None
+        members = self._member_nodes()
+        order = {m.id: j for j, m in enumerate(members)}
+        arg = {loc: j for j, loc in enumerate(locs)}
+
+        def ref(n):
+            if n.id in order:
+                return ("m", order[n.id])
+            if is_immediate(n):
+                return ("c", n.dtype.str, n.value.tobytes())
+            return ("a", arg[self._loc(n)], n.shape, n.dtype.str)
+        body = tuple((m.op, attrs_key(m.attrs), m.shape, m.dtype.str,
+                      tuple(ref(i) for i in m.inputs)) for m in members)
+        outs = tuple((ref(o), arg[self._loc(o, writing=True)]) for o in self.k.outputs)
+        k = self.k
+        return (k.kind, k.shape, k.split, body, outs, tuple(ref(h) for h in k.hoisted),
+                tuple(ref(a) for a in k.accumulates),
+                None if k.matmul is None else ref(k.matmul),
+                tuple(sorted(self.par.items())), self.ws_loc is not None)
+
+    def build(self):
+        """The kernel's function and the buffers to pass it. A kernel identical
+        to one emitted before (:meth:`structure_key`) reuses its function, so a
+        stack of identical layers is emitted and optimized by LLVM once."""
+        locs = self._collect()
+        key = self.structure_key(locs)
+        shared = self.me.kernel_fns.get(key) if key is not None else None
+        if shared is not None:
+            if "noinline" not in shared.attributes:
+                shared.attributes.add("noinline")     # optimized once, called from each use
+            self.me.reused_kernels += 1
+            return shared, locs
+        n_errors = len(self.me.errors)
+        fn = self._build(locs)
+        if key is not None and len(self.me.errors) == n_errors:
+            self.me.kernel_fns[key] = fn      # its checks would name another kernel's node
+        return fn, locs
+
+    def _build(self, locs):
+        mod = self.me.module
+        fn = ir.Function(mod, ir.FunctionType(ir.VoidType(),
+                                              [PTR] * (len(locs) + 1) + [I32, I32, PTR]),
+                         f"kernel{self.index}_{self.k.name or 'k'}")
+        fn.linkage = "internal"
+        fn.attributes.add("nounwind")
+        vector_width(fn)
+        for a in fn.args[:len(locs)]:
+            a.add_attribute("noalias")
+        self.ptr = dict(zip(locs, fn.args[:len(locs)]))
+        self.status = fn.args[len(locs)]
+        self.tid, self.nthr, self.sync = fn.args[len(locs) + 1:]
+        self.fn = fn
+        entry = fn.append_basic_block("entry")
+        body = fn.append_basic_block("body")
+        self.b = b = ir.IRBuilder(entry)
+        self.alloca_builder = ir.IRBuilder(entry)
+        self.err = b.alloca(I32, name="err")
+        b.store(ir.Constant(I32, 0), self.err)
+        b.branch(body)
+        b.position_at_end(body)
+        self.s = ScalarBuilder(b, mod, kernel=self)
+        self.ix = IndexBuilder(b, self.s)
+        self.staged = self.k.staged()
+        if self.k.kind == "custom":
+            n = self.k.root
+            prev, self.current = self.current, n
+            self.scopes.append({})
+            registry.get(n.op).kernel(self, n)
+            self.scopes.pop()
+            self.current = prev
+        else:
+            has_loop = self.k.has_loop() or self.dest is not None
+            if self.k.matmul is not None:
+                if self.par["gemm"] or not self.all_threads:
+                    self._emit_matmul()
+                else:
+                    with self._solo():
+                        self._emit_matmul()
+                if has_loop and self.all_threads:
+                    self.b.call(self.me.barrier_fn(), [self.sync, self.nthr])
+            if has_loop:
+                if self.par["loop"] == "chunks":
+                    self._emit_chunked_reduce()
+                elif self.par["loop"] == "split" or not self.all_threads:
+                    self._emit_loop()
+                else:
+                    with self._solo():
+                        self._emit_loop()
+        # report the first error (atomically: other threads may report too)
+        e = b.load(self.err, typ=I32)
+        with if_then(b, b.icmp_unsigned("!=", e, ir.Constant(I32, 0)), name="report"):
+            b.cmpxchg(self.status, ir.Constant(I32, 0), e, "monotonic", "monotonic")
+        b.ret_void()
+        return fn
+
+    def _solo(self):
+        """A block run by thread 0 only."""
+        return if_then(self.b, self.b.icmp_signed("==", self.tid, ir.Constant(I32, 0)), "solo")
+
+    def _share(self, count: int, unit: int = 1):
+        """[lo, hi) of ``count`` items for this thread (static split in multiples
+        of ``unit``, deterministic for a given thread count)."""
+        b = self.b
+        units = (count + unit - 1) // unit
+        t = b.zext(self.tid, I64)
+        nn = b.zext(self.nthr, I64)
+        lo = b.mul(b.udiv(b.mul(ir.Constant(I64, units), t), nn), ir.Constant(I64, unit))
+        hi = b.mul(b.udiv(b.mul(ir.Constant(I64, units), b.add(t, ir.Constant(I64, 1))), nn),
+                   ir.Constant(I64, unit))
+        cap = ir.Constant(I64, count)
+        lo = b.select(b.icmp_signed("<", lo, cap), lo, cap)
+        hi = b.select(b.icmp_signed("<", hi, cap), hi, cap)
+        return lo, hi
+
+    def alloca(self, t, name=""):
+        ab = self.alloca_builder
+        ab.position_at_start(self.fn.entry_basic_block)
+        return ab.alloca(t, name=name)
+
+    def error_if(self, cond: SV, message: str) -> None:
+        n = self.current
+        where = f" (node {n.name}, built at {n.source})" if n is not None else ""
+        code = self.me.error_code(message + where)
+        b = self.b
+        old = b.load(self.err, typ=I32)
+        b.store(b.select(cond.v, ir.Constant(I32, code), old), self.err)
+
+    # -- memory ---------------------------------------------------------------------
+    def pointer(self, n: Node, writing: bool = False):
+        """The pointer to ``n``'s buffer in this kernel (its output buffer when
+        ``writing``), for ``kernel`` lowerings that hand buffers to other code
+        (a host callback). One-element constants have no buffer (immediates)."""
+        return self.ptr[self._loc(n, writing)]
+
+    def _addr(self, n: Node, idx, writing=False):
+        ptr = self.ptr[self._loc(n, writing)]
+        lin = self.ix.linearize(idx, n.shape)
+        return self.b.gep(ptr, [lin], source_etype=mem_type(n.dtype), inbounds=True)
+
+    def load(self, n: Node, idx) -> SV:
+        t = mem_type(n.dtype)
+        v = self.b.load(self._addr(n, idx), typ=t, align=n.dtype.itemsize)
+        if D.is_bool(n.dtype):
+            v = self.b.icmp_unsigned("!=", v, ir.Constant(I8, 0))
+        return SV(v, n.dtype, self.s)
+
+    def store(self, n: Node, idx, v: SV) -> None:
+        val = v.v
+        if D.is_bool(n.dtype):
+            val = self.b.zext(val, I8)
+        self.b.store(val, self._addr(n, idx, writing=True), align=n.dtype.itemsize)
+
+    # -- evaluation -------------------------------------------------------------------
+    def eval(self, n: Node, idx) -> SV:
+        """The value of node ``n`` at index ``idx`` (a list of i64 values).
+
+        The elementwise members that ``n`` reads at (broadcasts of) the same
+        index are computed first, in post-order with an explicit stack, so a
+        fused chain of any length costs no Python recursion: only a movement
+        op, reduction or dot product calls back into ``eval`` (at an index of
+        its own), and fusion bounds how deep those nest in one kernel."""
+        if self._pending(n, idx):
+            stack = [(n, idx, False)]
+            while stack:
+                m, midx, expanded = stack.pop()
+                if expanded:
+                    self._eval_one(m, midx)
+                    continue
+                if not self._pending(m, midx):
+                    continue
+                stack.append((m, midx, True))
+                if registry.get(m.op).kind == "elementwise":
+                    for i in reversed(m.inputs):
+                        stack.append((i, broadcast_index(midx, m.shape, i.shape, self.ix), False))
+        return self._eval_one(n, idx)
+
+    def _pending(self, n: Node, idx) -> bool:
+        """Must ``n`` be computed here at ``idx``? Not an immediate, a load,
+        or a value an enclosing scope has computed already."""
+        if is_immediate(n) or n.id not in self.members or n.id in self.staged:
+            return False
+        key = (n.id, tuple(id(v) for v in idx))
+        return not any(key in scope for scope in self.scopes)
+
+    def _eval_one(self, n: Node, idx) -> SV:
+        if is_immediate(n):
+            return self.s.const(n.value.reshape(-1)[0], n.dtype)
+        if n.id not in self.members or n.id in self.staged:
+            return self.load(n, idx)
+        key = (n.id, tuple(id(v) for v in idx))
+        if getattr(self, "_cache_key", None) is not None and n.id in self.row_cache and \
+                key[1] == self._cache_key:
+            v = self.b.load(self._row_slot(n, idx), typ=mem_type(n.dtype))
+            if D.is_bool(n.dtype):
+                v = self.b.icmp_unsigned("!=", v, ir.Constant(I8, 0))
+            return SV(v, n.dtype, self.s)
+        for scope in reversed(self.scopes):
+            if key in scope:
+                return scope[key]
+        d = registry.get(n.op)
+        prev, self.current = self.current, n
+        if d.kind == "elementwise":
+            args = [self.eval(i, broadcast_index(idx, n.shape, i.shape, self.ix)) for i in n.inputs]
+            v = d.scalar(self.s, n, *args)
+        elif d.kind == "index":
+            v = d.lower_at(self, n, idx)
+        elif d.kind == "reduce":
+            v = self._reduce_at(n, d, idx)
+        elif d.kind == "matmul":
+            v = self._dot_at(n, idx)
+        else:
+            raise NotImplementedError(f"no lowering for kind {d.kind!r} (op {n.op})")
+        self.current = prev
+        if v.dtype != n.dtype:
+            raise TypeError(f"lowering of {n.op!r} produced {v.dtype}, expected {n.dtype}")
+        self.scopes[-1][key] = v
+        return v
