@@ -10,7 +10,7 @@ from ..ir import dtypes as D
 from ..ir.node import Node
 from . import attrs as A
 from .common import as_node, broadcast_shapes, promote
-from .registry import OpDef, make, register
+from .registry import CHEAP, COSTLY, OpDef, OpKind, make, register
 
 # ---------------------------------------------------------------- dtype rules
 
@@ -54,7 +54,8 @@ def _where_rule(name, inputs, attrs):
     return inputs[1].dtype
 
 
-def _define(name, nin, dtype_rule, ref, vjp, scalar, doc="", attrs=(), check_attrs=None):
+def _define(name, nin, dtype_rule, ref, vjp, scalar, doc="", attrs=(), check_attrs=None,
+            cost=CHEAP):
     def infer(inputs, attrs):
         if len(inputs) != nin:
             raise TypeError(f"{name} takes {nin} inputs, got {len(inputs)}")
@@ -66,8 +67,8 @@ def _define(name, nin, dtype_rule, ref, vjp, scalar, doc="", attrs=(), check_att
             raise DTypeError(f"where: branch dtypes differ: {inputs[1].dtype}, {inputs[2].dtype}")
         shape = broadcast_shapes(name, *[i.shape for i in inputs])
         return shape, dtype_rule(name, inputs, attrs)
-    return register(OpDef(name, "elementwise", infer, ref, vjp, scalar=scalar, doc=doc, nin=nin,
-                          attrs=attrs, check_attrs=check_attrs))
+    return register(OpDef(name, OpKind.ELEMENTWISE, infer, ref, vjp, scalar=scalar, doc=doc,
+                          nin=nin, attrs=attrs, check_attrs=check_attrs, cost=cost))
 
 
 def _ref_sigmoid(x):
@@ -85,13 +86,15 @@ def _no_grad(node, g):
 # ------------------------------------------------------------------ unary ops
 
 _define("neg", 1, _numeric, np.negative, lambda n, g: [-g], lambda s, n, x: -x)
-_define("exp", 1, _floating, np.exp, lambda n, g: [g * n], lambda s, n, x: s.exp(x))
-_define("log", 1, _floating, np.log, lambda n, g: [g / n.inputs[0]], lambda s, n, x: s.log(x))
-_define("sqrt", 1, _floating, np.sqrt, lambda n, g: [g / (2.0 * n)], lambda s, n, x: s.sqrt(x))
+_define("exp", 1, _floating, np.exp, lambda n, g: [g * n], lambda s, n, x: s.exp(x), cost=COSTLY)
+_define("log", 1, _floating, np.log, lambda n, g: [g / n.inputs[0]], lambda s, n, x: s.log(x),
+        cost=COSTLY)
+_define("sqrt", 1, _floating, np.sqrt, lambda n, g: [g / (2.0 * n)], lambda s, n, x: s.sqrt(x),
+        cost=COSTLY)
 _define("tanh", 1, _floating, np.tanh, lambda n, g: [g * (1.0 - n * n)],
-        lambda s, n, x: s.tanh(x))
+        lambda s, n, x: s.tanh(x), cost=COSTLY)
 _define("sigmoid", 1, _floating, _ref_sigmoid, lambda n, g: [g * n * (1.0 - n)],
-        lambda s, n, x: s.sigmoid(x))
+        lambda s, n, x: s.sigmoid(x), cost=COSTLY)
 _define("relu", 1, _numeric, lambda x: np.maximum(x, np.zeros((), x.dtype)),
         lambda n, g: [where(n.inputs[0] > 0, g, 0)],
         lambda s, n, x: s.maximum(x, s.const(0, x.dtype)))     # as np.maximum: relu(-0.0) = 0.0
@@ -141,7 +144,8 @@ _define("sub", 2, _numeric, np.subtract, lambda n, g: [g, -g], lambda s, n, a, b
 _define("mul", 2, _numeric, np.multiply,
         lambda n, g: [g * n.inputs[1], g * n.inputs[0]], lambda s, n, a, b: a * b)
 _define("div", 2, _floating, np.divide,
-        lambda n, g: [g / n.inputs[1], -g * n / n.inputs[1]], lambda s, n, a, b: a / b)
+        lambda n, g: [g / n.inputs[1], -g * n / n.inputs[1]], lambda s, n, a, b: a / b,
+        cost=COSTLY)
 
 
 def _ref_pow(a, b):
@@ -196,7 +200,7 @@ def _pow_vjp(n, g):
     return [ga, gb]
 
 
-_define("pow", 2, _numeric, _ref_pow, _pow_vjp, _pow_scalar)
+_define("pow", 2, _numeric, _ref_pow, _pow_vjp, _pow_scalar, cost=COSTLY)
 
 
 def _max_vjp(n, g):

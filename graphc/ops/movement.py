@@ -92,7 +92,7 @@ def resolve_shape(op: str, shape, size: int) -> tuple:
 register(OpDef("reshape", "index", _reshape_infer,
                lambda x, shape: x.reshape(shape),
                lambda n, g: [reshape(g, n.inputs[0].shape)],
-               lower_at=_reshape_lower, nin=1, attrs=("shape",),
+               lower_at=_reshape_lower, nin=1, attrs=("shape",), view=True,
                check_attrs=lambda ins, a: {"shape": resolve_shape("reshape", a["shape"],
                                                                   ins[0].size)}))
 
@@ -139,7 +139,7 @@ def _perm(x: Node, axes) -> tuple:
 register(OpDef("transpose", "index", _transpose_infer,
                lambda x, axes: np.transpose(x, axes),
                lambda n, g: [transpose(g, tuple(int(i) for i in np.argsort(n.attrs["axes"])))],
-               lower_at=_transpose_lower, nin=1, attrs=("axes",),
+               lower_at=_transpose_lower, nin=1, attrs=("axes",), view=True,
                check_attrs=lambda ins, a: {"axes": _perm(ins[0], a["axes"])}))
 
 
@@ -200,7 +200,8 @@ def unbroadcast(g: Node, shape: tuple) -> Node:
 register(OpDef("broadcast_to", "index", _broadcast_infer,
                lambda x, shape: np.broadcast_to(x, shape).copy(),
                lambda n, g: [unbroadcast(g, n.inputs[0].shape)],
-               lower_at=_broadcast_lower, nin=1, attrs=("shape",),
+               lower_at=_broadcast_lower, nin=1, attrs=("shape",), view=True,
+               foldable=False,      # folding would materialize the expansion
                check_attrs=lambda ins, a: {"shape": A.shape("broadcast_to", "shape", a["shape"])}))
 
 
@@ -278,7 +279,7 @@ def check_slice(op: str, shape: tuple, attrs: dict) -> dict:
 
 
 register(OpDef("slice", "index", _slice_infer, _slice_ref, _slice_vjp, lower_at=_slice_lower,
-               nin=1, attrs=("starts", "stops", "steps"),
+               nin=1, attrs=("starts", "stops", "steps"), view=True,
                check_attrs=lambda ins, a: check_slice("slice", ins[0].shape, a)))
 
 
@@ -433,7 +434,8 @@ def _concat_axis(inputs, attrs):
 
 register(OpDef("concatenate", "index", _concat_infer,
                lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_vjp,
-               lower_at=_concat_lower, nin=(1, None), attrs=("axis",), check_attrs=_concat_axis))
+               lower_at=_concat_lower, nin=(1, None), attrs=("axis",), check_attrs=_concat_axis,
+               view=True))
 
 
 def concatenate(xs, axis: int = 0) -> Node:
