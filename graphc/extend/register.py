@@ -31,7 +31,8 @@ from ..ir import dtypes as D
 from ..ir.node import Node
 from ..ops import registry
 from ..ops.attrs import show
-from ..ops.common import as_node, broadcast_shapes, promote
+from ..ops.common import as_node, broadcast_shapes
+from ..ops.elementwise import promote
 from ..ops.registry import OpDef, OpKind
 
 

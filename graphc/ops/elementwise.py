@@ -9,7 +9,7 @@ from ..errors import DTypeError
 from ..ir import dtypes as D
 from ..ir.node import Node
 from . import attrs as A
-from .common import as_node, broadcast_shapes, promote
+from .common import as_node, broadcast_shapes, constant
 from .registry import CHEAP, COSTLY, OpDef, OpKind, make, register
 
 # ---------------------------------------------------------------- dtype rules
@@ -259,6 +259,41 @@ _define("where", 3, _where_rule, np.where,
         lambda s, n, c, a, b: s.select(c, a, b))
 
 # ------------------------------------------------------------ public functions
+
+
+def promote(opname: str, *xs) -> list[Node]:
+    """Promote operands to one dtype as numpy does (Python scalars weak) and
+    turn them into nodes, inserting casts where needed."""
+    keys = []
+    for x in xs:
+        if isinstance(x, Node):
+            keys.append(x.dtype)
+        elif isinstance(x, (bool, int, float)):
+            keys.append(x)
+        elif isinstance(x, (np.ndarray, np.generic, list, tuple)):
+            try:
+                keys.append(D.as_dtype(np.asarray(x).dtype))
+            except (ValueError, TypeError) as e:       # ragged lists, complex, strings
+                raise DTypeError(f"{opname}: cannot use this {type(x).__name__} as an "
+                                 f"operand: {e}") from None
+        else:
+            raise TypeError(f"{opname}: cannot use a {type(x).__name__} as an operand")
+    try:
+        dt = D.result_type(*keys)
+    except (TypeError, DTypeError) as e:
+        raise DTypeError(f"{opname}: cannot promote operand dtypes: {e}") from None
+    out = []
+    for x in xs:
+        if isinstance(x, Node):
+            out.append(x if x.dtype == dt else cast(x, dt))
+        else:
+            try:
+                with np.errstate(over="raise", invalid="raise"):
+                    arr = np.asarray(x, dtype=dt)
+            except (OverflowError, FloatingPointError) as e:
+                raise DTypeError(f"{opname}: scalar {x!r} does not fit in {dt}: {e}") from None
+            out.append(constant(arr))
+    return out
 
 
 def cast(x, dtype) -> Node:

@@ -7,9 +7,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
+from ..ir import dtypes as D
 from ..ir.node import Node
 from . import attrs as A
 from .common import MAX_DIM, as_node, int_tuple, is_int, norm_axis, shape_of
+from .elementwise import cast
 from .registry import OpDef, make, register
 
 
@@ -183,8 +185,6 @@ def unbroadcast(g: Node, shape: tuple) -> Node:
     """Sum ``g`` down to ``shape`` (the adjoint of broadcasting to g's shape).
     The result keeps g's dtype (integers wrap, bools are or-ed), whether or
     not anything is summed."""
-    from .elementwise import cast
-    from .reduce import sum as _sum
     g = as_node(g, opname="unbroadcast")
     shape = shape_of("unbroadcast", shape)
     if len(shape) > g.ndim or any(s != d and s != 1 for s, d in zip(shape[::-1], g.shape[::-1])):
@@ -194,7 +194,11 @@ def unbroadcast(g: Node, shape: tuple) -> Node:
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
-    return cast(reshape(_sum(g, axes, keepdims=True), shape), g.dtype)
+    # built by name, as reduce.sum builds it (bool and int32 sum in int64):
+    # reduce.py's VJPs use this module's ops, so it cannot import reduce.py
+    x = cast(g, D.int64) if D.is_bool(g.dtype) or g.dtype == D.int32 else g
+    s = make("reduce_sum", (x,), {"axes": axes, "keepdims": True})
+    return cast(reshape(s, shape), g.dtype)
 
 
 register(OpDef("broadcast_to", "index", _broadcast_infer,
@@ -439,7 +443,7 @@ register(OpDef("concatenate", "index", _concat_infer,
 
 
 def concatenate(xs, axis: int = 0) -> Node:
-    from .common import promote
+    from .elementwise import promote
     if isinstance(xs, Node) or not isinstance(xs, (list, tuple)):
         raise TypeError(f"concatenate: expects a list or tuple of values, got {type(xs).__name__}")
     xs = list(xs)
