@@ -14,7 +14,7 @@ import threading
 import numpy as np
 
 from .errors import InputError, InputTypeError, RuntimeCheckError
-from .ir.arrays import _array_like, convert_exactly, has_own_dtype, to_array  # noqa: F401
+from .ir.arrays import _array_like, convert_exactly, has_own_dtype, to_array
 from .ir.graph import Graph
 
 
