@@ -199,6 +199,17 @@ def test_kind_accepts_the_strings():
         registry.OpDef("t_layers_bad", "kernel", None, None, None, cost=-1)
 
 
+def test_every_kind_has_a_fusion_role_and_a_kernel():
+    from graphc.backend import plan
+    from graphc.passes import fusion
+    assert set(fusion._ROLE) == set(OpKind) == set(plan._KERNEL_KIND)
+    x = gc.placeholder((2, 3), "float64", name="x")
+    for node, role, kernel in ((gc.exp(x), "ew", "loop"), (gc.transpose(x), "ew", "loop"),
+                               (gc.sum(x, axis=1), "reduce", "loop"),
+                               (x @ gc.transpose(x), "matmul", "matmul")):
+        assert fusion._kind(node) == role and plan.kernel_kind(node) == kernel, node.op
+
+
 def test_costly_ops_are_the_transcendentals_and_division():
     costly = {n for n, d in registry.OPS.items() if d.cost >= registry.COSTLY}
     assert costly == {"exp", "log", "sqrt", "tanh", "sigmoid", "pow", "div"}
