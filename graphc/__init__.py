@@ -43,8 +43,7 @@ from .ops import *  # noqa: F401,F403 - the op functions are the public API
 from .ops import __all__ as _ops_all
 from .ops.common import parameter, placeholder
 from .passes import Pass, register_pass
-
-__version__ = "0.1.0"
+from .version import __version__ as __version__
 
 __all__ = ["grad", "compile", "CompiledFunction", "get_num_threads", "set_num_threads", "Graph",
            "Node", "placeholder", "parameter",

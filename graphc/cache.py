@@ -42,8 +42,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import cachefile, forksafe
+from .cachefile import cache_dir
 from .ir.graph import Graph
 from .ir.node import attrs_key, portable_key
+from .version import graphc_fingerprint
 
 MAGIC = b"GRAPHCC\x01"
 FORMAT = 1
@@ -51,40 +53,6 @@ MEMORY_ENTRIES = 32
 _lock = forksafe.lock(globals(), "_lock", rank=1)   # (see forksafe.py)
 _memory: OrderedDict = OrderedDict()      # key -> Artifact (most recently used last)
 _components: OrderedDict = OrderedDict()  # key -> components dict (for explaining misses)
-_source_hash = None
-
-
-def cache_dir() -> str | None:
-    """The on-disk cache directory (``GRAPHC_CACHE_DIR``; default
-    ``$XDG_CACHE_HOME/graphc`` or ``~/.cache/graphc``), or None when disabled
-    (``GRAPHC_CACHE_DIR=""`` or ``GRAPHC_CACHE=0``)."""
-    if os.environ.get("GRAPHC_CACHE", "1") == "0":
-        return None
-    d = os.environ.get("GRAPHC_CACHE_DIR")
-    if d is not None:
-        return d or None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "graphc")
-
-
-def graphc_fingerprint() -> str:
-    """graphc's version plus a hash of its source files (so an edited checkout
-    never loads code compiled by an older one)."""
-    global _source_hash
-    if _source_hash is None:
-        from . import __version__
-        h = hashlib.sha256(__version__.encode())
-        root = os.path.dirname(os.path.abspath(__file__))
-        for dirpath, dirnames, files in os.walk(root):
-            dirnames.sort()
-            for name in sorted(files):
-                if name.endswith(".py"):
-                    path = os.path.join(dirpath, name)
-                    h.update(os.path.relpath(path, root).encode())
-                    with open(path, "rb") as fh:
-                        h.update(fh.read())
-        _source_hash = f"{__version__}+{h.hexdigest()[:16]}"
-    return _source_hash
 
 
 def _digest(obj) -> str:

@@ -36,6 +36,19 @@ _FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 
     getattr(os, "O_CLOEXEC", 0)
 
 
+def cache_dir() -> str | None:
+    """The on-disk cache directory (``GRAPHC_CACHE_DIR``; default
+    ``$XDG_CACHE_HOME/graphc`` or ``~/.cache/graphc``), or None when disabled
+    (``GRAPHC_CACHE_DIR=""`` or ``GRAPHC_CACHE=0``)."""
+    if os.environ.get("GRAPHC_CACHE", "1") == "0":
+        return None
+    d = os.environ.get("GRAPHC_CACHE_DIR")
+    if d is not None:
+        return d or None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "graphc")
+
+
 class BadEntry(Exception):
     """A cache file that must not be used (the message says why)."""
 

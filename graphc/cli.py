@@ -57,8 +57,8 @@ def main(argv=None) -> int:
         import llvmlite
         import numpy
 
-        from . import __version__
         from .backend.llvm.host import host_info
+        from .version import __version__
         h = host_info()
         print(f"graphc {__version__}, numpy {numpy.__version__}, llvmlite {llvmlite.__version__}, "
               f"LLVM {h['llvm']}")

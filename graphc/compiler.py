@@ -20,7 +20,7 @@ from .backend import interp
 from .errors import InputError
 from .ir.graph import Graph
 from .ir.node import Node
-from .runtime import HostedCall, NativeCall, bind_inputs
+from .runtime import CALLBACK_SYMBOL, HostedCall, NativeCall, bind_inputs
 
 BACKENDS = ("llvm", "interp")
 _num_threads: list = []
@@ -347,8 +347,7 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
 def _calls_back(module) -> bool:
     """Whether the code calls host callbacks (so runs Python code while it
     runs, and may be re-entered: it needs :class:`~graphc.runtime.HostedCall`)."""
-    from .extend.callback import SYMBOL
-    return SYMBOL in module.globals
+    return CALLBACK_SYMBOL in module.globals
 
 
 _hooks: list = []     # callables run on every compiled function (``python -m graphc inspect``)

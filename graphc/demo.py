@@ -1,5 +1,5 @@
 """``python -m graphc demo``: train an MLP classifier on a 3-class spiral
-through the training API (``gc.nn`` + ``gc.optim``).
+through the training API (``nn`` + ``optim``).
 
 The whole training step — forward pass, softmax cross-entropy, the gradient
 of every parameter and Adam's update of every parameter and moment — is one
@@ -12,7 +12,9 @@ import time
 
 import numpy as np
 
-import graphc as gc
+from . import compiler, nn, optim
+from .ops import relu
+from .ops.common import placeholder
 
 DEFAULT_STEPS = 1000
 DEFAULT_LR = 0.01
@@ -32,13 +34,13 @@ def spiral(n_per_class: int = 100, classes: int = 3, noise: float = 0.2, seed: i
     return X, y
 
 
-def build_model(sizes=(2, 64, 64, 3), dtype="float32", seed: int = 0) -> gc.nn.Sequential:
+def build_model(sizes=(2, 64, 64, 3), dtype="float32", seed: int = 0) -> nn.Sequential:
     """An MLP: Dense layers with ReLU between them (PyTorch's default init)."""
     layers = []
     for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        act = gc.relu if k < len(sizes) - 2 else None
-        layers.append(gc.nn.Dense(a, b, activation=act, dtype=dtype, seed=seed + k))
-    return gc.nn.Sequential(*layers)
+        act = relu if k < len(sizes) - 2 else None
+        layers.append(nn.Dense(a, b, activation=act, dtype=dtype, seed=seed + k))
+    return nn.Sequential(*layers)
 
 
 def _median_ms(f, feeds, reps):
@@ -57,15 +59,15 @@ def main(steps: int | None = None, lr: float | None = None, quiet: bool = False)
     X = X.astype(np.float32)
     n = len(X)
     model = build_model()
-    x = gc.placeholder((n, 2), "float32", name="x")
-    y = gc.placeholder((n,), "int64", name="y")
-    loss = gc.nn.cross_entropy(model(x), y)
-    opt = gc.optim.Adam(lr=lr)
+    x = placeholder((n, 2), "float32", name="x")
+    y = placeholder((n,), "int64", name="y")
+    loss = nn.cross_entropy(model(x), y)
+    opt = optim.Adam(lr=lr)
     updates = opt.updates(loss, model.parameters())
     t0 = time.perf_counter()
-    step = gc.compile(loss, updates=updates)
+    step = compiler.compile(loss, updates=updates)
     compile_s = time.perf_counter() - t0
-    predict = gc.compile(model.eval()(x))
+    predict = compiler.compile(model.eval()(x))
     feeds = {"x": X, "y": Y}
 
     def log(*a):
@@ -77,14 +79,14 @@ def main(steps: int | None = None, lr: float | None = None, quiet: bool = False)
     log(f"compiled the train step (forward, loss, {len(model.parameters())} gradients and their "
         f"Adam updates, written in place) in {compile_s:.3f} s: {len(step.graph)} graph nodes, "
         f"{step.num_kernels} kernels")
-    history = gc.nn.fit(step, feeds, epochs=steps, batch_size=n, shuffle=False,
+    history = nn.fit(step, feeds, epochs=steps, batch_size=n, shuffle=False,
                         progress=not quiet)
     marks = sorted({0, *range(max(1, steps // 10) - 1, steps, max(1, steps // 10)), steps - 1})
     log("loss by step: " + ", ".join(f"{i + 1}: {history[i]:.4f}" for i in marks if i < len(history)))
     acc = float((predict(x=X).argmax(1) == Y).mean())
     log(f"final training accuracy: {100 * acc:.1f}%")
 
-    interp = gc.compile(loss, updates=updates, backend="interp")
+    interp = compiler.compile(loss, updates=updates, backend="interp")
     ms_c = _median_ms(step, feeds, 200)
     ms_i = _median_ms(interp, feeds, 50)
     log(f"per step (median, forward + backward + Adam): compiled {ms_c:.3f} ms, interpreted "

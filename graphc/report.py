@@ -36,6 +36,14 @@ def kernel_rows(f) -> list[dict]:
     return rows
 
 
+def kernel_label(row: dict) -> str:
+    """A kernel's kind as the report prints it: "loop", "custom", "gemm", or
+    "gemm+loop" for a GEMM whose kernel also stores loop outputs (an epilogue)."""
+    if row["gemm"] and len(row["outputs"]) > 1:
+        return "gemm+loop"
+    return "gemm" if row["kind"] == "matmul" else row["kind"]
+
+
 def report(f) -> str:
     """Text report: passes (time, node counts), kernels, memory plan."""
     g = f.graph
@@ -67,9 +75,7 @@ def report(f) -> str:
             if row["split"] < len(row["shape"]):
                 outer = "x".join(str(s) for s in row["shape"][:row["split"]]) or "1"
                 loop += f" (rows of {outer})"
-            kind = "gemm+loop" if row["gemm"] and len(row["outputs"]) > 1 else row["kind"]
-            if kind == "matmul":
-                kind = "gemm"
+            kind = kernel_label(row)
             ops = ", ".join(dict.fromkeys(row["ops"]))
             extra = ""
             if row["hoisted"]:

@@ -14,6 +14,7 @@ import threading
 import numpy as np
 
 from .errors import InputError, InputTypeError, RuntimeCheckError
+from .ir.arrays import _array_like, convert_exactly, has_own_dtype, to_array
 from .ir.graph import Graph
 
 
@@ -112,53 +113,6 @@ def check_array(p, v) -> np.ndarray:
     return a
 
 
-def convert_exactly(a: np.ndarray, dtype, what: str) -> np.ndarray:
-    """``a.astype(dtype)`` for a same-kind conversion, refusing to change
-    values: integers that do not fit (which astype would wrap) and finite
-    floats that overflow to inf."""
-    with np.errstate(all="ignore"):
-        b = a.astype(dtype)
-        if b.dtype.kind in "iu" and not np.array_equal(b, a):
-            raise InputTypeError(f"{what}: values do not fit in {b.dtype} "
-                                 f"(range {np.iinfo(b.dtype).min} to {np.iinfo(b.dtype).max})")
-        if b.dtype.kind == "f" and a.dtype.kind in "fiu" and np.any(np.isfinite(a) & ~np.isfinite(b)):
-            raise InputTypeError(f"{what}: values overflow {b.dtype}")
-    return b
-
-
-def _array_like(v) -> bool:
-    import numbers
-    if isinstance(v, (numbers.Number, np.generic, list, tuple)) or \
-            any(hasattr(v, a) for a in ("__array__", "__array_interface__", "__array_struct__")):
-        return True
-    try:
-        memoryview(v).release()         # the buffer protocol
-        return True
-    except Exception:
-        return False
-
-
-def has_own_dtype(v) -> bool:
-    """Whether ``v`` carries a dtype (numpy arrays and scalars, and anything
-    numpy reads through ``__array__``, ``__array_interface__``,
-    ``__array_struct__`` or the buffer protocol), as opposed to Python numbers,
-    lists and tuples, whose dtype numpy guesses."""
-    import numbers
-    return not isinstance(v, (numbers.Number, list, tuple)) or isinstance(v, np.generic)
-
-
-def to_array(v, what: str, error=InputTypeError, **kw) -> np.ndarray:
-    """``np.asarray(v, **kw)`` (``np.array`` when ``copy=True`` is given), with
-    any exception raised by the conversion (an ``__array__`` that raises, as a
-    tensor requiring grad does; a ragged list) reported as ``error`` naming
-    ``what`` and the exception, which is chained."""
-    try:
-        return np.array(v, **kw) if kw.get("copy") else np.asarray(v, **kw)
-    except Exception as e:
-        raise error(f"{what}: cannot convert the {type(v).__name__} to an array: "
-                    f"{type(e).__name__}: {e}") from e
-
-
 class NativeCall:
     """Runs the native entry on checked arrays.
 
@@ -215,6 +169,11 @@ class NativeCall:
             status = self.cfunc(self.ptr_type(*ptrs))
         if status:
             raise RuntimeCheckError(self.errors[status - 1])
+
+
+# The symbol JIT code calls a host callback through (extend/callback.py makes
+# it); code that references it runs Python code while it runs (HostedCall).
+CALLBACK_SYMBOL = "graphc_host_callback"
 
 
 class _Frames(threading.local):

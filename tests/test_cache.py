@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import cache
+from graphc import cache, version
 
 
 @pytest.fixture
@@ -180,7 +180,7 @@ def test_graph_with_external_op_is_not_cached_on_disk(cache_dir):
 def test_changed_graphc_source_is_a_miss(cache_dir, monkeypatch):
     gc.compile(build()[0])
     cache.clear_memory()
-    monkeypatch.setattr(cache, "_source_hash", "0.1.0+someotherbuild")
+    monkeypatch.setattr(version, "_source_hash", "0.1.0+someotherbuild")
     f = gc.compile(build()[0])
     assert f.cache_hit is False and "graphc version" in f.cache_miss_reason
 

@@ -236,7 +236,7 @@ def test_custom_pass_is_recorded_and_verified():
     f = gc.compile(gc.exp(x) * 2.0, passes=["simplify", CountOps()])
     rec = [r for r in f.passes if r.name == "count-ops"][0]
     assert rec.notes == ["2 op nodes"] and "count-ops" in f.report()
-    from graphc.ir.verify import VerifyError
+    from graphc.passes.verify import VerifyError
     with pytest.raises(VerifyError, match="broken"):
         gc.compile(gc.exp(x), passes=[Broken()])
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from ..ir.graph import Graph
 from ..ir.node import Node
 from ..ops import registry
+from ..ops.registry import OpKind
 
 ALIGN = 64
 
@@ -67,10 +68,14 @@ class Kernel:
         return bool(self.loop_outputs() or self.hoisted or self.accumulates)
 
 
+# Which kernel computes a node of each op kind (ops/registry.py OpKind) when it
+# is a kernel's root: a loop nest, a GEMM, or the op's own kernel template.
+_KERNEL_KIND = {OpKind.ELEMENTWISE: "loop", OpKind.INDEX: "loop", OpKind.REDUCE: "loop",
+                OpKind.MATMUL: "matmul", OpKind.KERNEL: "custom"}
+
+
 def kernel_kind(n: Node) -> str:
-    kind = registry.get(n.op).kind
-    return {"elementwise": "loop", "index": "loop", "kernel": "custom",
-            "reduce": "loop"}.get(kind, kind)
+    return _KERNEL_KIND[registry.get(n.op).kind]
 
 
 def is_immediate(n: Node) -> bool:

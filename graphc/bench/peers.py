@@ -139,8 +139,8 @@ class Threads:
             os.environ[var] = str(n)
         self.notes["numpy"] = self._numpy_blas(n)
         self.notes["idle spin"] = spin_note()
-        import graphc
-        graphc.set_num_threads(n)
+        from ..compiler import set_num_threads
+        set_num_threads(n)
         self.notes["graphc"] = f"graphc.set_num_threads({n})"
 
     @staticmethod

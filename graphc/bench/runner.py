@@ -264,8 +264,8 @@ class Runner:
 
     # ------------------------------------------------------------ metadata
     def meta(self, seconds: float) -> dict:
-        from graphc import __version__
-        from graphc.backend.llvm.host import host_info
+        from ..backend.llvm.host import host_info
+        from ..version import __version__
         h = host_info()
         versions = {"python": platform.python_version(), "numpy": np.__version__,
                     "graphc": __version__, "llvm": h["llvm"]}

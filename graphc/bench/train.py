@@ -2,7 +2,7 @@
 softmax cross-entropy, backward and Adam's update of every parameter — of a
 784-256-128-10 ReLU MLP, batch 128, float32.
 
-graphc compiles it with ``gc.nn`` and ``gc.optim.Adam`` into one call that
+graphc compiles it with ``nn`` and ``optim.Adam`` into one call that
 writes the parameters in place; numpy runs the same step written by hand;
 PyTorch eager runs ``loss.backward(); Adam.step()``; JAX jits
 ``value_and_grad`` plus the Adam update (donating its buffers). Each row
@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-import graphc as gc
-
+from .. import compiler, nn, optim
+from ..ops import relu
+from ..ops.common import placeholder
 from .workloads import Case, impls, rng, workload
 
 LR, B1, B2, EPS = 1e-3, 0.9, 0.999, 1e-8
@@ -45,16 +46,16 @@ class TrainStep:
 
     def graphc(self, backend: str):
         n = len(self.weights)
-        model = gc.nn.Sequential(*[gc.nn.Dense(a, b, activation=gc.relu if k < n - 1 else None)
+        model = nn.Sequential(*[nn.Dense(a, b, activation=relu if k < n - 1 else None)
                                    for k, (a, b) in enumerate(zip(self.sizes[:-1],
                                                                   self.sizes[1:]))])
         for layer, (w, b) in zip(model, self.weights):
             layer.weight.value, layer.bias.value = w, b
-        x = gc.placeholder(self.x.shape, "float32", name="x")
-        y = gc.placeholder(self.y.shape, "int64", name="y")
-        loss = gc.nn.cross_entropy(model(x), y)
-        step = gc.compile(loss, inputs=[x, y], backend=backend,
-                          updates=gc.optim.Adam(LR).updates(loss, model.parameters()))
+        x = placeholder(self.x.shape, "float32", name="x")
+        y = placeholder(self.y.shape, "int64", name="y")
+        loss = nn.cross_entropy(model(x), y)
+        step = compiler.compile(loss, inputs=[x, y], backend=backend,
+                          updates=optim.Adam(LR).updates(loss, model.parameters()))
         X, Y = self.x, self.y
         return lambda: step(X, Y)
 

@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-import graphc as gc
-
+from .. import compiler, ops
+from ..autodiff import grad
+from ..ops.common import parameter, placeholder
 from .targets import Target
 
 WORKLOADS: dict[str, Workload] = {}
@@ -133,18 +134,18 @@ def mlp_graph(batch: int = 128, sizes=MLP_SIZES, seed: int = 0):
     and ``feeds`` holds ``x`` and ``y``. For scripts and tests that need the
     graph itself (kernel counts, thread checks, techniques)."""
     r = np.random.default_rng(seed)
-    x = gc.placeholder((batch, sizes[0]), "float32", name="x")
-    y = gc.placeholder((batch,), "int64", name="y")
+    x = placeholder((batch, sizes[0]), "float32", name="x")
+    y = placeholder((batch,), "int64", name="y")
     params, h = [], x
     for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        w = gc.parameter((r.standard_normal((a, b)) * np.sqrt(2 / a)).astype(np.float32),
+        w = parameter((r.standard_normal((a, b)) * np.sqrt(2 / a)).astype(np.float32),
                          name=f"w{k}")
-        bias = gc.parameter(np.zeros(b, np.float32), name=f"b{k}")
+        bias = parameter(np.zeros(b, np.float32), name=f"b{k}")
         params += [w, bias]
         h = h @ w + bias
         if k < len(sizes) - 2:
-            h = gc.relu(h)
-    loss = gc.mean(gc.softmax_cross_entropy(h, y))
+            h = ops.relu(h)
+    loss = ops.mean(ops.softmax_cross_entropy(h, y))
     feeds = {"x": r.standard_normal((batch, sizes[0])).astype(np.float32),
              "y": r.integers(0, sizes[-1], batch)}
     return loss, params, feeds
@@ -206,20 +207,20 @@ class MLP:
         return lambda: self.numpy_step(x, y, ps)
 
     def graphc_function(self, backend: str, cache: bool = True):
-        x = gc.placeholder(self.x.shape, "float32", name="x")
-        y = gc.placeholder(self.y.shape, "int64", name="y")
-        ps = [gc.parameter(p.copy(), name=f"p{k}") for k, p in enumerate(self.params)]
+        x = placeholder(self.x.shape, "float32", name="x")
+        y = placeholder(self.y.shape, "int64", name="y")
+        ps = [parameter(p.copy(), name=f"p{k}") for k, p in enumerate(self.params)]
         h = x
         L = len(ps) // 2
         for k in range(L):
             h = h @ ps[2 * k] + ps[2 * k + 1]
             if k < L - 1:
-                h = gc.relu(h)
-        loss = gc.mean(gc.softmax_cross_entropy(h, y))
-        grads = gc.grad(loss, ps)
+                h = ops.relu(h)
+        loss = ops.mean(ops.softmax_cross_entropy(h, y))
+        grads = grad(loss, ps)
         if backend == "interp":
-            return gc.compile([loss, *grads], inputs=[x, y], backend=backend)
-        return gc.compile([loss, *grads], inputs=[x, y], backend=backend, cache=cache)
+            return compiler.compile([loss, *grads], inputs=[x, y], backend=backend)
+        return compiler.compile([loss, *grads], inputs=[x, y], backend=backend, cache=cache)
 
     def graphc(self, backend: str):
         f = self.graphc_function(backend)
@@ -309,8 +310,8 @@ def elemwise(quick: bool) -> list[Case]:
         return f
 
     def gc_impl(backend):
-        X, A, B = (gc.placeholder((n,), "float32", name=k) for k in "xab")
-        f = gc.compile(gc.sum(gc.tanh(X * A + B) * gc.sigmoid(X) - 0.1 * X),
+        X, A, B = (placeholder((n,), "float32", name=k) for k in "xab")
+        f = compiler.compile(ops.sum(ops.tanh(X * A + B) * ops.sigmoid(X) - 0.1 * X),
                        inputs=[X, A, B], backend=backend)
         return lambda: f(x, a, b)
 
@@ -340,9 +341,9 @@ def matmul(quick: bool) -> list[Case]:
         B = r.standard_normal((n, n)).astype(np.float32)
 
         def gc_impl(backend, A=A, B=B, n=n):
-            a = gc.placeholder((n, n), "float32", name="a")
-            b = gc.placeholder((n, n), "float32", name="b")
-            f = gc.compile(a @ b, inputs=[a, b], backend=backend)
+            a = placeholder((n, n), "float32", name="a")
+            b = placeholder((n, n), "float32", name="b")
+            f = compiler.compile(a @ b, inputs=[a, b], backend=backend)
             return lambda: f(A, B)
 
         cases.append(Case(
@@ -377,10 +378,10 @@ def tiny_call(quick: bool) -> list[Case]:
         return lambda: np.maximum(x @ w0 + b0, 0) @ w1 + b1
 
     def gc_impl(backend):
-        X = gc.placeholder((1, 16), "float32", name="x")
-        p = [gc.parameter(v.copy(), name=k) for k, v in zip(("w0", "b0", "w1", "b1"),
+        X = placeholder((1, 16), "float32", name="x")
+        p = [parameter(v.copy(), name=k) for k, v in zip(("w0", "b0", "w1", "b1"),
                                                              (w0, b0, w1, b1))]
-        f = gc.compile(gc.relu(X @ p[0] + p[1]) @ p[2] + p[3], inputs=[X], backend=backend)
+        f = compiler.compile(ops.relu(X @ p[0] + p[1]) @ p[2] + p[3], inputs=[X], backend=backend)
         return lambda: f(x)
 
     def jax_impl(jax):

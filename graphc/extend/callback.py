@@ -59,9 +59,9 @@ import numpy as np
 from llvmlite import ir
 
 from ..backend.llvm.scalar import I32, I64, PTR, mem_type
+from ..runtime import CALLBACK_SYMBOL as SYMBOL
 from ..runtime import FRAMES
 
-SYMBOL = "graphc_host_callback"
 _PROTO = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int64, ctypes.c_void_p)
 _SITES: dict[int, _Site] = {}
 _tokens = itertools.count(1)

@@ -142,8 +142,8 @@ def check_op(name: str, samples=None, *, attrs: dict | None = None, opt_levels=(
     ``1e-5``/``1e-6``), ``grad_rtol``/``grad_atol`` for the gradient against
     finite differences of step ``eps``.
     """
-    from .. import compile as gc_compile
-    from .. import grad as gc_grad
+    from ..autodiff import grad as gc_grad
+    from ..compiler import compile as gc_compile
     from ..ops.common import placeholder
     from ..ops.reduce import sum as gc_sum
     reg, build = _builder(name)

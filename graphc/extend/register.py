@@ -31,8 +31,9 @@ from ..ir import dtypes as D
 from ..ir.node import Node
 from ..ops import registry
 from ..ops.attrs import show
-from ..ops.common import as_node, broadcast_shapes, promote
-from ..ops.registry import OpDef
+from ..ops.common import as_node, broadcast_shapes
+from ..ops.elementwise import promote
+from ..ops.registry import OpDef, OpKind
 
 
 @dataclass
@@ -191,7 +192,8 @@ def register_op(name: str, *, reference: Callable, vjp: Callable | None = None,
                 scalar: Callable | None = None, callback: Callable | bool | None = None,
                 shape: Callable | None = None, dtype=None, nin: int | None = None,
                 attrs: dict | None = None, samples: list | None = None, doc: str = "",
-                replace: bool = False) -> Callable:
+                replace: bool = False, cost: int | None = None,
+                foldable: bool = True) -> Callable:
     """Register a new primitive op; return the function that builds it.
 
     ``reference(*arrays, **attrs) -> array``: the numpy meaning (the
@@ -207,7 +209,11 @@ def register_op(name: str, *, reference: Callable, vjp: Callable | None = None,
     ``attrs``: attribute names and default values (keywords of the built
     function). ``samples``: inputs for :func:`check_op` (tuples of arrays, or
     of shapes for random float64 arrays). ``nin``: the number of inputs, when
-    the reference's signature does not tell.
+    the reference's signature does not tell. ``cost``: the cost of computing
+    one element again, which fusion weighs before recomputing the op in
+    several kernels (default 1, arithmetic; 4 is that of ``exp`` or a
+    division). ``foldable=False``: constant folding never evaluates the op at
+    compile time (a reference with side effects, or one too slow to run then).
 
     Scalar ops promote their operands as numpy does (``op(x32, 2.0)`` stays
     float32); callback ops take their inputs as given.
@@ -241,6 +247,11 @@ def register_op(name: str, *, reference: Callable, vjp: Callable | None = None,
         raise TypeError(f"register_op {name!r}: shape must be a function (*input_shapes, **attrs)")
     if dtype is not None and not callable(dtype):
         dtype = D.as_dtype(dtype)
+    if cost is not None and (isinstance(cost, bool) or not isinstance(cost, int) or cost < 0):
+        raise ValueError(f"register_op {name!r}: cost must be an int >= 0 (1: arithmetic, "
+                         f"4: exp or a division), got {cost!r}")
+    if not isinstance(foldable, bool):
+        raise TypeError(f"register_op {name!r}: foldable must be True or False, got {foldable!r}")
     defaults = {}
     for k, v in (attrs or {}).items():
         if not isinstance(k, str) or not k.isidentifier():
@@ -254,14 +265,14 @@ def register_op(name: str, *, reference: Callable, vjp: Callable | None = None,
                        vjp, shape, dtype, scalar, callback, defaults, samples,
                        doc or (getattr(reference, "__doc__", "") or "").strip().split("\n")[0])
     infer = _make_infer(reg)
-    checks = dict(nin=n_in, attrs=tuple(defaults),
+    checks = dict(nin=n_in, attrs=tuple(defaults), cost=cost, foldable=foldable,
                   check_attrs=lambda ins, a: {k: _check_attr(name, k, v) for k, v in a.items()})
     if scalar is not None:
-        opdef = OpDef(name, "elementwise", infer, reference, _make_vjp(reg),
+        opdef = OpDef(name, OpKind.ELEMENTWISE, infer, reference, _make_vjp(reg),
                       scalar=_make_scalar(reg), doc=reg.doc, **checks)
     else:
         from .callback import callback_kernel
-        opdef = OpDef(name, "kernel", infer, reference, _make_vjp(reg),
+        opdef = OpDef(name, OpKind.KERNEL, infer, reference, _make_vjp(reg),
                       kernel=callback_kernel(reg), doc=reg.doc, **checks)
         opdef.extra["opaque"] = f"host callback into Python ({_describe(callback)})"
     opdef.extra["user"] = reg

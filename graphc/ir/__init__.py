@@ -1,1 +1,2 @@
-"""The graph IR: dtypes, immutable nodes, graphs and their verifier."""
+"""The graph IR: dtypes, array conversion, immutable nodes and graphs (the
+verifier, which needs the ops' rules, is passes/verify.py)."""

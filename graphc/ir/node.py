@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import DTypeError, ShapeError
 from . import dtypes
+from .arrays import convert_exactly, to_array
 
 LEAF_OPS = ("placeholder", "parameter", "constant")
 _ids = itertools.count()
@@ -109,7 +110,6 @@ class Node:
     def value(self, v) -> None:
         if self.op != "parameter":
             raise AttributeError(f"cannot set the value of {self.op} node {self.name!r}")
-        from ..runtime import to_array
         a = to_array(v, f"parameter {self.name!r}: new value", DTypeError)
         if a.dtype == object or a.dtype.kind not in "biuf":
             raise DTypeError(f"parameter {self.name!r}: new value has dtype {a.dtype} "
@@ -121,7 +121,6 @@ class Node:
             if not np.can_cast(a.dtype, self.dtype, casting="same_kind"):
                 raise DTypeError(f"parameter {self.name!r}: new value has dtype {a.dtype}, "
                                  f"expected {self.dtype}")
-            from ..runtime import convert_exactly
             try:
                 a = convert_exactly(a, self.dtype, f"parameter {self.name!r}")
             except (ValueError, TypeError) as e:

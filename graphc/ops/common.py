@@ -9,13 +9,13 @@ import numpy as np
 from ..errors import DTypeError, ShapeError, user_source
 from ..ir import dtypes as D
 from ..ir import node as _node
+from ..ir.arrays import to_array
 from ..ir.node import Node
 
 
 def constant(value, dtype=None, name: str | None = None) -> Node:
     """A constant node holding a copy of ``value``. Small constants are
     hash-consed by value, so equal constants are one node."""
-    from ..runtime import to_array
     dt_arg = None if dtype is None else D.as_dtype(dtype, "constant")   # (a DTypeError of its own)
     a = to_array(value, "constant", DTypeError, dtype=dt_arg, copy=True, order="C")
     if a.dtype == np.float16:
@@ -56,42 +56,6 @@ def as_node(x, dtype=None, opname: str | None = None) -> Node:
             raise DTypeError(f"{opname}: cannot use this {type(x).__name__} as an operand: {e}") from None
     where = f"{opname}: " if opname else ""
     raise TypeError(f"{where}cannot use a {type(x).__name__} as a graph value")
-
-
-def promote(opname: str, *xs) -> list[Node]:
-    """Promote operands to one dtype as numpy does (Python scalars weak) and
-    turn them into nodes, inserting casts where needed."""
-    from .elementwise import cast
-    keys = []
-    for x in xs:
-        if isinstance(x, Node):
-            keys.append(x.dtype)
-        elif isinstance(x, (bool, int, float)):
-            keys.append(x)
-        elif isinstance(x, (np.ndarray, np.generic, list, tuple)):
-            try:
-                keys.append(D.as_dtype(np.asarray(x).dtype))
-            except (ValueError, TypeError) as e:       # ragged lists, complex, strings
-                raise DTypeError(f"{opname}: cannot use this {type(x).__name__} as an "
-                                 f"operand: {e}") from None
-        else:
-            raise TypeError(f"{opname}: cannot use a {type(x).__name__} as an operand")
-    try:
-        dt = D.result_type(*keys)
-    except (TypeError, DTypeError) as e:
-        raise DTypeError(f"{opname}: cannot promote operand dtypes: {e}") from None
-    out = []
-    for x in xs:
-        if isinstance(x, Node):
-            out.append(x if x.dtype == dt else cast(x, dt))
-        else:
-            try:
-                with np.errstate(over="raise", invalid="raise"):
-                    arr = np.asarray(x, dtype=dt)
-            except (OverflowError, FloatingPointError) as e:
-                raise DTypeError(f"{opname}: scalar {x!r} does not fit in {dt}: {e}") from None
-            out.append(constant(arr))
-    return out
 
 
 def broadcast_shapes(opname: str, *shapes) -> tuple:
@@ -190,7 +154,6 @@ def placeholder(shape, dtype="float32", name: str | None = None) -> Node:
 def parameter(value, name: str | None = None, dtype=None, trainable: bool = True) -> Node:
     """A graph value that holds a numpy array (``.value``), read at each call.
     Assigning ``.value`` (same shape) changes what the next call sees."""
-    from ..runtime import to_array
     dt_arg = None if dtype is None else D.as_dtype(dtype, "parameter")   # (a DTypeError of its own)
     a = to_array(value, "parameter", DTypeError, dtype=dt_arg, copy=True)
     dt = D.as_dtype(a.dtype, "parameter")

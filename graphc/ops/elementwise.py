@@ -9,8 +9,8 @@ from ..errors import DTypeError
 from ..ir import dtypes as D
 from ..ir.node import Node
 from . import attrs as A
-from .common import as_node, broadcast_shapes, promote
-from .registry import OpDef, make, register
+from .common import as_node, broadcast_shapes, constant
+from .registry import CHEAP, COSTLY, OpDef, OpKind, make, register
 
 # ---------------------------------------------------------------- dtype rules
 
@@ -54,7 +54,8 @@ def _where_rule(name, inputs, attrs):
     return inputs[1].dtype
 
 
-def _define(name, nin, dtype_rule, ref, vjp, scalar, doc="", attrs=(), check_attrs=None):
+def _define(name, nin, dtype_rule, ref, vjp, scalar, doc="", attrs=(), check_attrs=None,
+            cost=CHEAP):
     def infer(inputs, attrs):
         if len(inputs) != nin:
             raise TypeError(f"{name} takes {nin} inputs, got {len(inputs)}")
@@ -66,8 +67,8 @@ def _define(name, nin, dtype_rule, ref, vjp, scalar, doc="", attrs=(), check_att
             raise DTypeError(f"where: branch dtypes differ: {inputs[1].dtype}, {inputs[2].dtype}")
         shape = broadcast_shapes(name, *[i.shape for i in inputs])
         return shape, dtype_rule(name, inputs, attrs)
-    return register(OpDef(name, "elementwise", infer, ref, vjp, scalar=scalar, doc=doc, nin=nin,
-                          attrs=attrs, check_attrs=check_attrs))
+    return register(OpDef(name, OpKind.ELEMENTWISE, infer, ref, vjp, scalar=scalar, doc=doc,
+                          nin=nin, attrs=attrs, check_attrs=check_attrs, cost=cost))
 
 
 def _ref_sigmoid(x):
@@ -85,13 +86,15 @@ def _no_grad(node, g):
 # ------------------------------------------------------------------ unary ops
 
 _define("neg", 1, _numeric, np.negative, lambda n, g: [-g], lambda s, n, x: -x)
-_define("exp", 1, _floating, np.exp, lambda n, g: [g * n], lambda s, n, x: s.exp(x))
-_define("log", 1, _floating, np.log, lambda n, g: [g / n.inputs[0]], lambda s, n, x: s.log(x))
-_define("sqrt", 1, _floating, np.sqrt, lambda n, g: [g / (2.0 * n)], lambda s, n, x: s.sqrt(x))
+_define("exp", 1, _floating, np.exp, lambda n, g: [g * n], lambda s, n, x: s.exp(x), cost=COSTLY)
+_define("log", 1, _floating, np.log, lambda n, g: [g / n.inputs[0]], lambda s, n, x: s.log(x),
+        cost=COSTLY)
+_define("sqrt", 1, _floating, np.sqrt, lambda n, g: [g / (2.0 * n)], lambda s, n, x: s.sqrt(x),
+        cost=COSTLY)
 _define("tanh", 1, _floating, np.tanh, lambda n, g: [g * (1.0 - n * n)],
-        lambda s, n, x: s.tanh(x))
+        lambda s, n, x: s.tanh(x), cost=COSTLY)
 _define("sigmoid", 1, _floating, _ref_sigmoid, lambda n, g: [g * n * (1.0 - n)],
-        lambda s, n, x: s.sigmoid(x))
+        lambda s, n, x: s.sigmoid(x), cost=COSTLY)
 _define("relu", 1, _numeric, lambda x: np.maximum(x, np.zeros((), x.dtype)),
         lambda n, g: [where(n.inputs[0] > 0, g, 0)],
         lambda s, n, x: s.maximum(x, s.const(0, x.dtype)))     # as np.maximum: relu(-0.0) = 0.0
@@ -141,7 +144,8 @@ _define("sub", 2, _numeric, np.subtract, lambda n, g: [g, -g], lambda s, n, a, b
 _define("mul", 2, _numeric, np.multiply,
         lambda n, g: [g * n.inputs[1], g * n.inputs[0]], lambda s, n, a, b: a * b)
 _define("div", 2, _floating, np.divide,
-        lambda n, g: [g / n.inputs[1], -g * n / n.inputs[1]], lambda s, n, a, b: a / b)
+        lambda n, g: [g / n.inputs[1], -g * n / n.inputs[1]], lambda s, n, a, b: a / b,
+        cost=COSTLY)
 
 
 def _ref_pow(a, b):
@@ -196,7 +200,7 @@ def _pow_vjp(n, g):
     return [ga, gb]
 
 
-_define("pow", 2, _numeric, _ref_pow, _pow_vjp, _pow_scalar)
+_define("pow", 2, _numeric, _ref_pow, _pow_vjp, _pow_scalar, cost=COSTLY)
 
 
 def _max_vjp(n, g):
@@ -255,6 +259,41 @@ _define("where", 3, _where_rule, np.where,
         lambda s, n, c, a, b: s.select(c, a, b))
 
 # ------------------------------------------------------------ public functions
+
+
+def promote(opname: str, *xs) -> list[Node]:
+    """Promote operands to one dtype as numpy does (Python scalars weak) and
+    turn them into nodes, inserting casts where needed."""
+    keys = []
+    for x in xs:
+        if isinstance(x, Node):
+            keys.append(x.dtype)
+        elif isinstance(x, (bool, int, float)):
+            keys.append(x)
+        elif isinstance(x, (np.ndarray, np.generic, list, tuple)):
+            try:
+                keys.append(D.as_dtype(np.asarray(x).dtype))
+            except (ValueError, TypeError) as e:       # ragged lists, complex, strings
+                raise DTypeError(f"{opname}: cannot use this {type(x).__name__} as an "
+                                 f"operand: {e}") from None
+        else:
+            raise TypeError(f"{opname}: cannot use a {type(x).__name__} as an operand")
+    try:
+        dt = D.result_type(*keys)
+    except (TypeError, DTypeError) as e:
+        raise DTypeError(f"{opname}: cannot promote operand dtypes: {e}") from None
+    out = []
+    for x in xs:
+        if isinstance(x, Node):
+            out.append(x if x.dtype == dt else cast(x, dt))
+        else:
+            try:
+                with np.errstate(over="raise", invalid="raise"):
+                    arr = np.asarray(x, dtype=dt)
+            except (OverflowError, FloatingPointError) as e:
+                raise DTypeError(f"{opname}: scalar {x!r} does not fit in {dt}: {e}") from None
+            out.append(constant(arr))
+    return out
 
 
 def cast(x, dtype) -> Node:

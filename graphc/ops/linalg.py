@@ -8,7 +8,8 @@ import numpy as np
 from ..errors import DTypeError, ShapeError
 from ..ir import dtypes as D
 from ..ir.node import Node
-from .common import broadcast_shapes, promote
+from .common import broadcast_shapes
+from .elementwise import promote
 from .registry import OpDef, make, register
 
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
+from ..ir import dtypes as D
 from ..ir.node import Node
 from . import attrs as A
 from .common import MAX_DIM, as_node, int_tuple, is_int, norm_axis, shape_of
+from .elementwise import cast
 from .registry import OpDef, make, register
 
 
@@ -92,7 +94,7 @@ def resolve_shape(op: str, shape, size: int) -> tuple:
 register(OpDef("reshape", "index", _reshape_infer,
                lambda x, shape: x.reshape(shape),
                lambda n, g: [reshape(g, n.inputs[0].shape)],
-               lower_at=_reshape_lower, nin=1, attrs=("shape",),
+               lower_at=_reshape_lower, nin=1, attrs=("shape",), view=True,
                check_attrs=lambda ins, a: {"shape": resolve_shape("reshape", a["shape"],
                                                                   ins[0].size)}))
 
@@ -139,7 +141,7 @@ def _perm(x: Node, axes) -> tuple:
 register(OpDef("transpose", "index", _transpose_infer,
                lambda x, axes: np.transpose(x, axes),
                lambda n, g: [transpose(g, tuple(int(i) for i in np.argsort(n.attrs["axes"])))],
-               lower_at=_transpose_lower, nin=1, attrs=("axes",),
+               lower_at=_transpose_lower, nin=1, attrs=("axes",), view=True,
                check_attrs=lambda ins, a: {"axes": _perm(ins[0], a["axes"])}))
 
 
@@ -183,8 +185,6 @@ def unbroadcast(g: Node, shape: tuple) -> Node:
     """Sum ``g`` down to ``shape`` (the adjoint of broadcasting to g's shape).
     The result keeps g's dtype (integers wrap, bools are or-ed), whether or
     not anything is summed."""
-    from .elementwise import cast
-    from .reduce import sum as _sum
     g = as_node(g, opname="unbroadcast")
     shape = shape_of("unbroadcast", shape)
     if len(shape) > g.ndim or any(s != d and s != 1 for s, d in zip(shape[::-1], g.shape[::-1])):
@@ -194,13 +194,18 @@ def unbroadcast(g: Node, shape: tuple) -> Node:
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
-    return cast(reshape(_sum(g, axes, keepdims=True), shape), g.dtype)
+    # built by name, as reduce.sum builds it (bool and int32 sum in int64):
+    # reduce.py's VJPs use this module's ops, so it cannot import reduce.py
+    x = cast(g, D.int64) if D.is_bool(g.dtype) or g.dtype == D.int32 else g
+    s = make("reduce_sum", (x,), {"axes": axes, "keepdims": True})
+    return cast(reshape(s, shape), g.dtype)
 
 
 register(OpDef("broadcast_to", "index", _broadcast_infer,
                lambda x, shape: np.broadcast_to(x, shape).copy(),
                lambda n, g: [unbroadcast(g, n.inputs[0].shape)],
-               lower_at=_broadcast_lower, nin=1, attrs=("shape",),
+               lower_at=_broadcast_lower, nin=1, attrs=("shape",), view=True,
+               foldable=False,      # folding would materialize the expansion
                check_attrs=lambda ins, a: {"shape": A.shape("broadcast_to", "shape", a["shape"])}))
 
 
@@ -278,7 +283,7 @@ def check_slice(op: str, shape: tuple, attrs: dict) -> dict:
 
 
 register(OpDef("slice", "index", _slice_infer, _slice_ref, _slice_vjp, lower_at=_slice_lower,
-               nin=1, attrs=("starts", "stops", "steps"),
+               nin=1, attrs=("starts", "stops", "steps"), view=True,
                check_attrs=lambda ins, a: check_slice("slice", ins[0].shape, a)))
 
 
@@ -433,11 +438,12 @@ def _concat_axis(inputs, attrs):
 
 register(OpDef("concatenate", "index", _concat_infer,
                lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_vjp,
-               lower_at=_concat_lower, nin=(1, None), attrs=("axis",), check_attrs=_concat_axis))
+               lower_at=_concat_lower, nin=(1, None), attrs=("axis",), check_attrs=_concat_axis,
+               view=True))
 
 
 def concatenate(xs, axis: int = 0) -> Node:
-    from .common import promote
+    from .elementwise import promote
     if isinstance(xs, Node) or not isinstance(xs, (list, tuple)):
         raise TypeError(f"concatenate: expects a list or tuple of values, got {type(xs).__name__}")
     xs = list(xs)

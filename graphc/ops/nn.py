@@ -47,6 +47,7 @@ register(OpDef("one_hot", "index", _one_hot_infer, _one_hot_ref,
                # depth 0 would make every label out of range, but the (empty)
                # result has no element at which the check could run
                nin=1, attrs=("depth",),
+               foldable=False,      # folding would materialize a (..., depth) expansion
                check_attrs=lambda ins, a: {"depth": A.integer("one_hot", "depth", a["depth"], 1,
                                                               MAX_DIM)}))
 

@@ -19,6 +19,25 @@ An OpDef carries everything any part of graphc needs to know about an op:
     - ``"kernel"``: ``kernel(em, node)`` emits the whole loop nest that stores
       ``node`` (for ops no index map or reduction can express, e.g. a
       scatter); such a node is its own kernel and never fused;
+* the facts passes and backends ask about an op (never its name):
+    - ``kind`` — one :class:`OpKind` (a str: ``"elementwise"`` etc. are
+      accepted and compare equal), which decides the lowering above, how
+      fusion treats the node (``passes/fusion.py`` ``_kind``: inlined,
+      reduction, GEMM or opaque) and which kernel computes it
+      (``backend/plan.py`` ``kernel_kind``);
+    - ``cost`` — the relative cost of computing one element again, which
+      fusion weighs before recomputing a value in several kernels: 0 for an
+      index map, :data:`CHEAP` (1) for arithmetic, :data:`COSTLY` (4) for
+      transcendental functions and division (``cost >= COSTLY`` is what the
+      emitter caches per row rather than recomputes); by default 0 for kind
+      ``"index"`` and 1 otherwise;
+    - ``foldable`` — constant folding may replace a node on constant inputs by
+      its value (False for ops whose result is only a cheap expansion of
+      their input, like ``broadcast_to``: folding would materialize it);
+    - ``view`` — the op is a pure index map of its input(s): every output
+      element is an input element at an index that depends on the output
+      index alone (reshape, transpose, broadcast, slice, concatenate), so a
+      property of all input elements holds for all output elements;
 * ``nin`` — the number of inputs (an int, or ``(least, most or None)``);
 * ``attrs`` — the names of the node's attributes (all required, no others),
   and ``check_attrs(inputs, attrs) -> attrs``, which validates and normalizes
@@ -31,7 +50,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
+
+import numpy as np
 
 from ..errors import AttrError, GraphcError, OpArgError, user_source
 from ..ir import node as _node
@@ -39,13 +61,36 @@ from ..ir.node import Node
 from .attrs import show
 from .common import check_size
 
-KINDS = ("elementwise", "index", "reduce", "matmul", "kernel")
+
+class OpKind(str, Enum):
+    """The one classification of an op. A str: ``OpKind.ELEMENTWISE ==
+    "elementwise"``, and an OpDef given the string gets the member."""
+    ELEMENTWISE = "elementwise"   # one element from the input elements at the same index
+    INDEX = "index"               # an element from input elements at other indices (lower_at)
+    REDUCE = "reduce"             # a reduction over axes (reduce_init, reduce_combine)
+    MATMUL = "matmul"             # the GEMM template
+    KERNEL = "kernel"             # its own loop nest (kernel): opaque to fusion
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
+KINDS = tuple(k.value for k in OpKind)
+CHEAP = 1         # OpDef.cost of arithmetic
+COSTLY = 4        # OpDef.cost of transcendental functions and division
+
+
+def _op_kind(name, kind) -> OpKind:
+    try:
+        return OpKind(kind)
+    except ValueError:
+        raise ValueError(f"op {name!r}: unknown kind {kind!r} (one of {KINDS})") from None
 
 
 @dataclass
 class OpDef:
     name: str
-    kind: str
+    kind: OpKind
     infer: Callable[..., tuple]
     ref: Callable[..., Any]
     vjp: Callable[..., list]
@@ -61,20 +106,33 @@ class OpDef:
     builtin: bool = False       # declared by graphc itself (graphc.ops.*): safe to cache on disk
     doc: str = ""
     extra: dict = field(default_factory=dict)
+    cost: int | None = None     # recompute cost of one element (None: by kind, see above)
+    foldable: bool = True       # constant folding may evaluate it
+    view: bool = False          # a pure index map of its inputs
+
+    def __post_init__(self):
+        self.kind = _op_kind(self.name, self.kind)
+        if self.cost is None:
+            self.cost = 0 if self.kind is OpKind.INDEX else CHEAP
+        if isinstance(self.cost, bool) or not isinstance(self.cost, int) or self.cost < 0:
+            raise ValueError(f"op {self.name!r}: cost must be an int >= 0, got {self.cost!r}")
+        for fact in ("foldable", "view"):
+            if not isinstance(getattr(self, fact), bool):
+                raise ValueError(f"op {self.name!r}: {fact} must be a bool, got "
+                                 f"{getattr(self, fact)!r}")
 
     def lowering(self):
         """The lowering rule for this op's kind (None if missing)."""
-        return {"elementwise": self.scalar, "index": self.lower_at,
-                "reduce": self.reduce_combine, "matmul": True,
-                "kernel": self.kernel}.get(self.kind)
+        return {OpKind.ELEMENTWISE: self.scalar, OpKind.INDEX: self.lower_at,
+                OpKind.REDUCE: self.reduce_combine, OpKind.MATMUL: True,
+                OpKind.KERNEL: self.kernel}[self.kind]
 
 
 OPS: dict[str, OpDef] = {}
 
 
 def register(opdef: OpDef) -> OpDef:
-    if opdef.kind not in KINDS:
-        raise ValueError(f"op {opdef.name!r}: unknown kind {opdef.kind!r} (one of {KINDS})")
+    opdef.kind = _op_kind(opdef.name, opdef.kind)      # (a kind set after construction)
     caller = sys._getframe(1).f_globals.get("__name__", "")
     opdef.builtin = caller.startswith("graphc.ops.")
     OPS[opdef.name] = opdef
@@ -148,3 +206,17 @@ def make(op: str, inputs, attrs: dict | None = None, name: str | None = None) ->
     n = Node(op, inputs, attrs, shape, dtype, name, user_source())
     _node.remember(key, n)
     return n
+
+
+def evaluate(n: Node, args: list):
+    """Apply ``n``'s op reference to input arrays; the result has n's dtype and
+    shape (the interpreter and constant folding)."""
+    d = get(n.op)
+    with np.errstate(all="ignore"):
+        r = d.ref(*args, **n.attrs)
+    r = np.asarray(r)
+    if r.dtype != n.dtype:
+        r = r.astype(n.dtype)
+    if r.shape != n.shape:
+        raise RuntimeError(f"reference of {n.op!r} returned shape {r.shape}, expected {n.shape}")
+    return r

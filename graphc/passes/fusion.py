@@ -35,9 +35,9 @@ from ..backend.plan import Kernel, input_indices, plan_unfused, reads_only_at_wr
 from ..ir.graph import Graph
 from ..ir.node import Node
 from ..ops import registry
+from ..ops.registry import OpKind
 from .manager import Pass, PassContext, register_pass
 
-EXPENSIVE = {"exp", "log", "sqrt", "tanh", "sigmoid", "pow", "div"}
 RECOMPUTE_BUDGET = 2
 # A value computed inline on top of a chain of this many inlined nodes is
 # stored instead, and no merge makes a kernel of more members than
@@ -48,19 +48,21 @@ MAX_INLINE_DEPTH = 64
 MAX_KERNEL_MEMBERS = 256
 
 
+# How fusion treats each kind of op: inlined into its users' loops ("ew"), a
+# reduction, a GEMM, or opaque ("custom": a kernel of its own).
+_ROLE = {OpKind.ELEMENTWISE: "ew", OpKind.INDEX: "ew", OpKind.REDUCE: "reduce",
+         OpKind.MATMUL: "matmul", OpKind.KERNEL: "custom"}
+
+
 def _kind(n: Node) -> str:
     if n.is_leaf:
         return "leaf"
-    k = registry.get(n.op).kind
-    return {"elementwise": "ew", "index": "ew", "kernel": "custom"}.get(k, k)
+    return _ROLE[registry.get(n.op).kind]
 
 
 def _cost(n: Node) -> int:
-    if n.op in EXPENSIVE:
-        return 4
-    if registry.get(n.op).kind == "index":
-        return 0
-    return 1
+    """The cost of recomputing one element of n (its OpDef's ``cost``)."""
+    return registry.get(n.op).cost
 
 
 def _trailing_broadcast(small: tuple, domain: tuple) -> bool:

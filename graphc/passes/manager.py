@@ -5,7 +5,7 @@ A pass is an object with a ``name``, a one-line ``purpose`` and
 nodes are immutable); planning passes (fusion, memory) return the graph
 unchanged and leave their plan in the :class:`PassContext`. The
 :class:`Pipeline` runs the passes in order, verifies the graph after each one
-(``ir/verify.py``), and keeps a :class:`PassRecord` per pass: time, node
+(``passes/verify.py``), and keeps a :class:`PassRecord` per pass: time, node
 counts, the graph before and after (text and DOT on request) and what the pass
 rewrote. Those records are ``f.passes`` on a compiled function.
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from ..errors import GraphcError
 from ..ir.graph import Graph
 from ..ir.node import attrs_key
-from ..ir.verify import signature, verify
+from .verify import signature, verify
 
 
 class PipelineError(GraphcError, ValueError):

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backend import interp
 from ..errors import GraphcError
 from ..ir import dtypes as D
 from ..ir.graph import Graph
@@ -30,9 +29,11 @@ from .rewrite import rebuild
 
 
 def const_array(n: Node):
-    """The value of ``n`` if it is a constant, possibly broadcast or reshaped
-    (the small underlying array, not expanded), else None."""
-    while n.op in ("broadcast_to", "reshape"):
+    """The value of the constant ``n`` is a view of (broadcast, reshaped,
+    transposed, sliced: an op whose OpDef says ``view``), or None: the small
+    underlying array, not expanded. Only for questions about all elements
+    (``is_all``, ``positive``): a view's elements are some of its input's."""
+    while not n.is_leaf and len(n.inputs) == 1 and registry.get(n.op).view:
         n = n.inputs[0]
     return n.value if n.op == "constant" else None
 
@@ -56,9 +57,8 @@ def zeros_of(n: Node) -> Node:
 
 
 def positive(n: Node) -> bool:
-    """Conservatively: is every value of ``n`` > 0 (or NaN)?"""
-    if n.op in ("exp", "sigmoid"):
-        return False       # can underflow to 0
+    """Conservatively: is every value of ``n`` > 0 (or NaN)? (Only constants
+    are known to be: ``exp`` and ``sigmoid`` can underflow to 0.)"""
     a = const_array(n)
     return a is not None and D.is_float(a.dtype) and bool(np.all(a > 0))
 
@@ -361,14 +361,14 @@ class ConstantFold(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         def replace(n):
-            if n.is_leaf or n.op in ("broadcast_to", "one_hot"):
+            if n.is_leaf or not registry.get(n.op).foldable:
                 return None
             if not all(i.op == "constant" for i in n.inputs):
                 return None
             if n.size > max(FOLD_MAX, max(i.size for i in n.inputs)):
                 return None
             try:
-                v = interp.eval_node(n, [i.value for i in n.inputs])
+                v = registry.evaluate(n, [i.value for i in n.inputs])
             except (GraphcError, ArithmeticError, ValueError):
                 return None       # an error belongs to run time, not compile time
             return constant(v), "fold"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 
-from .gemm import _ELEM, _SUFFIX, GEMM_ARGS, WS_ALIGN, GemmConfig, _c
+from .gemm_config import _ELEM, _SUFFIX, GEMM_ARGS, WS_ALIGN, GemmConfig, _c
 from .loops import for_step, if_then
 from .scalar import I1, I8, I32, I64, PTR
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from llvmlite import ir
 
-from .gemm import _ELEM, _c, host_config, shared_gemm
+from .gemm import shared_gemm
+from .gemm_config import _ELEM, _c, host_config
 from .loops import for_nest
 from .scalar import I32
 

@@ -32,6 +32,7 @@ import llvmlite.binding as llvm
 from llvmlite import ir
 
 from ... import forksafe
+from ...version import graphc_fingerprint
 from .scalar import I32, I64, PTR
 
 VOID = ir.VoidType()
@@ -386,10 +387,9 @@ def _python_symbols() -> None:
 # -- compiling and loading ---------------------------------------------------------------
 
 def _key(name: str) -> str:
-    from ... import cache
     from .host import host_info
     h = host_info()
-    return hashlib.sha256(repr((name, COMPONENTS[name][2:], cache.graphc_fingerprint(), h["llvm"], h["cpu"],
+    return hashlib.sha256(repr((name, COMPONENTS[name][2:], graphc_fingerprint(), h["llvm"], h["cpu"],
                                 h["features"], _layout())).encode()).hexdigest()
 
 
@@ -455,14 +455,13 @@ def _from_disk(path: str, name: str, key: str, symbols: list):
 
 
 def _load(name: str):
-    from ... import cache
-    from ...cachefile import write
+    from ...cachefile import cache_dir, write
     from .jit import JitModule
     emit, symbols, tuning, opt = COMPONENTS[name]
     if name == "pycall":
         _python_symbols()
     key = _key(name)
-    d = cache.cache_dir()
+    d = cache_dir()
     path = os.path.join(d, f"rt-{key}.o") if d else None
     jm = _from_disk(path, name, key, symbols) if path else None
     if jm is None:

@@ -207,7 +207,6 @@ class LoopStages:
         k = self.k
         if k.kind == "custom" or k.split >= len(k.shape) or not k.hoisted or self.dest is not None:
             return self._rc_plan
-        from ...passes.fusion import EXPENSIVE
         staged = k.staged()
         needed, stack = set(), list(k.loop_outputs())
         while stack:
@@ -219,7 +218,8 @@ class LoopStages:
         cands = list(dict.fromkeys(
             r.inputs[0] for r in k.hoisted
             if r.inputs[0].id in needed and r.inputs[0].shape == k.shape
-            and r.inputs[0].op in EXPENSIVE and r.inputs[0].id not in staged))
+            and registry.get(r.inputs[0].op).cost >= registry.COSTLY
+            and r.inputs[0].id not in staged))
         inner = 1
         for d in k.shape[k.split:]:
             inner *= d

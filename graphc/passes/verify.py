@@ -5,8 +5,8 @@ given."""
 from __future__ import annotations
 
 from ..errors import GraphcError
+from ..ir.graph import Graph
 from ..ops import registry
-from .graph import Graph
 
 
 class VerifyError(GraphcError, RuntimeError):
