@@ -117,12 +117,9 @@ class Gen(ElementwiseOps, ShapeOps, NNOps):
                             f"gc.full({shape}, {value.item()!r}, '{dt.name}')")
         value = self.values(shape, dt)
         if kind == "placeholder":
-            pname = self.fresh("p")
-            node = gc.placeholder(shape, dt.name, name=pname)
-            self.feeds[pname] = value
-            v = self.add(node, value, 0, f"gc.placeholder({shape}, '{dt.name}', name='{pname}')")
+            v = self.placeholder(shape, dt, value)
             if self.mode == "grad" and dt == F64:
-                self.wrt.append(node)
+                self.wrt.append(v.node)
             return v
         if kind == "parameter":
             node = gc.parameter(value, name=self.fresh("w"))
@@ -133,6 +130,13 @@ class Gen(ElementwiseOps, ShapeOps, NNOps):
             return v
         node = gc.constant(value)
         return self.add(node, value, 0, f"gc.constant({_arr_src(value)})")
+
+    def placeholder(self, shape, dt, value) -> Val:
+        """A fresh placeholder fed ``value``."""
+        pname = self.fresh("p")
+        node = gc.placeholder(shape, dt.name, name=pname)
+        self.feeds[pname] = value
+        return self.add(node, value, 0, f"gc.placeholder({shape}, '{dt.name}', name='{pname}')")
 
     def numeric_leaf(self) -> Val:
         return self.leaf(dt=self.dtype(NUMERIC))

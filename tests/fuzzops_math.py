@@ -14,6 +14,11 @@ import graphc as gc
 
 
 class ElementwiseOps:
+    def positive(self, a):
+        """``a * a + 0.5``: positive and well away from zero (grad mode)."""
+        return self.add(gc.mul(a.node, a.node) + 0.5, a.val * a.val + 0.5, 0,
+                        f"{a.name} * {a.name} + 0.5", [a])
+
     def op_unary_float(self):
         name = self.choice(["exp", "log", "sqrt", "tanh", "sigmoid"])
         a = self.pick(self.numeric, make=self.numeric_leaf)
@@ -21,8 +26,7 @@ class ElementwiseOps:
             return None
         if self.mode == "grad" and name in ("log", "sqrt"):
             # a positive argument, well away from zero
-            a = self.add(gc.mul(a.node, a.node) + 0.5, a.val * a.val + 0.5, 0,
-                         f"{a.name} * {a.name} + 0.5", [a])
+            a = self.positive(a)
         x = a.val if is_float(a.dtype) else a.val.astype(F64)
         ea = a.err
         with np.errstate(all="ignore"):
@@ -87,8 +91,7 @@ class ElementwiseOps:
         if op == "pow":
             if self.mode == "grad":
                 # positive base, exponent a small constant: smooth everywhere
-                base = self.add(gc.mul(a.node, a.node) + 0.5, a.val * a.val + 0.5, 0,
-                                f"{a.name} * {a.name} + 0.5", [a])
+                base = self.positive(a)
                 e = float(self.choice([2, 3, 0.5, -1, 1.5]))
                 out = base.val ** e
                 node = base.node ** e

@@ -114,10 +114,7 @@ class NNOps:
             vals.flat[self.integer(0, vals.size - 1)] = self.choice([-1, depth, depth + 5])
         if self.mode == "grad" and vals.size:
             vals = np.random.default_rng(self.integer(0, 2**31)).integers(0, depth, shape).astype(dt)
-        pname = self.fresh("p")
-        node = gc.placeholder(shape, dt.name, name=pname)
-        self.feeds[pname] = vals
-        v = self.add(node, vals, 0, f"gc.placeholder({shape}, '{dt.name}', name='{pname}')")
+        v = self.placeholder(shape, dt, vals)
         return v, bool(np.any((vals < 0) | (vals >= depth)))
 
     def op_one_hot(self):
@@ -145,10 +142,7 @@ class NNOps:
         if bad:
             vals = vals.copy()
             vals.flat[self.integer(0, vals.size - 1)] = self.choice([-1, n, n + 3])
-        pname = self.fresh("p")
-        node = gc.placeholder(shape, dt.name, name=pname)
-        self.feeds[pname] = vals
-        v = self.add(node, vals, 0, f"gc.placeholder({shape}, '{dt.name}', name='{pname}')")
+        v = self.placeholder(shape, dt, vals)
         return v, bad
 
     def op_take(self):

@@ -1,7 +1,7 @@
 """Property-based fuzzing: random well-typed graphs (tests/fuzzgraph.py and
 the files it names), compiled with the llvm backend at every ``opt_level``
-and compared with the interpreter and with numpy; random differentiable float64 graphs, their
-gradients compared with central finite differences.
+and compared with the interpreter and with numpy; random differentiable
+float64 graphs, their gradients compared with central finite differences.
 
 Graphs with ``updates=`` (tests/fuzzgraph.py ``update_cases``: parameters
 returned as outputs, copied, transposed, reversed; updates whose values read
