@@ -1,0 +1,316 @@
+"""Elementwise ops of the fuzz generator (a mixin of fuzzgen.Gen): unary
+float and numeric functions, arithmetic, comparisons, bitwise and integer
+division, ``where``, casts. Each ``op_*`` returns a new Val, or None when it
+does not apply to what it drew.
+"""
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+from fuzzcase import F64, I64, MAX_SIZE, ND_ULPS, B, _bcast, _finish, _round, is_float, size_of, unit
+
+import graphc as gc
+
+
+class ElementwiseOps:
+    def positive(self, a):
+        """``a * a + 0.5``: positive and well away from zero (grad mode)."""
+        return self.add(gc.mul(a.node, a.node) + 0.5, a.val * a.val + 0.5, 0,
+                        f"{a.name} * {a.name} + 0.5", [a])
+
+    def op_unary_float(self):
+        name = self.choice(["exp", "log", "sqrt", "tanh", "sigmoid"])
+        a = self.pick(self.numeric, make=self.numeric_leaf)
+        if a.dtype == B:
+            return None
+        if self.mode == "grad" and name in ("log", "sqrt"):
+            # a positive argument, well away from zero
+            a = self.positive(a)
+        x = a.val if is_float(a.dtype) else a.val.astype(F64)
+        ea = a.err
+        with np.errstate(all="ignore"):
+            if name == "exp":
+                out = np.exp(x)
+                err = np.abs(out) * np.expm1(ea) + ND_ULPS * unit(out.dtype) * np.abs(out)
+            elif name == "log":
+                out = np.log(x)
+                err = np.where(np.abs(x) > 2 * ea, ea / np.abs(x), np.inf)
+                err = err + ND_ULPS * unit(out.dtype) * np.abs(out)
+            elif name == "sqrt":
+                out = np.sqrt(x)
+                err = np.where(np.abs(x) > 2 * ea, ea / (2 * np.sqrt(np.abs(x))), np.inf)
+                err = np.where(ea > 0, err + 2 * unit(out.dtype) * np.abs(out), 0.0)
+            elif name == "tanh":
+                out = np.tanh(x)
+                err = ea + ND_ULPS * unit(out.dtype) * np.abs(out)
+            else:
+                one = x.dtype.type(1)
+                out = one / (one + np.exp(-x))
+                err = ea / 4 + 2 * ND_ULPS * unit(out.dtype) * np.abs(out)
+        inexact = name != "sqrt"
+        node = getattr(gc, name)(a.node)
+        return self.add(node, out, _finish(out, err, ea, inexact=inexact), f"gc.{name}({a.name})", [a])
+
+    def op_unary_numeric(self):
+        # stop_gradient is not the derivative finite differences see: value mode only
+        name = self.choice(["neg", "abs", "relu", "-", "abs()"]
+                           + (["stop_gradient"] if self.mode == "value" else []))
+        a = self.pick(self.numeric, make=self.numeric_leaf)
+        if a.dtype == B:
+            return None
+        with np.errstate(all="ignore"):
+            if name in ("neg", "-"):
+                out = np.negative(a.val)
+            elif name in ("abs", "abs()"):
+                out = np.abs(a.val)
+            elif name == "relu":
+                out = np.maximum(a.val, 0)
+            else:
+                out = a.val.copy()
+        node = {"neg": gc.neg, "-": lambda n: -n, "abs": gc.abs, "abs()": lambda n: abs(n),
+                "relu": gc.relu, "stop_gradient": gc.stop_gradient}[name](a.node)
+        src = {"-": f"-{a.name}", "abs()": f"abs({a.name})"}.get(name, f"gc.{name}({a.name})")
+        return self.add(node, out, _finish(out, a.err, a.err, inexact=False), src, [a])
+
+    def op_binary(self):
+        names = ["add", "sub", "mul", "div", "maximum", "minimum", "pow", "+", "-", "*", "/", "**"]
+        name = self.choice(names)
+        a = self.pick(self.numeric, make=self.numeric_leaf)
+        if a.dtype == B:
+            return None
+        bn, bv, be, bsrc, bval = self.operand(a)
+        if isinstance(bv, np.ndarray) and bv.dtype == B:
+            return None
+        swap = self.flip(3)
+        xs, ys = (a.val, bv) if not swap else (bv, a.val)
+        ex, ey = (a.err, be) if not swap else (be, a.err)
+        na, nb = (a.node, bn) if not swap else (bn, a.node)
+        sa, sb = (a.name, bsrc) if not swap else (bsrc, a.name)
+        op = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow"}.get(name, name)
+        if op == "pow":
+            if self.mode == "grad":
+                # positive base, exponent a small constant: smooth everywhere
+                base = self.positive(a)
+                e = float(self.choice([2, 3, 0.5, -1, 1.5]))
+                out = base.val ** e
+                node = base.node ** e
+                return self.add(node, out, 0, f"{base.name} ** {e!r}", [base])
+            if self.flip(2) and not swap:
+                ys, ey, nb, sb, bval = self.choice([2, 3, 0, 1, 0.5, 2.0]), 0.0, None, None, None
+                nb, sb = ys, repr(ys)
+        if op == "div" and self.mode == "grad":
+            # keep the denominator well away from zero: d * d + 1
+            if isinstance(ys, np.ndarray):
+                nb, ys, sb = gc.mul(nb, nb) + 1.0, ys * ys + 1.0, f"({sb} * {sb} + 1.0)"
+            elif abs(ys) < 0.5:
+                ys, nb, sb = 2.0, 2.0, "2.0"
+        inputs = [a] + ([bval] if bval is not None else [])
+        with np.errstate(all="ignore"):
+            try:
+                out = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide,
+                       "maximum": np.maximum, "minimum": np.minimum, "pow": np.power}[op](xs, ys)
+            except ValueError:                      # integers to negative integer powers
+                out = None
+        fn = {"add": gc.add, "sub": gc.sub, "mul": gc.mul, "div": gc.div, "maximum": gc.maximum,
+              "minimum": gc.minimum, "pow": gc.pow}[op]
+        if name in ("+", "-", "*", "/", "**"):
+            node = {"+": lambda p, q: p + q, "-": lambda p, q: p - q, "*": lambda p, q: p * q,
+                    "/": lambda p, q: p / q, "**": lambda p, q: p ** q}[name](na, nb)
+            src = f"{sa} {name} {sb}"
+        else:
+            node = fn(na, nb)
+            src = f"gc.{op}({sa}, {sb})"
+        if out is None:
+            return self.add(node, np.zeros(node.shape, node.dtype), 0, src, inputs, raises=True)
+        out = np.asarray(out)
+        if not is_float(out.dtype):
+            return self.add(node, out, 0, src, inputs)
+        x = np.asarray(xs, np.float64)
+        y = np.asarray(ys, np.float64)
+        ex, ey = _bcast(ex, out.shape), _bcast(ey, out.shape)
+        o = out.astype(np.float64)
+        u = unit(out.dtype)
+        in_err = ex + ey
+        with np.errstate(all="ignore"):
+            if op in ("add", "sub"):
+                err = _round(out, ex + ey)
+            elif op == "mul":
+                unsure = (np.isinf(x) & (np.abs(y) <= ey)) | (np.isinf(y) & (np.abs(x) <= ex))
+                err = _round(out, np.abs(y) * ex + np.abs(x) * ey + ex * ey)
+                err = np.where(unsure, np.inf, err)
+            elif op == "div":
+                ok = np.abs(y) > 2 * ey
+                err = np.where(ok, (ex + np.abs(o) * ey) / np.abs(y) * 2, np.inf)
+                err = np.where(in_err > 0, err, 0.0)
+                err = _round(out, err)
+            elif op in ("maximum", "minimum"):
+                err = np.maximum(ex, ey)
+            else:   # float pow: inexact
+                ok = (np.abs(x) > 2 * ex) & ((x > 0) | ((ex == 0) & (ey == 0)))
+                rel = np.abs(y / x) * ex + np.abs(np.log(np.abs(x))) * ey
+                err = np.where(ok, np.abs(o) * np.expm1(rel) * 2, np.inf)
+                err = np.where(in_err > 0, err, 0.0) + ND_ULPS * u * np.abs(o)
+        return self.add(node, out, _finish(out, err, in_err, inexact=op == "pow"), src, inputs)
+
+    def margin_ok(self, diff, e) -> bool:
+        with np.errstate(all="ignore"):
+            return bool(np.all((e == 0) | (np.isfinite(diff) & (diff > 4 * e + 1e-300))))
+
+    def op_compare(self):
+        name = self.choice(["greater", "less", "greater_equal", "less_equal", "equal", "not_equal",
+                            ">", "<", ">=", "<="])
+        a = self.pick(make=self.leaf)
+        bn, bv, be, bsrc, bval = self.operand(a, pred=lambda v: True)
+        with np.errstate(all="ignore"):
+            diff = np.abs(np.asarray(a.val, np.float64) - np.asarray(bv, np.float64))
+        if not self.margin_ok(diff, _bcast(a.err, diff.shape) + _bcast(be, diff.shape)):
+            return None
+        np_fn = {"greater": np.greater, "less": np.less, "greater_equal": np.greater_equal,
+                 "less_equal": np.less_equal, "equal": np.equal, "not_equal": np.not_equal,
+                 ">": np.greater, "<": np.less, ">=": np.greater_equal, "<=": np.less_equal}[name]
+        out = np_fn(a.val, bv)
+        if name in (">", "<", ">=", "<="):
+            node = {">": lambda p, q: p > q, "<": lambda p, q: p < q, ">=": lambda p, q: p >= q,
+                    "<=": lambda p, q: p <= q}[name](a.node, bn)
+            src = f"({a.name} {name} {bsrc})"
+        else:
+            node = getattr(gc, name)(a.node, bn)
+            src = f"gc.{name}({a.name}, {bsrc})"
+        return self.add(node, out, 0, src, [a] + ([bval] if bval else []))
+
+    def _exact_of(self, kinds):
+        def ok(v):
+            return v.exact and v.dtype.kind in kinds
+        return ok
+
+    # operator -> (graphc function, numpy reference, Python operator on nodes)
+    _EXACT_BINARY = {"&": ("bitwise_and", np.bitwise_and, operator.and_),
+                     "|": ("bitwise_or", np.bitwise_or, operator.or_),
+                     "^": ("bitwise_xor", np.bitwise_xor, operator.xor),
+                     "//": ("floor_divide", np.floor_divide, operator.floordiv),
+                     "%": ("mod", np.remainder, operator.mod)}
+
+    def _exact_binary(self, symbol, kinds, dtypes):
+        """``a <symbol> b`` on exact values of ``kinds``, spelled as the
+        operator or as the graphc function (at random)."""
+        fname, ref, pyop = self._EXACT_BINARY[symbol]
+        ok = self._exact_of(kinds)
+        a = self.pick(ok, make=lambda: self.leaf(dt=np.dtype(self.choice(dtypes))))
+        if not ok(a):
+            return None
+        bn, bv, be, bsrc, bval = self.operand(a, pred=ok, allow_scalar=False)
+        with np.errstate(all="ignore"):
+            out = ref(a.val, bv)
+        if self.choice([True, False]):
+            node, src = pyop(a.node, bn), f"({a.name} {symbol} {bsrc})"
+        else:
+            node, src = getattr(gc, fname)(a.node, bn), f"gc.{fname}({a.name}, {bsrc})"
+        return self.add(node, out, 0, src, [a, bval])
+
+    def op_bitwise(self):
+        """& | ^ ~ (and bitwise_and/or/xor, invert) on exact integers and bools."""
+        name = self.choice(["&", "|", "^", "~", "invert"])
+        if name in ("&", "|", "^"):
+            return self._exact_binary(name, "ib", ["int32", "int64", "bool"])
+        bits = self._exact_of("ib")
+        a = self.pick(bits, make=lambda: self.leaf(dt=np.dtype(self.choice(["int32", "int64", "bool"]))))
+        if not bits(a):
+            return None
+        node = gc.invert(a.node) if name == "invert" else ~a.node
+        src = f"gc.invert({a.name})" if name == "invert" else f"~{a.name}"
+        return self.add(node, np.invert(a.val), 0, src, [a])
+
+    def op_intdiv(self):
+        """// and % (and floor_divide, mod) on exact integers, zero divisors
+        included (numpy's result: 0)."""
+        return self._exact_binary(self.choice(["//", "%"]), "i", ["int32", "int64"])
+
+    def op_where(self):
+        c = self.pick(lambda v: v.dtype == B and v.exact)
+        if c is None:
+            c = self.op_compare()
+            if c is None:
+                return None
+        an, av, ae, asrc, aval = self.operand(c, pred=lambda v: True)
+        bn, bv, be, bsrc, bval = self.operand(c, pred=lambda v: True)
+        if self.mode == "grad" and (isinstance(av, bool) or isinstance(bv, bool)):
+            return None
+        try:
+            shape = np.broadcast_shapes(c.shape, np.shape(av), np.shape(bv))
+        except ValueError:
+            return None
+        if size_of(shape) > MAX_SIZE:
+            return None
+        out = np.where(c.val, av, bv)
+        node = gc.where(c.node, an, bn)
+        err = np.where(c.val, _bcast(ae, shape), _bcast(be, shape))
+        ins = [c] + [v for v in (aval, bval) if v is not None]
+        return self.add(node, out, _finish(out, err, err, inexact=False),
+                        f"gc.where({c.name}, {asrc}, {bsrc})", ins)
+
+    def op_cast(self):
+        a = self.pick(make=self.leaf)
+        dt = self.dtype()
+        x = a.val
+        with np.errstate(all="ignore"):
+            if is_float(a.dtype) and not is_float(dt):
+                xf = x.astype(np.float64)
+                e = a.err
+                if dt == B:
+                    ok = self.margin_ok(np.abs(xf), e)
+                    out = x != 0
+                else:
+                    info = np.iinfo(dt)
+                    dist = np.abs(xf - np.round(xf))
+                    ok = self.margin_ok(np.minimum(dist, np.abs(np.abs(xf) - 0.5) + 0.5), e) and \
+                        bool(np.all((e == 0) | (np.abs(xf) < info.max / 2)))
+                    y = np.nan_to_num(xf, nan=0.0, posinf=float(info.max), neginf=float(info.min))
+                    y = np.clip(np.trunc(y), info.min, info.max)
+                    # float64 cannot hold int64 max: saturate like the cast does
+                    out = np.where(y >= 2.0 ** 63, info.max, y).astype(dt) if dt == I64 else y.astype(dt)
+                    if dt == I64:
+                        out = np.where(xf >= 2.0 ** 63, info.max, out).astype(dt)
+                if not ok:
+                    return None
+                err = 0
+            else:
+                out = x.astype(dt)
+                if is_float(dt):
+                    err = _round(out, a.err) if dt.itemsize < a.dtype.itemsize or not is_float(a.dtype) \
+                        else a.err
+                    err = _finish(out, err, a.err, inexact=False)
+                else:
+                    err = 0
+        style = self.integer(0, 1)
+        node = gc.cast(a.node, dt.name) if style == 0 else a.node.astype(dt.name)
+        src = f"gc.cast({a.name}, '{dt.name}')" if style == 0 else f"{a.name}.astype('{dt.name}')"
+        return self.add(node, out, err, src, [a])
+
+
+    # -- ops that newer graphc versions add (used when present) ---------------
+    def op_special(self):
+        names = [n for n in ("erf", "log1p") if hasattr(gc, n)]
+        if not names:
+            return None
+        name = self.choice(names)
+        a = self.pick(self.numeric, make=self.numeric_leaf)
+        if a.dtype == B:
+            return None
+        x = a.val if is_float(a.dtype) else a.val.astype(F64)
+        ea = a.err
+        u = unit(x.dtype)
+        with np.errstate(all="ignore"):
+            if name == "erf":
+                import math
+                out = np.vectorize(math.erf, otypes=[np.float64])(x.astype(np.float64)).astype(x.dtype)
+                slope = 2 / np.sqrt(np.pi) * np.exp(-np.minimum(np.abs(x.astype(np.float64)) - ea, 0) ** 2)
+                err = slope * ea + ND_ULPS * u * np.abs(out) + 4 * u
+            else:
+                if self.mode == "grad":
+                    a = self.add(gc.mul(a.node, a.node), a.val * a.val, 0, f"{a.name} * {a.name}", [a])
+                    x, ea = a.val, a.err
+                out = np.log1p(x)
+                err = np.where(1 + x > 2 * ea, ea / np.abs(1 + x), np.inf) + ND_ULPS * u * np.abs(out)
+        node = getattr(gc, name)(a.node)
+        return self.add(node, out, _finish(out, err, ea), f"gc.{name}({a.name})", [a])
