@@ -13,7 +13,7 @@ from ...ir.node import Node, attrs_key
 from ...ops import registry
 from ..plan import Kernel, is_immediate
 from .host import vector_width
-from .loops import IndexBuilder, broadcast_index, if_then
+from .loops import IndexBuilder, broadcast_index, if_then, lower_index_map
 from .scalar import I8, I32, I64, PTR, SV, ScalarBuilder, mem_type
 from .stages import LoopStages
 
@@ -295,7 +295,8 @@ class KernelEmitter(LoopStages):
             args = [self.eval(i, broadcast_index(idx, n.shape, i.shape, self.ix)) for i in n.inputs]
             v = d.scalar(self.s, n, *args)
         elif d.kind == "index":
-            v = d.lower_at(self, n, idx)
+            v = d.lower_at(self, n, idx) if d.lower_at is not None else \
+                lower_index_map(self, n, idx)
         elif d.kind == "reduce":
             v = self._reduce_at(n, d, idx)
         elif d.kind == "matmul":

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 from llvmlite import ir
 
 from ...ir import dtypes as D
+from ...ops import registry
+from ...ops.index import broadcast_index  # noqa: F401  (the one broadcasting rule)
 from .scalar import I1, I64, SV
 
 
@@ -81,7 +83,9 @@ def if_then(b: ir.IRBuilder, cond, name: str = "then"):
 
 
 class IndexBuilder:
-    """i64 index arithmetic for ``lower_at`` rules of movement ops."""
+    """i64 index arithmetic: the index algebra of ``ops/index.py`` (for the
+    ``index_map`` rules of movement ops) and the ``lower_at`` rules of the
+    other index ops. Conditions are i1 values."""
 
     def __init__(self, b: ir.IRBuilder, s):
         self.b = b
@@ -139,6 +143,13 @@ class IndexBuilder:
             return self.const(0)
         return self.b.urem(a, b)
 
+    def floordiv(self, a, k: int):
+        """``a // k`` for ``a >= 0`` (the algebra's contract)."""
+        return self.udiv(a, k)
+
+    def mod(self, a, k: int):
+        return self.urem(a, k)
+
     def eq(self, a, b): return self.b.icmp_signed("==", self._c(a), self._c(b))
     def lt(self, a, b): return self.b.icmp_signed("<", self._c(a), self._c(b))
     def ge(self, a, b): return self.b.icmp_signed(">=", self._c(a), self._c(b))
@@ -182,7 +193,18 @@ class IndexBuilder:
         return SV(v, D.int64, self.s)
 
 
-def broadcast_index(idx, out_shape, in_shape, ix):
-    """Index into an input of shape ``in_shape`` broadcast to ``out_shape``."""
-    lead = len(out_shape) - len(in_shape)
-    return [ix.const(0) if in_shape[k] == 1 else idx[lead + k] for k in range(len(in_shape))]
+def lower_index_map(ctx, n, idx):
+    """The LLVM interpreter of ``n``'s index rule: the value of ``n`` at
+    ``idx`` is the first of its reads whose condition holds, zero if none
+    does. Every read is evaluated (its index is in bounds), the conditional
+    ones folded in with selects, the last one first."""
+    s, ix = ctx.s, ctx.ix
+    result = None
+    for r in reversed(registry.get(n.op).index_map(ix, n, idx)):
+        v = ctx.eval(n.inputs[r.input], r.at)
+        if r.when is None:
+            result = v
+        else:
+            other = s.const(0, n.dtype) if result is None else result
+            result = s.select(ix.as_bool(r.when), v, other)
+    return s.const(0, n.dtype) if result is None else result
