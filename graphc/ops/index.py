@@ -51,7 +51,8 @@ that read as its ``index_map`` and computes its value in ``lower_at``.
 * *Symbolic* (:class:`Symbolic`, :func:`symbolic_reads`): index values are
   ints, opaque symbols (``("i", k)``, any hashable non-int), affine forms
   over them (:class:`Lin`) or ``None`` (unknown); conditions are bools when
-  their operands are ints. Fusion and the memory planner ask it at which
+  their operands are ints, else :data:`MAYBE` (never ``None``, which in a
+  Read means "always"). Fusion and the memory planner ask it at which
   index a kernel reads a value (``backend.plan.input_indices``).
 * *Strided* (:func:`strided_view`): index values are affine forms of the
   output index; a chain of views of a buffer becomes ``(buffer, offset,
@@ -149,9 +150,17 @@ def _join(c: int, terms: dict):
     return Lin(c, tuple(sorted(terms.items(), key=repr)))
 
 
+class _Maybe:
+    def __repr__(self):
+        return "MAYBE"
+
+
+MAYBE = _Maybe()    # a condition the symbolic interpreter cannot decide
+
+
 class Symbolic:
     """The algebra on ints, symbols and affine forms; anything else is
-    :meth:`unknown` (``None`` here)."""
+    :meth:`unknown` (``None`` here); undecided conditions are :data:`MAYBE`."""
 
     def unknown(self):
         return None
@@ -196,7 +205,7 @@ class Symbolic:
     def _cmp(self, a, b, op):
         if _is_int(a) and _is_int(b):
             return op(int(a), int(b))
-        return self.unknown()
+        return MAYBE
 
     def eq(self, a, b):
         return self._cmp(a, b, int.__eq__)
@@ -212,7 +221,7 @@ class Symbolic:
             return False
         if c is True:
             return d
-        return c if d is True else self.unknown()
+        return c if d is True else MAYBE
 
     def select(self, c, a, b):
         if c is True or (a == b and a is not None):
@@ -262,6 +271,7 @@ def symbolic_reads(n, idx, fresh) -> list:
             out.append((n.inputs[r.input], tuple(r.at)))
             if r.when is None or r.when is True:
                 break            # the reads after it are never used
+            assert r.when is MAYBE, r.when
         return out
     if d.kind == "reduce":
         axes, keep = n.attrs["axes"], n.attrs["keepdims"]

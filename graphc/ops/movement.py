@@ -298,17 +298,17 @@ def _unslice_ref(g, shape, starts, stops, steps):
 
 def _unslice_map(ix, n, idx):
     """Element ``i`` of an axis was selected iff ``t = (i - start) * sign(step)``
-    is ``q * |step|`` with ``0 <= q < m``; then it is the input's ``q``. An
-    axis taken whole passes its index through."""
+    is ``q * |step|`` with ``0 <= q < m``; then it is the input's ``q``. On an
+    axis whose every element was selected (``m`` = its size) that is ``t``."""
     g = n.inputs[0]
     if g.size == 0:
         return []
     conds, src = [], []
     for i, a, c, m, size in zip(idx, n.attrs["starts"], n.attrs["steps"], g.shape, n.shape):
-        if c == 1 and m == size:
-            src.append(i)
-            continue
         t = ix.sub(i, a) if c > 0 else ix.sub(a, i)
+        if m == size:
+            src.append(t)
+            continue
         q = ix.floordiv(t, abs(c))
         ok = ix.and_(ix.ge(t, 0), ix.lt(q, m))
         if abs(c) != 1:
