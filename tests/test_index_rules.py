@@ -374,3 +374,20 @@ def test_updates_through_slices_are_correct():
     np.testing.assert_array_equal(q.value, np.roll(p0, -3))
     written = {getattr(v, "id", v) for v in f.memory.direct.values()}
     assert p.id in written and q.id not in written, f.memory.direct
+
+
+@pytest.mark.parametrize("rows", [True, False])
+def test_views_in_a_gemm_split_across_threads(rows):
+    """Two threads each take rows (or columns) of C of a GEMM whose operands
+    are reversed, sliced views: every share starts at the right element."""
+    rng = np.random.default_rng(5)
+    m, n = (200, 90) if rows else (90, 200)
+    xa, wa = rng.standard_normal((m + 3, 128)), rng.standard_normal((256, n + 1))
+    x = gc.placeholder(xa.shape, "float64", name="x")
+    w = gc.placeholder(wa.shape, "float64", name="w")
+    y = x[2:m + 2, ::-1] @ w[::-2, 1:]
+    f = gc.compile(y, [x, w], threads=2, cache=False)
+    np.testing.assert_allclose(f(xa, wa), xa[2:m + 2, ::-1] @ wa[::-2, 1:], rtol=1e-12, atol=1e-12)
+    (k,) = f.kernels
+    plan = MM.plan_matmul(k.matmul, k.members, lambda v: not is_immediate(v))
+    assert plan.a is x and plan.b is w and plan.cs_a == -1 and plan.rs_b == -2 * (n + 1)
