@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend.plan import Kernel, input_indices, is_immediate, plan_unfused, reads_only_at_write_index
+from ..backend.plan import Kernel, input_indices, plan_unfused, reads_only_at_write_index
 from ..ir.graph import Graph
 from ..ir.node import Node
 from ..ops import registry
@@ -120,7 +120,7 @@ class Fuser:
         the GEMM reads it through an offset and strides, nothing is
         materialized."""
         inside = lambda m: not m.is_leaf and m.id not in stored     # noqa: E731
-        return strided_view(n, inside, lambda m: not is_immediate(m)) is not None
+        return strided_view(n, inside, lambda m: True) is not None
 
     def initial_stored(self) -> set:
         stored = set(self.required)
