@@ -94,7 +94,7 @@ def measured_peak(dtype, seconds=0.3, repeats=15) -> float:
         s = b.fadd(s, c)
     b.store(s, b.gep(fn.args[0], [ir.Constant(I64, 1)], source_etype=I64), align=8)
     b.ret(ir.Constant(I32, 0))
-    jm = JitModule(str(m), "entry")
+    jm = JitModule.compile(str(m), "entry")
     buf = np.zeros(64, np.int64)
     iters = 1000
     while True:                               # calibrate to ~seconds/repeats per run

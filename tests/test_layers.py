@@ -313,14 +313,10 @@ def test_register_op_cost_reaches_fusion():
 
 # -------------------------------------------------------------- no op-name tests
 
-# Files still testing op names in passes and backends, owned by ongoing work
-# (issue 11 item 2: one index rule per movement op). Remove a file from this
-# list when its chains are gone; the list only shrinks.
-NAME_TEST_EXCEPTIONS = {
-    "graphc/backend/plan.py": "input_indices (movement-op index rules)",
-    "graphc/backend/llvm/matmul.py": "strided_view (movement-op index rules)",
-    "graphc/passes/fusion.py": "_gemm_view (movement-op index rules)",
-}
+# Files that may still test op names in passes and backends (none left: the
+# movement-op chains of plan.py, matmul.py and fusion.py became index rules,
+# ops/index.py). A file may be listed only while it needs it.
+NAME_TEST_EXCEPTIONS: dict = {}
 # A rewrite rule's pattern names the ops it rewrites (``x.op == "neg"`` in
 # neg(neg(x)) -> x): not a fact about an op. In these files the functions named
 # in the given rule table may test op names; the rest of the file may not.

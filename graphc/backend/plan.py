@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from ..ir.graph import Graph
 from ..ir.node import Node
 from ..ops import registry
+from ..ops.index import symbolic_reads
 from ..ops.registry import OpKind
 
 ALIGN = 64
@@ -135,45 +136,9 @@ def plan_memory_naive(graph: Graph, kernels: list[Kernel]) -> MemoryPlan:
 
 def input_indices(n: Node, idx: tuple, fresh) -> list:
     """(input, symbolic index) pairs at which computing n at idx reads its inputs
-    (None entries: unknown)."""
-    def bcast(inp):
-        lead = len(idx) - inp.ndim
-        return tuple(0 if inp.shape[k] == 1 else idx[lead + k] for k in range(inp.ndim))
-    d = registry.get(n.op)
-    if d.kind == "elementwise" or n.op == "broadcast_to":
-        return [(i, bcast(i)) for i in n.inputs]
-    if n.op == "transpose":
-        src = [None] * n.ndim
-        for k, p in enumerate(n.attrs["axes"]):
-            src[p] = idx[k]
-        return [(n.inputs[0], tuple(src))]
-    if n.op == "reshape":
-        from ..ops.movement import reshape_groups
-        x = n.inputs[0]
-        src = [None] * x.ndim
-        for sa, da in reshape_groups(x.shape, n.shape):
-            if len(sa) == 1 and len(da) == 1:
-                src[sa[0]] = idx[da[0]]
-            else:
-                for a in sa:
-                    src[a] = 0 if x.shape[a] == 1 else None
-        return [(x, tuple(src))]
-    if n.op == "one_hot":
-        return [(n.inputs[0], idx[:-1])]
-    if d.kind == "reduce":
-        axes, keep = n.attrs["axes"], n.attrs["keepdims"]
-        x = n.inputs[0]
-        out, k = [], 0
-        for a in range(x.ndim):
-            if a in axes:
-                fresh[0] += 1
-                out.append(("r", fresh[0]))
-                k += keep
-            else:
-                out.append(idx[k])
-                k += 1
-        return [(x, tuple(out))]
-    return [(i, (None,) * i.ndim) for i in n.inputs]
+    (None entries: unknown): the symbolic interpreter of the ops' index rules
+    (:func:`graphc.ops.index.symbolic_reads`)."""
+    return symbolic_reads(n, idx, fresh)
 
 
 def reads_only_at_write_index(x: Node, domain: tuple, roots, members, hoisted=(),

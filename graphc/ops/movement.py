@@ -1,7 +1,9 @@
 """Movement ops: reshape, transpose, broadcast_to, slice (and its adjoint
-``unslice``), concatenate. Each lowers as an index map (``lower_at``): the
-output element at ``idx`` is an input element at another index, so movement
-folds into the index arithmetic of whatever loop reads it."""
+``unslice``), concatenate. Each declares one index rule (``index_map``, see
+``ops/index.py``): the output element at ``idx`` is an input element at
+another index (or zero). The LLVM emitter folds it into the index arithmetic
+of whatever loop reads it, fusion follows it symbolically and the GEMM reads
+affine ones in place through strides."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,6 +14,7 @@ from ..ir.node import Node
 from . import attrs as A
 from .common import MAX_DIM, as_node, int_tuple, is_int, norm_axis, shape_of
 from .elementwise import cast
+from .index import Read, all_of, broadcast_index
 from .registry import OpDef, make, register
 
 
@@ -60,12 +63,13 @@ def reshape_groups(src: tuple, dst: tuple) -> list:
     return groups
 
 
-def _reshape_lower(ctx, n, idx):
+def _reshape_map(ix, n, idx):
+    """Axes passed through keep their index; each run of merged or split
+    axes is linearized and re-split."""
     x = n.inputs[0]
-    ix = ctx.ix
-    if x.size == 0:
-        return ctx.eval(x, [ix.const(0)] * x.ndim)
     src = [ix.const(0)] * x.ndim
+    if x.size == 0:
+        return [Read(0, src)]
     for s_axes, d_axes in reshape_groups(x.shape, n.shape):
         if len(s_axes) == 1 and len(d_axes) == 1:
             src[s_axes[0]] = idx[d_axes[0]]
@@ -74,7 +78,7 @@ def _reshape_lower(ctx, n, idx):
         parts = ix.delinearize(lin, [x.shape[s] for s in s_axes])
         for s, p in zip(s_axes, parts):
             src[s] = p
-    return ctx.eval(x, src)
+    return [Read(0, src)]
 
 
 def resolve_shape(op: str, shape, size: int) -> tuple:
@@ -94,7 +98,7 @@ def resolve_shape(op: str, shape, size: int) -> tuple:
 register(OpDef("reshape", "index", _reshape_infer,
                lambda x, shape: x.reshape(shape),
                lambda n, g: [reshape(g, n.inputs[0].shape)],
-               lower_at=_reshape_lower, nin=1, attrs=("shape",), view=True,
+               index_map=_reshape_map, nin=1, attrs=("shape",), view=True,
                check_attrs=lambda ins, a: {"shape": resolve_shape("reshape", a["shape"],
                                                                   ins[0].size)}))
 
@@ -123,12 +127,12 @@ def _transpose_infer(inputs, attrs):
     return tuple(x.shape[p] for p in perm), x.dtype
 
 
-def _transpose_lower(ctx, n, idx):
+def _transpose_map(ix, n, idx):
     perm = n.attrs["axes"]
     src = [None] * len(perm)
     for k, p in enumerate(perm):
         src[p] = idx[k]
-    return ctx.eval(n.inputs[0], src)
+    return [Read(0, src)]
 
 
 def _perm(x: Node, axes) -> tuple:
@@ -141,7 +145,7 @@ def _perm(x: Node, axes) -> tuple:
 register(OpDef("transpose", "index", _transpose_infer,
                lambda x, axes: np.transpose(x, axes),
                lambda n, g: [transpose(g, tuple(int(i) for i in np.argsort(n.attrs["axes"])))],
-               lower_at=_transpose_lower, nin=1, attrs=("axes",), view=True,
+               index_map=_transpose_map, nin=1, attrs=("axes",), view=True,
                check_attrs=lambda ins, a: {"axes": _perm(ins[0], a["axes"])}))
 
 
@@ -174,11 +178,8 @@ def _broadcast_infer(inputs, attrs):
     return shape, x.dtype
 
 
-def _broadcast_lower(ctx, n, idx):
-    x = n.inputs[0]
-    lead = n.ndim - x.ndim
-    src = [ctx.ix.const(0) if x.shape[k] == 1 else idx[lead + k] for k in range(x.ndim)]
-    return ctx.eval(x, src)
+def _broadcast_map(ix, n, idx):
+    return [Read(0, broadcast_index(idx, n.shape, n.inputs[0].shape, ix))]
 
 
 def unbroadcast(g: Node, shape: tuple) -> Node:
@@ -204,7 +205,7 @@ def unbroadcast(g: Node, shape: tuple) -> Node:
 register(OpDef("broadcast_to", "index", _broadcast_infer,
                lambda x, shape: np.broadcast_to(x, shape).copy(),
                lambda n, g: [unbroadcast(g, n.inputs[0].shape)],
-               lower_at=_broadcast_lower, nin=1, attrs=("shape",), view=True,
+               index_map=_broadcast_map, nin=1, attrs=("shape",), view=True,
                foldable=False,      # folding would materialize the expansion
                check_attrs=lambda ins, a: {"shape": A.shape("broadcast_to", "shape", a["shape"])}))
 
@@ -228,11 +229,9 @@ def _slice_infer(inputs, attrs):
     return _slice_out_shape(attrs["starts"], attrs["stops"], attrs["steps"]), x.dtype
 
 
-def _slice_lower(ctx, n, idx):
-    ix = ctx.ix
-    src = [ix.add(ix.const(a), ix.mul(i, ix.const(c)))
-           for i, a, c in zip(idx, n.attrs["starts"], n.attrs["steps"])]
-    return ctx.eval(n.inputs[0], src)
+def _slice_map(ix, n, idx):
+    return [Read(0, [ix.add(ix.const(a), ix.mul(i, c))
+                     for i, a, c in zip(idx, n.attrs["starts"], n.attrs["steps"])])]
 
 
 def _np_slices(starts, stops, steps) -> tuple:
@@ -282,7 +281,7 @@ def check_slice(op: str, shape: tuple, attrs: dict) -> dict:
     return {"starts": starts, "stops": stops, "steps": steps}
 
 
-register(OpDef("slice", "index", _slice_infer, _slice_ref, _slice_vjp, lower_at=_slice_lower,
+register(OpDef("slice", "index", _slice_infer, _slice_ref, _slice_vjp, index_map=_slice_map,
                nin=1, attrs=("starts", "stops", "steps"), view=True,
                check_attrs=lambda ins, a: check_slice("slice", ins[0].shape, a)))
 
@@ -302,22 +301,26 @@ def _unslice_ref(g, shape, starts, stops, steps):
     return out
 
 
-def _unslice_lower(ctx, n, idx):
-    ix, s = ctx.ix, ctx.s
+def _unslice_map(ix, n, idx):
+    """Element ``i`` of an axis was selected iff ``t = (i - start) * sign(step)``
+    is ``q * |step|`` with ``0 <= q < m``; then it is the input's ``q``. On an
+    axis whose every element was selected (``m`` = its size) that is ``t``."""
     g = n.inputs[0]
     if g.size == 0:
-        return s.const(0, n.dtype)
-    valid = None
-    src = []
-    for i, a, c, m in zip(idx, n.attrs["starts"], n.attrs["steps"], g.shape):
-        t = ix.sub(i, ix.const(a))
-        q = ix.sdiv(t, ix.const(c))
-        ok = ix.and_(ix.eq(ix.mul(q, ix.const(c)), t),
-                     ix.and_(ix.ge(q, ix.const(0)), ix.lt(q, ix.const(m))))
-        valid = ok if valid is None else ix.and_(valid, ok)
+        return []
+    conds, src = [], []
+    for i, a, c, m, size in zip(idx, n.attrs["starts"], n.attrs["steps"], g.shape, n.shape):
+        t = ix.sub(i, a) if c > 0 else ix.sub(a, i)
+        if m == size:
+            src.append(t)
+            continue
+        q = ix.floordiv(t, abs(c))
+        ok = ix.and_(ix.ge(t, 0), ix.lt(q, m))
+        if abs(c) != 1:
+            ok = ix.and_(ok, ix.eq(ix.mod(t, abs(c)), 0))
+        conds.append(ok)
         src.append(ix.clamp(q, 0, m - 1))
-    v = ctx.eval(g, src)
-    return s.select(ix.as_bool(valid), v, s.const(0, n.dtype))
+    return [Read(0, src, all_of(ix, conds))]
 
 
 def _unslice_attrs(inputs, attrs):
@@ -327,7 +330,7 @@ def _unslice_attrs(inputs, attrs):
 
 register(OpDef("unslice", "index", _unslice_infer, _unslice_ref,
                lambda n, g: [make("slice", (g,), {k: n.attrs[k] for k in ("starts", "stops", "steps")})],
-               lower_at=_unslice_lower, doc="zeros of the input's source shape with the slice filled in",
+               index_map=_unslice_map, doc="zeros of the input's source shape with the slice filled in",
                nin=1, attrs=("shape", "starts", "stops", "steps"), check_attrs=_unslice_attrs))
 
 
@@ -397,26 +400,21 @@ def _concat_infer(inputs, attrs):
     return tuple(shape), first.dtype
 
 
-def _concat_lower(ctx, n, idx):
+def _concat_map(ix, n, idx):
+    """The last input whose offset along the axis is at most the index;
+    empty inputs are never read."""
     ax = n.attrs["axis"]
-    ix, s = ctx.ix, ctx.s
-    result, off = None, 0
-    for t in n.inputs:
+    reads, off = [], 0
+    for k, t in enumerate(n.inputs):
         m = t.shape[ax]
         if m == 0:
             continue
-        local = ix.sub(idx[ax], ix.const(off))
+        local = ix.sub(idx[ax], off)
         src = list(idx)
         src[ax] = ix.clamp(local, 0, m - 1)
-        v = ctx.eval(t, src)
-        if result is None:
-            result = v
-        else:
-            result = s.select(ix.as_bool(ix.ge(local, ix.const(0))), v, result)
+        reads.append(Read(k, src, ix.ge(local, 0) if reads else None))
         off += m
-    if result is None:
-        return s.const(0, n.dtype)
-    return result
+    return reads[::-1]
 
 
 def _concat_vjp(n, g):
@@ -438,7 +436,7 @@ def _concat_axis(inputs, attrs):
 
 register(OpDef("concatenate", "index", _concat_infer,
                lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_vjp,
-               lower_at=_concat_lower, nin=(1, None), attrs=("axis",), check_attrs=_concat_axis,
+               index_map=_concat_map, nin=(1, None), attrs=("axis",), check_attrs=_concat_axis,
                view=True))
 
 

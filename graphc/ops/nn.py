@@ -12,6 +12,7 @@ from . import attrs as A
 from .common import MAX_DIM, as_node, constant, norm_axes, norm_axis
 from .elementwise import abs as _abs
 from .elementwise import cast, exp, log, stop_gradient, where
+from .index import Read
 from .movement import reshape
 from .reduce import max as _max
 from .reduce import sum as _sum
@@ -32,17 +33,24 @@ def _one_hot_ref(lab, depth):
     return lab[..., None] == np.arange(depth, dtype=lab.dtype)
 
 
+def _one_hot_reads(ix, n, idx):
+    """Where one_hot reads: the label at the output index without its last
+    axis (declared for fusion's symbolic reasoning; see ops/index.py)."""
+    return [Read(0, list(idx[:-1]))]
+
+
 def _one_hot_lower(ctx, n, idx):
     s, ix = ctx.s, ctx.ix
     depth = n.attrs["depth"]
-    lab = s.cast(ctx.eval(n.inputs[0], idx[:-1]), D.int64)
+    ((_, at, _),) = _one_hot_reads(ix, n, idx)
+    lab = s.cast(ctx.eval(n.inputs[0], at), D.int64)
     bad = s.or_(s.lt(lab, s.const(0, D.int64)), s.ge(lab, s.const(depth, D.int64)))
     s.error_if(bad, f"one_hot: a label is out of range [0, {depth})")
     return s.eq(lab, ix.scalar(idx[-1]))
 
 
 register(OpDef("one_hot", "index", _one_hot_infer, _one_hot_ref,
-               lambda n, g: [None], lower_at=_one_hot_lower,
+               lambda n, g: [None], lower_at=_one_hot_lower, index_map=_one_hot_reads,
                doc="labels (...,) -> bool (..., depth); a label outside [0, depth) is an error",
                # depth 0 would make every label out of range, but the (empty)
                # result has no element at which the check could run

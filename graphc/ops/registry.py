@@ -12,8 +12,12 @@ An OpDef carries everything any part of graphc needs to know about an op:
     - ``"elementwise"``: ``scalar(s, node, *args)`` builds one output element
       from input elements with the scalar builder ``s`` (backend/llvm/scalar.py);
       inputs broadcast numpy-style;
-    - ``"index"``: ``lower_at(ctx, node, idx)`` computes the element at index
-      ``idx`` by evaluating inputs at other indices (movement ops);
+    - ``"index"``: ``index_map(ix, node, idx)`` says where the element at
+      ``idx`` is read from: which input, at which index (movement ops; one
+      rule, read by the LLVM emitter, fusion's symbolic reasoning and the
+      GEMM's strided views, see ``ops/index.py``); or ``lower_at(ctx, node,
+      idx)`` computes the element by evaluating inputs at other indices
+      (one_hot, take: ``index_map`` may still declare where it reads);
     - ``"reduce"``: ``reduce_init(dtype)``, ``reduce_combine(s, acc, x)``;
     - ``"matmul"``: the matmul kernel template;
     - ``"kernel"``: ``kernel(em, node)`` emits the whole loop nest that stores
@@ -96,6 +100,7 @@ class OpDef:
     vjp: Callable[..., list]
     scalar: Callable | None = None
     lower_at: Callable | None = None
+    index_map: Callable | None = None   # (ix, node, idx) -> [Read, ...] (ops/index.py)
     reduce_init: Callable | None = None
     reduce_combine: Callable | None = None
     kernel: Callable | None = None
@@ -123,7 +128,7 @@ class OpDef:
 
     def lowering(self):
         """The lowering rule for this op's kind (None if missing)."""
-        return {OpKind.ELEMENTWISE: self.scalar, OpKind.INDEX: self.lower_at,
+        return {OpKind.ELEMENTWISE: self.scalar, OpKind.INDEX: self.lower_at or self.index_map,
                 OpKind.REDUCE: self.reduce_combine, OpKind.MATMUL: True,
                 OpKind.KERNEL: self.kernel}[self.kind]
 

@@ -35,6 +35,7 @@ from ..backend.plan import Kernel, input_indices, plan_unfused, reads_only_at_wr
 from ..ir.graph import Graph
 from ..ir.node import Node
 from ..ops import registry
+from ..ops.index import strided_view
 from ..ops.registry import OpKind
 from .manager import Pass, PassContext, register_pass
 
@@ -115,16 +116,13 @@ class Fuser:
 
     # -- step 1 -------------------------------------------------------------------
     def _gemm_view(self, n: Node, stored: set) -> bool:
-        """A transpose of the last two axes of a stored value or a leaf: the GEMM
-        reads it through strides, nothing is materialized."""
-        if n.op != "transpose":
-            return False
-        ax = n.attrs["axes"]
-        k = len(ax)
-        if k < 2 or ax[:-2] != tuple(range(k - 2)) or ax[-2:] != (k - 1, k - 2):
-            return False
-        x = n.inputs[0]
-        return x.is_leaf or x.id in stored
+        """A chain of view ops (transposes, broadcasts, slices, reshapes of
+        contiguous axes) of a stored value or a leaf that is a strided view of
+        its buffer (``ops.index.strided_view``, the test the GEMM plan makes):
+        the GEMM reads it through an offset and strides, nothing is
+        materialized."""
+        inside = lambda m: not m.is_leaf and m.id not in stored     # noqa: E731
+        return strided_view(n, inside, lambda m: True) is not None
 
     def initial_stored(self) -> set:
         stored = set(self.required)
@@ -144,8 +142,8 @@ class Fuser:
                 elif uk == "matmul" and not self._gemm_view(n, stored):
                     stored.add(n.id)
                     self.reasons[(n.id, u.id)] = ("a matmul reads its operands from memory "
-                                                  "(only a transpose of a stored value is read "
-                                                  "in place, through strides)")
+                                                  "(only a strided view of a stored value is "
+                                                  "read in place)")
         depth = {}                # longest chain of inlined nodes ending at each node
         for n in self.nodes:
             if _kind(n) != "ew" or n.id in stored:

@@ -11,9 +11,10 @@ from llvmlite import ir
 from ...ir import dtypes as D
 from ...ir.node import Node, attrs_key
 from ...ops import registry
+from ...ops.index import broadcast_index
 from ..plan import Kernel, is_immediate
 from .host import vector_width
-from .loops import IndexBuilder, broadcast_index, if_then
+from .loops import IndexBuilder, if_then
 from .scalar import I8, I32, I64, PTR, SV, ScalarBuilder, mem_type
 from .stages import LoopStages
 
@@ -295,7 +296,8 @@ class KernelEmitter(LoopStages):
             args = [self.eval(i, broadcast_index(idx, n.shape, i.shape, self.ix)) for i in n.inputs]
             v = d.scalar(self.s, n, *args)
         elif d.kind == "index":
-            v = d.lower_at(self, n, idx)
+            v = d.lower_at(self, n, idx) if d.lower_at is not None else \
+                lower_index_map(self, n, idx)
         elif d.kind == "reduce":
             v = self._reduce_at(n, d, idx)
         elif d.kind == "matmul":
@@ -307,3 +309,20 @@ class KernelEmitter(LoopStages):
             raise TypeError(f"lowering of {n.op!r} produced {v.dtype}, expected {n.dtype}")
         self.scopes[-1][key] = v
         return v
+
+
+def lower_index_map(ctx, n, idx):
+    """The LLVM interpreter of ``n``'s index rule: the value of ``n`` at
+    ``idx`` is the first of its reads whose condition holds, zero if none
+    does. Every read is evaluated (its index is in bounds), the conditional
+    ones folded in with selects, the last one first."""
+    s, ix = ctx.s, ctx.ix
+    result = None
+    for r in reversed(registry.get(n.op).index_map(ix, n, idx)):
+        v = ctx.eval(n.inputs[r.input], r.at)
+        if r.when is None:
+            result = v
+        else:
+            other = s.const(0, n.dtype) if result is None else result
+            result = s.select(ix.as_bool(r.when), v, other)
+    return s.const(0, n.dtype) if result is None else result

@@ -81,7 +81,9 @@ def if_then(b: ir.IRBuilder, cond, name: str = "then"):
 
 
 class IndexBuilder:
-    """i64 index arithmetic for ``lower_at`` rules of movement ops."""
+    """i64 index arithmetic: the index algebra of ``ops/index.py`` (for the
+    ``index_map`` rules of movement ops) and the ``lower_at`` rules of the
+    other index ops. Conditions are i1 values."""
 
     def __init__(self, b: ir.IRBuilder, s):
         self.b = b
@@ -139,6 +141,13 @@ class IndexBuilder:
             return self.const(0)
         return self.b.urem(a, b)
 
+    def floordiv(self, a, k: int):
+        """``a // k`` for ``a >= 0`` (the algebra's contract)."""
+        return self.udiv(a, k)
+
+    def mod(self, a, k: int):
+        return self.urem(a, k)
+
     def eq(self, a, b): return self.b.icmp_signed("==", self._c(a), self._c(b))
     def lt(self, a, b): return self.b.icmp_signed("<", self._c(a), self._c(b))
     def ge(self, a, b): return self.b.icmp_signed(">=", self._c(a), self._c(b))
@@ -180,9 +189,3 @@ class IndexBuilder:
     def scalar(self, v) -> SV:
         """An index as an int64 scalar value."""
         return SV(v, D.int64, self.s)
-
-
-def broadcast_index(idx, out_shape, in_shape, ix):
-    """Index into an input of shape ``in_shape`` broadcast to ``out_shape``."""
-    lead = len(out_shape) - len(in_shape)
-    return [ix.const(0) if in_shape[k] == 1 else idx[lead + k] for k in range(len(in_shape))]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from llvmlite import ir
 
+from ...ops.index import strided_view
 from .gemm import shared_gemm
 from .gemm_config import _ELEM, _c, host_config
 from .loops import for_nest
@@ -24,40 +25,12 @@ GEMM_MIN_M = 4
 GEMM_MIN_N = 16
 
 
-def strided_view(x, members: set, is_leaf_buffer) -> tuple | None:
-    """``(buffer node, strides)`` when ``x`` is a buffer or a chain of member
-    transposes / broadcasts of one: element ``idx`` of ``x`` is at
-    ``sum(idx * strides)`` (elements) in that buffer. ``None`` otherwise.
-    ``is_leaf_buffer(node)`` says whether a non-member node has a buffer."""
-    chain = []
-    node = x
-    while node.id in members:
-        if node.op not in ("transpose", "broadcast_to"):
-            return None
-        chain.append(node)
-        node = node.inputs[0]
-    if not is_leaf_buffer(node):
-        return None
-    strides, acc = [], 1
-    for d in reversed(node.shape):
-        strides.append(acc)
-        acc *= d
-    strides = strides[::-1]
-    for t in reversed(chain):
-        src = t.inputs[0]
-        if t.op == "transpose":
-            strides = [strides[a] for a in t.attrs["axes"]]
-        else:
-            lead = t.ndim - src.ndim
-            strides = [0] * lead + [0 if src.shape[k] == 1 else strides[k] for k in range(src.ndim)]
-    return node, tuple(strides)
-
-
 @dataclass
 class MatmulPlan:
     """How a matmul node runs as calls of ``gemm_<dt>``: a loop over ``batch``
     (batch axes left after folding) calling gemm on M x K @ K x N with the
-    operands' row/column strides and per-batch-axis element offsets."""
+    operands' row/column strides, their element offsets into their buffers
+    (a sliced operand is read in place) and per-batch-axis element offsets."""
     dtype: np.dtype
     a: object               # buffer node of A
     b: object               # buffer node of B
@@ -72,6 +45,8 @@ class MatmulPlan:
     bstride_a: tuple        # element stride of each batch axis in A, B, C
     bstride_b: tuple
     bstride_c: tuple
+    off_a: int = 0          # element offset of A[0, 0] (of batch 0) in its buffer
+    off_b: int = 0
 
     @property
     def workspace_bytes(self) -> int:
@@ -86,12 +61,13 @@ def plan_matmul(node, members: set, is_leaf_buffer, force: bool = False) -> Matm
     if dt not in _ELEM:
         return None
     a, b = node.inputs
-    va = strided_view(a, members, is_leaf_buffer)
-    vb = strided_view(b, members, is_leaf_buffer)
+    inside = lambda x: x.id in members   # noqa: E731
+    va = strided_view(a, inside, is_leaf_buffer)
+    vb = strided_view(b, inside, is_leaf_buffer)
     if va is None or vb is None:
         return None
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
-    (abuf, sa), (bbuf, sb) = va, vb
+    (abuf, oa, sa), (bbuf, ob, sb) = va, vb
     bshape = node.shape[:-2]
     nb = len(bshape)
 
@@ -114,7 +90,7 @@ def plan_matmul(node, members: set, is_leaf_buffer, force: bool = False) -> Matm
     if not force and (m * n * k < GEMM_MIN_MACS or m < GEMM_MIN_M or n < GEMM_MIN_N):
         return None
     return MatmulPlan(dt, abuf, bbuf, m, n, k, rs_a, cs_a, rs_b, cs_b, tuple(batch),
-                      tuple(ba), tuple(bb), tuple(bc))
+                      tuple(ba), tuple(bb), tuple(bc), oa, ob)
 
 
 def emit_matmul_call(b: ir.IRBuilder, module: ir.Module, plan: MatmulPlan, pa, pb, pc, ws,
@@ -125,6 +101,10 @@ def emit_matmul_call(b: ir.IRBuilder, module: ir.Module, plan: MatmulPlan, pa, p
     columns) of C, for one thread's share."""
     f = shared_gemm(module, plan.dtype)
     T = _ELEM[plan.dtype]
+    if plan.off_a:
+        pa = b.gep(pa, [_c(plan.off_a)], source_etype=T, inbounds=True)
+    if plan.off_b:
+        pb = b.gep(pb, [_c(plan.off_b)], source_etype=T, inbounds=True)
 
     def offset(ptr, idx, strides):
         off = None

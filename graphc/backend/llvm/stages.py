@@ -11,9 +11,10 @@ from llvmlite import ir
 from ...ir import dtypes as D
 from ...ir.node import Node
 from ...ops import registry
+from ...ops.index import broadcast_index
 from ..plan import align, is_immediate
 from . import matmul
-from .loops import broadcast_index, for_nest, for_range, for_ranges
+from .loops import for_nest, for_range, for_ranges
 from .scalar import I8, I64, SV, mem_type, reg_type
 
 REDUCE_BLOCK = 1024     # float32 sums: blocks summed in float32, block sums in float64
