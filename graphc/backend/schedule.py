@@ -168,6 +168,7 @@ class Plan:
         num = self.graph.numbering()
         lay = self.layout
         where = _describe_loc(lay, num)
+        inplace = {o.id: x for o, x in self.memory.inplace}
         lines = [f"plan: {len(self.steps)} kernels, {self.threads} thread(s)"
                  + (", threaded" if self.threaded else "")
                  + f", arena {self.arena_size} B"]
@@ -176,18 +177,20 @@ class Plan:
             k = s.kernel
             dom = "x".join(str(d) for d in k.shape) or "scalar"
             if k.split < len(k.shape):
-                dom += f" rows of {'x'.join(str(d) for d in k.shape[:k.split]) or '1'}"
+                dom += f" (rows of {'x'.join(str(d) for d in k.shape[:k.split]) or '1'})"
             kind = k.kind if s.role == "kernel" else s.role
             if kind == "matmul":
                 kind = "gemm" if s.matmul_plan is not None else "matmul"
-            thr = "all" if s.parallel else "one"
-            split = ",".join(f"{what} {how}" for what, how in (("gemm", s.gemm), ("loop", s.loop))
-                             if how) or "-"
-            extra = f" ws {s.workspace}" if s.workspace else ""
+            if s.parallel:
+                how = ", ".join(f"{what} {h}" for what, h in (("gemm", s.gemm), ("loop", s.loop))
+                                if h)
+                thr = f"all threads: {how}"
+            else:
+                thr = "one thread"
+            extra = f" | workspace {s.workspace} B" if s.workspace else ""
             if s.barrier:
                 extra += " | barrier"
-            lines.append(f"  #{s.index:<3} {kind:<7} {s.name!r} domain {dom}; threads {thr} "
-                         f"(split {split}){extra}")
+            lines.append(f"  #{s.index:<3} {kind:<6} {s.name!r} domain {dom} | {thr}{extra}")
             if s.role == "kernel":
                 ops = list(dict.fromkeys(m.op for m in _sorted_members(k, num)))
                 lines.append(f"        {len(k.members)} member(s): {' '.join(ops)}")
@@ -202,7 +205,12 @@ class Plan:
             if rd:
                 lines.append(f"        reads  {' '.join(rd)}")
             for n, loc in s.writes:
-                lines.append(f"        writes %{num[n.id]}:{type_str(n)} -> {where(loc)}")
+                note = ""
+                if n.id in inplace:
+                    note = f" (in place of %{num[inplace[n.id].id]})"
+                elif n.id in self.memory.direct:
+                    note = f" (new value of {self.memory.direct[n.id].name!r}, in place)"
+                lines.append(f"        writes %{num[n.id]}:{type_str(n)} -> {where(loc)}{note}")
         lines.extend(self._arena_lines(num))
         return "\n".join(lines)
 
@@ -303,7 +311,7 @@ def verify_plan(plan: Plan) -> None:
         _check_split(plan, s, fail)
         for n, loc in s.reads:
             held = content.get(loc)
-            if held == n.id:
+            if held == n.id or n.size == 0:     # (empty arrays: nothing is read)
                 continue
             if held is None:
                 fail(s, f"reads {name(n)} at {loc} before any kernel writes it")
@@ -342,11 +350,11 @@ def verify_plan(plan: Plan) -> None:
         intervals.release(s.index)
     for j, o in enumerate(g.outputs):
         loc = ("slot", lay.output0 + j)
-        if content.get(loc) != o.id:
+        if content.get(loc) != o.id and o.size:
             raise PlanError(f"plan: output {j} ({name(o)}) is never written to out{j}")
     for p, v in g.updates:
         loc = ("slot", lay.slot[p.id])
-        if content.get(loc) != v.id:
+        if content.get(loc) != v.id and v.size:
             raise PlanError(f"plan: parameter {p.name!r} does not hold its new value "
                             f"{name(v)} after the last kernel")
     _check_workspace(plan, first)

@@ -142,6 +142,8 @@ def _complete(plan: Plan, s: Step) -> None:
         s.writes.append((o, loc(o, writing=True)))
         args.append(s.writes[-1][1])
     s.args = list(dict.fromkeys(args))
+    seen = set()
+    s.reads = [r for r in s.reads if (r[0].id, r[1]) not in seen and not seen.add((r[0].id, r[1]))]
 
 
 def parallel(k: Kernel, dest, threads: int, gemm_plan) -> tuple:
