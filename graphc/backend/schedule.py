@@ -169,7 +169,8 @@ class Plan:
         lay = self.layout
         where = _describe_loc(lay, num)
         inplace = {o.id: x for o, x in self.memory.inplace}
-        lines = [f"plan: {len(self.steps)} kernels, {self.threads} thread(s)"
+        lines = [f"plan: {len(self.steps)} kernel{'' if len(self.steps) == 1 else 's'}, "
+                 f"{self.threads} thread{'' if self.threads == 1 else 's'}"
                  + (", threaded" if self.threaded else "")
                  + f", arena {self.arena_size} B"]
         lines.append("args: " + " | ".join(f"{k} {lay.describe(k, num)}" for k in range(lay.count)))
@@ -220,22 +221,24 @@ class Plan:
         lines = [f"arena {self.arena_size} B: header {self.header}, values "
                  f"{self.memory.size}, staging {sum(b for _, _, b in self.staging)}, workspace "
                  + (f"{self.threads} x {ws[1]}" if ws else "0")]
-        rows = [(0, self.header, "header (barrier words)")] if self.header else []
+        rows = [(0, -1, self.header, "header (barrier words)")] if self.header else []
         by_id = {n.id: n for n in self.graph.nodes}
         for nid, off in self.values.items():
             n = by_id[nid]
             key = ("arena", off)
             span = f"#{first.get((nid, key), '?')}-#{last.get((nid, key), '?')}"
-            rows.append((off, off + nbytes(n), f"%{num[nid]}:{type_str(n)} live {span}"))
+            rows.append((off, first.get((nid, key), -1), off + nbytes(n),
+                         f"%{num[nid]}:{type_str(n)} live {span}"))
         for n, off, size in self.staging:
             key = ("arena", off)
             span = f"#{first.get((n.id, key), '?')}-#{last.get((n.id, key), '?')}"
-            rows.append((off, off + size, f"staging %{num[n.id]} {n.name!r} live {span}"))
+            rows.append((off, first.get((n.id, key), -1), off + size,
+                         f"staging %{num[n.id]} {n.name!r} live {span}"))
         if ws:
-            rows.append((ws[0], ws[0] + ws[1] * self.threads,
+            rows.append((ws[0], -1, ws[0] + ws[1] * self.threads,
                          f"workspace {self.threads} x {ws[1]} B"))
         w = len(str(self.arena_size))
-        for lo, hi, what in sorted(rows, key=lambda r: (r[0], r[2])):
+        for lo, _, hi, what in sorted(rows, key=lambda r: r[:3]):
             lines.append(f"  [{lo:>{w}}, {hi:>{w}})  {what}")
         return lines
 
