@@ -97,7 +97,7 @@ def test_golden_plan(name):
     build, threads = CASES[name]
     outputs, updates, params, feeds = build()
     f = against_interp(outputs, updates, params, feeds, threads)
-    verify_plan(f.plan)
+    verify_plan(f.plan, deep=True)
     golden(name, f.plan_text())
     assert f.plan.arena_size == f._native.arena_size     # the bytes the runtime allocates
 
@@ -193,8 +193,8 @@ def arena_values(f):
 
 def test_verify_accepts_the_compilers_plans():
     f = unfused()
-    verify_plan(f.plan)
-    verify_plan(replan(f))
+    verify_plan(f.plan, deep=True)
+    verify_plan(replan(f), deep=True)
 
 
 def test_verify_rejects_overlapping_values():
@@ -211,8 +211,15 @@ def test_verify_rejects_an_in_place_write_at_another_index():
     x, y = arena_values(f)[:2]
     arena = dict(f.memory.arena)
     arena[y.id] = arena[x.id]          # transpose(x) written over x: reads it transposed
-    with pytest.raises(PlanError, match="not a value this kernel may overwrite in place"):
+    with pytest.raises(PlanError, match="not recorded as in place by the memory plan"):
         verify_plan(replan(f, arena=arena))
+    # record it as in place (and so each later value put where y was, over it)
+    at = [v for v in arena_values(f) if arena[v.id] == arena[x.id]]
+    p = replan(f, arena=arena, inplace=list(zip(at[1:], at)))
+    verify_plan(p)                     # recorded: the linear check trusts the record ...
+    with pytest.raises(PlanError, match=r"kernel #1 .*overlaps %\d+ .*\(the kernel reads it "
+                                        r"at other indices than it writes\)"):
+        verify_plan(p, deep=True)      # ... the deep one re-derives it
 
 
 def test_verify_rejects_a_read_before_its_write():

@@ -283,13 +283,36 @@ def _live_steps(plan: Plan):
 
 
 # -- verification ---------------------------------------------------------------------
-def verify_plan(plan: Plan) -> None:
+def verify_plan(plan: Plan, deep: bool = False) -> None:
     """Check every invariant the emitter relies on; raise :class:`PlanError`
     naming the kernel and the problem. Linear in the plan's size (plus a
-    log factor for the arena's interval checks)."""
+    log factor for the arena's interval checks): a value written over
+    another one that is still live must be recorded by the memory plan as
+    in place (an update written into its parameter: as direct). ``deep``
+    also re-derives that each such kernel reads the value it overwrites
+    only at the index it writes (``reads_only_at_write_index``, a walk of
+    the kernel per value: the tests use it, the compiler does not)."""
     from .plan import reads_only_at_write_index
     g, lay = plan.graph, plan.layout
     num = g.numbering()
+    inplace_pairs = {(o.id, x.id) for o, x in plan.memory.inplace}
+
+    def reads_only(s, x):
+        k = s.kernel
+        return reads_only_at_write_index(x, k.shape, k.outputs, k.members, k.hoisted,
+                                         k.accumulates, k.matmul)
+
+    def overwrite_problem(s, n, x):
+        """Why kernel s may not write n over x (None: it may)."""
+        k = s.kernel
+        if s.role != "kernel" or n.shape != k.shape or n.id in k.staged() or \
+                x.dtype.itemsize != n.dtype.itemsize:
+            return "not a value this kernel may overwrite in place"
+        if (n.id, x.id) not in inplace_pairs:
+            return "not recorded as in place by the memory plan"
+        if deep and not reads_only(s, x):
+            return "the kernel reads it at other indices than it writes"
+        return None
 
     def name(n):
         return f"%{num.get(n.id, '?')}" + (f" {n.name!r}" if n.is_leaf else f" ({n.op})")
@@ -308,7 +331,6 @@ def verify_plan(plan: Plan) -> None:
     first, last = _live_steps(plan)
     intervals = _ArenaIntervals()
     for s in plan.steps:
-        k = s.kernel
         if s.role not in ROLES:
             fail(s, f"unknown role {s.role!r}")
         _check_split(plan, s, fail)
@@ -335,10 +357,10 @@ def verify_plan(plan: Plan) -> None:
                 p = param_slot.get(off)
                 if p is not None and s.role == "kernel":
                     # a new value written straight into its parameter (direct update)
-                    if n.shape != p.shape or (
-                            any(r is p for r, _ in s.reads) and not reads_only_at_write_index(
-                                p, k.shape, k.outputs, k.members, k.hoisted, k.accumulates,
-                                k.matmul)):
+                    if n.shape != p.shape or plan.memory.direct.get(n.id) is not p:
+                        fail(s, f"writes {name(n)} straight into {name(p)}, which the memory "
+                                "plan does not record as its new value written in place")
+                    if deep and any(r is p for r, _ in s.reads) and not reads_only(s, p):
                         fail(s, f"writes {name(n)} straight into {name(p)}, which it reads "
                                 "at other indices than it writes")
             else:
@@ -347,7 +369,7 @@ def verify_plan(plan: Plan) -> None:
                     fail(s, f"{name(n)} at arena [{off}, {end}) is outside the arena's values "
                             f"[{plan.header}, {plan.arena_size})")
                 intervals.define(plan, s, n, off, end, last.get((n.id, loc), s.index), fail,
-                                 reads_only_at_write_index)
+                                 overwrite_problem)
             content[loc] = n.id
             writer[loc] = s.label()
         intervals.release(s.index)
@@ -420,7 +442,7 @@ class _ArenaIntervals:
         self.items: list = []          # (start, end, node, last step)
         self.dying: dict = {}          # step -> [start]
 
-    def define(self, plan, s, n, start, end, last, fail, reads_only):
+    def define(self, plan, s, n, start, end, last, fail, overwrite_problem):
         j = bisect.bisect_right(self.starts, start)
         lo = j - 1 if j and self.items[j - 1][1] > start else j
         hi = j
@@ -429,18 +451,15 @@ class _ArenaIntervals:
         for a, b, x, xlast in self.items[lo:hi]:
             if x.id == n.id and (a, b) == (start, end):
                 return                 # rewritten by the same kernel (a staged value)
-            k = s.kernel
-            inplace = (xlast == s.index and (a, b) == (start, end) and s.role == "kernel" and
-                       x.dtype.itemsize == n.dtype.itemsize and n.shape == k.shape and
-                       n.id not in k.staged() and
-                       reads_only(x, k.shape, k.outputs, k.members, k.hoisted, k.accumulates,
-                                  k.matmul))
-            if not inplace:
-                num = plan.graph.numbering()
-                fail(s, f"writes %{num.get(n.id, '?')} at arena [{start}, {end}), which overlaps "
-                        f"%{num.get(x.id, '?')} at [{a}, {b}), live until kernel #{xlast}"
-                        + ("" if xlast != s.index else
-                           " (not a value this kernel may overwrite in place)"))
+            why = None
+            if xlast == s.index and (a, b) == (start, end):
+                why = overwrite_problem(s, n, x)
+                if why is None:
+                    continue           # in place: x dies in this kernel
+            num = plan.graph.numbering()
+            fail(s, f"writes %{num.get(n.id, '?')} at arena [{start}, {end}), which overlaps "
+                    f"%{num.get(x.id, '?')} at [{a}, {b}), live until kernel #{xlast}"
+                    + (f" ({why})" if why else ""))
         del self.starts[lo:hi]
         del self.items[lo:hi]
         self.starts.insert(lo, start)
