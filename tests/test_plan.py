@@ -296,3 +296,25 @@ def test_verify_rejects_a_write_into_an_input():
     with pytest.raises(PlanError, match="kernel #0 .*writes %\\d+ \\(exp\\) into argument 0 "
                                         "\\(input %0 'a'\\)"):
         verify_plan(p)
+
+
+# -- where the plan is shown ----------------------------------------------------------
+def test_report_dump_and_inspect_show_the_plan(tmp_path):
+    import subprocess
+    import sys
+    out, updates, params, feeds = swap()
+    f = gc.compile(out, updates=updates, cache=False, dump=str(tmp_path / "d"))
+    (line,) = [ln for ln in f.report().splitlines() if "allocated" in ln]
+    assert line.split()[1:3] == [str(f.plan.arena_size), "B"]
+    (d,) = list((tmp_path / "d").iterdir())
+    (name,) = [n for n in os.listdir(d) if n.endswith("plan.txt")]
+    assert (d / name).read_text() == f.plan_text() + "\n"
+    script = tmp_path / "s.py"
+    script.write_text("import numpy as np, graphc as gc\n"
+                      "x = gc.placeholder((4, 3), 'float64', name='x')\n"
+                      "gc.compile(gc.softmax(x), threads=1)\n")
+    run = subprocess.run([sys.executable, "-m", "graphc", "inspect", "--plan", str(script)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "plan: 1 kernel, 1 thread, arena" in run.stdout and "arena " in run.stdout
+    assert "  #0   loop" in run.stdout
