@@ -24,7 +24,7 @@ from . import rtlib
 from .host import vector_width
 from .kernel import KernelEmitter
 from .loops import if_then
-from .planner import ARENA_HEADER, PAR_ELEMS, PAR_MACS, build_plan  # noqa: F401
+from .planner import build_plan
 from .scalar import I8, I32, I64, PTR
 
 ENTRY = "graphc_main"
