@@ -344,12 +344,12 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
         t1 = time.perf_counter()
         me = _plan(f, graph, opt_level, passes, fast_math, threads)
         jit = JitModule.compile(f._llvm_ir, ENTRY, opt=opt_level)
-        slots, arrays = cache.slots_for(graph, me.layout)
+        slots, arrays = cache.slots_for(graph, me.plan.layout)
         extra = {"opt": opt_level, "rt": f._runtime}
         if _calls_back(me.module):
             extra["host"] = True     # runs Python while it runs: may be re-entered
-        art = cache.Artifact(jit, slots, arrays, len(graph.outputs), me.arena_size, me.errors,
-                             key, extra)
+        art = cache.Artifact(jit, slots, arrays, len(graph.outputs), me.plan.arena_size,
+                             me.errors, key, extra)
         f.llvm_seconds = time.perf_counter() - t1
         if use_cache:
             cache.memory_put(key, art, comps)
