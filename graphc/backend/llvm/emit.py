@@ -23,7 +23,6 @@ from ..schedule import ArgLayout, Plan  # noqa: F401  (ArgLayout: emit.ArgLayout
 from . import rtlib
 from .host import vector_width
 from .kernel import KernelEmitter
-from .loops import if_then
 from .planner import build_plan
 from .scalar import I8, I32, I64, PTR
 
@@ -109,34 +108,52 @@ class ModuleEmitter:
 
     def _schedule(self, b, args, status, tid, n, steps, threaded: bool):
         """Call every kernel in order (in a parallel call: parallel kernels on
-        every thread, the others on thread 0, a barrier where the plan has
-        one). Each pointer into the arguments or the arena is computed once."""
-        slot_ptr = {}
+        every thread; each run of consecutive one-thread kernels in one block
+        on thread 0; a barrier where the plan has one). Every pointer into
+        the arguments or the arena is computed once, before the first call."""
+        ptr = {}
 
         def pointer(loc):
-            if loc not in slot_ptr:
+            if loc not in ptr:
                 kind, k = loc
                 if kind == "slot":
                     p = b.gep(args, [ir.Constant(I64, k)], source_etype=PTR, inbounds=True)
-                    slot_ptr[loc] = b.load(p, typ=PTR, name=f"arg{k}")
+                    ptr[loc] = b.load(p, typ=PTR, name=f"arg{k}")
                 else:
                     base = pointer(("slot", self.layout.arena))
-                    slot_ptr[loc] = b.gep(base, [ir.Constant(I64, k)], source_etype=I8,
-                                          inbounds=True, name=f"arena{k}")
-            return slot_ptr[loc]
+                    ptr[loc] = b.gep(base, [ir.Constant(I64, k)], source_etype=I8,
+                                     inbounds=True, name=f"arena{k}")
+            return ptr[loc]
         sync = pointer(("arena", 0))
-        one, zero = ir.Constant(I32, 1), ir.Constant(I32, 0)
         for step in steps:
-            ki = step.index
+            for loc in step.args:
+                pointer(loc)
+        one, zero = ir.Constant(I32, 1), ir.Constant(I32, 0)
+        solo_end = None                  # the block after the open thread-0 block
+
+        def close():
+            nonlocal solo_end
+            if solo_end is not None:
+                b.branch(solo_end)
+                b.position_at_end(solo_end)
+                solo_end = None
+        for step in steps:
             fn, locs = KernelEmitter(self, step).build()
-            ptrs = [pointer(loc) for loc in locs] + [status]
+            ptrs = [ptr[loc] for loc in locs] + [status]
             if not threaded:
                 b.call(fn, ptrs + [zero, one, sync])
                 continue
             if step.parallel:
+                close()
                 b.call(fn, ptrs + [tid, n, sync])
             else:
-                with if_then(b, b.icmp_signed("==", tid, zero), name=f"solo{ki}"):
-                    b.call(fn, ptrs + [zero, one, sync])
+                if solo_end is None:
+                    then = b.append_basic_block(f"solo{step.index}")
+                    solo_end = b.append_basic_block(f"solo{step.index}.end")
+                    b.cbranch(b.icmp_signed("==", tid, zero), then, solo_end)
+                    b.position_at_end(then)
+                b.call(fn, ptrs + [zero, one, sync])
             if step.barrier:
+                close()
                 b.call(self.barrier_fn(), [sync, n])
+        close()
