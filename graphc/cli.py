@@ -19,6 +19,8 @@ def main(argv=None) -> int:
     ins.add_argument("script", help="a Python script that calls graphc.compile")
     ins.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
     ins.add_argument("--dump", metavar="DIR", help="also dump every stage of every graph to DIR")
+    ins.add_argument("--plan", action="store_true",
+                     help="also print each graph's complete plan (kernels in run order, arena)")
     c = sub.add_parser("cache", help="the on-disk compile cache")
     c.add_argument("action", choices=["info", "clear"])
     from .bench import add_arguments as bench_arguments
@@ -43,7 +45,7 @@ def main(argv=None) -> int:
             print(f"removed {cache.clear()} entries from {cache.cache_dir()}")
         return 0
     if args.cmd == "inspect":
-        return inspect_script(args.script, args.args, args.dump)
+        return inspect_script(args.script, args.args, args.dump, args.plan)
     if args.cmd == "demo":
         from .demo import main as demo
         demo(steps=args.steps, lr=args.lr)
@@ -66,8 +68,10 @@ def main(argv=None) -> int:
     return 0
 
 
-def inspect_script(script: str, argv: list, dump_dir: str | None = None) -> int:
-    """Run ``script`` as __main__; print the report of each function it compiles."""
+def inspect_script(script: str, argv: list, dump_dir: str | None = None,
+                   plan: bool = False) -> int:
+    """Run ``script`` as __main__; print the report of each function it
+    compiles (and its plan, with ``plan``)."""
     import os
     import runpy
 
@@ -79,6 +83,8 @@ def inspect_script(script: str, argv: list, dump_dir: str | None = None) -> int:
         print(f"\n=== graphc: compiled function #{count[0]} "
               f"({f.compile_seconds * 1e3:.1f} ms) ===", flush=True)
         print(f.report(), flush=True)
+        if plan and f.plan is not None:
+            print("\n" + f.plan_text(), flush=True)
         if dump_dir:
             print(f"dumped to {f.dump(dump_dir)}", flush=True)
     if not os.path.exists(script):

@@ -131,7 +131,8 @@ class CompiledFunction:
 
     Inspection: ``passes`` (one :class:`~graphc.passes.PassRecord` per pass),
     ``report()``, ``why_not_fused(a, b)``, ``kernels``/``num_kernels``,
-    ``memory``, ``llvm_ir``, ``llvm_ir_optimized``, ``asm``, ``graph`` (the
+    ``memory``, ``plan``/``plan_text()`` (every kernel in run order, the
+    arena), ``llvm_ir``, ``llvm_ir_optimized``, ``asm``, ``graph`` (the
     optimized graph) and ``source_graph`` (as given).
     """
 
@@ -149,6 +150,7 @@ class CompiledFunction:
         self._native = None
         self._kernels = []
         self._memory = None
+        self._schedule = None        # the complete Plan (backend/schedule.py)
         self._passes = []
         self._fusion_reasons = {}
         self._node_map = {}
@@ -193,6 +195,17 @@ class CompiledFunction:
     def memory(self):
         self._ensure_plan()
         return self._memory
+
+    @property
+    def plan(self):
+        """The complete plan (:class:`graphc.backend.schedule.Plan`): every
+        kernel in run order with its buffers and threads, and the arena."""
+        self._ensure_plan()
+        return self._schedule
+
+    def plan_text(self) -> str:
+        """The plan as stable text (:meth:`Plan.text`); "" for the interpreter."""
+        return self.plan.text() if self.plan is not None else ""
 
     @property
     def fusion_reasons(self) -> dict:
@@ -278,8 +291,11 @@ def used_components(module) -> list:
 
 def _plan(f: CompiledFunction, graph: Graph, opt_level: int, passes, fast_math: bool,
           threads: int = 1):
-    """Run the pass pipeline and emit the LLVM module (not compiled)."""
+    """Run the pass pipeline, complete and verify the plan, and emit the
+    LLVM module (not compiled)."""
     from .backend.llvm.emit import ModuleEmitter
+    from .backend.llvm.planner import build_plan
+    from .backend.schedule import verify_plan
     from .passes import PassContext, Pipeline, default_pipeline
     ctx = PassContext(opt_level=opt_level, fast_math=fast_math)
     pipeline = Pipeline(passes) if passes is not None else default_pipeline(opt_level)
@@ -287,7 +303,9 @@ def _plan(f: CompiledFunction, graph: Graph, opt_level: int, passes, fast_math: 
     f._kernels, f._memory = ctx.kernels, ctx.memory
     f._fusion_reasons = ctx.fusion_reasons
     f._node_map = ctx.node_map
-    me = ModuleEmitter(f._graph, f._kernels, f._memory, threads=threads)
+    f._schedule = build_plan(f._graph, f._kernels, f._memory, threads)
+    verify_plan(f._schedule)
+    me = ModuleEmitter(f._schedule)
     f._llvm_ir = str(me.emit())
     f._runtime = used_components(me.module)
     return me
@@ -326,12 +344,12 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
         t1 = time.perf_counter()
         me = _plan(f, graph, opt_level, passes, fast_math, threads)
         jit = JitModule.compile(f._llvm_ir, ENTRY, opt=opt_level)
-        slots, arrays = cache.slots_for(graph, me.layout)
+        slots, arrays = cache.slots_for(graph, me.plan.layout)
         extra = {"opt": opt_level, "rt": f._runtime}
         if _calls_back(me.module):
             extra["host"] = True     # runs Python while it runs: may be re-entered
-        art = cache.Artifact(jit, slots, arrays, len(graph.outputs), me.arena_size, me.errors,
-                             key, extra)
+        art = cache.Artifact(jit, slots, arrays, len(graph.outputs), me.plan.arena_size,
+                             me.errors, key, extra)
         f.llvm_seconds = time.perf_counter() - t1
         if use_cache:
             cache.memory_put(key, art, comps)

@@ -94,6 +94,10 @@ def report(f) -> str:
         lines.append("")
         lines.append("memory")
         lines.append(f"  arena            {_bytes(m.size):>10}   (intermediates, one allocation)")
+        plan = f.plan
+        if plan is not None:
+            lines.append(f"  allocated        {_bytes(plan.arena_size):>10}   (the arena with its "
+                         "header, staging slots and workspace: f.plan_text())")
         lines.append(f"  peak             {_bytes(m.peak):>10}   (live intermediates + outputs)")
         lines.append(f"  one buffer/node  {_bytes(m.naive_size):>10}   "
                      f"(peak is {100 * m.peak / max(m.naive_size, 1):.0f}% of it)")
@@ -171,7 +175,7 @@ def _path(src: Node, dst: Node):
 
 def dump(f, directory: str) -> str:
     """Write every pass's graph text and DOT, the LLVM IR before and after
-    optimization, the assembly and the report, numbered in pipeline order.
+    optimization, the assembly, the plan and the report, numbered in pipeline order.
     Returns the directory written."""
     d = os.path.join(directory, f"graphc-{os.getpid()}-{next(_dump_ids):03d}")
     os.makedirs(d, exist_ok=True)
@@ -194,6 +198,9 @@ def dump(f, directory: str) -> str:
         write("llvm-opt.ll", f.llvm_ir_optimized)
         k += 1
         write("asm.s", f.asm)
+        k += 1
+    if f.plan is not None:
+        write("plan.txt", f.plan_text() + "\n")
         k += 1
     write("report.txt", report(f) + "\n")
     return d

@@ -12,7 +12,8 @@ from ...ir import dtypes as D
 from ...ir.node import Node, attrs_key
 from ...ops import registry
 from ...ops.index import broadcast_index
-from ..plan import Kernel, is_immediate
+from ..plan import is_immediate
+from ..schedule import Step, member_nodes
 from .host import vector_width
 from .loops import IndexBuilder, if_then
 from .scalar import I8, I32, I64, PTR, SV, ScalarBuilder, mem_type
@@ -22,16 +23,16 @@ from .stages import LoopStages
 class KernelEmitter(LoopStages):
     """Emits one kernel as an internal function."""
 
-    def __init__(self, me, kernel: Kernel, index: int, dest=None, src=None,
-                 par=None):
+    def __init__(self, me, step: Step):
         self.me = me
-        self.par = par or {"gemm": False, "loop": None}
-        self.all_threads = bool(self.par["gemm"] or self.par["loop"])
-        self.k = kernel
-        self.index = index
-        self.dest = dest          # where the outputs are written, if not their own buffer
-        self.src = src            # where a copied non-member output is read, if not its own
-        self.members = kernel.members
+        self.step = step
+        self.par = {"gemm": step.gemm, "loop": step.loop}
+        self.all_threads = step.parallel
+        self.k = step.kernel
+        self.index = step.index
+        self.dest = step.dest     # where the outputs are written, if not their own buffer
+        self.src = step.src       # where a copied non-member output is read, if not its own
+        self.members = step.kernel.members
         self.scopes: list[dict] = []
         self.current: Node | None = None
 
@@ -47,41 +48,12 @@ class KernelEmitter(LoopStages):
             raise RuntimeError(f"no buffer planned for {n!r} (kernel {self.k.name})") from None
 
     def _collect(self):
-        locs = []
-        for m in self._member_nodes():
-            for i in m.inputs:
-                if i.id not in self.members and not is_immediate(i):
-                    locs.append(self._loc(i))
-        for o in self.k.outputs:
-            if o.id not in self.members and not is_immediate(o):
-                locs.append(self._loc(o))        # copy kernel reads its source
-            locs.append(self._loc(o, writing=True))
-        # one workspace request per kernel, for the largest of its stages' needs
-        # (the GEMM's packing buffers, partial sums, row buffers run one after
-        # another); asking twice could move the region between the two answers
-        need = max(self._gemm_plan().workspace_bytes if self._gemm_plan() is not None else 0,
-                   8 if self.par["loop"] == "chunks" else 0,
-                   self._row_cache_plan()[1])
-        self.ws_loc = self.me.workspace(need) if need else None
-        if self.ws_loc is not None:
-            locs.append(self.ws_loc)
-        seen, out = set(), []
-        for loc in locs:
-            if loc not in seen:
-                seen.add(loc)
-                out.append(loc)
-        return out
+        """The buffers to pass (the plan's, in its order), the workspace last."""
+        self.ws_loc = self.me.plan.workspace_loc() if self.step.workspace else None
+        return self.step.args
 
     def _member_nodes(self):
-        stack, seen, out = list(self.k.outputs), set(), []
-        while stack:
-            n = stack.pop()
-            if n.id in seen or n.id not in self.members:
-                continue
-            seen.add(n.id)
-            out.append(n)
-            stack.extend(n.inputs)
-        return out
+        return member_nodes(self.k)
 
     # -- building -----------------------------------------------------------------
     def structure_key(self, locs) -> tuple | None:
@@ -174,7 +146,7 @@ class KernelEmitter(LoopStages):
             if has_loop:
                 if self.par["loop"] == "chunks":
                     self._emit_chunked_reduce()
-                elif self.par["loop"] == "split" or not self.all_threads:
+                elif self.par["loop"] == "rows" or not self.all_threads:
                     self._emit_loop()
                 else:
                     with self._solo():

@@ -12,7 +12,7 @@ from ...ir import dtypes as D
 from ...ir.node import Node
 from ...ops import registry
 from ...ops.index import broadcast_index
-from ..plan import align, is_immediate
+from ..plan import align
 from . import matmul
 from .loops import for_nest, for_range, for_ranges
 from .scalar import I8, I64, SV, mem_type, reg_type
@@ -109,7 +109,7 @@ class LoopStages:
         d = registry.get(r.op)
         x = r.inputs[0]
         L = x.shape[r.attrs["axes"][0]]
-        C = self.me.threads
+        C = self.me.plan.threads
         acc_dt = d.reduce_acc_dtype(r.dtype) if d.reduce_acc_dtype else r.dtype
         t = reg_type(acc_dt)
         part = self.ptr[self.ws_loc]
@@ -173,7 +173,7 @@ class LoopStages:
             with for_nest(b, a.shape, name="z") as zi:
                 self.store(a, zi, init)
         ranges = [(0, d) for d in shape[:split]]
-        if self.par["loop"] == "split":
+        if self.par["loop"] == "rows":
             ranges[0] = self._share(shape[0])
         self._setup_row_cache(outs)
         with for_ranges(b, ranges, name="o") as outer:
@@ -198,37 +198,13 @@ class LoopStages:
             self.scopes.pop()
 
     def _row_cache_plan(self):
-        """Row kernels: a costly value that a hoisted reduction consumes and the
-        stored outputs need again (softmax's ``exp(x - max)``) is kept in a
-        per-thread row buffer while the reduction runs, and loaded, not
-        recomputed, by the inner loop. Returns (values to cache, bytes)."""
-        if hasattr(self, "_rc_plan"):
-            return self._rc_plan
-        self._rc_plan = ([], 0)
-        k = self.k
-        if k.kind == "custom" or k.split >= len(k.shape) or not k.hoisted or self.dest is not None:
-            return self._rc_plan
-        staged = k.staged()
-        needed, stack = set(), list(k.loop_outputs())
-        while stack:
-            n = stack.pop()
-            if n.id in needed or n.id not in self.members or n.id in staged:
-                continue
-            needed.add(n.id)
-            stack.extend(n.inputs)
-        cands = list(dict.fromkeys(
-            r.inputs[0] for r in k.hoisted
-            if r.inputs[0].id in needed and r.inputs[0].shape == k.shape
-            and registry.get(r.inputs[0].op).cost >= registry.COSTLY
-            and r.inputs[0].id not in staged))
+        """The plan's row cache of this kernel: (values to cache, bytes)
+        (planner.row_cache)."""
+        cands = self.step.row_cache
         inner = 1
-        for d in k.shape[k.split:]:
+        for d in self.k.shape[self.k.split:]:
             inner *= d
-        if inner == 0:          # empty rows: nothing to cache (and no buffer to point at)
-            return self._rc_plan
-        size = sum(align(inner * c.dtype.itemsize) for c in cands)
-        self._rc_plan = (cands, size)
-        return self._rc_plan
+        return cands, sum(align(inner * c.dtype.itemsize) for c in cands)
 
     def _setup_row_cache(self, outs):
         self.row_cache, self._cache_key = {}, None
@@ -275,12 +251,7 @@ class LoopStages:
 
     def _gemm_plan(self):
         """How this matmul kernel calls the packed GEMM, or None (loop nest)."""
-        if not hasattr(self, "_gemm"):
-            self._gemm = None
-            if self.k.matmul is not None:
-                self._gemm = matmul.plan_matmul(self.k.matmul, self.members,
-                                              lambda x: not is_immediate(x))
-        return self._gemm
+        return self.step.matmul_plan
 
     def _emit_matmul(self):
         """C = A @ B. Float operands that are buffers (or transposes of
@@ -297,7 +268,7 @@ class LoopStages:
                 # each thread: its own rows (or columns) of C, its own workspace slice
                 off = b.mul(b.zext(self.tid, I64), ir.Constant(I64, self.me.ws_stride()))
                 ws = b.gep(ws, [off], source_etype=I8)
-                if plan.m >= plan.n:
+                if self.par["gemm"] == "rows":
                     rows = self._share(plan.m, unit=16)
                 else:
                     cols = self._share(plan.n, unit=64)
