@@ -96,10 +96,14 @@ GOLDEN = [
         %4:f64[] = constant 4.0
         %5:f64[1,3] = mul %3, %4
         %6:f64[3] = reshape %5 {shape=(3,)}
-        return %6""", False),
+        %7:f64[] = constant 0.0
+        %8:f64[3] = add %6, %7
+        return %8""", False),
     ("sum-unit-axes", lambda: gc.sum(gc.reshape(x, (2, 1, 3)), 1), """
         %0:f32[2,3] = placeholder 'x'
-        return %0""", False),
+        %1:f32[] = constant 0.0
+        %2:f32[2,3] = add %0, %1
+        return %2""", False),
     ("where-same", lambda: gc.where(x > 0, y, y), """
         %0:f32[2,3] = placeholder 'y'
         return %0""", False),

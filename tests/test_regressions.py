@@ -421,3 +421,22 @@ def test_sum_over_no_axes_is_numpys():
         for got, ref in zip(f(x=a, y=b), (np.sum(a, None, keepdims=True), np.sum(b, axis=()),
                                            np.mean(a))):
             np.testing.assert_array_equal(np.signbit(got), np.signbit(ref))
+
+
+@pytest.mark.parametrize("opt_level", [0, 1, 2, 3])
+def test_sum_over_unit_or_broadcast_axes_keeps_the_sign_of_zero(opt_level):
+    # simplify rewrote sum over extent-1 axes as a reshape and sum over
+    # broadcast axes as x * count: both gave -0.0 where the sum (from +0.0) is +0.0
+    from graphc.ops.movement import unbroadcast
+    x = gc.placeholder((1, 1, 1), "float64", name="x")
+    a = np.full((1, 1, 1), -0.0)
+    got = gc.compile(unbroadcast(x, (1, 1)), opt_level=opt_level, cache=False)(x=a)
+    want = a.sum(axis=0)
+    assert np.array_equal(np.signbit(got), np.signbit(want)), (got, want)
+    v = gc.placeholder((3,), "float32", name="v")
+    b = np.array([-0.0, 1.0, -2.0], np.float32)
+    got = gc.compile(gc.sum(gc.broadcast_to(v, (4, 3)), axis=0), opt_level=opt_level,
+                     cache=False)(v=b)
+    want = np.broadcast_to(b, (4, 3)).sum(axis=0)
+    np.testing.assert_array_equal(got, want)
+    assert np.array_equal(np.signbit(got), np.signbit(want))

@@ -199,13 +199,25 @@ def _sum_of_broadcast(n, ctx):
     if real:
         z = registry.make("reduce_sum", (z,), {"axes": real, "keepdims": True})
     z = registry.make("mul", (z, constant(np.asarray(count, dtype=n.dtype))))
-    return reshape(z, n.shape)
+    return _plus_zero(reshape(z, n.shape), ctx)    # a sum of count copies of -0.0 is +0.0
+
+
+def _plus_zero(z: Node, ctx) -> Node:
+    """``z + 0.0`` for floats: what a sum of z's elements starting from +0.0
+    gives (-0.0 becomes +0.0, nothing else changes); integers, and floats
+    under ``fast_math`` (signs of zero not kept), unchanged."""
+    if not np.issubdtype(z.dtype, np.floating) or ctx.fast_math:
+        return z
+    return registry.make("add", (z, constant(np.zeros((), dtype=z.dtype))))
 
 
 def _sum_unit_axes(n, ctx):
+    """A reduction over axes of extent 1 is its input reshaped (a sum adds
+    +0.0 to it: sum([-0.0]) is +0.0)."""
     x = n.inputs[0]
     if all(x.shape[a] == 1 for a in n.attrs["axes"]):
-        return reshape(x, n.shape)
+        y = reshape(x, n.shape)
+        return _plus_zero(y, ctx) if n.op == "reduce_sum" else y
     return None
 
 
