@@ -94,6 +94,8 @@ class Fuser(Merging, Ordering, KernelGraph):
         self.nodes = graph.op_nodes()
         self.pos = {n.id: i for i, n in enumerate(graph.nodes)}
         self.nodes_at = graph.nodes        # position -> node
+        self.inputs_of = {n.id: tuple(i.id for i in n.inputs) for n in graph.nodes}
+        self.sizes = {n.id: n.size for n in graph.nodes}
         self.by_id = {n.id: n for n in graph.nodes}
         self.users = graph.users()
         self.required = {o.id for o in graph.outputs if not o.is_leaf}
@@ -153,17 +155,28 @@ class Fuser(Merging, Ordering, KernelGraph):
     def tree(self, root: Node, stored) -> set:
         """Ids of root and the inlined nodes it needs (``stored``: a set or a
         dict of the stored ids)."""
-        kind = self.kind
-        out, stack = set(), [root]
+        return self._walk_tree(root.id, stored)[0]
+
+    def _walk_tree(self, root: int, stored):
+        """(members, reads, leaf reads) of the kernel that stores ``root``:
+        root and the inlined nodes it needs, the ids of the stored values they
+        read and those of the leaves they read. (An input of a matmul or an
+        opaque op is inlined too when it is a GEMM view.)"""
+        kind, inputs_of = self.kind, self.inputs_of
+        out, stack, reads, leaves = {root}, [root], set(), set()
         while stack:
-            n = stack.pop()
-            if n.id in out:
-                continue
-            out.add(n.id)
-            for i in n.inputs:        # (of a matmul or an opaque op: a GEMM view)
-                if kind[i.id] == "ew" and i.id not in stored:
+            for i in inputs_of[stack.pop()]:
+                if i in out:
+                    continue
+                k = kind[i]
+                if k == "ew" and i not in stored:
+                    out.add(i)
                     stack.append(i)
-        return out
+                elif k == "leaf":
+                    leaves.add(i)
+                else:
+                    reads.add(i)
+        return out, reads, leaves
 
     # -- step 2 -------------------------------------------------------------------
     def build_groups(self, stored: set):
@@ -175,7 +188,7 @@ class Fuser(Merging, Ordering, KernelGraph):
             k = self.kind[n.id]
             g = _Group(len(self.groups), n.shape)
             g.roots.append(n)
-            g.members = self.tree(n, stored)
+            g.members, g.reads, g.leaf_reads = self._walk_tree(n.id, stored)
             if k == "matmul":
                 g.matmul = n
             elif k == "custom":

@@ -51,13 +51,13 @@ class KernelGraph:
 
     # -- building and refreshing the indexes ---------------------------------------
     def index_groups(self):
-        """Build every index from the groups as :meth:`build_groups` made them
-        (a group's gid is its position in a topological order)."""
+        """Build every index from the groups as :meth:`build_groups` made them,
+        with their members and reads (a group's gid is its position in a
+        topological order)."""
         self.readers = {}
         self.holders = {}
         self.stored_epoch = 0     # bumped when a value becomes stored (group_of grows)
         for g in self.groups:
-            self._scan_reads(g)
             for v in g.reads:
                 self.readers.setdefault(v, set()).add(g.gid)
             for m in g.members:
@@ -65,10 +65,11 @@ class KernelGraph:
 
     def _scan_reads(self, g):
         reads, leaves, members = set(), set(), g.members
+        kind, inputs_of = self.kind, self.inputs_of
         for mid in members:
-            for i in self.by_id[mid].inputs:
-                if i.id not in members:
-                    (leaves if i.is_leaf else reads).add(i.id)
+            for i in inputs_of[mid]:
+                if i not in members:
+                    (leaves if kind[i] == "leaf" else reads).add(i)
         g.reads, g.leaf_reads = reads, leaves
 
     def refresh(self, g, gained=(), lost=()):

@@ -165,6 +165,10 @@ class Merging:
             changed = False
             live = self.alive()
             at = {g.gid: j for j, g in enumerate(live)}
+            pool = {}         # domain -> gids of the loop kernels without a GEMM over it
+            for g in live:
+                if g.is_loop and g.matmul is None:
+                    pool.setdefault(g.domain, set()).add(g.gid)
             # gid -> (reads, root ids, inputs, inline reductions, accum ids, shared inputs)
             facts = {}
             readers = {}      # value id -> gids of the kernels that read it
@@ -181,15 +185,27 @@ class Merging:
                     readers.setdefault(v, set()).add(g.gid)
 
             def related_after(a, j0):
+                """Positions after j0 of the kernels related to a that
+                :meth:`_merge_related` could merge into it: over a's domain,
+                and neither reading an inline reduction of the other (the
+                kernels it would refuse on those grounds are left out here,
+                with set operations, rather than one by one)."""
                 fa = facts_of(a)
                 ra, a_out = fa[:2]
-                gids = set()
+                gids, never = set(), set()
                 for v in fa[5] | a_out:
                     gids |= readers.get(v, set())
+                for v in fa[3]:
+                    never |= self.readers.get(v, set())
                 for v in ra:
                     p = self.group_of.get(v)
                     if p is not None:
                         gids.add(p.gid)
+                        if v in facts_of(p)[3]:
+                            never.add(p.gid)
+                gids &= pool.get(a.domain, set())
+                gids -= never
+                gids.discard(a.gid)
                 return sorted(at[x] for x in gids if x in at and at[x] > j0)
             for a in live:
                 if not a.alive or not a.is_loop:
@@ -245,8 +261,8 @@ class Merging:
 
     def _leaves(self, g: _Group) -> set:
         """Ids of the values g reads from memory (one-element leaves are immediates)."""
-        by_id = self.by_id
-        return g.reads | {v for v in g.leaf_reads if by_id[v].size > 1}
+        sizes = self.sizes
+        return g.reads | {v for v in g.leaf_reads if sizes[v] > 1}
 
     def _shared(self, ins: set) -> set:
         """The inputs (of :meth:`_leaves`) through which two kernels reading
@@ -254,10 +270,16 @@ class Merging:
         scalar (a learning rate, a bias correction) is no reason to run two
         loops as one, and it would tie together kernels that are otherwise
         alike (the updates of different parameters)."""
-        by_id = self.by_id
-        return {v for v in ins if by_id[v].size > 1}
+        sizes = self.sizes
+        return {v for v in ins if sizes[v] > 1}
 
     def accumulations(self):
+        over, rows = {}, {}       # domain, outer loops' domain -> gids of the loop kernels
+        for c in self.groups:
+            if c.alive and c.is_loop:
+                over.setdefault(c.domain, set()).add(c.gid)
+                if c.split < len(c.domain):
+                    rows.setdefault(c.domain[:c.split], set()).add(c.gid)
         for r in self.nodes:
             g = self.group_of.get(r.id)
             if g is None or not g.alive or not self._standalone_reduce(g):
@@ -266,10 +288,12 @@ class Merging:
             if x.size == 0:
                 continue              # nothing to accumulate (and the shape tests below degenerate)
             rg = g.reads
-            # the kernels that compute x, or something g reads (nothing to share otherwise)
+            # the loop kernels over x's domain (or its outer loops) that compute x or
+            # something g reads (nothing to share otherwise)
             near = set(self.holders.get(x.id, ()))
             for v in rg:
                 near |= self.holders.get(v, set())
+            near = (near & over.get(x.shape, set())) | (near & rows.get(x.shape, set()))
             for gid in sorted(near):
                 c = self.groups[gid]
                 if c is g or not c.is_loop:
