@@ -169,20 +169,27 @@ class Merging:
             for g in live:
                 if g.is_loop and g.matmul is None:
                     pool.setdefault(g.domain, set()).add(g.gid)
-            # gid -> (reads, root ids, inputs, inline reductions, accum ids, shared inputs)
+            # gid -> (reads, root ids, leaves read, inline reductions, accum ids, shared inputs)
             facts = {}
             readers = {}      # value id -> gids of the kernels that read it
 
             def facts_of(g):
+                # (g.reads itself: only a merge changes it, and a merge drops the facts)
                 if g.gid not in facts:
-                    ins = self._leaves(g)
-                    facts[g.gid] = (set(g.reads), {r.id for r in g.roots}, ins,
+                    big = self._big_leaves(g)
+                    facts[g.gid] = (g.reads, {r.id for r in g.roots}, big,
                                     self._inline_reductions(g), {x.id for x in g.accum},
-                                    self._shared(ins))
+                                    self._shared(g.reads) | big)
                 return facts[g.gid]
-            for g in live:
-                for v in facts_of(g)[2]:
+
+            def index(g):
+                f = facts_of(g)
+                for v in f[0]:
                     readers.setdefault(v, set()).add(g.gid)
+                for v in f[2]:
+                    readers.setdefault(v, set()).add(g.gid)
+            for g in live:
+                index(g)
 
             def related_after(a, j0):
                 """Positions after j0 of the kernels related to a that
@@ -217,8 +224,7 @@ class Merging:
                         j0, b = j, live[j]
                         if self._merge_related(a, b, facts_of):
                             facts.pop(a.gid, None)
-                            for v in facts_of(a)[2]:
-                                readers.setdefault(v, set()).add(a.gid)
+                            index(a)
                             merged = changed = True
                             break
                     if not merged:
@@ -259,13 +265,13 @@ class Merging:
         staged = {r.id for r in g.hoisted} | {a.id for a in g.accum}
         return {r.id for r in g.roots if self.kind[r.id] == "reduce" and r.id not in staged}
 
-    def _leaves(self, g: _Group) -> set:
-        """Ids of the values g reads from memory (one-element leaves are immediates)."""
+    def _big_leaves(self, g: _Group) -> set:
+        """Ids of the leaves g reads from memory (one-element leaves are immediates)."""
         sizes = self.sizes
-        return g.reads | {v for v in g.leaf_reads if sizes[v] > 1}
+        return {v for v in g.leaf_reads if sizes[v] > 1}
 
     def _shared(self, ins: set) -> set:
-        """The inputs (of :meth:`_leaves`) through which two kernels reading
+        """The inputs (of those in ``ins``) through which two kernels reading
         them are related. One-element values do not count: reading the same
         scalar (a learning rate, a bias correction) is no reason to run two
         loops as one, and it would tie together kernels that are otherwise
@@ -323,11 +329,14 @@ class Merging:
             if not k2.is_loop:
                 continue
             for xid in sorted(k2.reads):
+                rs = readers.get(xid, ())
+                if len(rs) > 2:
+                    continue          # someone else needs X anyway
                 k1 = self.group_of.get(xid)
                 if k1 is None or k1 is k2 or not k1.alive or not k1.is_loop or \
                         xid in self.required:
                     continue
-                if readers.get(xid, set()) - {k1.gid, k2.gid}:
+                if any(x != k1.gid and x != k2.gid for x in rs):
                     continue          # someone else needs X anyway
                 X = self.by_id[xid]
                 comp = self._sinkable(k1, k2, xid)
