@@ -27,11 +27,19 @@ def sharding(monkeypatch, tmp_path):
     cache.clear_memory()
     parallel.shutdown()
     parallel._state["failures"] = 0
+    ready_worker()
     yield tmp_path
     parallel._on_sent = None
     parallel.shutdown()
     parallel._state["failures"] = 0
     cache.clear_memory()
+
+
+def ready_worker():
+    """Start the worker and wait until it has loaded LLVM (a compile uses only
+    a ready worker, or one it waits for briefly)."""
+    parallel.prestart(10 ** 9)
+    assert parallel._state["worker"].ready(60)
 
 
 def chain(n=8):
@@ -87,12 +95,14 @@ def test_the_worker_killed_mid_compile_falls_back_to_this_process(sharding):
     assert killed and parallel.stats["fallbacks"] == before["fallbacks"] + 1
     assert len(f._jit.objects) == 2          # the shard was compiled here instead
     check(f, x, y)
-    # the next compile starts a new worker and uses it
+    # a new worker is started, and used
     parallel._on_sent = None
+    ready_worker()
+    assert parallel._state["worker"].pid != killed[0]
     x2, y2 = chain(6)
     f2 = gc.compile(y2, inputs=[x2], cache=False)
     assert parallel.stats["fallbacks"] == before["fallbacks"] + 1
-    assert parallel._state["worker"].pid != killed[0]
+    assert len(f2._jit.objects) == 2
     check(f2, x2, y2)
 
 

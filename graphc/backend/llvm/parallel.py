@@ -27,6 +27,7 @@ sets the threshold.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import select
 import subprocess
@@ -36,16 +37,18 @@ import time
 
 from ... import forksafe
 from . import jit, shard
-from .worker import REPLY, REQUEST, write_message
+from .worker import READY, REPLY, REQUEST, write_message
 
 # IR below this compiles whole, here (see docs/performance.md); the
 # environment can lower it (tests: shard every module)
-SHARD_MIN_BYTES = int(os.environ.get("GRAPHC_SHARD_MIN_BYTES", "60000"))
-PRESTART_MIN_NODES = 300     # graphs from this size start the worker when their compile starts
+SHARD_MIN_BYTES = int(os.environ.get("GRAPHC_SHARD_MIN_BYTES", "40000"))
+PRESTART_MIN_NODES = 150     # graphs from this size start the worker when their compile starts
 MAX_FAILURES = 3
 _lock = forksafe.lock(globals(), "_lock", rank=1.5)   # (see graphc/forksafe.py)
 _state = {"worker": None, "failures": 0}
-stats = {"sharded": 0, "whole": 0, "fallbacks": 0}    # compiles so far (tests, benchmarks)
+# compiles so far, and the CPU seconds of the last sharded one's two halves
+# (tests, benchmarks)
+stats = {"sharded": 0, "whole": 0, "fallbacks": 0, "last_cpu": (0.0, 0.0)}
 _on_sent = None              # test hook: called with the worker after a request is sent
 
 
@@ -69,6 +72,38 @@ class Worker:
                                      close_fds=True)
         self.owner = os.getpid()
         self.pid = self.proc.pid
+        self.buf = bytearray()           # bytes read from its stdout, not yet used
+        self.is_ready = False
+
+    def ready(self, timeout: float) -> bool:
+        """Whether it has loaded LLVM (its first message), waiting at most
+        ``timeout`` seconds for it."""
+        if not self.is_ready:
+            try:
+                self._need(len(READY), time.monotonic() + timeout)
+            except WorkerError:
+                return False
+            if bytes(self.buf[:len(READY)]) != READY:     # not our worker.py
+                self.kill()
+                return False
+            del self.buf[:len(READY)]
+            self.is_ready = True
+        return True
+
+    def _need(self, n: int, deadline: float) -> bytes:
+        """The first ``n`` bytes of its output (kept in ``buf``)."""
+        fd = self.proc.stdout.fileno()
+        while len(self.buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WorkerError("no reply in time")
+            r, _, _ = select.select([fd], [], [], left)
+            if r:
+                chunk = os.read(fd, max(n - len(self.buf), 1 << 16))
+                if not chunk:
+                    raise WorkerError("it exited")
+                self.buf.extend(chunk)
+        return bytes(self.buf[:n])
 
     def alive(self) -> bool:
         return self.owner == os.getpid() and self.proc.poll() is None
@@ -92,22 +127,11 @@ class Worker:
     def receive(self, deadline: float) -> tuple[bytes, str]:
         """The reply's (object code, optimized IR); raise WorkerError if it
         does not come whole by ``deadline`` (time.monotonic())."""
-        fd = self.proc.stdout.fileno()
-        buf = bytearray()
+        if not self.ready(deadline - time.monotonic()):
+            raise WorkerError("it did not start in time")
 
         def need(n):
-            while len(buf) < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise WorkerError("no reply in time")
-                r, _, _ = select.select([fd], [], [], left)
-                if r:
-                    chunk = os.read(fd, max(n - len(buf), 1 << 16))
-                    if not chunk:
-                        raise WorkerError("it exited")
-                    buf.extend(chunk)
-            return bytes(buf[:n])
-        import json
+            return self._need(n, deadline)
         head = need(8)
         n = int.from_bytes(head[4:8], "little")
         if head[:4] != REPLY or n > 1 << 20:
@@ -117,11 +141,14 @@ class Worker:
             if not header.get("ok"):
                 raise WorkerError(f"it failed: {header.get('error')}")
             n_obj, n_ir = int(header["obj"]), int(header["ir"])
+            self.cpu = float(header.get("cpu", 0.0))
         except (ValueError, KeyError, TypeError, AttributeError):
             raise WorkerError("a garbled reply") from None
-        body = need(8 + n + n_obj + n_ir)[8 + n:]
-        if len(buf) != 8 + n + n_obj + n_ir:
+        total = 8 + n + n_obj + n_ir
+        body = need(total)[8 + n:]
+        if len(self.buf) != total:
             raise WorkerError("a garbled reply (extra bytes)")
+        self.buf.clear()
         return body[:n_obj], body[n_obj:].decode()
 
     def close(self) -> None:
@@ -199,6 +226,10 @@ def compile_module(ir_text: str, entry: str, opt: int = 3,
     try:
         parts = shard.split(ir_text, 2)
         w = _worker() if parts is not None else None
+        # a worker still loading LLVM (it was not started ahead, see prestart)
+        # is waited for briefly, in proportion to the work (0.3 s for 300 KB)
+        if w is not None and not w.ready(min(0.5, len(ir_text) / 1e6)):
+            w = None
         if w is None:
             stats["whole"] += 1
             return jit.JitModule.compile(ir_text, entry, opt, tuning)
@@ -206,15 +237,17 @@ def compile_module(ir_text: str, entry: str, opt: int = 3,
         sender = w.send(remote, opt, tuning)
         if _on_sent is not None:
             _on_sent(w)
-        t0 = time.monotonic()
+        t0, c0 = time.monotonic(), time.thread_time()
         try:
             obj0, ir0 = jit.compile_object(local, opt, tuning)
+            c0 = time.thread_time() - c0
         except BaseException:     # (bad IR): the worker's reply must not answer the next request
             w.kill()
             _state["worker"] = None
             raise
         try:
             obj1, ir1 = w.receive(_deadline(time.monotonic() - t0))
+            stats["last_cpu"] = (c0, w.cpu)
             sender.join(timeout=1.0)
             if w.send_error is not None or sender.is_alive():
                 raise WorkerError(f"the request was not sent ({w.send_error})")

@@ -6,13 +6,13 @@ starts this module as a script (``python .../worker.py``: it imports only the
 standard library and llvmlite, not graphc, so it is ready in about 0.3 s),
 writes requests to its stdin and reads replies from its stdout. It serves
 requests one at a time and exits when its stdin closes (the parent exited or
-dropped it).
+dropped it). Once LLVM is loaded it writes ``b"GCWK"`` (ready).
 
 A request is ``b"GCWQ"``, a 4-byte little-endian header length, a JSON header
 (``triple``, ``cpu``, ``features``, ``data_layout``, ``opt``, ``tuning``,
 ``ir``: the IR's byte count) and the IR text. A reply is ``b"GCWR"``, the
-header length, a JSON header (``ok``; ``obj`` and ``ir``: byte counts, or
-``error``) and then the object code and the optimized IR text.
+header length, a JSON header (``ok``; ``obj`` and ``ir``: byte counts, and ``cpu``: the
+seconds it took; or ``error``) and then the object code and the optimized IR text.
 
 :func:`run_pipeline` is also the pipeline jit.py runs in-process, so both
 places optimize alike.
@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 import struct
 import sys
+import time
 
-REQUEST, REPLY = b"GCWQ", b"GCWR"
+REQUEST, REPLY, READY = b"GCWQ", b"GCWR", b"GCWK"
 MAX_HEADER = 1 << 20
 
 
@@ -80,6 +81,8 @@ def serve(inp, out) -> None:
     import llvmlite.binding as llvm
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
+    out.write(READY)
+    out.flush()
     machines = {}
     while True:
         try:
@@ -87,6 +90,7 @@ def serve(inp, out) -> None:
         except EOFError:
             return
         text = _read(inp, int(req["ir"])).decode()
+        t0 = time.process_time()
         try:
             key = (req["triple"], req["cpu"], req["features"], req["opt"])
             tm = machines.get(key)
@@ -106,8 +110,8 @@ def serve(inp, out) -> None:
         except Exception as e:          # bad IR: say so, and serve the next request
             write_message(out, REPLY, {"ok": False, "error": f"{type(e).__name__}: {e}"})
             continue
-        write_message(out, REPLY, {"ok": True, "obj": len(obj), "ir": len(optimized)},
-                      obj, optimized)
+        write_message(out, REPLY, {"ok": True, "obj": len(obj), "ir": len(optimized),
+                                   "cpu": time.process_time() - t0}, obj, optimized)
 
 
 def main() -> None:
