@@ -243,3 +243,37 @@ def test_split_refuses_what_it_cannot_copy():
     const = IR.replace('target datalayout = ""',
                        'target datalayout = ""\n@"k" = internal constant i64 4')
     assert shard.split(const, 2) is not None
+
+
+def test_a_forked_child_uses_its_own_worker(isolated):
+    isolated("""
+        import os
+        import numpy as np
+        import graphc as gc
+        from graphc.backend.llvm import parallel
+        parallel.SHARD_MIN_BYTES = 1
+
+        def run(n):
+            x = gc.placeholder((64,), "float64", name="x")
+            y = x
+            for k in range(n):
+                y = gc.tanh(y - gc.sum(y) * (0.01 * (k + 1)))
+            a = np.linspace(-1, 1, 64)
+            ref = gc.compile(y, inputs=[x], backend="interp")(a)
+            f = gc.compile(y, inputs=[x], cache=False)
+            return len(f._jit.objects) == 2 and np.allclose(f(a), ref, rtol=1e-12)
+
+        parallel.prestart(10 ** 9)
+        parent = parallel._state["worker"]
+        assert parent.ready(60) and run(8)
+        pid = os.fork()
+        if pid == 0:
+            ok = parallel._state["worker"] is None      # forgot the parent's
+            parallel.prestart(10 ** 9)
+            w = parallel._state["worker"]
+            ok = ok and w.pid != parent.pid and w.ready(60) and run(7)
+            os._exit(0 if ok else 3)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        assert parallel._state["worker"] is parent and run(6)   # the parent's still serves it
+        print("ok")
+    """, timeout=300)
