@@ -23,6 +23,7 @@ pytestmark = pytest.mark.skipif(not parallel.enabled(), reason="needs 2 CPUs and
 def sharding(monkeypatch, tmp_path):
     """Every module with two kernels or more is sharded; a fresh worker."""
     monkeypatch.setattr(parallel, "SHARD_MIN_BYTES", 1)
+    monkeypatch.setattr(parallel, "idle_core", lambda: True)    # however busy the machine
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
     cache.clear_memory()
     parallel.shutdown()
@@ -117,6 +118,14 @@ def test_a_late_worker_is_not_waited_for(sharding, monkeypatch):
 
 def test_no_worker_means_one_whole_module(sharding, monkeypatch):
     monkeypatch.setenv("GRAPHC_LLVM_WORKER", "0")
+    x, y = chain()
+    f = gc.compile(y, inputs=[x], cache=False)
+    assert len(f._jit.objects) == 1
+    check(f, x, y)
+
+
+def test_a_busy_machine_compiles_whole(sharding, monkeypatch):
+    monkeypatch.setattr(parallel, "idle_core", lambda: False)
     x, y = chain()
     f = gc.compile(y, inputs=[x], cache=False)
     assert len(f._jit.objects) == 1
@@ -252,6 +261,7 @@ def test_a_forked_child_uses_its_own_worker(isolated):
         import graphc as gc
         from graphc.backend.llvm import parallel
         parallel.SHARD_MIN_BYTES = 1
+        parallel.idle_core = lambda: True
 
         def run(n):
             x = gc.placeholder((64,), "float64", name="x")
