@@ -23,7 +23,7 @@ killed and that shard is compiled here — the same code, only later. After
 compiling while the worker is busy compiles its module here, whole.
 Only while a core is idle (:func:`idle_core`, the load average): on a
 busy machine the second process would only compete with the others.
-``GRAPHC_LLVM_WORKER=0`` disables the worker; ``GRAPHC_SHARD_MIN_BYTES``
+``GRAPHC_LLVM_WORKER=0`` disables the worker, ``=always`` skips the load test; ``GRAPHC_SHARD_MIN_BYTES``
 sets the threshold.
 """
 from __future__ import annotations
@@ -60,8 +60,11 @@ _on_sent = None              # test hook: called with the worker after a request
 
 def idle_core() -> bool:
     """Whether a second core is likely free: the 1-minute load average is
-    below the CPU count minus one. On a busy machine a worker only adds its
-    work (splitting costs about 5% more LLVM time in all) to everyone's."""
+    below the CPU count minus one (``GRAPHC_LLVM_WORKER=always``: assume
+    so). On a busy machine a worker only adds its work (splitting costs
+    about 5% more LLVM time in all) to everyone's."""
+    if os.environ.get("GRAPHC_LLVM_WORKER") == "always":
+        return True
     try:
         return os.getloadavg()[0] < _cpus() - 1
     except OSError:
