@@ -89,7 +89,7 @@ class Worker:
 
     def __init__(self):
         path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
-        self.proc = subprocess.Popen([sys.executable, "-s", path], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, path], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      close_fds=True)
         self.owner = os.getpid()
