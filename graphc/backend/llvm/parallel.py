@@ -89,7 +89,9 @@ class Worker:
 
     def __init__(self):
         path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
-        self.proc = subprocess.Popen([sys.executable, path], stdin=subprocess.PIPE,
+        # -P: the script's directory (graphc's modules) does not shadow the stdlib
+        flags = ["-P"] if sys.version_info >= (3, 11) else []
+        self.proc = subprocess.Popen([sys.executable, *flags, path], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      close_fds=True)
         self.owner = os.getpid()
