@@ -20,8 +20,10 @@ only (its code could change without its name changing).
 
 On disk, an entry is one file ``<key>.gcc``: a magic string, a JSON header
 (format version, key, components, slot layout, error messages, arena size,
-blob sizes and their SHA-256) and the blobs (object code, optimized IR,
-constants made by the passes as ``.npy``). It is written to a temporary file
+blob sizes and their SHA-256) and the blobs (the object files — one, or
+one per shard of a module compiled on two cores, see
+backend/llvm/parallel.py —, the optimized IR of each, constants made by the
+passes as ``.npy``). It is written to a temporary file
 and renamed into place (atomic); a truncated, corrupted or foreign entry
 fails its checks and is deleted and rebuilt, never loaded. Reading goes
 through ``cachefile.py``: only regular files are opened (a FIFO, a symlink
@@ -48,7 +50,7 @@ from .ir.node import attrs_key, portable_key
 from .version import graphc_fingerprint
 
 MAGIC = b"GRAPHCC\x01"
-FORMAT = 1
+FORMAT = 2          # 2: several object files (the shards of one module), "objects" in the header
 MEMORY_ENTRIES = 32
 _lock = forksafe.lock(globals(), "_lock", rank=1)   # (see forksafe.py)
 _memory: OrderedDict = OrderedDict()      # key -> Artifact (most recently used last)
@@ -207,11 +209,13 @@ def _path(directory: str, key: str) -> str:
     return os.path.join(directory, f"{key}.gcc")
 
 
-def disk_put(key: str, comps: dict, art: Artifact, optimized_ir: str) -> None:
+def disk_put(key: str, comps: dict, art: Artifact) -> None:
     d = cache_dir()
     if d is None:
         return
-    blobs = [art.jit.object_code, optimized_ir.encode()]
+    objects, irs = art.jit.objects, art.jit.optimized_irs
+    irs = irs if len(irs) == len(objects) else [""] * len(objects)
+    blobs = list(objects) + [t.encode() for t in irs]
     for a in art.arrays:
         buf = io.BytesIO()
         np.save(buf, np.asarray(a), allow_pickle=False)
@@ -219,7 +223,7 @@ def disk_put(key: str, comps: dict, art: Artifact, optimized_ir: str) -> None:
     header = {
         "format": FORMAT, "key": key, "components": comps, "slots": art.slots,
         "n_outputs": art.n_outputs, "arena_size": art.arena_size, "errors": art.errors,
-        "n_arrays": len(art.arrays), "extra": art.extra,
+        "n_arrays": len(art.arrays), "extra": art.extra, "objects": len(objects),
     }
     cachefile.write(d, _path(d, key), MAGIC, header, blobs)
 
@@ -242,12 +246,13 @@ def _check_header(header: dict, key: str | None) -> dict:
     if key_of(comps) != hkey:
         raise BadEntry("components do not hash to the key")
     slots, extra = header.get("slots"), header.get("extra", {})
-    ints = [header.get(k) for k in ("n_outputs", "arena_size", "n_arrays")]
-    if not all(type(v) is int and v >= 0 for v in ints) or not isinstance(extra, dict) or \
+    ints = [header.get(k) for k in ("n_outputs", "arena_size", "n_arrays", "objects")]
+    if not all(type(v) is int and v >= 0 for v in ints) or header["objects"] < 1 or \
+            not isinstance(extra, dict) or \
             not isinstance(header.get("errors"), list) or not isinstance(slots, list) or \
             not all(isinstance(s, list) and len(s) == 2 and isinstance(s[0], str) and
                     type(s[1]) is int for s in slots) or \
-            len(header["blobs"]) != 2 + header["n_arrays"]:
+            len(header["blobs"]) != 2 * header["objects"] + header["n_arrays"]:
         raise BadEntry("header fields are malformed")
     return header
 
@@ -304,12 +309,13 @@ def artifact_from_disk(header: dict, blobs: list) -> tuple[Artifact, str]:
     from .backend.llvm.emit import ENTRY
     from .backend.llvm.jit import JitModule
     rtlib.require(*header.get("extra", {}).get("rt", []))   # the symbols the code links to
-    obj, ir = blobs[0], blobs[1].decode()
-    arrays = [np.load(io.BytesIO(b), allow_pickle=False) for b in blobs[2:]]
-    jit = JitModule(obj, ENTRY, ir, opt=header.get("extra", {}).get("opt", 3))
+    k = header["objects"]
+    objects, irs = blobs[:k], [b.decode() for b in blobs[k:2 * k]]
+    arrays = [np.load(io.BytesIO(b), allow_pickle=False) for b in blobs[2 * k:]]
+    jit = JitModule(objects, ENTRY, irs, opt=header.get("extra", {}).get("opt", 3))
     art = Artifact(jit, header["slots"], arrays, header["n_outputs"], header["arena_size"],
                    header["errors"], header["key"], header.get("extra", {}))
-    return art, ir
+    return art, jit.optimized_ir
 
 
 def entries(directory: str | None = None) -> list:

@@ -315,8 +315,8 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
                     use_cache: bool = True, threads: int = 1):
     """Compile through the cache: memory, then disk, then passes + LLVM."""
     from . import cache
+    from .backend.llvm import parallel
     from .backend.llvm.emit import ENTRY
-    from .backend.llvm.jit import JitModule
     names = None if passes is None else [p if isinstance(p, str) else
                                          f"{type(p).__module__}.{type(p).__qualname__}"
                                          for p in passes]
@@ -341,9 +341,10 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
             cache.disk_drop(key, f"its code could not be loaded: {type(e).__name__}: {e}")
     if art is None:
         f._miss_reason = cache.MissExplainer(comps) if use_cache else "cache=False"
+        parallel.prestart(len(graph.nodes))     # a worker for LLVM, starting while we plan
         t1 = time.perf_counter()
         me = _plan(f, graph, opt_level, passes, fast_math, threads)
-        jit = JitModule.compile(f._llvm_ir, ENTRY, opt=opt_level)
+        jit = parallel.compile_module(f._llvm_ir, ENTRY, opt=opt_level)
         slots, arrays = cache.slots_for(graph, me.plan.layout)
         extra = {"opt": opt_level, "rt": f._runtime}
         if _calls_back(me.module):
@@ -354,7 +355,7 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
         if use_cache:
             cache.memory_put(key, art, comps)
             if portable:
-                cache.disk_put(key, comps, art, jit.optimized_ir)
+                cache.disk_put(key, comps, art)
     else:
         f._plan_args = (graph, opt_level, passes, fast_math, threads)
     f._jit = art.jit
@@ -385,7 +386,8 @@ def compile(outputs, inputs=None, *, backend: str = "llvm",  # noqa: A001
     parameter holds its new value, all computed from the values before the
     call. The compiled kernel writes them in place.
     ``opt_level``: 0 (no graph passes, one kernel per op, LLVM O0) to 3
-    (every pass, fusion, in-place memory, LLVM O3). ``passes``: an explicit
+    (every pass, fusion, in-place memory; LLVM's O2 pass pipeline and O3
+    code generation: as fast as its O3 pipeline, quicker to build). ``passes``: an explicit
     list of pass names or Pass objects instead of the default pipeline
     (``fusion`` and ``memory`` are appended when missing); it is checked
     first: unknown names, and orders the passes do not accept (a pass that

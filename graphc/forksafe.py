@@ -7,7 +7,8 @@ half-updated. So every graphc lock is made here (:func:`lock`), and at-fork
 handlers
 
 - before the fork, acquire every lock (in one fixed order, the order code
-  nests them: the runtime library's, then the compile cache's, then the JIT's,
+  nests them: the runtime library's, then the compile cache's, then the
+  LLVM worker client's (backend/llvm/parallel.py), then the JIT's,
   then the GEMM runner's, then the host-CPU facts' (backend/llvm/host.py), and
   last llvmlite's own lock, which it holds
   around every call into LLVM, even those made outside graphc's locks, such
@@ -15,6 +16,9 @@ handlers
   critical section and any call into LLVM to finish;
 - in the parent, release them;
 - in the child, replace each by a new, free lock.
+
+The LLVM worker process (backend/llvm/parallel.py) is the parent's: a child
+forgets it (its own at-fork handler) and starts its own when it needs one.
 
 Per-thread state needs no handler: a ``threading.local`` (the arenas of
 compiled functions, the GEMM workspaces, the host-callback frames) keeps in

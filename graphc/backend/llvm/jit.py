@@ -14,6 +14,7 @@ import llvmlite.binding as llvm
 
 from ... import forksafe
 from . import host
+from .worker import run_pipeline
 
 _lock = forksafe.lock(globals(), "_lock", rank=2)   # (see graphc/forksafe.py)
 _state: dict = {}
@@ -33,6 +34,12 @@ def _init():
             _state["data_layout"] = str(tm.target_data)
             _state["tms"] = {3: tm}
         return _state
+
+
+def target_params() -> dict:
+    """What another process needs to generate the same code (worker.py)."""
+    st = _init()
+    return {k: st[k] for k in ("triple", "cpu", "features", "data_layout")}
 
 
 def _new_target_machine(opt: int):
@@ -55,20 +62,6 @@ def target_machine(opt: int = 3):
         return tm
 
 
-def _run_and_free(mpm, mod, pb) -> None:
-    """Run a new-pass-manager pipeline, then free it. llvmlite's
-    ModulePassManager never frees its native object (ObjectRef's no-op
-    ``_dispose`` comes before NewPassManager's in the MRO), which leaked every
-    pass and its caches — ~200 KB per O3 compile."""
-    from llvmlite.binding.newpassmanagers import NewPassManager
-    try:
-        mpm.run(mod, pb)
-    finally:
-        if not mpm.closed:
-            NewPassManager._dispose(mpm)
-            mpm.detach()
-
-
 def optimize(ir_text: str, opt: int = 3, tuning: dict | None = None):
     """Parse, verify and optimize IR text; return (module, optimized IR text).
     ``tuning`` overrides pipeline options (e.g. ``loop_vectorization``)."""
@@ -79,15 +72,15 @@ def optimize(ir_text: str, opt: int = 3, tuning: dict | None = None):
         mod.verify()
         mod.data_layout = st["data_layout"]
         if opt > 0:
-            pto = llvm.create_pipeline_tuning_options(speed_level=opt)
-            pto.loop_vectorization = True
-            pto.slp_vectorization = True
-            pto.loop_unrolling = True
-            for k, v in (tuning or {}).items():
-                setattr(pto, k, v)
-            pb = llvm.create_pass_builder(target_machine(opt), pto)
-            _run_and_free(pb.getModulePassManager(), mod, pb)
+            run_pipeline(llvm, mod, target_machine(opt), opt, tuning)
         return mod, str(mod)
+
+
+def compile_object(ir_text: str, opt: int = 3, tuning: dict | None = None) -> tuple[bytes, str]:
+    """IR text to (object code, optimized IR text), in this process."""
+    mod, optimized = optimize(ir_text, opt, tuning)
+    with _lock:
+        return target_machine(opt).emit_object(mod), optimized
 
 
 class JitModule:
@@ -98,7 +91,15 @@ class JitModule:
     cache) or from IR text (:meth:`compile`: optimize, generate object code,
     load)."""
 
-    def __init__(self, object_code: bytes, entry: str, optimized_ir: str = "", opt: int = 3):
+    def __init__(self, object_code, entry: str, optimized_ir="", opt: int = 3):
+        """``object_code``: one object file's bytes, or a list of them (the
+        shards of one module, see shard.py: loaded into one engine, which
+        resolves the calls between them); ``optimized_ir`` likewise."""
+        objects = [object_code] if isinstance(object_code, (bytes, bytearray)) else \
+            list(object_code)
+        irs = [optimized_ir] if isinstance(optimized_ir, str) else list(optimized_ir)
+        if not objects or len(irs) not in (1, len(objects)):
+            raise ValueError("JitModule: one optimized IR text per object file")
         st = _init()
         with _lock:
             empty = llvm.parse_assembly("")
@@ -108,28 +109,45 @@ class JitModule:
             # given, so every engine gets its own; sharing one would leave the
             # others with a dangling target machine once an engine is freed.
             self.engine = llvm.create_mcjit_compiler(empty, _new_target_machine(opt))
-            self.engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
+            for obj in objects:
+                self.engine.add_object_file(llvm.ObjectFileRef.from_data(bytes(obj)))
             self.engine.finalize_object()
             self.address = self.engine.get_function_address(entry)
         if not self.address:
             raise RuntimeError(f"object code has no function {entry!r}")
-        self.object_code = object_code
-        self.optimized_ir = optimized_ir
+        self.objects = [bytes(o) for o in objects]
+        self.optimized_irs = irs if any(irs) else []
         self._opt = opt
         self.cfunc = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p)(self.address)
+
+    @property
+    def object_code(self) -> bytes:
+        """The object file (of a module compiled whole)."""
+        if len(self.objects) != 1:
+            raise ValueError(f"this code is {len(self.objects)} object files (see .objects)")
+        return self.objects[0]
+
+    @property
+    def optimized_ir(self) -> str:
+        """The optimized IR, its shards one after another."""
+        if len(self.optimized_irs) <= 1:
+            return "".join(self.optimized_irs)
+        return "".join(f"; ---- shard {k} of {len(self.optimized_irs)} ----\n{t}"
+                       for k, t in enumerate(self.optimized_irs))
 
     @classmethod
     def compile(cls, ir_text: str, entry: str, opt: int = 3,
                 tuning: dict | None = None) -> JitModule:
-        mod, optimized = optimize(ir_text, opt, tuning)
-        with _lock:
-            obj = target_machine(opt).emit_object(mod)
+        obj, optimized = compile_object(ir_text, opt, tuning)
         return cls(obj, entry, optimized, opt)
 
     def assembly(self) -> str:
         """Assembly text of the optimized module (generated on request)."""
-        if not self.optimized_ir:
-            return ""
-        with _lock:
-            mod = llvm.parse_assembly(self.optimized_ir)
-            return target_machine(self._opt).emit_assembly(mod)
+        out = []
+        for k, text in enumerate(self.optimized_irs):
+            with _lock:
+                mod = llvm.parse_assembly(text)
+                asm = target_machine(self._opt).emit_assembly(mod)
+            out.append(asm if len(self.optimized_irs) == 1 else
+                       f"# ---- shard {k} of {len(self.optimized_irs)} ----\n{asm}")
+        return "".join(out)

@@ -470,7 +470,7 @@ def _load(name: str):
         jm = JitModule.compile(str(m), symbols[0], opt=opt, tuning=tuning)
         if path:
             write(d, path, RT_MAGIC, {"format": RT_FORMAT, "kind": "rtlib", "component": name,
-                                      "key": key, "symbols": list(symbols)}, [jm.object_code])
+                                      "key": key, "symbols": list(symbols)}, [jm.objects[0]])
     for s in symbols:
         addr = jm.engine.get_function_address(s)
         if not addr:
