@@ -53,12 +53,24 @@ class RuntimeCheckError(GraphcError, ValueError):
     """A check inside the computation failed (e.g. a label out of range)."""
 
 
+_INSIDE: dict = {}      # code file name -> is it inside the package (asked per node built)
+
+
+def _inside(fn: str) -> bool:
+    r = _INSIDE.get(fn)
+    if r is None:
+        r = os.path.abspath(fn).startswith(_PKG_DIR + os.sep)
+        if os.path.isabs(fn):         # a relative name's answer depends on the directory
+            _INSIDE[fn] = r
+    return r
+
+
 def user_source() -> str:
     """Return ``file:line`` of the innermost frame outside the graphc package."""
     f = sys._getframe(1)
     while f is not None:
         fn = f.f_code.co_filename
-        if not os.path.abspath(fn).startswith(_PKG_DIR + os.sep):
+        if not _inside(fn):
             return f"{fn}:{f.f_lineno}"
         f = f.f_back
     return "<unknown>"
