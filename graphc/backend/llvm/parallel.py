@@ -21,7 +21,7 @@ cannot start, dies, replies garbage or is late (:func:`_deadline`), it is
 killed and that shard is compiled here — the same code, only later. After
 :data:`MAX_FAILURES` failures a process stops using workers. A second thread
 compiling while the worker is busy compiles its module here, whole.
-Only while a core is idle (:func:`idle_core`, the load average): on a
+Only while a core is idle (:func:`idle_core`, the tasks runnable now): on a
 busy machine the second process would only compete with the others.
 ``GRAPHC_LLVM_WORKER=0`` disables the worker, ``=always`` skips the load test; ``GRAPHC_SHARD_MIN_BYTES``
 sets the threshold.
@@ -59,14 +59,22 @@ _on_sent = None              # test hook: called with the worker after a request
 
 
 def idle_core() -> bool:
-    """Whether a second core is likely free: the 1-minute load average is
-    below the CPU count minus one (``GRAPHC_LLVM_WORKER=always``: assume
-    so). On a busy machine a worker only adds its work (splitting costs
-    about 5% more LLVM time in all) to everyone's."""
+    """Whether a second core is likely free: fewer tasks runnable right now
+    besides this one than CPUs minus one (Linux's ``/proc/loadavg``; the
+    1-minute load average elsewhere, which also counts this process's own
+    recent work); ``GRAPHC_LLVM_WORKER=always``: assume so. On a busy
+    machine a worker only adds its work (splitting costs about 5% more LLVM
+    time in all) to everyone's."""
     if os.environ.get("GRAPHC_LLVM_WORKER") == "always":
         return True
     try:
-        return os.getloadavg()[0] < _cpus() - 1
+        with open("/proc/loadavg") as fh:
+            runnable = int(fh.read().split()[3].split("/")[0])
+        return runnable - 1 < _cpus() - 1
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.getloadavg()[0] < _cpus() - 1 + 0.5
     except OSError:
         return True
 
