@@ -59,3 +59,30 @@ def check_grads(loss, phs, arrays, wrt, eps=1e-6, tol=1e-6):
         np.testing.assert_allclose(g_llvm[k], g_int[k], rtol=1e-9, atol=1e-12,
                                    err_msg=f"compiled gradient wrt input {i}")
     return grads
+
+
+def _as_list(r) -> list:
+    return [np.array(x) for x in (r if isinstance(r, tuple) else (r,))]
+
+
+def against_interp_with_updates(outputs, updates, params, feeds, *, calls=2, rtol=1e-6,
+                                atol=1e-6, **compile_kw):
+    """Compile ``outputs`` with ``updates``, run it ``calls`` times, then run
+    the numpy interpreter from the same starting parameter values and
+    compare the outputs and the parameters after each call. Returns the
+    compiled function."""
+    start = [p.value.copy() for p in params]
+    f = gc.compile(outputs, updates=updates, cache=False, **compile_kw)
+    got = []
+    for _ in range(calls):
+        got.append((_as_list(f(**feeds)), [p.value.copy() for p in params]))
+    for p, v in zip(params, start):
+        p.value = v
+    ref = gc.compile(outputs, updates=updates, backend="interp")
+    for c in range(calls):
+        for a, b in zip(got[c][0], _as_list(ref(**feeds))):
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=f"output, call {c + 1}")
+        for p, a in zip(params, got[c][1]):
+            np.testing.assert_allclose(a, p.value, rtol=rtol, atol=atol,
+                                       err_msg=f"parameter {p.name}, call {c + 1}")
+    return f

@@ -21,6 +21,8 @@ import graphc as gc
 from graphc.backend.llvm.planner import build_plan
 from graphc.backend.schedule import PlanError, verify_plan
 
+from helpers import against_interp_with_updates
+
 GOLDEN = pathlib.Path(__file__).resolve().parent / "golden"
 
 
@@ -36,24 +38,8 @@ def against_interp(outputs, updates, params, feeds, threads, calls=2):
     """Compile, run ``calls`` times, and compare outputs and parameters with
     the interpreter run from the same starting values. Returns the compiled
     function."""
-    start = [p.value.copy() for p in params]
-    f = gc.compile(outputs, updates=updates, cache=False, threads=threads)
-    got = []
-    for _ in range(calls):
-        r = f(**feeds)
-        got.append(([np.array(x) for x in (r if isinstance(r, tuple) else (r,))],
-                    [p.value.copy() for p in params]))
-    for p, v in zip(params, start):
-        p.value = v
-    ref = gc.compile(outputs, updates=updates, backend="interp")
-    for c in range(calls):
-        r = ref(**feeds)
-        for a, b in zip(got[c][0], r if isinstance(r, tuple) else (r,)):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=f"call {c + 1}")
-        for p, a in zip(params, got[c][1]):
-            np.testing.assert_allclose(a, p.value, rtol=1e-5, atol=1e-6,
-                                       err_msg=f"parameter {p.name}, call {c + 1}")
-    return f
+    return against_interp_with_updates(outputs, updates, params, feeds, calls=calls,
+                                       rtol=1e-5, atol=1e-6, threads=threads)
 
 
 def mlp_step():

@@ -9,6 +9,8 @@ import pytest
 
 import graphc as gc
 
+from helpers import against_interp_with_updates
+
 LEVELS = [0, 1, 2, 3]
 
 
@@ -17,26 +19,8 @@ def run_both(build, opt_level, calls=2):
     run it compiled and in the interpreter from the same parameter values,
     and compare the outputs and the parameters after each call."""
     outputs, updates, params, feeds = build()
-    start = [p.value.copy() for p in params]
-    f = gc.compile(outputs, updates=updates, opt_level=opt_level, cache=False)
-    got = []
-    for _ in range(calls):
-        r = f(**feeds)
-        got.append(([np.array(x) for x in (r if isinstance(r, tuple) else (r,))],
-                    [p.value.copy() for p in params]))
-    for p, v in zip(params, start):
-        p.value = v
-    ref = gc.compile(outputs, updates=updates, backend="interp")
-    for c in range(calls):
-        r = ref(**feeds)
-        want_out = [np.array(x) for x in (r if isinstance(r, tuple) else (r,))]
-        for a, b in zip(got[c][0], want_out):
-            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6,
-                                       err_msg=f"output, call {c + 1}")
-        for p, a in zip(params, got[c][1]):
-            np.testing.assert_allclose(a, p.value, rtol=1e-6, atol=1e-6,
-                                       err_msg=f"parameter {p.name}, call {c + 1}")
-    return f
+    return against_interp_with_updates(outputs, updates, params, feeds, calls=calls,
+                                       opt_level=opt_level)
 
 
 @pytest.mark.parametrize("opt_level", LEVELS)
