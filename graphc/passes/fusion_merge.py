@@ -73,16 +73,25 @@ class Merging:
         """The live groups that read value ``vid``, in gid order."""
         return [self.groups[i] for i in sorted(self.readers.get(vid, ()))]
 
+    def _standalone_reductions(self, nodes):
+        """(r, its group) for each reduction r in ``nodes`` (in that order)
+        still alone in a live kernel, checked as the caller's merges go on."""
+        for r in nodes:
+            g = self.group_of.get(r.id)
+            if g is not None and g.alive and self._standalone_reduce(g):
+                yield r, g
+
+    def _row_reductions(self, nodes):
+        """(r, group, domain, split) for each standalone reduction over
+        trailing axes (a row reduction) in ``nodes``."""
+        for r, g in self._standalone_reductions(nodes):
+            tr = self._trailing_reduce(r)
+            if tr is not None:
+                yield (r, g, *tr)
+
     def row_fusion(self):
         # consumers first, so a sum that uses a max joins before the max does
-        for r in reversed(self.nodes):
-            g = self.group_of.get(r.id)
-            if g is None or not g.alive or not self._standalone_reduce(g):
-                continue
-            tr = self._trailing_reduce(r)
-            if tr is None:
-                continue
-            D, split = tr
+        for r, g, D, split in self._row_reductions(reversed(self.nodes)):
             cands = [c for c in self._readers_of(r.id) if c is not g and c.is_loop and
                      c.matmul is None and c.domain == D and c.split in (len(D), split)]
             target = None
@@ -115,14 +124,7 @@ class Merging:
         for c in self.groups:
             if c.alive:
                 rows.setdefault((c.domain, c.split), set()).add(c.gid)
-        for r in self.nodes:
-            g = self.group_of.get(r.id)
-            if g is None or not g.alive or not self._standalone_reduce(g):
-                continue
-            tr = self._trailing_reduce(r)
-            if tr is None:
-                continue
-            D, split = tr
+        for r, g, D, split in self._row_reductions(self.nodes):
             for gid in sorted(rows.get((D, split), ())):
                 c = self.groups[gid]
                 if c is not g and c.alive and c.is_loop and c.matmul is None and \
@@ -286,10 +288,7 @@ class Merging:
                 over.setdefault(c.domain, set()).add(c.gid)
                 if c.split < len(c.domain):
                     rows.setdefault(c.domain[:c.split], set()).add(c.gid)
-        for r in self.nodes:
-            g = self.group_of.get(r.id)
-            if g is None or not g.alive or not self._standalone_reduce(g):
-                continue
+        for r, g in self._standalone_reductions(self.nodes):
             x = r.inputs[0]
             if x.size == 0:
                 continue              # nothing to accumulate (and the shape tests below degenerate)
