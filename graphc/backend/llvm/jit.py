@@ -23,13 +23,9 @@ _state: dict = {}
 def _init():
     with _lock:
         if "tms" not in _state:
-            h = host.cpu()
+            h = host.cpu()          # the host's triple, CPU and features (not copied here)
             target = llvm.Target.from_default_triple()
-            cpu, feats = h["cpu"], h["features"]
-            _state["cpu"] = cpu
-            _state["features"] = feats
-            _state["triple"] = h["triple"]
-            tm = target.create_target_machine(cpu=cpu, features=feats, opt=3,
+            tm = target.create_target_machine(cpu=h["cpu"], features=h["features"], opt=3,
                                               codemodel="jitdefault")
             _state["data_layout"] = str(tm.target_data)
             _state["tms"] = {3: tm}
@@ -38,14 +34,16 @@ def _init():
 
 def target_params() -> dict:
     """What another process needs to generate the same code (worker.py)."""
-    st = _init()
-    return {k: st[k] for k in ("triple", "cpu", "features", "data_layout")}
+    h = host.cpu()
+    return {"triple": h["triple"], "cpu": h["cpu"], "features": h["features"],
+            "data_layout": _init()["data_layout"]}
 
 
 def _new_target_machine(opt: int):
-    st = _init()
+    _init()
+    h = host.cpu()
     target = llvm.Target.from_default_triple()
-    return target.create_target_machine(cpu=st["cpu"], features=st["features"], opt=opt,
+    return target.create_target_machine(cpu=h["cpu"], features=h["features"], opt=opt,
                                         codemodel="jitdefault")
 
 
@@ -68,7 +66,7 @@ def optimize(ir_text: str, opt: int = 3, tuning: dict | None = None):
     st = _init()
     with _lock:      # llvmlite's global LLVM context is not thread-safe
         mod = llvm.parse_assembly(ir_text)
-        mod.triple = st["triple"]
+        mod.triple = host.cpu()["triple"]
         mod.verify()
         mod.data_layout = st["data_layout"]
         if opt > 0:
@@ -103,7 +101,7 @@ class JitModule:
         st = _init()
         with _lock:
             empty = llvm.parse_assembly("")
-            empty.triple = st["triple"]
+            empty.triple = host.cpu()["triple"]
             empty.data_layout = st["data_layout"]
             # MCJIT owns (and deletes with itself) the target machine it is
             # given, so every engine gets its own; sharing one would leave the
