@@ -25,8 +25,10 @@ from .host import vector_width
 from .kernel import KernelEmitter
 from .planner import build_plan
 from .scalar import I8, I32, I64, PTR
+from .shard import PART_PREFIX
 
 ENTRY = "graphc_main"
+PART_STEPS = 64                  # kernel calls per part of a long entry (_schedule_parts)
 
 
 class ModuleEmitter:
@@ -74,8 +76,8 @@ class ModuleEmitter:
         status = b.alloca(I32, name="status")
         b.store(ir.Constant(I32, 0), status)
         if not threaded:
-            self._schedule(b, entry.args[0], status, ir.Constant(I32, 0), ir.Constant(I32, 1),
-                           steps, threaded=False)
+            self._schedule_parts(b, entry.args[0], status, ir.Constant(I32, 0),
+                                 ir.Constant(I32, 1), steps, threaded=False)
         else:
             # every thread runs graphc_body(ctx, tid, n); ctx = {args, status}
             body = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR, I32, I32]),
@@ -86,7 +88,7 @@ class ModuleEmitter:
             ctx_in, tid, n = body.args
             args = bb.load(ctx_in, typ=PTR)
             st = bb.load(bb.gep(ctx_in, [ir.Constant(I64, 1)], source_etype=PTR), typ=PTR)
-            self._schedule(bb, args, st, tid, n, steps, threaded=True)
+            self._schedule_parts(bb, args, st, tid, n, steps, threaded=True)
             bb.ret_void()
             ctx = b.alloca(PTR, 2, name="ctx")
             b.store(entry.args[0], ctx)
@@ -105,6 +107,32 @@ class ModuleEmitter:
             f = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR, I32]),
                             "graphc_rt_barrier")
         return f
+
+    def _schedule_parts(self, b, args, status, tid, n, steps, threaded: bool):
+        """Schedule ``steps`` in ``b``'s function, or, when there are more
+        than :data:`PART_STEPS`, one call per :data:`PART_STEPS` of them to an
+        internal function ``graphc_part<k>(args, status, tid, n)`` that
+        schedules them. LLVM's register allocator spent time growing with the
+        square of a straight-line entry's length (every pointer and callee
+        address live across every call: 1.8 s for 2000 calls, when the
+        kernels it called were in another shard); bounded parts keep it
+        linear, for one extra call per part at run time."""
+        if len(steps) <= PART_STEPS:
+            self._schedule(b, args, status, tid, n, steps, threaded)
+            return
+        fnty = ir.FunctionType(ir.VoidType(), [PTR, PTR, I32, I32])
+        for k in range(0, len(steps), PART_STEPS):
+            part = ir.Function(self.module, fnty, f"{PART_PREFIX}{k // PART_STEPS}")
+            part.linkage = "internal"
+            part.attributes.add("nounwind")
+            part.attributes.add("noinline")
+            vector_width(part)
+            for a in part.args[:2]:
+                a.add_attribute("noalias")
+            pb = ir.IRBuilder(part.append_basic_block("entry"))
+            self._schedule(pb, *part.args, steps[k:k + PART_STEPS], threaded)
+            pb.ret_void()
+            b.call(part, [args, status, tid, n])
 
     def _schedule(self, b, args, status, tid, n, steps, threaded: bool):
         """Call every kernel in order (in a parallel call: parallel kernels on

@@ -1,7 +1,8 @@
 """Split one module's IR text into shards that LLVM compiles separately.
 
 The emitter writes one module: the entry (``graphc_main``, and
-``graphc_body`` when threaded) calls one internal function per kernel. The
+``graphc_body`` when threaded, and the parts ``graphc_part<k>`` a long one
+is cut into) calls one internal function per kernel. The
 kernels do not call each other, so the module splits at function level: a
 *shard* is the module's declarations plus some of its functions, and each
 function called from another shard is made external there (its name is
@@ -29,6 +30,7 @@ _GLOBAL = re.compile(r'@(?:"(?:[^"\\]|\\.)*"|[-\w$.]+)\s*=\s*(?:(?:private|inter
 LOOP_COST = 2000                 # bytes of IR a loop costs LLVM as much as (see Function)
 ENTRY_BYTES = 300_000            # the entry's cost per byte grows with its size (see plan)
 EXPORT_PREFIX = "gcshard_"       # the exported name of a moved function: never a user symbol
+PART_PREFIX = "graphc_part"      # a part of a long entry (emit._schedule_parts): stays with it
 
 
 class Function:
@@ -114,7 +116,8 @@ def plan(text: str, shards: int = 2):
     if not entries:
         return None
     # the top: the entries and what they hand to the thread pool (graphc_body)
-    top = set(entries) | _passed_by_address(fns, entries)
+    top = set(entries) | _passed_by_address(fns, entries) | \
+        {name for name in fns if name.strip('"').startswith(PART_PREFIX)}
     called = set()
     for e in top:
         called |= fns[e].refs if e in fns else set()
