@@ -20,7 +20,7 @@ from .backend import interp
 from .errors import InputError
 from .ir.graph import Graph
 from .ir.node import Node
-from .runtime import CALLBACK_SYMBOL, HostedCall, NativeCall, bind_inputs
+from .runtime import CALLBACK_SYMBOL, SLOW, HostedCall, NativeCall, bind_inputs, fast_call
 
 BACKENDS = ("llvm", "interp")
 _num_threads: list = []
@@ -148,6 +148,7 @@ class CompiledFunction:
         self._llvm_ir = None
         self._jit = None
         self._native = None
+        self._fast = None            # runtime.fast_call: the call of checked arrays
         self._kernels = []
         self._memory = None
         self._schedule = None        # the complete Plan (backend/schedule.py)
@@ -268,6 +269,10 @@ class CompiledFunction:
         return dump(self, directory)
 
     def __call__(self, *args, **kwargs):
+        if self._fast is not None and not kwargs:
+            result = self._fast(args)
+            if result is not SLOW:
+                return result
         g = self.source_graph
         inputs = bind_inputs(g, self._positional, args, kwargs)
         if self._native is None:
@@ -361,6 +366,8 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
     f._jit = art.jit
     call = HostedCall if art.extra.get("host") else NativeCall
     f._native = call(art.jit, cache.BoundLayout(art, graph), art.arena_size, art.errors)
+    if f._positional:
+        f._fast = fast_call(f._native, graph, f._out_specs, f._single)
 
 
 def _calls_back(module) -> bool:
