@@ -143,7 +143,7 @@ class Plan:
     layout: ArgLayout
     where: dict                       # node id -> location of its buffer
     steps: list = field(default_factory=list)
-    header: int = 0                   # bytes at the arena's start (barrier words)
+    header: int = 0                   # bytes reserved at the arena's start
     values: dict = field(default_factory=dict)    # node id -> arena offset (memory + header)
     staging: list = field(default_factory=list)   # (node, arena offset, bytes)
     workspace: tuple | None = None    # (arena offset, bytes per thread) or None

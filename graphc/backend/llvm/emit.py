@@ -76,69 +76,59 @@ class ModuleEmitter:
         status = b.alloca(I32, name="status")
         b.store(ir.Constant(I32, 0), status)
         if not threaded:
-            self._schedule_parts(b, entry.args[0], status, ir.Constant(I32, 0),
-                                 ir.Constant(I32, 1), steps, threaded=False)
+            self._schedule_parts(b, entry.args[0], status, steps)
         else:
-            # every thread runs graphc_body(ctx, tid, n); ctx = {args, status}
-            body = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR, I32, I32]),
-                               "graphc_body")
-            body.linkage = "internal"
-            vector_width(body)
-            bb = ir.IRBuilder(body.append_basic_block("entry"))
-            ctx_in, tid, n = body.args
-            args = bb.load(ctx_in, typ=PTR)
-            st = bb.load(bb.gep(ctx_in, [ir.Constant(I64, 1)], source_etype=PTR), typ=PTR)
-            self._schedule_parts(bb, args, st, tid, n, steps, threaded=True)
-            bb.ret_void()
+            # the job: phases of tasks, run by graphc_rt_parallel on the pool,
+            # each task a call graphc_task(ctx, phase, chunk, slot); ctx = {args, status}
             ctx = b.alloca(PTR, 2, name="ctx")
             b.store(entry.args[0], ctx)
             b.store(status, b.gep(ctx, [ir.Constant(I64, 1)], source_etype=PTR))
+            task, widths = self._task_fn(steps)
+            table = ir.GlobalVariable(self.module, ir.ArrayType(I32, len(widths)), "graphc_widths")
+            table.linkage = "internal"
+            table.global_constant = True
+            table.initializer = ir.Constant(ir.ArrayType(I32, len(widths)), widths)
             rtlib.uses(self.module, "threads")
-            run = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I32]),
+            run = ir.Function(self.module, ir.FunctionType(ir.VoidType(),
+                                                           [PTR, PTR, PTR, I32, I32]),
                               "graphc_rt_parallel")
-            b.call(run, [body, ctx, ir.Constant(I32, self.threads)])
+            b.call(run, [task, ctx, b.bitcast(table, PTR), ir.Constant(I32, len(widths)),
+                         ir.Constant(I32, self.threads)])
         b.ret(b.load(status, typ=I32))
         return self.module
 
-    def barrier_fn(self):
-        f = self.module.globals.get("graphc_rt_barrier")
-        if f is None:
-            rtlib.uses(self.module, "threads")
-            f = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR, I32]),
-                            "graphc_rt_barrier")
-        return f
-
-    def _schedule_parts(self, b, args, status, tid, n, steps, threaded: bool):
-        """Schedule ``steps`` in ``b``'s function, or, when there are more
-        than :data:`PART_STEPS`, one call per :data:`PART_STEPS` of them to an
-        internal function ``graphc_part<k>(args, status, tid, n)`` that
-        schedules them. LLVM's register allocator spent time growing with the
-        square of a straight-line entry's length (every pointer and callee
-        address live across every call: 1.8 s for 2000 calls, when the
-        kernels it called were in another shard); bounded parts keep it
-        linear, for one extra call per part at run time."""
+    def _schedule_parts(self, b, args, status, steps):
+        """Call every kernel in order in ``b``'s function, or, when there are
+        more than :data:`PART_STEPS`, call internal functions
+        ``graphc_part<k>(args, status)`` that call :data:`PART_STEPS` each.
+        LLVM's register allocator spent time growing with the square of a
+        straight-line entry's length (every pointer and callee address live
+        across every call: 1.8 s for 2000 calls, when the kernels it called
+        were in another shard); bounded parts keep it linear, for one extra
+        call per part at run time."""
         if len(steps) <= PART_STEPS:
-            self._schedule(b, args, status, tid, n, steps, threaded)
+            self._calls(b, args, status, [(KernelEmitter(self, st), 0) for st in steps])
             return
-        fnty = ir.FunctionType(ir.VoidType(), [PTR, PTR, I32, I32])
+        fnty = ir.FunctionType(ir.VoidType(), [PTR, PTR])
         for k in range(0, len(steps), PART_STEPS):
             part = ir.Function(self.module, fnty, f"{PART_PREFIX}{k // PART_STEPS}")
             part.linkage = "internal"
             part.attributes.add("nounwind")
             part.attributes.add("noinline")
             vector_width(part)
-            for a in part.args[:2]:
+            for a in part.args:
                 a.add_attribute("noalias")
             pb = ir.IRBuilder(part.append_basic_block("entry"))
-            self._schedule(pb, *part.args, steps[k:k + PART_STEPS], threaded)
+            self._calls(pb, *part.args, [(KernelEmitter(self, st), 0)
+                                         for st in steps[k:k + PART_STEPS]])
             pb.ret_void()
-            b.call(part, [args, status, tid, n])
+            b.call(part, [args, status])
 
-    def _schedule(self, b, args, status, tid, n, steps, threaded: bool):
-        """Call every kernel in order (in a parallel call: parallel kernels on
-        every thread; each run of consecutive one-thread kernels in one block
-        on thread 0; a barrier where the plan has one). Every pointer into
-        the arguments or the arena is computed once, before the first call."""
+    def _calls(self, b, args, status, calls, chunk=None, chunks=1, slot=None):
+        """Call each ``(kernel emitter, phase)`` of ``calls`` in order, as
+        chunk ``chunk`` (default 0) of ``chunks``, on thread ``slot`` (default
+        0). Every pointer into the arguments or the arena is computed once,
+        before the first call."""
         ptr = {}
 
         def pointer(loc):
@@ -152,36 +142,51 @@ class ModuleEmitter:
                     ptr[loc] = b.gep(base, [ir.Constant(I64, k)], source_etype=I8,
                                      inbounds=True, name=f"arena{k}")
             return ptr[loc]
-        sync = pointer(("arena", 0))
-        for step in steps:
-            for loc in step.args:
+        for ke, _ in calls:
+            for loc in ke.step.args:
                 pointer(loc)
-        one, zero = ir.Constant(I32, 1), ir.Constant(I32, 0)
-        solo_end = None                  # the block after the open thread-0 block
+        zero = ir.Constant(I32, 0)
+        chunk = zero if chunk is None else chunk
+        slot = zero if slot is None else slot
+        for ke, phase in calls:
+            fn, locs = ke.built if hasattr(ke, "built") else ke.build()
+            ke.built = (fn, locs)
+            b.call(fn, [ptr[loc] for loc in locs] + [status, chunk, ir.Constant(I32, chunks),
+                                                     slot, ir.Constant(I32, phase)])
 
-        def close():
-            nonlocal solo_end
-            if solo_end is not None:
-                b.branch(solo_end)
-                b.position_at_end(solo_end)
-                solo_end = None
-        for step in steps:
-            fn, locs = KernelEmitter(self, step).build()
-            ptrs = [ptr[loc] for loc in locs] + [status]
-            if not threaded:
-                b.call(fn, ptrs + [zero, one, sync])
-                continue
-            if step.parallel:
-                close()
-                b.call(fn, ptrs + [tid, n, sync])
-            else:
-                if solo_end is None:
-                    then = b.append_basic_block(f"solo{step.index}")
-                    solo_end = b.append_basic_block(f"solo{step.index}.end")
-                    b.cbranch(b.icmp_signed("==", tid, zero), then, solo_end)
-                    b.position_at_end(then)
-                b.call(fn, ptrs + [zero, one, sync])
-            if step.barrier:
-                close()
-                b.call(self.barrier_fn(), [sync, n])
-        close()
+    def _task_fn(self, steps):
+        """``graphc_task(ctx, phase, chunk, slot)``: one task of the job, and
+        the job's phase widths. A kernel run by every thread contributes its
+        phases (``KernelEmitter.widths``); a phase of one chunk and the
+        one-thread kernels after it form one phase of one task, run in
+        order."""
+        phases = []                      # [(width, [(kernel emitter, its phase)])]
+        for st in steps:
+            ke = KernelEmitter(self, st)
+            ke.built = ke.build()
+            for k, w in enumerate(ke.widths if st.parallel else [1]):
+                if w == 1 and phases and phases[-1][0] == 1:
+                    phases[-1][1].append((ke, k))
+                else:
+                    phases.append((w, [(ke, k)]))
+        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR, I32, I32, I32]),
+                         "graphc_task")
+        fn.linkage = "internal"
+        fn.attributes.add("nounwind")
+        vector_width(fn)
+        ctx, phase, chunk, slot = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        args = b.load(ctx, typ=PTR)
+        st = b.load(b.gep(ctx, [ir.Constant(I64, 1)], source_etype=PTR), typ=PTR)
+        end = fn.append_basic_block("end")
+        sw = b.switch(phase, end)
+        for k, (w, calls) in enumerate(phases):
+            case = fn.append_basic_block(f"phase{k}")
+            sw.add_case(ir.Constant(I32, k), case)
+            cb = ir.IRBuilder(case)
+            self._calls(cb, args, st, calls, chunk=chunk if w > 1 else None, chunks=w,
+                        slot=slot)
+            cb.branch(end)
+        b.position_at_end(end)
+        b.ret_void()
+        return fn, [w for w, _ in phases]

@@ -92,17 +92,20 @@ class KernelEmitter(LoopStages):
         shared = self.me.kernel_fns.get(key) if key is not None else None
         if shared is not None:
             self.me.reused_kernels += 1
-            return shared, locs
+            fn, self.widths = shared
+            return fn, locs
         n_errors = len(self.me.errors)
         fn = self._build(locs)
         if key is not None and len(self.me.errors) == n_errors:
-            self.me.kernel_fns[key] = fn      # its checks would name another kernel's node
+            # (its checks would name another kernel's node)
+            self.me.kernel_fns[key] = (fn, self.widths)
         return fn, locs
 
     def _build(self, locs):
         mod = self.me.module
+        # (buffers..., status, chunk, chunks, slot, phase): see _phases
         fn = ir.Function(mod, ir.FunctionType(ir.VoidType(),
-                                              [PTR] * (len(locs) + 1) + [I32, I32, PTR]),
+                                              [PTR] * (len(locs) + 1) + [I32, I32, I32, I32]),
                          f"kernel{self.index}_{self.k.name or 'k'}")
         fn.linkage = "internal"
         fn.attributes.add("nounwind")
@@ -117,7 +120,7 @@ class KernelEmitter(LoopStages):
             a.add_attribute("noalias")
         self.ptr = dict(zip(locs, fn.args[:len(locs)]))
         self.status = fn.args[len(locs)]
-        self.tid, self.nthr, self.sync = fn.args[len(locs) + 1:]
+        self.tid, self.nthr, self.slot, self.phase_arg = fn.args[len(locs) + 1:]
         self.fn = fn
         entry = fn.append_basic_block("entry")
         body = fn.append_basic_block("body")
@@ -130,6 +133,7 @@ class KernelEmitter(LoopStages):
         self.s = ScalarBuilder(b, mod, kernel=self)
         self.ix = IndexBuilder(b, self.s)
         self.staged = self.k.staged()
+        self.widths = []
         if self.k.kind == "custom":
             n = self.k.root
             prev, self.current = self.current, n
@@ -139,22 +143,20 @@ class KernelEmitter(LoopStages):
             self.current = prev
         else:
             has_loop = self.k.has_loop() or self.dest is not None
+            C = self.me.plan.threads if self.all_threads else 1
             if self.k.matmul is not None:
-                if self.par["gemm"] or not self.all_threads:
-                    self._emit_matmul()
-                else:
-                    with self._solo():
-                        self._emit_matmul()
-                if has_loop and self.all_threads:
-                    self.b.call(self.me.barrier_fn(), [self.sync, self.nthr])
+                self._phase(C if self.par["gemm"] else 1)
+                self._emit_matmul()
             if has_loop:
                 if self.par["loop"] == "chunks":
-                    self._emit_chunked_reduce()
-                elif self.par["loop"] == "rows" or not self.all_threads:
-                    self._emit_loop()
+                    self._phase(C)
+                    self._emit_chunk_partials()
+                    self._phase(1)
+                    self._emit_chunk_combine()
                 else:
-                    with self._solo():
-                        self._emit_loop()
+                    self._phase(C if self.par["loop"] == "rows" else 1)
+                    self._emit_loop()
+        self._end_phases()
         # report the first error (atomically: other threads may report too)
         e = b.load(self.err, typ=I32)
         with if_then(b, b.icmp_unsigned("!=", e, ir.Constant(I32, 0)), name="report"):
@@ -162,9 +164,41 @@ class KernelEmitter(LoopStages):
         b.ret_void()
         return fn
 
-    def _solo(self):
-        """A block run by thread 0 only."""
-        return if_then(self.b, self.b.icmp_signed("==", self.tid, ir.Constant(I32, 0)), "solo")
+    def _phase(self, chunks: int) -> None:
+        """Start the kernel's next phase, run as ``chunks`` chunks.
+
+        A kernel run by every thread is a sequence of phases, and each phase
+        a set of chunks that may run at once, in any order, on any thread: a
+        GEMM's blocks of rows, a loop's rows, a reduction's partials; then
+        what needs all of them (the epilogue loop, the combination of the
+        partials) is the next phase. The runtime runs a phase's chunks on
+        whichever threads claim them and starts the next phase when all are
+        done (see rtlib's ``graphc_rt_run``); the kernel is called once per
+        chunk with ``phase`` and ``chunk`` (of ``chunks``), and ``slot``, the
+        calling thread's index, for its workspace slice. A kernel run by one
+        thread has one phase of one chunk. The phases' chunk counts are
+        recorded in ``self.widths`` (the emitter's schedule needs them)."""
+        if self.widths:
+            self.b.branch(self._phase_end)
+            self.b.position_at_end(self._phase_end)
+        k = len(self.widths)
+        self.widths.append(chunks)
+        body = self.fn.append_basic_block(f"phase{k}")
+        self._phase_end = self.fn.append_basic_block(f"phase{k}.end")
+        if not self.all_threads:        # one phase, always 0
+            self.b.branch(body)
+        else:
+            self.b.cbranch(self.b.icmp_signed("==", self.phase_arg, ir.Constant(I32, k)),
+                           body, self._phase_end)
+        self.b.position_at_end(body)
+        self.scopes = []                  # (no value of one phase is used in another)
+
+    def _end_phases(self) -> None:
+        if self.widths:
+            self.b.branch(self._phase_end)
+            self.b.position_at_end(self._phase_end)
+        else:
+            self.widths.append(1)         # (a kernel with nothing to compute)
 
     def _share(self, count: int, unit: int = 1):
         """[lo, hi) of ``count`` items for this thread (static split in multiples

@@ -10,7 +10,8 @@ rows is split by rows; a kernel storing one scalar reduction of that size is
 reduced in ``threads`` fixed chunks, combined in chunk order by thread 0 (the
 same arithmetic whatever the thread count). Other kernels run on thread 0.
 In a threaded module the threads wait for each other (a barrier) after a
-kernel when it or the next one runs on every thread.
+kernel when it or the next one runs on every thread: the pool starts a
+phase only when the previous one is done (emit.py, pool.py).
 
 Workspace: per-thread scratch (the GEMM's packing buffers, a chunked
 reduction's partials, a row kernel's row cache). Kernels run one after
@@ -25,7 +26,7 @@ from ..plan import Kernel, MemoryPlan, align, is_immediate, nbytes
 from ..schedule import ArgLayout, Plan, PlanError, Step, member_nodes
 from . import matmul
 
-ARENA_HEADER = 64       # the arena starts with the barrier words of a parallel call
+ARENA_HEADER = 64       # reserved at the arena's start (once a barrier's words)
 PAR_ELEMS = 1 << 15     # loop nests with fewer elements (x ops) stay on one thread
 PAR_MACS = 1 << 20      # GEMMs with fewer multiply-adds stay on one thread
 

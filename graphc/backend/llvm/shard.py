@@ -1,7 +1,7 @@
 """Split one module's IR text into shards that LLVM compiles separately.
 
 The emitter writes one module: the entry (``graphc_main``, and
-``graphc_body`` when threaded, and the parts ``graphc_part<k>`` a long one
+``graphc_task`` when threaded, and the parts ``graphc_part<k>`` a long one
 is cut into) calls one internal function per kernel. The
 kernels do not call each other, so the module splits at function level: a
 *shard* is the module's declarations plus some of its functions, and each
@@ -115,7 +115,7 @@ def plan(text: str, shards: int = 2):
     entries = [f.name for f in fns.values() if not f.internal]
     if not entries:
         return None
-    # the top: the entries and what they hand to the thread pool (graphc_body)
+    # the top: the entries and what they hand to the thread pool (graphc_task)
     top = set(entries) | _passed_by_address(fns, entries) | \
         {name for name in fns if name.strip('"').startswith(PART_PREFIX)}
     called = set()
@@ -147,7 +147,7 @@ def plan(text: str, shards: int = 2):
 
 def _passed_by_address(fns, entries) -> set:
     """Functions an entry uses other than as the callee of a call (a pointer
-    to ``graphc_body`` handed to the thread pool)."""
+    to ``graphc_task`` handed to the thread pool)."""
     out = set()
     for e in entries:
         text = "".join(fns[e].lines[1:])

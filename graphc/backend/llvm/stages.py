@@ -99,19 +99,22 @@ class LoopStages:
                 cur = SV(b.load(acc, typ=t), acc_dt, s)
                 b.store(d.reduce_combine(s, cur, blocksum).v, acc)
 
-    def _emit_chunked_reduce(self):
-        """A scalar reduction split into ``threads`` fixed chunks of its first
-        reduced axis: each thread reduces its chunks into a partial, and after a
-        barrier thread 0 combines the partials in chunk order — the same
-        arithmetic whatever the number of threads that ran it."""
-        b, s = self.b, self.s
+    def _chunked(self):
         r = (self.k.loop_outputs() if self.dest is None else self.k.outputs)[0]
         d = registry.get(r.op)
+        acc_dt = d.reduce_acc_dtype(r.dtype) if d.reduce_acc_dtype else r.dtype
+        return r, d, acc_dt, reg_type(acc_dt), self.me.plan.threads
+
+    def _emit_chunk_partials(self):
+        """A scalar reduction split into ``threads`` fixed chunks of its first
+        reduced axis (this phase): each chunk is reduced into its partial in
+        the workspace; the next phase (:meth:`_emit_chunk_combine`) combines
+        the partials in chunk order — the same arithmetic whatever the number
+        of threads that ran the chunks."""
+        b = self.b
+        r, d, acc_dt, t, C = self._chunked()
         x = r.inputs[0]
         L = x.shape[r.attrs["axes"][0]]
-        C = self.me.plan.threads
-        acc_dt = d.reduce_acc_dtype(r.dtype) if d.reduce_acc_dtype else r.dtype
-        t = reg_type(acc_dt)
         part = self.ptr[self.ws_loc]
         idx0 = [self.ix.const(0)] * r.ndim
         clo, chi = self._share(C)
@@ -124,16 +127,23 @@ class LoopStages:
             v = self._reduce_at(r, d, idx0, first=(lo, hi), raw=True)
             self.scopes.pop()
             b.store(v.v, b.gep(part, [c], source_etype=t))
-        b.call(self.me.barrier_fn(), [self.sync, self.nthr])
-        with self._solo():
-            acc = s.const(d.reduce_init(r.dtype), acc_dt)
-            for ci in range(C):
-                pv = SV(b.load(b.gep(part, [ir.Constant(I64, ci)], source_etype=t), typ=t),
-                        acc_dt, s)
-                acc = d.reduce_combine(s, acc, pv)
-            self.scopes.append({})
-            self.store(r, idx0, s.cast(acc, r.dtype))
-            self.scopes.pop()
+        self.current = prev
+
+    def _emit_chunk_combine(self):
+        """The reduction's value from its partials, in chunk order (one chunk)."""
+        b, s = self.b, self.s
+        r, d, acc_dt, t, C = self._chunked()
+        part = self.ptr[self.ws_loc]
+        idx0 = [self.ix.const(0)] * r.ndim
+        prev, self.current = self.current, r
+        acc = s.const(d.reduce_init(r.dtype), acc_dt)
+        for ci in range(C):
+            pv = SV(b.load(b.gep(part, [ir.Constant(I64, ci)], source_etype=t), typ=t),
+                    acc_dt, s)
+            acc = d.reduce_combine(s, acc, pv)
+        self.scopes.append({})
+        self.store(r, idx0, s.cast(acc, r.dtype))
+        self.scopes.pop()
         self.current = prev
 
     def _operand_idx(self, n: Node, operand: Node, batch_idx, last2):
@@ -217,7 +227,7 @@ class LoopStages:
             inner *= d
         base = self.ptr[self.ws_loc]
         if self.me.threads > 1:
-            off = self.b.mul(self.b.zext(self.tid, I64), ir.Constant(I64, self.me.ws_stride()))
+            off = self.b.mul(self.b.zext(self.slot, I64), ir.Constant(I64, self.me.ws_stride()))
             base = self.b.gep(base, [off], source_etype=I8)
         off = 0
         for c in cands:
@@ -266,7 +276,7 @@ class LoopStages:
             rows = cols = None
             if self.par["gemm"]:
                 # each thread: its own rows (or columns) of C, its own workspace slice
-                off = b.mul(b.zext(self.tid, I64), ir.Constant(I64, self.me.ws_stride()))
+                off = b.mul(b.zext(self.slot, I64), ir.Constant(I64, self.me.ws_stride()))
                 ws = b.gep(ws, [off], source_etype=I8)
                 if self.par["gemm"] == "rows":
                     rows = self._share(plan.m, unit=16)
