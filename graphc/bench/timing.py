@@ -92,15 +92,19 @@ def calibrate(fn, sample_time: float, warmup_time: float = 0.02, max_calls: int 
 
 
 def interleaved(fns: dict, repeat: int, sample_time: float,
-                on_round=None) -> dict[str, Samples]:
+                on_round=None, before_sample=None) -> dict[str, Samples]:
     """Time every callable of ``fns`` (name -> zero-argument callable) in
-    ``repeat`` rotating rounds of calibrated samples."""
+    ``repeat`` rotating rounds of calibrated samples. ``before_sample``, if
+    given, is called (untimed) just before each sample, e.g. to leave another
+    library's threads spinning (``benchmarks/contention.py``)."""
     names = list(fns)
     out = {k: Samples(calls=calibrate(fns[k], sample_time)) for k in names}
     for r in range(repeat):
         k0 = r % len(names) if names else 0
         for k in names[k0:] + names[:k0]:
             s = out[k]
+            if before_sample is not None:
+                before_sample()
             wall, cpu = _timed(fns[k], s.calls)
             s.times.append(wall / s.calls)
             s.cpu_times.append(cpu / s.calls)
