@@ -111,7 +111,9 @@ def test_chunked_reduction_plan():
     xv = np.random.default_rng(2).standard_normal(1 << 16).astype(np.float32)
     f = gc.compile(gc.sum(x * 2.0), cache=False, threads=2)
     (s,) = f.plan.steps
-    assert s.loop == "chunks" and s.workspace == 8 and not s.barrier
+    # one float64 partial per chunk, spread over the threads' workspace slices
+    assert s.loop == "chunks" and s.workspace == 8 * f.plan.chunks_per_thread and not s.barrier
+    assert f.plan.workspace[1] * f.plan.threads >= 8 * f.plan.chunks
     np.testing.assert_allclose(f(x=xv), 2 * xv.astype(np.float64).sum(), rtol=1e-5)
     assert "all threads: loop chunks" in f.plan_text()
 

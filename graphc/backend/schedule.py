@@ -148,6 +148,13 @@ class Plan:
     staging: list = field(default_factory=list)   # (node, arena offset, bytes)
     workspace: tuple | None = None    # (arena offset, bytes per thread) or None
     arena_size: int = 0               # the bytes the runtime allocates
+    chunks_per_thread: int = 1        # a split kernel's chunks: threads x this
+
+    @property
+    def chunks(self) -> int:
+        """How many chunks a kernel run by every thread is cut into (fixed at
+        compile time, so results do not depend on the threads that run it)."""
+        return self.threads * self.chunks_per_thread
 
     @property
     def threaded(self) -> bool:
@@ -171,7 +178,7 @@ class Plan:
         inplace = {o.id: x for o, x in self.memory.inplace}
         lines = [f"plan: {len(self.steps)} kernel{'' if len(self.steps) == 1 else 's'}, "
                  f"{self.threads} thread{'' if self.threads == 1 else 's'}"
-                 + (", threaded" if self.threaded else "")
+                 + (f", threaded ({self.chunks} chunks per split kernel)" if self.threaded else "")
                  + f", arena {self.arena_size} B"]
         lines.append("args: " + " | ".join(f"{k} {lay.describe(k, num)}" for k in range(lay.count)))
         for s in self.steps:
@@ -221,7 +228,7 @@ class Plan:
         lines = [f"arena {self.arena_size} B: header {self.header}, values "
                  f"{self.memory.size}, staging {sum(b for _, _, b in self.staging)}, workspace "
                  + (f"{self.threads} x {ws[1]}" if ws else "0")]
-        rows = [(0, -1, self.header, "header (barrier words)")] if self.header else []
+        rows = [(0, -1, self.header, "header (reserved)")] if self.header else []
         by_id = {n.id: n for n in self.graph.nodes}
         for nid, off in self.values.items():
             n = by_id[nid]

@@ -143,9 +143,11 @@ class KernelEmitter(LoopStages):
             self.current = prev
         else:
             has_loop = self.k.has_loop() or self.dest is not None
-            C = self.me.plan.threads if self.all_threads else 1
+            C = self.me.plan.chunks if self.all_threads else 1
             if self.k.matmul is not None:
-                self._phase(C if self.par["gemm"] else 1)
+                # a GEMM's chunk packs its own panels of the operands: one
+                # chunk per thread, not more (more chunks, more packing)
+                self._phase(self.me.plan.threads if self.par["gemm"] else 1)
                 self._emit_matmul()
             if has_loop:
                 if self.par["loop"] == "chunks":

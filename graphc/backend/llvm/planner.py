@@ -27,8 +27,19 @@ from ..schedule import ArgLayout, Plan, PlanError, Step, member_nodes
 from . import matmul
 
 ARENA_HEADER = 64       # reserved at the arena's start (once a barrier's words)
-PAR_ELEMS = 1 << 15     # loop nests with fewer elements (x ops) stay on one thread
-PAR_MACS = 1 << 20      # GEMMs with fewer multiply-adds stay on one thread
+# Below these sizes a kernel stays on one thread: where splitting it started
+# to win on the 2-CPU development machine (benchmarks/thread_crossover.py,
+# docs/performance.md): loop nests at 128K element-ops, scalar reductions
+# at 24K, GEMMs at 256K multiply-adds (64x64x64; smaller ones have too few rows)
+PAR_ELEMS = 1 << 17     # loop nests: elements x ops
+PAR_REDUCE = 1 << 15    # scalar reductions: elements x ops
+PAR_MACS = 1 << 18      # GEMMs: multiply-adds
+# A split loop nest or scalar reduction is cut into threads x
+# CHUNKS_PER_THREAD chunks, claimed by whichever thread runs (pool.py): a
+# worker that starts late takes a small share, and the caller never waits
+# long for it. (A split GEMM has one chunk per thread: each chunk packs its
+# own operand panels.)
+CHUNKS_PER_THREAD = 4
 
 
 def build_plan(graph: Graph, kernels: list[Kernel], mem: MemoryPlan, threads: int = 1) -> Plan:
@@ -51,6 +62,7 @@ def build_plan(graph: Graph, kernels: list[Kernel], mem: MemoryPlan, threads: in
         where[vid] = where[p.id]
         values.pop(vid, None)
     plan = Plan(graph, kernels, mem, threads, layout, where, header=ARENA_HEADER,
+                chunks_per_thread=CHUNKS_PER_THREAD if threads > 1 else 1,
                 values={nid: loc[1] for nid, loc in values.items()},
                 arena_size=mem.size + ARENA_HEADER)
     # A new value that is itself an updated parameter (a swap) is staged:
@@ -119,7 +131,7 @@ def _complete(plan: Plan, s: Step) -> None:
     s.gemm, s.loop = parallel(k, s.dest, plan.threads, s.matmul_plan)
     s.row_cache, rc_bytes = row_cache(k, s.dest)
     s.workspace = max(s.matmul_plan.workspace_bytes if s.matmul_plan is not None else 0,
-                      8 if s.loop == "chunks" else 0, rc_bytes)
+                      8 * plan.chunks_per_thread if s.loop == "chunks" else 0, rc_bytes)
 
     def loc(n, writing=False):
         if writing and s.dest is not None:
@@ -168,8 +180,8 @@ def parallel(k: Kernel, dest, threads: int, gemm_plan) -> tuple:
         loop = "rows"
     elif (dest is None and k.matmul is None and not k.hoisted and len(outs) == 1 and
           outs[0].size == 1 and registry.get(outs[0].op).kind == "reduce" and
-          outs[0].inputs[0].size * ops >= PAR_ELEMS and
-          outs[0].inputs[0].shape[outs[0].attrs["axes"][0]] >= 2 * threads):
+          outs[0].inputs[0].size * ops >= PAR_REDUCE and
+          outs[0].inputs[0].shape[outs[0].attrs["axes"][0]] >= 2 * threads * CHUNKS_PER_THREAD):
         loop = "chunks"
     return gemm, loop
 

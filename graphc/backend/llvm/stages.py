@@ -103,10 +103,10 @@ class LoopStages:
         r = (self.k.loop_outputs() if self.dest is None else self.k.outputs)[0]
         d = registry.get(r.op)
         acc_dt = d.reduce_acc_dtype(r.dtype) if d.reduce_acc_dtype else r.dtype
-        return r, d, acc_dt, reg_type(acc_dt), self.me.plan.threads
+        return r, d, acc_dt, reg_type(acc_dt), self.me.plan.chunks
 
     def _emit_chunk_partials(self):
-        """A scalar reduction split into ``threads`` fixed chunks of its first
+        """A scalar reduction split into ``plan.chunks`` fixed chunks of its first
         reduced axis (this phase): each chunk is reduced into its partial in
         the workspace; the next phase (:meth:`_emit_chunk_combine`) combines
         the partials in chunk order — the same arithmetic whatever the number
