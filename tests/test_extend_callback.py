@@ -191,3 +191,25 @@ def test_callback_code_reused_by_the_compile_cache_still_calls_back(registered):
     with pytest.raises(gc.RuntimeCheckError, match="raised FloatingPointError: NaN input"):
         g(x=bad)
     assert cb._SITES            # sites outlive the first function (the cache may reuse them)
+
+
+def test_a_callback_runs_on_the_calling_thread_in_a_threaded_compile(registered):
+    # the pool runs a threaded graph's tasks on any thread; a host callback
+    # needs the caller's (its frame: exceptions, nested calls), so a graph
+    # with one is planned for one thread
+    import threading
+    seen = []
+
+    def spy(x):
+        seen.append(threading.get_ident())
+        return x * 2.0
+    op = gc.register_op("thread_spy", reference=lambda x: x * 2.0, callback=spy)
+    registered.append("thread_spy")
+    x = gc.placeholder((512, 512), "float32", name="x")
+    big = gc.exp(x) * 3.0                    # split across threads on its own
+    f = gc.compile([op(gc.sum(big, axis=1)), big], threads=2, cache=False)
+    assert f.plan.threads == 1 and "graphc_rt_parallel" not in f.llvm_ir
+    X = np.random.default_rng(0).standard_normal((512, 512)).astype(np.float32)
+    got, b = f(x=X)
+    np.testing.assert_allclose(got, 2 * (3 * np.exp(X.astype(np.float64))).sum(1), rtol=1e-4)
+    assert seen == [threading.get_ident()]

@@ -275,6 +275,7 @@ def register_op(name: str, *, reference: Callable, vjp: Callable | None = None,
         opdef = OpDef(name, OpKind.KERNEL, infer, reference, _make_vjp(reg),
                       kernel=callback_kernel(reg), doc=reg.doc, **checks)
         opdef.extra["opaque"] = f"host callback into Python ({_describe(callback)})"
+        opdef.extra["calls_host"] = True     # runs Python: on the calling thread (planner)
     opdef.extra["user"] = reg
     reg.opdef = opdef
     if name in USER_OPS:

@@ -46,6 +46,10 @@ def build_plan(graph: Graph, kernels: list[Kernel], mem: MemoryPlan, threads: in
     """The complete plan of ``graph`` from fusion's ``kernels`` and the memory
     plan ``mem``, for ``threads`` threads."""
     threads = max(1, int(threads))
+    if any(registry.get(n.op).extra.get("calls_host") for n in graph.nodes if not n.is_leaf):
+        # a host callback must run on the thread that called (its frame, its
+        # exceptions: runtime.HostedCall), and the pool runs tasks anywhere
+        threads = 1
     layout = ArgLayout(graph, len(graph.outputs))
     where = {nid: ("slot", k) for nid, k in layout.slot.items()}
     copies = []                           # (node, output index) copied to the output
