@@ -16,7 +16,7 @@ is one compiled call::
 from __future__ import annotations
 
 from . import functional, init
-from .conv import AvgPool2d, Conv1d, Conv2d, Flatten, MaxPool2d
+from .conv import AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, Flatten, MaxPool2d
 from .errors import ConfigError, ConfigTypeError
 from .fit import fit
 from .functional import (
@@ -43,5 +43,5 @@ __all__ = ["Module", "Sequential", "Dense", "LayerNorm", "Embedding", "Dropout",
            "leaky_relu", "gelu", "softplus", "tanh", "sigmoid", "silu", "elu", "dropout",
            "cross_entropy", "mse", "binary_cross_entropy_with_logits", "init", "functional",
            "manual_seed", "rng_updates", "fit", "save", "load", "ConfigError", "ConfigTypeError",
-           "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "BatchNorm1d", "BatchNorm2d",
-           "state_updates", "convert_torch_state_dict"]
+           "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten",
+           "BatchNorm1d", "BatchNorm2d", "state_updates", "convert_torch_state_dict"]

@@ -1,12 +1,13 @@
 """Convolution and pooling layers: ``Conv2d``, ``Conv1d``, ``MaxPool2d``,
-``AvgPool2d``, ``Flatten``. Layouts, names and defaults are PyTorch's
+``AvgPool2d``, ``AdaptiveAvgPool2d``, ``Flatten``. Layouts, names and defaults are PyTorch's
 (NCHW inputs, OIHW weights, ``torch.nn.Conv2d``'s initialization), so a
 PyTorch ``state_dict`` of the same architecture loads as it is (see
 :func:`graphc.nn.convert_torch_state_dict` for models that also hold
 ``Dense`` layers, whose weight graphc stores transposed).
 
 The layers build the functional ops ``gc.conv2d``, ``gc.conv1d``,
-``gc.max_pool2d``, ``gc.avg_pool2d`` and ``gc.flatten``.
+``gc.max_pool2d``, ``gc.avg_pool2d``, ``gc.adaptive_avg_pool2d``, ``gc.pad`` and
+``gc.flatten`` (graphc/ops/conv.py).
 """
 from __future__ import annotations
 
@@ -238,8 +239,7 @@ class AvgPool2d(_Pool2d):
     ``stride`` (default ``kernel_size``), zero ``padding`` (at most half the
     kernel), ``ceil_mode``, ``count_include_pad`` (divide by the whole
     window, padding included, or by the real pixels in it) and
-    ``divisor_override`` (divide every window sum by this; not with
-    ``ceil_mode``)."""
+    ``divisor_override`` (divide every window sum by this)."""
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                  count_include_pad: bool = True, divisor_override: int | None = None):
@@ -248,24 +248,41 @@ class AvgPool2d(_Pool2d):
             raise ConfigTypeError(f"AvgPool2d: count_include_pad must be a bool, got "
                                   f"{count_include_pad!r}")
         self.count_include_pad = bool(count_include_pad)
-        if divisor_override is not None:
-            if not _int(divisor_override) or divisor_override < 1:
-                raise ConfigError(f"AvgPool2d: divisor_override must be a positive int or None, "
-                                  f"got {divisor_override!r}")
-            if self.ceil_mode:
-                raise ConfigError("AvgPool2d: divisor_override is not supported with "
-                                  "ceil_mode=True")
-            divisor_override = int(divisor_override)
-        self.divisor_override = divisor_override
+        if divisor_override is not None and (not _int(divisor_override) or divisor_override < 1):
+            raise ConfigError(f"AvgPool2d: divisor_override must be a positive int or None, "
+                              f"got {divisor_override!r}")
+        self.divisor_override = None if divisor_override is None else int(divisor_override)
 
     def forward(self, x) -> Node:
         x, unbatched = self._input(x)
-        include = self.count_include_pad or self.divisor_override is not None
         y = _op("avg_pool2d")(x, self.kernel_size, stride=self.stride, padding=self.padding,
-                              ceil_mode=self.ceil_mode, count_include_pad=include)
-        if self.divisor_override is not None:      # every window is whole: the sum is mean * k
-            y = y * (math.prod(self.kernel_size) / self.divisor_override)
+                              ceil_mode=self.ceil_mode, count_include_pad=self.count_include_pad,
+                              divisor_override=self.divisor_override)
         return O.squeeze(y, 0) if unbatched else y
+
+
+class AdaptiveAvgPool2d(Module):
+    """Average over ``output_size`` bins of each spatial axis
+    (``torch.nn.AdaptiveAvgPool2d``; an int, ``(h, w)``, ``None`` keeps an
+    axis); ``AdaptiveAvgPool2d(1)`` is global average pooling."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        items = (output_size,) * 2 if _int(output_size) else output_size
+        if not isinstance(items, (tuple, list)) or len(items) != 2 or \
+                not all(a is None or (_int(a) and a >= 1) for a in items):
+            raise ConfigError(f"AdaptiveAvgPool2d: output_size must be a positive int or a pair "
+                              f"of positive ints or None, got {output_size!r}")
+        self.output_size = tuple(None if a is None else int(a) for a in items)
+
+    def forward(self, x) -> Node:
+        x = _check_input("AdaptiveAvgPool2d", f"AdaptiveAvgPool2d({self.output_size})", x, 4)
+        if self.output_size == (1, 1) and x.ndim == 4:
+            return _op("global_avg_pool2d")(x)
+        return _op("adaptive_avg_pool2d")(x, self.output_size)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
 
 
 class Flatten(Module):
@@ -290,13 +307,7 @@ class Flatten(Module):
         if s > e:
             raise ShapeError(f"Flatten: start_dim {self.start_dim} comes after end_dim "
                              f"{self.end_dim} for an input of shape {x.shape}")
-        flatten = getattr(O, "flatten", None)
-        if flatten is not None:
-            return flatten(x, s, e)
-        if x.ndim == 0:
-            return O.reshape(x, (1,))
-        shape = x.shape[:s] + (math.prod(x.shape[s:e + 1]),) + x.shape[e + 1:]
-        return O.reshape(x, shape)
+        return _op("flatten")(x, s, e)
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
