@@ -52,6 +52,9 @@ def main(epochs: int | None = None, lr: float | None = None, batch_size: int | N
     epochs = DEFAULT_EPOCHS if epochs is None else epochs
     lr = DEFAULT_LR if lr is None else lr
     bs = DEFAULT_BATCH if batch_size is None else batch_size
+    for what, v in (("epochs", epochs), ("batch_size", bs)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise nn.ConfigError(f"demo --cnn: {what} must be a positive int, got {v!r}")
     t_start = time.perf_counter()
     x_tr, y_tr, x_te, y_te = digits(seed=seed)
 
