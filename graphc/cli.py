@@ -55,6 +55,8 @@ def main(argv=None) -> int:
         if args.cnn:
             if args.steps is not None:
                 p.error("demo --cnn trains for --epochs, not --steps")
+            if args.epochs is not None and args.epochs < 1:
+                p.error(f"demo --cnn: --epochs must be positive, got {args.epochs}")
             from .demo_cnn import main as demo_cnn
             demo_cnn(epochs=args.epochs, lr=args.lr)
         else:

@@ -414,6 +414,21 @@ def test_bad_inputs():
         nn.Flatten(3, 1)(x)
 
 
+def test_state_update_records_are_checked():
+    p = gc.parameter(np.zeros(2), name="p", trainable=False)
+    with pytest.raises(ConfigTypeError, match="graph node"):
+        nn.state.record(np.zeros(2), [(p, lambda cur: cur(p) + 1)])
+    with pytest.raises(ConfigTypeError, match="parameter, rule"):
+        nn.state.record(p + 1, [(p, 3)])
+    with pytest.raises(ConfigTypeError, match="state_updates"):
+        nn.state_updates(3)
+    x = gc.placeholder((2,), "float64", name="x")
+    out = nn.state.record(x * 2, [(p, lambda cur: cur(p) + x)])
+    assert nn.state_updates(gc.sum(out)) and not nn.state_updates(gc.sum(x * 3))
+    gc.compile(gc.sum(out), updates=nn.state_updates(out))(x=np.array([1.0, 2.0]))
+    assert np.array_equal(p.value, [1.0, 2.0])
+
+
 # ------------------------------------------------------------------ PyTorch
 
 
@@ -520,6 +535,7 @@ def test_cli_demo_cnn_runs():
     assert out.returncode == 0, out.stderr
     for text in ("epoch   1/1", "loss", "test acc", "final test accuracy"):
         assert text in out.stdout
-    bad = subprocess.run([sys.executable, "-m", "graphc", "demo", "--cnn", "--steps", "3"],
-                         capture_output=True, text=True, timeout=300)
-    assert bad.returncode != 0 and "--epochs" in bad.stderr
+    for args in (["--steps", "3"], ["--epochs", "0"]):
+        bad = subprocess.run([sys.executable, "-m", "graphc", "demo", "--cnn", *args],
+                             capture_output=True, text=True, timeout=300)
+        assert bad.returncode == 2 and "--epochs" in bad.stderr, bad.stderr
