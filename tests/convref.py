@@ -93,7 +93,8 @@ def np_max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=
                     if 0 <= r < h and 0 <= s < wd:
                         v = x[:, :, r, s]
                         best = v if best is None else np.maximum(best, v)
-            out[:, :, i, j] = best
+            # a dilated window wholly in the padding: -inf, as PyTorch
+            out[:, :, i, j] = -np.inf if best is None else best
     return out
 
 

@@ -151,6 +151,20 @@ def test_max_pool_gradient_goes_to_the_first_maximum(kw, dtype):
                                    err_msg=backend)
 
 
+def test_max_pool_window_wholly_in_padding():
+    """A dilated window whose taps all fall in the padding is -inf (PyTorch's
+    value) and passes no gradient. (PyTorch 2.13's CPU backward writes such
+    a window's gradient out of bounds, into the next plane or past the
+    buffer, so it is not compared here.)"""
+    x = np.arange(10, dtype=np.float64).reshape(1, 2, 1, 5)
+    kw = dict(kernel_size=2, stride=(3, 1), padding=1, dilation=2)
+    for backend in ("llvm", "interp"):
+        got, (g,) = _run(lambda p: gc.max_pool2d(p, **kw), [x], np.ones((1, 2, 1, 5)),
+                         backend=backend)
+        assert np.all(got == -np.inf), backend
+        np.testing.assert_array_equal(g, np.zeros_like(x), err_msg=backend)
+
+
 def test_argmax_first_occurrence_and_nan():
     x = np.array([[1.0, 3.0, 3.0, 0.0], [np.nan, 2.0, np.nan, 5.0], [0.0, 0.0, 0.0, 0.0]])
     p = gc.placeholder(x.shape, "float64", name="x")

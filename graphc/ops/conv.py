@@ -301,13 +301,13 @@ def _pool_geometry(op, x, kernel_size, stride, padding, dilation, ceil_mode):
             raise ShapeError(f"{op}: padding {pads} must be at most half the kernel size {kernel}")
         span = d * (k - 1) + 1
         room = size + 2 * p - span
-        if room < 0:
-            raise ShapeError(f"{op}: kernel {k} (dilation {d}, spanning {span}) is larger than "
-                             f"the padded input ({size} + 2 x padding {p}) on spatial axis {ax} "
-                             f"of shape {x.shape}")
         m = (-(-room // s) if ceil_mode else room // s) + 1
         if ceil_mode and (m - 1) * s >= size + p:
             m -= 1
+        if m < 1:
+            raise ShapeError(f"{op}: kernel {k} (dilation {d}, spanning {span}) is larger than "
+                             f"the padded input ({size} + 2 x padding {p}) on spatial axis {ax} "
+                             f"of shape {x.shape}")
         out.append(m)
         extra.append(max(0, (m - 1) * s + span - (size + 2 * p)))
     return kernel, stride, pads, dil, tuple(out), tuple(extra)
