@@ -1,6 +1,6 @@
 """The convolutional-network ops (graphc/ops/conv.py) beyond the op table:
 PyTorch's values and gradients where it is installed, the max-pool gradient
-on ties (ReLU zeros), a small CNN's gradient compiled at every opt level
+on ties (ReLU zeros), a small CNN's gradient compiled at opt levels 0 and 3
 against the interpreter, and the errors bad arguments get."""
 from __future__ import annotations
 
@@ -203,7 +203,7 @@ def _cnn(x, w1, b1, w2, lin):
     return h @ lin
 
 
-@pytest.mark.parametrize("level", [0, 1, 2, 3])
+@pytest.mark.parametrize("level", [0, 3])      # (the op table runs each op at every level)
 def test_small_cnn_gradient_compiled_matches_interpreter(level):
     rng = np.random.default_rng(8)
     arrays = [rng.standard_normal((2, 1, 6, 6)).astype(np.float32),
