@@ -10,9 +10,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m graphc",
                                 description="graphc: a static computation-graph compiler")
     sub = p.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("demo", help="train an MLP on a spiral, compiled vs interpreted")
+    d = sub.add_parser("demo", help="train an MLP on a spiral, compiled vs interpreted (or, "
+                                    "with --cnn, a CNN on the 8x8 digits)")
     d.add_argument("--steps", type=int, default=None, help="training steps (default 1000)")
-    d.add_argument("--lr", type=float, default=None, help="Adam's learning rate (default 0.01)")
+    d.add_argument("--lr", type=float, default=None,
+                   help="Adam's learning rate (default 0.01; 0.003 with --cnn)")
+    d.add_argument("--cnn", action="store_true",
+                   help="train a LeNet-style CNN on the 8x8 handwritten digits instead")
+    d.add_argument("--epochs", type=int, default=None, help="epochs of --cnn (default 15)")
     sub.add_parser("info", help="print versions and the host CPU LLVM targets")
     ins = sub.add_parser("inspect", help="run a script and print the report of every graph "
                                          "it compiles")
@@ -47,8 +52,18 @@ def main(argv=None) -> int:
     if args.cmd == "inspect":
         return inspect_script(args.script, args.args, args.dump, args.plan)
     if args.cmd == "demo":
-        from .demo import main as demo
-        demo(steps=args.steps, lr=args.lr)
+        if args.cnn:
+            if args.steps is not None:
+                p.error("demo --cnn trains for --epochs, not --steps")
+            if args.epochs is not None and args.epochs < 1:
+                p.error(f"demo --cnn: --epochs must be positive, got {args.epochs}")
+            from .demo_cnn import main as demo_cnn
+            demo_cnn(epochs=args.epochs, lr=args.lr)
+        else:
+            if args.epochs is not None:
+                p.error("--epochs is an option of demo --cnn (the MLP demo takes --steps)")
+            from .demo import main as demo
+            demo(steps=args.steps, lr=args.lr)
     elif args.cmd == "bench":
         from .bench import run_from_args
         if argv is None:                   # the real command line: may restart itself

@@ -13,6 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from convref import (
+    np_adaptive_avg_pool2d,
+    np_avg_pool2d,
+    np_conv1d,
+    np_conv2d,
+    np_flatten,
+    np_max_pool2d,
+    np_pad,
+)
 
 import graphc as gc
 
@@ -359,6 +368,95 @@ OPS += [
            grad=(0,), grad2=True, rtol=2e-6),
     OpInfo("log1p", gc.log1p, np.log1p, _unary_samples(FLOATS) + [S(((3,), I64))], domain="unit",
            grad=(0,), grad2=True, rtol=2e-6),
+]
+
+# ---- convolutional-network composites (issue 13, graphc/ops/conv.py)
+
+
+def _np_argmax(x, axis=None, keepdims=False):
+    return np.argmax(x, axis=axis, keepdims=keepdims).astype(np.int64)
+
+
+def _np_argmin(x, axis=None, keepdims=False):
+    return np.argmin(x, axis=axis, keepdims=keepdims).astype(np.int64)
+
+
+def _conv(x, w, b=None, **kw):
+    return gc.conv2d(x, w, b, **kw)
+
+
+def _conv1(x, w, b=None, **kw):
+    return gc.conv1d(x, w, b, **kw)
+
+
+CONV_GRAD = [S(((1, 2, 5, 4), F64), ((3, 2, 3, 2), F64), ((3,), F64), stride=(2, 1), padding=1),
+             S(((2, 4, 4, 5), F64), ((4, 2, 2, 2), F64), ((4,), F64), groups=2, dilation=(1, 2), padding=((1, 0), (0, 2)))]
+OPS += [
+    OpInfo("pad", lambda x, pad_width, mode="constant", value=0: gc.pad(x, pad_width, mode, value),
+           np_pad,
+           [S(((3, 4), d), pad_width=((1, 2), (0, 3))) for d in (F32, F64, I32, B)] +
+           [S(((2, 3, 4), F64), pad_width=1, value=-2.5), S(((3, 4), F32), pad_width=(2, 1), value=np.inf),
+            S(((4, 5), F64), pad_width=((3, 1), (2, 4)), mode="reflect"),
+            S(((2, 4, 3), F32), pad_width=((0, 0), (1, 3), (2, 2)), mode="reflect"),
+            S(((3, 4), I64), pad_width=((2, 3), (1, 0)), mode="edge"),
+            S(((1, 2), F64), pad_width=((2, 2), (3, 1)), mode="edge"),
+            S(((0, 3), F64), pad_width=1)],
+           grad=(0,), grad2=True),
+    OpInfo("conv2d", _conv, np_conv2d,
+           [S(((2, 3, 6, 5), d), ((4, 3, 3, 3), d), ((4,), d), padding=1) for d in FLOATS] +
+           [S(((1, 2, 5, 5), F32), ((3, 2, 1, 1), F32)),                        # 1x1
+            S(((2, 2, 4, 3), F64), ((2, 2, 4, 3), F64)),                        # kernel == input
+            S(((1, 2, 7, 7), F32), ((2, 2, 2, 2), F32), stride=3),              # stride > kernel
+            S(((1, 4, 6, 7), F32), ((4, 1, 3, 3), F32), groups=4, padding="same"),   # depthwise
+            S(((2, 3, 7, 6), F64), ((2, 3, 2, 3), F64), dilation=2, padding="same"),
+            S(((3, 5, 5), F32), ((2, 3, 3, 3), F32), stride=2, padding=((2, 0), (1, 1))),  # unbatched
+            S(((1, 1, 3, 3), I32), ((1, 1, 2, 2), I32))] + CONV_GRAD,
+           grad=(0, 1, 2), grad2=True, rtol=1e-5, atol=1e-5, grad_samples=CONV_GRAD),
+    OpInfo("conv1d", _conv1, np_conv1d,
+           [S(((2, 3, 9), F32), ((4, 3, 3), F32), ((4,), F32), stride=2, padding=1),
+            S(((2, 4, 7), F64), ((2, 2, 2), F64), groups=2, dilation=3, padding="same")],
+           grad=(0, 1), rtol=1e-5, atol=1e-5,
+           grad_samples=[S(((1, 2, 6), F64), ((3, 2, 3), F64), stride=2, padding=((1, 2),))]),
+    OpInfo("max_pool2d", lambda x, **kw: gc.max_pool2d(x, **kw), np_max_pool2d,
+           [S(((2, 3, 6, 6), d), kernel_size=2) for d in (F32, F64, I32)] +
+           [S(((1, 2, 7, 5), F64), kernel_size=3, stride=2, padding=1, ceil_mode=True),
+            S(((1, 2, 7, 8), F32), kernel_size=(2, 3), stride=(3, 1), dilation=(2, 1)),
+            S(((3, 5, 5), F64), kernel_size=5),
+            S(((1, 1, 6, 5), F64), kernel_size=2, stride=3, ceil_mode=True),
+            S(((1, 2, 1, 3), F64), kernel_size=2, ceil_mode=True),       # kernel > input
+            S(((1, 2, 1, 5), F32), kernel_size=2, stride=(3, 1), padding=1, dilation=2)],
+           grad=(0,), grad2=True,
+           grad_samples=[S(((1, 2, 5, 5), F64), kernel_size=3, stride=2, padding=1, ceil_mode=True),
+                         S(((1, 1, 4, 6), F64), kernel_size=2, dilation=(1, 2), stride=1)]),
+    OpInfo("avg_pool2d", lambda x, **kw: gc.avg_pool2d(x, **kw), np_avg_pool2d,
+           [S(((2, 3, 6, 6), d), kernel_size=2) for d in FLOATS] +
+           [S(((1, 2, 7, 5), F64), kernel_size=3, stride=2, padding=1, ceil_mode=True),
+            S(((1, 2, 7, 5), F32), kernel_size=3, stride=2, padding=1, ceil_mode=True,
+              count_include_pad=False),
+            S(((1, 2, 5, 6), F64), kernel_size=(3, 2), stride=(1, 3), padding=(1, 1),
+              count_include_pad=False),
+            S(((1, 2, 4, 4), I64), kernel_size=2, divisor_override=3),
+            S(((1, 2, 1, 3), F64), kernel_size=2, ceil_mode=True, count_include_pad=False)],
+           grad=(0,), grad2=True, rtol=1e-5,
+           grad_samples=[S(((1, 2, 5, 5), F64), kernel_size=3, stride=2, padding=1, ceil_mode=True,
+                           count_include_pad=False)]),
+    OpInfo("adaptive_avg_pool2d", lambda x, output_size: gc.adaptive_avg_pool2d(x, output_size),
+           np_adaptive_avg_pool2d,
+           [S(((2, 3, 7, 5), F64), output_size=(3, 2)), S(((1, 2, 4, 6), F32), output_size=1),
+            S(((1, 2, 5, 5), F64), output_size=(5, 4))],
+           grad=(0,), rtol=1e-5),
+    OpInfo("global_avg_pool2d", gc.global_avg_pool2d, lambda x: x.mean(axis=(2, 3), keepdims=True),
+           [S(((2, 3, 4, 5), d)) for d in FLOATS], grad=(0,), rtol=1e-5),
+    OpInfo("flatten", lambda x, **kw: gc.flatten(x, **kw), np_flatten,
+           [S(((2, 3, 4, 5), F64)), S(((2, 3, 4, 5), I32), start_dim=0, end_dim=2),
+            S(((2, 3, 4), B), start_dim=-2), S(((2, 0, 4), F32), start_dim=1)], grad=(0,)),
+    OpInfo("argmax", lambda x, **kw: gc.argmax(x, **kw), _np_argmax,
+           [S(((3, 4), d), axis=1) for d in (F32, F64, I32, B)] +
+           [S(((2, 3, 4), I64)), S(((2, 3, 4), F64), axis=0, keepdims=True),
+            S(((2, 3, 4), I32), keepdims=True)], domain="small_int"),
+    OpInfo("argmin", lambda x, **kw: gc.argmin(x, **kw), _np_argmin,
+           [S(((3, 4), d), axis=-1) for d in (F32, I64, B)] +
+           [S(((2, 3, 4), I32)), S(((2, 3, 4), F64), axis=1)], domain="small_int"),
 ]
 
 BY_NAME = {o.name: o for o in OPS}

@@ -28,7 +28,8 @@ SRC = PKG.parent
 # lower ones, never of a higher one. A module belongs to the layer of the
 # longest prefix naming it ("graphc" itself is the public API, only the root).
 LAYERS = [
-    ("base", ["graphc.errors", "graphc.forksafe", "graphc.cachefile", "graphc.version"]),
+    ("base", ["graphc.errors", "graphc.forksafe", "graphc.cachefile", "graphc.version",
+              "graphc.datasets"]),
     ("ir", ["graphc.ir"]),
     # the LLVM building blocks op lowerings are written with (the scalar
     # builder, vector math, loop nests): no graph, no op knowledge
@@ -41,7 +42,8 @@ LAYERS = [
     ("backend", ["graphc.backend"]),
     ("compiler", ["graphc.runtime", "graphc.cache", "graphc.report", "graphc.compiler"]),
     ("front ends", ["graphc.nn", "graphc.optim", "graphc.extend", "graphc.plugins",
-                    "graphc.cli", "graphc.bench", "graphc.demo", "graphc.__main__"]),
+                    "graphc.cli", "graphc.bench", "graphc.demo", "graphc.demo_cnn",
+                    "graphc.__main__"]),
     ("api", []),
 ]
 API = len(LAYERS) - 1

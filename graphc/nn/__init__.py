@@ -16,6 +16,7 @@ is one compiled call::
 from __future__ import annotations
 
 from . import functional, init
+from .conv import AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, Flatten, MaxPool2d
 from .errors import ConfigError, ConfigTypeError
 from .fit import fit
 from .functional import (
@@ -31,11 +32,16 @@ from .functional import (
     tanh,
 )
 from .init import manual_seed
+from .interop import convert_torch_state_dict
 from .layers import Dense, Dropout, Embedding, LayerNorm
 from .losses import binary_cross_entropy_with_logits, cross_entropy, mse
 from .module import Module, Sequential, load, save
+from .norm import BatchNorm1d, BatchNorm2d
+from .state import state_updates
 
 __all__ = ["Module", "Sequential", "Dense", "LayerNorm", "Embedding", "Dropout", "relu",
            "leaky_relu", "gelu", "softplus", "tanh", "sigmoid", "silu", "elu", "dropout",
            "cross_entropy", "mse", "binary_cross_entropy_with_logits", "init", "functional",
-           "manual_seed", "rng_updates", "fit", "save", "load", "ConfigError", "ConfigTypeError"]
+           "manual_seed", "rng_updates", "fit", "save", "load", "ConfigError", "ConfigTypeError",
+           "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten",
+           "BatchNorm1d", "BatchNorm2d", "state_updates", "convert_torch_state_dict"]

@@ -136,7 +136,8 @@ class Module:
 
     # -- mode ----------------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
-        """Training mode (dropout active) for this module and its children.
+        """Training mode (dropout active, batch norm on batch statistics and
+        recording its running-statistics updates) for this module and its children.
         The mode is read when a graph is built: build the training step in
         train mode and the evaluation graph in eval mode."""
         for m in self.modules():

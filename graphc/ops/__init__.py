@@ -7,6 +7,18 @@ import numpy as _np
 from ..ir import dtypes as _D
 from ..ir.node import Node
 from .common import as_node, constant
+from .conv import (
+    adaptive_avg_pool2d,
+    argmax,
+    argmin,
+    avg_pool2d,
+    conv1d,
+    conv2d,
+    flatten,
+    global_avg_pool2d,
+    max_pool2d,
+    pad,
+)
 from .elementwise import (
     abs,
     add,
@@ -68,6 +80,8 @@ __all__ = [
     "as_node", "zeros", "ones", "full",
     "take", "scatter_add", "random_uniform", "erf", "log1p",
     "floor_divide", "mod", "bitwise_and", "bitwise_or", "bitwise_xor", "invert",
+    "pad", "conv2d", "conv1d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
+    "global_avg_pool2d", "flatten", "argmax", "argmin",
 ]
 
 

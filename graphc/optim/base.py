@@ -20,7 +20,7 @@ from ..ir import dtypes as D
 from ..ir.graph import topo_order
 from ..ir.node import Node
 from ..nn.errors import ConfigError, ConfigTypeError
-from ..nn.functional import rng_updates
+from ..nn.state import state_updates
 from ..ops.common import parameter
 
 
@@ -106,7 +106,9 @@ class Optimizer:
         """``{parameter: new value}`` for every parameter in ``params`` that
         ``loss`` depends on (others are left alone, as PyTorch skips
         parameters without a gradient), for the optimizer's state, its step
-        count, and the step counters of random ops (dropout) in the graph."""
+        count, and the other state the graph changes (:func:`graphc.nn.state_updates`:
+        batch normalization's running statistics, the step counters of
+        random ops such as dropout)."""
         from ..nn.module import Module
         if isinstance(params, Module):
             params = params.parameters()
@@ -140,7 +142,7 @@ class Optimizer:
             out[p] = new_p
             out.update(new_state)
         out[self.step_count] = t
-        for c, v in rng_updates(loss).items():
+        for c, v in state_updates(loss).items():     # running statistics, dropout counters
             out.setdefault(c, v)
         return out
 
