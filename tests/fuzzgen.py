@@ -1,6 +1,6 @@
 """The fuzz generator: :class:`Gen` draws leaves and operands and builds a
 random graph op by op (the ops are its mixins, in fuzzops_math.py,
-fuzzops_shape.py and fuzzops_nn.py); :func:`cases` is the hypothesis
+fuzzops_shape.py, fuzzops_nn.py and fuzzops_conv.py); :func:`cases` is the hypothesis
 strategy of a random :class:`fuzzcase.Case`.
 """
 from __future__ import annotations
@@ -9,6 +9,7 @@ import itertools
 
 import numpy as np
 from fuzzcase import DTYPES, F64, GRID, MAX_SIZE, NUMERIC, SPECIALS, B, Case, Val, _arr_src, size_of
+from fuzzops_conv import ConvOps
 from fuzzops_math import ElementwiseOps
 from fuzzops_nn import NNOps
 from fuzzops_shape import ShapeOps
@@ -18,7 +19,7 @@ from hypothesis.extra import numpy as hnp
 import graphc as gc
 
 
-class Gen(ElementwiseOps, ShapeOps, NNOps):
+class Gen(ElementwiseOps, ShapeOps, NNOps, ConvOps):
     """Builds one random case. ``draw`` is hypothesis' draw function."""
 
     def __init__(self, draw, mode: str):
@@ -207,12 +208,13 @@ class Gen(ElementwiseOps, ShapeOps, NNOps):
                  ("transpose", 1), ("squeeze", 1), ("broadcast", 1), ("unbroadcast", 1),
                  ("getitem", 2), ("concatenate", 1), ("softmax", 1), ("cross_entropy", 1),
                  ("one_hot", 1), ("special", 1), ("take", 1), ("scatter_add", 1), ("random", 1),
-                 ("bitwise", 1), ("intdiv", 1))
+                 ("bitwise", 1), ("intdiv", 1), ("pad", 1), ("flatten", 1), ("argmax", 1),
+                 ("pool", 1), ("conv", 1))
     GRAD_OPS = (("binary", 4), ("unary_float", 4), ("unary_numeric", 2), ("where", 1),
                 ("reduce", 2), ("matmul", 1), ("reshape", 1), ("transpose", 1), ("squeeze", 1),
                 ("broadcast", 1), ("unbroadcast", 1), ("getitem", 1), ("concatenate", 1),
                 ("softmax", 1), ("cross_entropy", 1), ("cast", 1), ("special", 1), ("take", 1),
-                ("scatter_add", 1))
+                ("scatter_add", 1), ("pad", 1), ("flatten", 1), ("pool", 1), ("conv", 1))
 
     def step(self) -> Val:
         ops = [n for n, w in (self.VALUE_OPS if self.mode == "value" else self.GRAD_OPS)

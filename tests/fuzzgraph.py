@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import fuzzcase
 import fuzzgen
+import fuzzops_conv
 import fuzzops_math
 import fuzzops_nn
 import fuzzops_shape
@@ -60,7 +61,7 @@ from fuzzupdates import UpdateCase, UpdateGen, update_cases
 
 # every file of the generator (test_fuzz reads their source to check that
 # every public op is built somewhere)
-MODULES = (fuzzcase, fuzzgen, fuzzops_math, fuzzops_shape, fuzzops_nn, fuzzupdates)
+MODULES = (fuzzcase, fuzzgen, fuzzops_math, fuzzops_shape, fuzzops_nn, fuzzops_conv, fuzzupdates)
 
 __all__ = ["MAX_SIZE", "MODULES", "Case", "Gen", "UpdateCase", "UpdateGen", "Val", "cases",
            "update_cases"]

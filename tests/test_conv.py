@@ -151,6 +151,25 @@ def test_max_pool_gradient_goes_to_the_first_maximum(kw, dtype):
                                    err_msg=backend)
 
 
+def test_max_pool_nan_and_signed_zero_as_torch():
+    """A NaN propagates and takes the gradient (PyTorch: the last NaN of
+    the window); of -0.0 and 0.0 the first is kept, as PyTorch's."""
+    F = pytest.importorskip("torch.nn.functional")
+    x = np.zeros((1, 1, 4, 4))
+    x[0, 0, 0, :2] = [1.0, np.nan]
+    x[0, 0, 1, :2] = [np.nan, 0.5]
+    x[0, 0, 0, 2:] = [-0.0, 0.0]
+    x[0, 0, 1, 2:] = [0.0, -1.0]
+    x[0, 0, 2:, :] = [[-0.0, 3.0, 2.0, 2.0], [0.0, 3.0, 2.0, np.nan]]
+    w = np.arange(1.0, 5.0).reshape(1, 1, 2, 2)
+    want, (want_g,) = _torch_run(lambda t: F.max_pool2d(t, 2), [x], w)
+    for backend in ("llvm", "interp"):
+        got, (got_g,) = _run(lambda p: gc.max_pool2d(p, 2), [x], w, backend=backend)
+        np.testing.assert_array_equal(got, want, err_msg=backend)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want), err_msg=backend)
+        np.testing.assert_array_equal(got_g, want_g, err_msg=backend)
+
+
 def test_max_pool_window_wholly_in_padding():
     """A dilated window whose taps all fall in the padding is -inf (PyTorch's
     value) and passes no gradient. (PyTorch 2.13's CPU backward writes such

@@ -7,9 +7,9 @@ Nothing here is a primitive: a convolution is a zero-padding (``unslice``),
 its KH*KW windows as strided slices stacked on a new axis (im2col) and one
 batched matmul, so its gradient (a sum of unslices, col2im, and a matmul),
 grad-of-grad, fusion and compilation come from the parts. Max pooling is a
-chain of ``maximum`` over the windows: ``maximum`` sends the gradient of a
-tie to its first operand, so the gradient reaches the first maximum of each
-window, as PyTorch's does (``max``'s own rule splits it among the ties).
+chain of ``where(t > y or isnan(t), t, y)`` over the taps (PyTorch's rule):
+a tie keeps the earlier tap, so the gradient reaches the first maximum of
+each window, as PyTorch's does (``max``'s own rule splits it among ties).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ..errors import DTypeError, ShapeError
 from ..ir import dtypes as D
 from ..ir.node import Node
 from .common import as_node, constant, is_int, norm_axis
-from .elementwise import bitwise_or, cast, equal, maximum, not_equal, where
+from .elementwise import bitwise_or, cast, equal, greater, not_equal, where
 from .linalg import matmul
 from .movement import broadcast_to, concatenate, expand_dims, getitem, reshape
 from .reduce import max as _max
@@ -322,7 +322,7 @@ def _pool_input(op, x):
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False) -> Node:
     """PyTorch's ``max_pool2d`` on (N, C, H, W) or (C, H, W); padding is -inf
     (the type's minimum for integers). The gradient goes to the first maximum
-    of each window (row-major), as PyTorch's."""
+    of each window (row-major), or to its last NaN, as PyTorch's."""
     op = "max_pool2d"
     x, unbatched = _pool_input(op, x)
     kernel, stride, pads, dil, out, extra = _pool_geometry(op, x, kernel_size, stride, padding,
@@ -333,7 +333,12 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     taps = _window_slices(xp, kernel, stride, dil, out)
     y = taps[0]
     for t in taps[1:]:
-        y = maximum(y, t)      # a tie keeps the earlier tap, and so does its gradient
+        # PyTorch's rule, `val > maxval || isnan(val)`: a tie keeps the earlier
+        # tap, and so does its gradient (where's); a NaN propagates
+        take = greater(t, y)
+        if D.is_float(x.dtype):
+            take = bitwise_or(take, not_equal(t, t))
+        y = where(take, t, y)
     return reshape(y, y.shape[1:]) if unbatched else y
 
 
