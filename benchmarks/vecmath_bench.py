@@ -56,7 +56,8 @@ def compile_case(build, n, dtype, vector_math: bool):
         x = gc.placeholder((n,), dtype, "x")
         y = gc.placeholder((n,), dtype, "y")
         out = build(x, y)
-        used = [p for p in (x, y) if p in _placeholders(out)]
+        found = {q.id for q in _placeholders(out)}
+        used = [p for p in (x, y) if p.id in found]   # (`in` would compare with ==)
         return gc.compile(out, inputs=used), len(used)
     finally:
         ScalarBuilder.vector_math = old

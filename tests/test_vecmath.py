@@ -308,6 +308,25 @@ def test_broadcast_and_fused_use():
     np.testing.assert_allclose(got, ref, rtol=2e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("dt", [F32, F64], ids=["float32", "float64"])
+def test_two_factor_scaling_without_avx512(monkeypatch, dt):
+    """Hosts without AVX-512 apply 2**n as two factors instead of ``llvm.ldexp``
+    (a libm call there): the same bounds, denormal results and overflow included."""
+    from graphc.backend.llvm import vecmath
+    monkeypatch.setattr(vecmath, "scalef", lambda: False)
+
+    def run_fresh(name, xs):
+        x = gc.placeholder(xs.shape, xs.dtype, "x")
+        f = gc.compile(FUNCS[name][0](x), inputs=[x], cache=False)
+        assert "llvm.ldexp" not in f.llvm_ir
+        return f(xs)
+
+    monkeypatch.setitem(globals(), "run", run_fresh)
+    rng = np.random.default_rng(zlib.crc32(f"two factors {dt}".encode()))
+    for name in ("exp", "sigmoid"):
+        check(name, _samples(name, dt, rng, 1 << 16, 1 << 15, 512), numpy_classes=name != "sigmoid")
+
+
 def test_intrinsic_path_still_available(monkeypatch):
     """``ScalarBuilder.vector_math = False`` (for A/B benchmarks) uses LLVM's intrinsics."""
     monkeypatch.setattr(ScalarBuilder, "vector_math", False)

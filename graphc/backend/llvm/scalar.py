@@ -192,6 +192,20 @@ class ScalarBuilder:
             raise TypeError(f"scalar bitcast: {a.dtype} -> {dt} changes the width")
         return SV(self.b.bitcast(a.v, reg_type(dt)), dt, self)
 
+    def ldexp(self, a, n) -> SV:
+        """``a * 2**n`` rounded once (``llvm.ldexp``; one ``vscalefps`` per vector on
+        AVX-512, a libm call elsewhere: vecmath uses it only where the host has it).
+        ``n`` is an integer SV, narrowed to i32 (callers keep it far below 2**31)."""
+        self._float(a, "ldexp")
+        self._int(n, "ldexp")
+        nv = n.v if n.v.type == I32 else self.b.trunc(n.v, I32)
+        t = a.v.type
+        fname = f"llvm.ldexp.{'f32' if t == F32 else 'f64'}.i32"
+        fn = self.module.globals.get(fname)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(t, [t, I32]), fname)
+        return SV(self.b.call(fn, [a.v, nv]), a.dtype, self)
+
     def _int(self, a, what):
         if not D.is_int(a.dtype):
             raise TypeError(f"scalar {what} needs an integer, got {a.dtype}")

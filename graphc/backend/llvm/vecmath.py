@@ -1,4 +1,4 @@
-"""Vectorizable math functions: exp, expm1, log, tanh, sigmoid and float32 pow.
+"""Vectorizable math functions: exp, log, tanh, sigmoid and float32 pow.
 
 A libm call (``expf``, ``tanh``…) inside a loop stops LLVM's loop vectorizer,
 and LLVM's ``llvm.exp.*`` intrinsics become exactly such calls. The functions
@@ -18,21 +18,24 @@ Each function follows the classic scheme:
   fused multiply-adds (Estrin's scheme in pow); its coefficients are fitted
   per dtype (float32 has its own, shorter polynomials and never goes through
   float64, except in pow).
-* **reconstruction** from bits: ``2**n`` is built by writing ``n + bias`` into
-  the exponent field; it is applied as two factors ``2**(n//2) * 2**(n - n//2)``
-  so that results that overflow or fall into the denormals are rounded once,
-  by the last multiplication, exactly as IEEE arithmetic does.
+* **reconstruction** ``p * 2**n``, rounded once as IEEE arithmetic does (overflow
+  to inf, gradual underflow through the denormals): on AVX-512 hosts one
+  ``llvm.ldexp`` (``vscalefps``); elsewhere ``2**n`` is built by writing
+  ``n + bias`` into the exponent field and applied as two factors
+  ``2**(n//2) * 2**(n - n//2)``, so that only the last multiplication rounds.
 * **special values by selects**: inputs are clamped into the range where the
   formulas hold (clamping keeps NaN, which then flows through arithmetic to a
   NaN result), and the few inputs whose answer is not what the formula gives
   (``log(0) = -inf``, ``log(inf) = inf``, ``log(x < 0) = nan``) are fixed by a
   final ``select``.
 
-tanh is ``t = expm1(2|x|) / (expm1(2|x|) + 2)`` with the sign of ``x``
+tanh is ``t = h / (h + 1)``, ``h = expm1(2|x|) / 2``, with the sign of ``x``
 (relative accuracy down to the denormals, saturates to ±1); sigmoid is
 ``e / (1 + e)`` for ``x < 0`` and ``1 / (1 + e)`` otherwise, with
 ``e = exp(-|x|)``, so it never overflows and stays accurate where the result
-is tiny. float32 pow is ``exp(b * log|a|)`` computed in float64 (the
+is tiny. Both divisions are one reciprocal, a product and a Newton correction
+that also takes the rounding of the denominator into account
+(:func:`_div_corrected`). float32 pow is ``exp(b * log|a|)`` computed in float64 (the
 product needs more than float32's precision), plus C99's special cases;
 float64 pow stays ``llvm.pow`` (see :func:`has_pow`).
 
@@ -51,6 +54,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir import dtypes as D
+from . import host
 
 _h = float.fromhex
 
@@ -82,6 +86,9 @@ _F32 = _Consts(
     # expm1(r) = r + r**2 * P(r) on 0 <= r <= ln 2 (for tanh): relative error 4.7e-10
     expm1_poly=(0.4999999701976776, 0.16666746139526367, 0.04165942221879959,
                 0.008364103734493256, 0.0013227688614279032, 0.0002668634115252644),
+    # tanh reduces |x| = n * ln(2)/2 + r/2 in one step with ln(2)/2 rounded to float32:
+    # the error n * 1e-9 of r/2 is damped by 2 / (e**2|x| + 1) in tanh (0.04 ulp at n = 1)
+    tanh_ln2_half=float(np.float32(np.log(2) / 2)),
     # log1p(f) = 2 atanh(s), s = f / (2 + f): 2s + s * z * P(z), z = s*s <= 0.0295;
     # relative error 9.8e-10
     log_poly=(0.6666677594184875, 0.3997814655303955, 0.29850324988365173),
@@ -118,6 +125,7 @@ _F64 = _Consts(
     min_normal=2.0 ** -1022, denorm_shift=54,
     sqrt_half_bits=0x3FE6A09E667F3BCD,
     tanh_clamp=20.0,                             # tanh(20) rounds to 1.0 in float64
+    tanh_ln2_half=None,                          # two steps (Cody-Waite) in float64
 )
 
 _CONSTS = {np.dtype(np.float32): _F32, np.dtype(np.float64): _F64}
@@ -163,24 +171,14 @@ EVAL = _horner
 POW_EVAL = _estrin
 
 
-def _clamp(s, x, lo, hi):
-    """``x`` limited to ``[lo, hi]``; NaN stays NaN (ordered comparisons are false)."""
-    x = s.select(x < lo, s.const(lo, x.dtype), x)
-    return s.select(x > hi, s.const(hi, x.dtype), x)
-
-
-def _reduce(s, x, C, floor=False):
-    """``x = n * ln 2 + r`` with ``n`` an integer and ``|r| <= ln(2)/2``, or with
-    ``floor=True``, ``0 <= r < ln 2`` (up to rounding: ``r`` may be a hair below 0).
+def _reduce(s, x, C):
+    """``x = n * ln 2 + r`` with ``n`` an integer and ``|r| <= ln(2)/2``.
 
     Returns ``(n as an integer SV, r)``. ``x`` must satisfy ``|x / ln 2| < 2**(mant-2)``
     (or be NaN, which gives some ``n`` and ``r = NaN``)."""
     dt = x.dtype
     magic = s.const(C.magic, dt)
-    if floor:      # magic - 1/2 is not representable: subtract 1/2 first
-        t = s.fmuladd(x, s.const(C.log2e, dt), s.const(-0.5, dt)) + magic
-    else:
-        t = s.fmuladd(x, s.const(C.log2e, dt), magic)    # magic + round(x / ln 2)
+    t = s.fmuladd(x, s.const(C.log2e, dt), magic)        # magic + round(x / ln 2)
     nf = t - magic
     r = s.fmuladd(nf, s.const(-C.ln2_hi, dt), x)         # exact
     r = s.fmuladd(nf, s.const(-C.ln2_lo, dt), r)
@@ -193,19 +191,31 @@ def _pow2(s, n, C):
     return s.bitcast(s.shl(n + C.bias, C.mant), C.dtype)
 
 
+def scalef() -> bool:
+    """Whether :func:`_scale` uses ``llvm.ldexp``: one ``vscalefps``/``vscalefpd`` per
+    vector on AVX-512 hosts; elsewhere ldexp is a libm call, so two factors instead."""
+    return host.has_feature("avx512f")
+
+
 def _scale(s, p, n, C):
     """``p * 2**n`` for ``|n| <= 2 * bias``, rounded once (overflow to inf,
     gradual underflow through the denormals, as IEEE multiplication)."""
+    if scalef():
+        return s.ldexp(p, n)
     n1 = s.ashr(n, 1)
     return p * _pow2(s, n1, C) * _pow2(s, n - n1, C)
 
 
-def exp(s, x, poly=None, evaluate=None):
+def exp(s, x, poly=None, evaluate=None, nonpositive=False):
     """e**x. exp(±0) = 1, exp(-inf) = 0, exp(inf) = inf, NaN -> NaN.
 
-    ``poly``/``evaluate``: another coefficient table and evaluation scheme (pow)."""
+    ``poly``/``evaluate``: another coefficient table and evaluation scheme (pow);
+    ``nonpositive``: the caller guarantees ``x <= 0`` or NaN (no upper clamp)."""
     C = _consts(x)
-    x = _clamp(s, x, C.exp_lo, C.exp_hi)
+    # clamped into [exp_lo, exp_hi] (NaN stays NaN: ordered comparisons are false)
+    x = s.select(x < C.exp_lo, s.const(C.exp_lo, x.dtype), x)
+    if not nonpositive:
+        x = s.select(x > C.exp_hi, s.const(C.exp_hi, x.dtype), x)
     n, r = _reduce(s, x, C)
     # 1 + r * (1 + r * P(r)): the last step is one fused multiply-add onto the
     # exact 1, so the result is within about 0.5 ulp + |r| * 0.5 ulp
@@ -214,27 +224,18 @@ def exp(s, x, poly=None, evaluate=None):
     return _scale(s, p, n, C)
 
 
-def expm1_pos(s, x):
-    """e**x - 1 for ``0 <= x <= 60`` (callers clamp), with relative accuracy near 0.
-
-    The reduction takes ``r`` in ``[0, ln 2)``, so that ``2**n * (1 + q) - 1 =
-    2**n * q + (2**n - 1)`` adds two non-negative terms (no cancellation)."""
-    C = _consts(x)
-    n, r = _reduce(s, x, C, floor=True)
-    q = s.fmuladd(r * r, EVAL(s, r, C.expm1_poly), r)  # expm1(r)
-    two_n = _pow2(s, n, C)
-    # 2**n - 1 is exact for n <= mant + 1; beyond, the -1 is below the result's precision
-    return s.fmuladd(two_n, q, two_n - 1.0)
-
-
-def _div_corrected(s, num, den, den_lo, t, inv_den):
-    """``num / (den + den_lo)`` to about 0.5 ulp, from the rounded quotient
-    ``t = num / den``: corrected by the division's remainder ``num - t * den``
-    (exact with an FMA) and by the low part ``den_lo`` of the denominator, times
-    ``inv_den``, an approximation of ``1 / den`` that the caller has without a
-    second division."""
-    rem = s.fmuladd(-t, den, num)
-    return s.fmuladd(rem - t * den_lo, inv_den, t)
+def _div_corrected(s, num, den, den_lo):
+    """``num / (den + den_lo)`` to about 0.5 ulp, ``den_lo`` being the rounding error
+    of ``den`` (|den_lo| <= ulp(den)/2). With ``y = 1/den`` (one division) and
+    ``q = num * y``, the remainder ``num - q * (den + den_lo)`` is formed exactly
+    enough by two fused multiply-adds and added back as ``remainder * y``: one
+    Newton step on the quotient, so the result is within about 0.5 ulp plus
+    ``ulp**2`` terms, for any ``num`` (``1 - q`` as ``1/den``, which would save the
+    multiplication, is inaccurate where ``q`` rounds to near 1)."""
+    y = s.const(1.0, den.dtype) / den
+    q = num * y
+    rem = s.fmuladd(-q, den, num)
+    return s.fmuladd(s.fmuladd(-q, den_lo, rem), y, q)
 
 
 def log(s, x, poly=None, evaluate=None):
@@ -273,39 +274,47 @@ def log(s, x, poly=None, evaluate=None):
 
 
 def tanh(s, x):
-    """tanh(x) = sign(x) * e / (e + 2), e = expm1(2|x|): relative accuracy for tiny x
-    (tanh(x) = x for denormals), ±1 for |x| beyond the saturation point, NaN -> NaN."""
+    """tanh(x) = sign(x) * h / (h + 1), h = expm1(2|x|) / 2: relative accuracy for tiny x
+    (tanh(x) = x for denormals), ±1 for |x| beyond the saturation point, NaN -> NaN.
+
+    ``2|x| = n ln2 + r`` with ``0 <= r < ln 2`` (floor, so that ``h = 2**n * q/2 +
+    (2**(n-1) - 1/2)`` adds two non-negative terms: no cancellation); the polynomial is
+    evaluated at ``r/2 = |x| - n ln(2)/2`` with its coefficients scaled by powers of two,
+    so ``2|x|``, ``r`` and ``q = expm1(r)`` are never formed. The division ``h / (h + 1)``
+    is corrected for its rounding and for the rounding of ``h + 1`` (Fast2Sum)."""
     C = _consts(x)
-    ax = s.abs(x)
-    ax = s.select(ax > C.tanh_clamp, s.const(C.tanh_clamp, x.dtype), ax)   # NaN stays
-    e = expm1_pos(s, ax * 2.0)
-    # t = e / (e + 2) for e <= 2 (t <= 1/2), 1 - 2 / (e + 2) beyond: one division
-    # q = num / d, corrected for the rounding of d = e + 2 (its error d_lo by
-    # Fast2Sum) and of the division; 1/d without a division is (1 - q)/2 or q/2
     dt = x.dtype
-    two = s.const(2.0, dt)
-    big = e > 2.0
-    d = e + 2.0
-    d_lo = s.select(big, two - (d - e), e - (d - two))
-    q0 = s.select(big, two, e) / d
-    q = _div_corrected(s, s.select(big, two, e), d, d_lo, q0,
-                       s.select(big, q0, 1.0 - q0) * 0.5)
-    t = s.select(big, 1.0 - q, q)
-    return s.copysign(t, x)
+    ax = s.abs(x)
+    ax = s.select(ax > C.tanh_clamp, s.const(C.tanh_clamp, dt), ax)   # NaN stays
+    magic = s.const(C.magic, dt)
+    # magic - 1/2 is not representable: subtract 1/2 first
+    t = s.fmuladd(ax, s.const(2.0 * C.log2e, dt), s.const(-0.5, dt)) + magic
+    nf = t - magic                                            # floor(2|x| / ln 2)
+    if C.tanh_ln2_half is not None:
+        r = s.fmuladd(nf, s.const(-C.tanh_ln2_half, dt), ax)
+    else:
+        r = s.fmuladd(nf, s.const(-C.ln2_hi / 2, dt), ax)     # exact
+        r = s.fmuladd(nf, s.const(-C.ln2_lo / 2, dt), r)
+    # q/2 = expm1(2 r)/2 = r + r**2 * (2 P(2 r)): coefficient k of P times 2**(k+1), exact
+    scaled = [c * 2.0 ** (k + 1) for k, c in enumerate(C.expm1_poly)]
+    qh = s.fmuladd(r * r, EVAL(s, r, scaled), r)
+    n = s.bitcast(t, C.itype) - s.bitcast(magic, C.itype)
+    # 2**(n-1) - 1/2 is exact for n <= mant + 1; beyond, the 1/2 is below the precision
+    h = s.fmuladd(_pow2(s, n, C), qh, _pow2(s, n - 1, C) - 0.5)
+    one = s.const(1.0, dt)
+    d = h + 1.0
+    small = h < one
+    d_lo = s.select(small, h, one) - (d - s.select(small, one, h))   # Fast2Sum
+    return s.copysign(_div_corrected(s, h, d, d_lo), x)
 
 
 def sigmoid(s, x):
     """1 / (1 + e**-x), as ``e / (1 + e)`` for x < 0 and ``1 / (1 + e)`` for x >= 0 with
     ``e = exp(-|x|) <= 1``: no overflow, relative accuracy where the result is tiny."""
-    e = exp(s, -s.abs(x))
-    one = s.const(1.0, x.dtype)
-    neg = x < 0.0
-    num = s.select(neg, e, one)
+    e = exp(s, -s.abs(x), nonpositive=True)
+    num = s.select(x < 0.0, e, s.const(1.0, x.dtype))
     d = e + 1.0
-    d_lo = e - (d - 1.0)                                   # exact: e <= 1
-    t0 = num / d
-    # 1/d is t0 itself for x >= 0, and 1 - t0 for x < 0 (e/d + 1/d = 1)
-    return _div_corrected(s, num, d, d_lo, t0, s.select(neg, 1.0 - t0, t0))
+    return _div_corrected(s, num, d, e - (d - 1.0))           # (d - 1 is exact: e <= 1)
 
 
 def has_pow(dtype) -> bool:
