@@ -32,9 +32,10 @@ LAYERS = [
               "graphc.datasets"]),
     ("ir", ["graphc.ir"]),
     # the LLVM building blocks op lowerings are written with (the scalar
-    # builder, vector math, loop nests): no graph, no op knowledge
+    # builder, vector math, loop nests, the host CPU's facts): no graph, no
+    # op knowledge
     ("codegen", ["graphc.backend.llvm.scalar", "graphc.backend.llvm.vecmath",
-                 "graphc.backend.llvm.loops"]),
+                 "graphc.backend.llvm.loops", "graphc.backend.llvm.host"]),
     ("ops", ["graphc.ops"]),
     # the kernel plan: what the planning passes produce and the emitter reads
     ("plan", ["graphc.backend.plan"]),
