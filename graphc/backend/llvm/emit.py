@@ -149,8 +149,7 @@ class ModuleEmitter:
         chunk = zero if chunk is None else chunk
         slot = zero if slot is None else slot
         for ke, phase in calls:
-            fn, locs = ke.built if hasattr(ke, "built") else ke.build()
-            ke.built = (fn, locs)
+            fn, locs = ke.build()
             b.call(fn, [ptr[loc] for loc in locs] + [status, chunk, ir.Constant(I32, chunks),
                                                      slot, ir.Constant(I32, phase)])
 
@@ -163,7 +162,7 @@ class ModuleEmitter:
         phases = []                      # [(width, [(kernel emitter, its phase)])]
         for st in steps:
             ke = KernelEmitter(self, st)
-            ke.built = ke.build()
+            ke.build()                    # (its widths)
             for k, w in enumerate(ke.widths if st.parallel else [1]):
                 if w == 1 and phases and phases[-1][0] == 1:
                     phases[-1][1].append((ke, k))

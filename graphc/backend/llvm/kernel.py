@@ -35,6 +35,7 @@ class KernelEmitter(LoopStages):
         self.members = step.kernel.members
         self.scopes: list[dict] = []
         self.current: Node | None = None
+        self._built = None        # (function, buffers), once built
 
     # -- buffers ------------------------------------------------------------------
     def _loc(self, n: Node, writing=False):
@@ -87,6 +88,12 @@ class KernelEmitter(LoopStages):
         """The kernel's function and the buffers to pass it. A kernel identical
         to one emitted before (:meth:`structure_key`) reuses its function, so a
         stack of identical layers is emitted and optimized by LLVM once."""
+        if self._built is not None:
+            return self._built
+        self._built = self._build_shared()
+        return self._built
+
+    def _build_shared(self):
         locs = self._collect()
         key = self.structure_key(locs)
         shared = self.me.kernel_fns.get(key) if key is not None else None
