@@ -110,7 +110,7 @@ class KernelEmitter(LoopStages):
 
     def _build(self, locs):
         mod = self.me.module
-        # (buffers..., status, chunk, chunks, slot, phase): see _phases
+        # (buffers..., status, chunk, chunks, slot, phase): see _phase
         fn = ir.Function(mod, ir.FunctionType(ir.VoidType(),
                                               [PTR] * (len(locs) + 1) + [I32, I32, I32, I32]),
                          f"kernel{self.index}_{self.k.name or 'k'}")
@@ -182,7 +182,7 @@ class KernelEmitter(LoopStages):
         what needs all of them (the epilogue loop, the combination of the
         partials) is the next phase. The runtime runs a phase's chunks on
         whichever threads claim them and starts the next phase when all are
-        done (see rtlib's ``graphc_rt_run``); the kernel is called once per
+        done (pool.py, ``graphc_rt_parallel``); the kernel is called once per
         chunk with ``phase`` and ``chunk`` (of ``chunks``), and ``slot``, the
         calling thread's index, for its workspace slice. A kernel run by one
         thread has one phase of one chunk. The phases' chunk counts are

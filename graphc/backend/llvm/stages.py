@@ -100,6 +100,7 @@ class LoopStages:
                 b.store(d.reduce_combine(s, cur, blocksum).v, acc)
 
     def _chunked(self):
+        """(the reduction, its OpDef, accumulator dtype, its LLVM type, chunks)."""
         r = (self.k.loop_outputs() if self.dest is None else self.k.outputs)[0]
         d = registry.get(r.op)
         acc_dt = d.reduce_acc_dtype(r.dtype) if d.reduce_acc_dtype else r.dtype
