@@ -10,7 +10,7 @@ from ..errors import DTypeError
 from ..ir import dtypes as D
 from ..ir.graph import topo_order
 from ..ir.node import Node
-from .errors import ConfigError
+from .errors import ConfigError, ConfigTypeError
 
 relu = O.relu
 tanh = O.tanh
@@ -97,11 +97,9 @@ def dropout(x, p: float, seed: int, counter, training: bool = True) -> Node:
     return O.where(u >= p, x * (1.0 / (1.0 - p)), 0.0)
 
 
-def rng_updates(*outputs) -> dict:
-    """``{counter: counter + 1}`` for every step-counter parameter that feeds
-    a random op in the graphs of ``outputs`` (e.g. a Dropout layer's), so
-    each call of a compiled step draws fresh numbers. Optimizers add these to
-    their updates themselves; use this for hand-written update dicts."""
+def graph_roots(outputs, who: str) -> list:
+    """The nodes of ``outputs``: nodes, and the nodes in lists, tuples (or
+    other iterables) and dicts' values."""
     roots = []
     for o in outputs:
         if isinstance(o, Node):
@@ -109,9 +107,21 @@ def rng_updates(*outputs) -> dict:
         elif isinstance(o, dict):
             roots += [v for v in o.values() if isinstance(v, Node)]
         else:
-            roots += [v for v in o if isinstance(v, Node)]
+            try:
+                roots += [v for v in o if isinstance(v, Node)]
+            except TypeError:
+                raise ConfigTypeError(f"{who}: expected nodes, lists or dicts of nodes, got "
+                                      f"{type(o).__name__}") from None
+    return roots
+
+
+def rng_updates(*outputs) -> dict:
+    """``{counter: counter + 1}`` for every step-counter parameter that feeds
+    a random op in the graphs of ``outputs`` (e.g. a Dropout layer's), so
+    each call of a compiled step draws fresh numbers. Optimizers add these to
+    their updates themselves; use this for hand-written update dicts."""
     out = {}
-    for n in topo_order(roots):
+    for n in topo_order(graph_roots(outputs, "rng_updates")):
         if n.op != "random_uniform":
             continue
         c = n.inputs[0]

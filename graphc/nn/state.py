@@ -28,7 +28,7 @@ import weakref
 from ..ir.graph import topo_order
 from ..ir.node import Node
 from .errors import ConfigTypeError
-from .functional import rng_updates
+from .functional import graph_roots, rng_updates
 
 _records: dict[int, tuple] = {}       # node id -> (weakref to the node, [(buffer, rule), ...])
 
@@ -55,25 +55,10 @@ def record(node: Node, rules) -> Node:
     return node
 
 
-def _roots(outputs) -> list:
-    roots = []
-    for o in outputs:
-        if isinstance(o, Node):
-            roots.append(o)
-        elif isinstance(o, dict):
-            roots += [v for v in o.values() if isinstance(v, Node)]
-        elif isinstance(o, (list, tuple)):
-            roots += [v for v in o if isinstance(v, Node)]
-        else:
-            raise ConfigTypeError(f"state_updates: expected nodes, lists or dicts of nodes, got "
-                                  f"{type(o).__name__}")
-    return roots
-
-
 def module_updates(*outputs) -> dict:
     """``{buffer: new value}`` recorded by layers (batch normalization's
     running statistics) on the nodes that ``outputs`` depend on."""
-    found = [n for n in topo_order(_roots(outputs)) if n.id in _records]
+    found = [n for n in topo_order(graph_roots(outputs, "state_updates")) if n.id in _records]
     out: dict = {}
     def cur(b):
         return out.get(b, b)
@@ -93,6 +78,6 @@ def state_updates(*outputs) -> dict:
         step = gc.compile(loss, updates=gc.nn.state_updates(loss))
     """
     out = module_updates(*outputs)
-    for c, v in rng_updates(*_roots(outputs)).items():
+    for c, v in rng_updates(*graph_roots(outputs, "state_updates")).items():
         out.setdefault(c, v)
     return out
