@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+from convref import _pair, np_avg_pool2d, np_conv1d, np_conv2d, np_max_pool2d
 
 import graphc as gc
 from graphc.datasets import load_digits, train_test_split
@@ -21,66 +22,6 @@ nn = gc.nn
 
 
 # ------------------------------------------------------------- numpy references
-
-
-def conv2d_ref(x, w, b, stride, pads, dil, groups):
-    """Direct loops: every output pixel is a dot product of a dilated window."""
-    n, c, h, wd = x.shape
-    o, cg, kh, kw = w.shape
-    xp = np.pad(x, ((0, 0), (0, 0), pads[0], pads[1]))
-    oh = (xp.shape[2] - dil[0] * (kh - 1) - 1) // stride[0] + 1
-    ow = (xp.shape[3] - dil[1] * (kw - 1) - 1) // stride[1] + 1
-    out = np.zeros((n, o, oh, ow))
-    per = o // groups
-    for oc in range(o):
-        g = oc // per
-        for i in range(oh):
-            for j in range(ow):
-                r0, c0 = i * stride[0], j * stride[1]
-                win = xp[:, g * cg:(g + 1) * cg, r0:r0 + dil[0] * (kh - 1) + 1:dil[0],
-                         c0:c0 + dil[1] * (kw - 1) + 1:dil[1]]
-                out[:, oc, i, j] = np.tensordot(win, w[oc], axes=3)
-        if b is not None:
-            out[:, oc] += b[oc]
-    return out
-
-
-def _pool_out(size, k, s, p, d, ceil):
-    num = size + 2 * p - d * (k - 1) - 1
-    m = (-(-num // s) if ceil else num // s) + 1
-    if ceil and (m - 1) * s >= size + p:
-        m -= 1
-    return m
-
-
-def max_pool_ref(x, k, s, p, d=(1, 1), ceil=False):
-    n, c, h, w = x.shape
-    oh, ow = (_pool_out(h, k[0], s[0], p[0], d[0], ceil), _pool_out(w, k[1], s[1], p[1], d[1], ceil))
-    out = np.full((n, c, oh, ow), -np.inf)
-    for i in range(oh):
-        for j in range(ow):
-            for a in range(k[0]):
-                for b in range(k[1]):
-                    r, q = i * s[0] - p[0] + a * d[0], j * s[1] - p[1] + b * d[1]
-                    if 0 <= r < h and 0 <= q < w:
-                        out[:, :, i, j] = np.maximum(out[:, :, i, j], x[:, :, r, q])
-    return out
-
-
-def avg_pool_ref(x, k, s, p, ceil=False, include=True, divisor=None):
-    n, c, h, w = x.shape
-    oh, ow = _pool_out(h, k[0], s[0], p[0], 1, ceil), _pool_out(w, k[1], s[1], p[1], 1, ceil)
-    out = np.zeros((n, c, oh, ow))
-    for i in range(oh):
-        for j in range(ow):
-            r0, c0 = i * s[0] - p[0], j * s[1] - p[1]
-            r1, c1 = min(r0 + k[0], h + p[0]), min(c0 + k[1], w + p[1])
-            size = (r1 - r0) * (c1 - c0)
-            r0, c0, r1, c1 = max(r0, 0), max(c0, 0), min(r1, h), min(c1, w)
-            total = x[:, :, r0:r1, c0:c1].sum((2, 3))
-            div = divisor if divisor else (size if include else (r1 - r0) * (c1 - c0))
-            out[:, :, i, j] = total / div
-    return out
 
 
 class BatchNormRef:
@@ -132,22 +73,6 @@ CONV_CASES = [
 ]
 
 
-def _pads(case, k):
-    p = case["padding"]
-    if p == "valid":
-        return ((0, 0), (0, 0))
-    if p == "same":
-        d = case["dilation"]
-        d = (d, d) if isinstance(d, int) else d
-        return tuple((dd * (kk - 1) // 2, dd * (kk - 1) - dd * (kk - 1) // 2) for kk, dd in zip(k, d))
-    p = (p, p) if isinstance(p, int) else p
-    return tuple((q, q) for q in p)
-
-
-def _pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
-
-
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: f"k{c['k']}-s{c['stride']}-p{c['padding']}-g{c['groups']}")
 def test_conv2d_matches_numpy(case):
     layer = nn.Conv2d(case["cin"], case["cout"], case["k"], stride=case["stride"],
@@ -156,8 +81,8 @@ def test_conv2d_matches_numpy(case):
     k = _pair(case["k"])
     assert layer.weight.shape == (case["cout"], case["cin"] // case["groups"], *k)
     x = RNG.standard_normal((2, case["cin"], 7, 8))
-    want = conv2d_ref(x, layer.weight.value, layer.bias.value if case["bias"] else None,
-                      _pair(case["stride"]), _pads(case, k), _pair(case["dilation"]), case["groups"])
+    want = np_conv2d(x, layer.weight.value, layer.bias.value if case["bias"] else None,
+                     case["stride"], case["padding"], case["dilation"], case["groups"])
     np.testing.assert_allclose(run(layer, x), want, rtol=1e-10, atol=1e-12)
 
 
@@ -166,8 +91,7 @@ def test_conv2d_padding_modes_and_unbatched():
     for mode, npmode in (("reflect", "reflect"), ("replicate", "edge")):
         layer = nn.Conv2d(2, 3, 3, padding=(1, 2), padding_mode=mode, dtype="float64", seed=2)
         xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (2, 2)), mode=npmode)
-        want = conv2d_ref(xp, layer.weight.value, layer.bias.value, (1, 1), ((0, 0), (0, 0)),
-                          (1, 1), 1)
+        want = np_conv2d(xp, layer.weight.value, layer.bias.value)
         np.testing.assert_allclose(run(layer, x), want, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(run(layer, x[0]), want[0], rtol=1e-10, atol=1e-12)   # (C, H, W)
 
@@ -176,8 +100,7 @@ def test_conv1d_matches_numpy():
     layer = nn.Conv1d(4, 6, 3, stride=2, padding=1, dilation=1, groups=2, dtype="float64", seed=3)
     assert layer.weight.shape == (6, 2, 3) and layer.bias.shape == (6,)
     x = RNG.standard_normal((2, 4, 9))
-    want = conv2d_ref(x[:, :, None], layer.weight.value[:, :, None], layer.bias.value, (1, 2),
-                      ((0, 0), (1, 1)), (1, 1), 2)[:, :, 0]
+    want = np_conv1d(x, layer.weight.value, layer.bias.value, stride=2, padding=1, groups=2)
     np.testing.assert_allclose(run(layer, x), want, rtol=1e-10, atol=1e-12)
 
 
@@ -206,7 +129,7 @@ def test_conv2d_default_init_is_pytorchs():
 def test_max_pool2d_matches_numpy(k, s, p, d, ceil):
     x = RNG.standard_normal((2, 3, 7, 8))
     layer = nn.MaxPool2d(k, s, p, d, ceil_mode=ceil)
-    np.testing.assert_allclose(run(layer, x), max_pool_ref(x, k, s, p, d, ceil), rtol=0, atol=0)
+    np.testing.assert_allclose(run(layer, x), np_max_pool2d(x, k, s, p, d, ceil), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("k,s,p,ceil,include,div", [((2, 2), (2, 2), (0, 0), False, True, None),
@@ -217,13 +140,13 @@ def test_max_pool2d_matches_numpy(k, s, p, d, ceil):
 def test_avg_pool2d_matches_numpy(k, s, p, ceil, include, div):
     x = RNG.standard_normal((2, 3, 7, 8))
     layer = nn.AvgPool2d(k, s, p, ceil_mode=ceil, count_include_pad=include, divisor_override=div)
-    np.testing.assert_allclose(run(layer, x), avg_pool_ref(x, k, s, p, ceil, include, div),
+    np.testing.assert_allclose(run(layer, x), np_avg_pool2d(x, k, s, p, ceil, include, div),
                                rtol=1e-12, atol=1e-12)
 
 
 def test_pool_default_stride_unbatched_adaptive_and_flatten():
     x = RNG.standard_normal((2, 3, 6, 6))
-    np.testing.assert_allclose(run(nn.MaxPool2d(3), x[0]), max_pool_ref(x, (3, 3), (3, 3), (0, 0))[0])
+    np.testing.assert_allclose(run(nn.MaxPool2d(3), x[0]), np_max_pool2d(x, 3)[0])
     np.testing.assert_allclose(run(nn.AdaptiveAvgPool2d(1), x), x.mean((2, 3), keepdims=True))
     np.testing.assert_allclose(run(nn.AdaptiveAvgPool2d((2, 3)), x),
                                x.reshape(2, 3, 2, 3, 3, 2).mean((3, 5)))
