@@ -7,6 +7,7 @@ import platform
 
 from llvmlite import ir
 
+from .loops import for_range
 from .rtemit import VOID, _decl, indirect_call
 from .scalar import I32, I64, PTR
 
@@ -207,7 +208,7 @@ def emit_threads(m: ir.Module):
     # total tasks
     tot = b.alloca(I32)
     b.store(c0, tot)
-    with _for_i32(b, p, nph, "sum") as k:
+    with for_range(b, b.zext(nph, I64), "sum") as k:
         b.store(b.add(b.load(tot, typ=I32), b.load(b.gep(widths, [k], source_etype=I32),
                                                     typ=I32)), tot)
     total = b.load(tot, typ=I32)
@@ -285,38 +286,8 @@ def emit_threads(m: ir.Module):
     b.ret_void()
     # alone: every task in order on this thread
     b.position_at_end(alone)
-    with _for_i32(b, p, nph, "aph") as k:
+    with for_range(b, b.zext(nph, I64), "aph") as k:
         wk_n = b.load(b.gep(widths, [k], source_etype=I32), typ=I32)
-        with _for_i32(b, p, wk_n, "ach") as c:
-            indirect_call(b, task_t, fnp, [ctx, k, c, c0])
+        with for_range(b, b.zext(wk_n, I64), "ach") as c:
+            indirect_call(b, task_t, fnp, [ctx, b.trunc(k, I32), b.trunc(c, I32), c0])
     b.ret_void()
-
-
-class _for_i32:
-    """``with _for_i32(b, fn, n, name) as i:`` a loop over i32 ``i`` in [0, n)."""
-
-    def __init__(self, b, fn, n, name):
-        self.b, self.fn, self.n, self.name = b, fn, n, name
-
-    def __enter__(self):
-        b = self.b
-        self.pre = b.block
-        self.head = self.fn.append_basic_block(f"{self.name}.head")
-        self.body = self.fn.append_basic_block(f"{self.name}.body")
-        self.end = self.fn.append_basic_block(f"{self.name}.end")
-        b.branch(self.head)
-        b.position_at_end(self.head)
-        self.i = b.phi(I32)
-        self.i.add_incoming(ir.Constant(I32, 0), self.pre)
-        b.cbranch(b.icmp_signed("<", self.i, self.n), self.body, self.end)
-        b.position_at_end(self.body)
-        return self.i
-
-    def __exit__(self, *exc):
-        if exc[0] is not None:
-            return False
-        b = self.b
-        self.i.add_incoming(b.add(self.i, ir.Constant(I32, 1)), b.block)
-        b.branch(self.head)
-        b.position_at_end(self.end)
-        return False
