@@ -144,8 +144,8 @@ class NativeCall:
         self._values = operator.attrgetter("_value")
 
     def arena(self) -> np.ndarray:
-        """This thread's arena (the first 64 bytes hold barrier words, which
-        must start at zero)."""
+        """This thread's arena (at least 64 bytes: a valid pointer even when
+        the graph needs none)."""
         try:
             return self._local.arena
         except AttributeError:

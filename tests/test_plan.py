@@ -96,7 +96,7 @@ def test_plan_facts():
     assert roles[:2] == ["stage", "stage"] and roles.count("update") >= 2
     staged = {n.name for n, _, _ in p.staging}
     assert staged == {"a", "b"}
-    ends = [off + size for _, off, size in p.staging] + [p.header + p.memory.size]
+    ends = [off + size for _, off, size in p.staging] + [p.memory.size]
     assert p.arena_size == max(ends) + (p.ws_stride * p.threads if p.workspace else 0)
 
     out, updates, params, feeds = softmax_rows()
@@ -246,7 +246,7 @@ def test_verify_rejects_an_update_before_a_reader_of_the_old_value(which):
 def test_verify_rejects_a_buffer_outside_the_arena():
     f = unfused()
     p = f.plan
-    p.arena_size = p.header + 8
+    p.arena_size = 8
     with pytest.raises(PlanError, match="outside the arena"):
         verify_plan(p)
 
@@ -254,8 +254,8 @@ def test_verify_rejects_a_buffer_outside_the_arena():
 def test_verify_rejects_workspace_over_values():
     f = unfused()
     p = f.plan
-    p.workspace = (p.header, 64)
-    with pytest.raises(PlanError, match=r"the workspace \[64, 128\) overlaps %\d+"):
+    p.workspace = (0, 64)
+    with pytest.raises(PlanError, match=r"the workspace \[0, 64\) overlaps %\d+"):
         verify_plan(p)
 
 

@@ -2,7 +2,7 @@
 order — fusion's kernels and the copies, staging and update kernels around
 them — with where each reads and writes, how each uses the threads and how
 much per-thread workspace it needs; the layout of the entry's pointer
-arguments; and the whole arena (header, values, staging slots, workspace).
+arguments; and the whole arena (values, staging slots, workspace).
 
 The fusion pass decides the kernels, the memory pass the values' offsets;
 the backend's planner (``backend/llvm/planner.py``) completes the plan, and
@@ -143,8 +143,7 @@ class Plan:
     layout: ArgLayout
     where: dict                       # node id -> location of its buffer
     steps: list = field(default_factory=list)
-    header: int = 0                   # bytes reserved at the arena's start
-    values: dict = field(default_factory=dict)    # node id -> arena offset (memory + header)
+    values: dict = field(default_factory=dict)    # node id -> arena offset
     staging: list = field(default_factory=list)   # (node, arena offset, bytes)
     workspace: tuple | None = None    # (arena offset, bytes per thread) or None
     arena_size: int = 0               # the bytes the runtime allocates
@@ -225,10 +224,10 @@ class Plan:
     def _arena_lines(self, num: dict) -> list:
         first, last = _live_steps(self)
         ws = self.workspace
-        lines = [f"arena {self.arena_size} B: header {self.header}, values "
+        lines = [f"arena {self.arena_size} B: values "
                  f"{self.memory.size}, staging {sum(b for _, _, b in self.staging)}, workspace "
                  + (f"{self.threads} x {ws[1]}" if ws else "0")]
-        rows = [(0, -1, self.header, "header (reserved)")] if self.header else []
+        rows = []
         by_id = {n.id: n for n in self.graph.nodes}
         for nid, off in self.values.items():
             n = by_id[nid]
@@ -326,8 +325,8 @@ def verify_plan(plan: Plan, deep: bool = False) -> None:
 
     def fail(step, msg):
         raise PlanError(f"plan: kernel {step.label()}: {msg}")
-    if plan.header < 0 or plan.arena_size < plan.header:
-        raise PlanError(f"plan: arena of {plan.arena_size} B is smaller than its header")
+    if plan.arena_size < 0:
+        raise PlanError(f"plan: arena of {plan.arena_size} B")
     for i, s in enumerate(plan.steps):
         if s.index != i:
             raise PlanError(f"plan: kernel {s.label()} is at position {i}")
@@ -372,9 +371,9 @@ def verify_plan(plan: Plan, deep: bool = False) -> None:
                                 "at other indices than it writes")
             else:
                 end = off + nbytes(n)
-                if off < plan.header or end > plan.arena_size:
+                if off < 0 or end > plan.arena_size:
                     fail(s, f"{name(n)} at arena [{off}, {end}) is outside the arena's values "
-                            f"[{plan.header}, {plan.arena_size})")
+                            f"[0, {plan.arena_size})")
                 intervals.define(plan, s, n, off, end, last.get((n.id, loc), s.index), fail,
                                  overwrite_problem)
             content[loc] = n.id
@@ -427,9 +426,9 @@ def _check_workspace(plan: Plan, first: dict) -> None:
         return
     off, stride = plan.workspace
     end = off + stride * plan.threads
-    if off < plan.header or end > plan.arena_size or stride < 0:
+    if off < 0 or end > plan.arena_size or stride < 0:
         raise PlanError(f"plan: the workspace [{off}, {end}) is outside the arena "
-                        f"[{plan.header}, {plan.arena_size})")
+                        f"[0, {plan.arena_size})")
     by_id = {n.id: n for n in plan.graph.nodes}
     num = plan.graph.numbering()
     regions = [(o, o + nbytes(by_id[nid]), f"%{num[nid]}") for nid, o in plan.values.items()]

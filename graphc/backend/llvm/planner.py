@@ -1,6 +1,6 @@
 """The LLVM backend's planner: completes fusion's kernels and memory's
 offsets into a :class:`~graphc.backend.schedule.Plan` — the copy, staging and
-update kernels, the arena's header, staging slots and workspace, and how each
+update kernels, the arena's staging slots and workspace, and how each
 kernel uses the threads — so that the emitter (emit.py) only translates.
 
 Threads: a GEMM of at least PAR_MACS multiply-adds (and 64 rows or columns)
@@ -26,7 +26,6 @@ from ..plan import Kernel, MemoryPlan, align, is_immediate, nbytes
 from ..schedule import ArgLayout, Plan, PlanError, Step, member_nodes
 from . import matmul
 
-ARENA_HEADER = 64       # reserved at the arena's start (once a barrier's words)
 # Below these sizes a kernel stays on one thread: where splitting it started
 # to win on the 2-CPU development machine (benchmarks/thread_crossover.py,
 # docs/performance.md): loop nests at 128K element-ops, scalar reductions
@@ -61,14 +60,14 @@ def build_plan(graph: Graph, kernels: list[Kernel], mem: MemoryPlan, threads: in
     values = {}
     for nid, off in mem.arena.items():
         if nid not in where:
-            where[nid] = values[nid] = ("arena", off + ARENA_HEADER)
+            where[nid] = values[nid] = ("arena", off)
     for vid, p in mem.direct.items():     # new values written straight into their parameter
         where[vid] = where[p.id]
         values.pop(vid, None)
-    plan = Plan(graph, kernels, mem, threads, layout, where, header=ARENA_HEADER,
+    plan = Plan(graph, kernels, mem, threads, layout, where,
                 chunks_per_thread=CHUNKS_PER_THREAD if threads > 1 else 1,
                 values={nid: loc[1] for nid, loc in values.items()},
-                arena_size=mem.size + ARENA_HEADER)
+                arena_size=mem.size)
     # A new value that is itself an updated parameter (a swap) is staged:
     # copied to the arena before any kernel runs.
     updated = {p.id for p, _ in graph.updates}
