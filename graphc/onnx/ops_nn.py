@@ -1,0 +1,268 @@
+"""Converters of ONNX's neural-network ops: matmuls, softmax, convolution,
+pooling and normalization, as graphc's composites."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ops as O
+from ..ir import dtypes as D
+from .convert import axis_of, op
+
+
+@op("MatMul")
+def _matmul(ctx, n):
+    return O.matmul(ctx.x(n, 0), ctx.x(n, 1))
+
+
+@op("Gemm")
+def _gemm(ctx, n):
+    a, b = ctx.x(n, 0), ctx.x(n, 1)
+    if n.attr("transA", 0):
+        a = O.transpose(a)
+    if n.attr("transB", 0):
+        b = O.transpose(b)
+    y = O.matmul(a, b)
+    alpha, beta = float(n.attr("alpha", 1.0)), float(n.attr("beta", 1.0))
+    if alpha != 1.0:
+        y = y * alpha
+    c = ctx.opt(n, 2)
+    if c is not None and beta != 0.0:
+        y = y + (c * beta if beta != 1.0 else c)
+    return y
+
+
+def _coerced(n, x, f):
+    """Opset < 13: the softmax family works on x coerced to 2-D at ``axis``."""
+    if n.opset >= 13:
+        return f(x, axis_of(n, n.attr("axis", -1), x.ndim))
+    ax = axis_of(n, n.attr("axis", 1), x.ndim)
+    lead = int(np.prod(x.shape[:ax], dtype=np.int64))
+    y = f(O.reshape(x, (lead, int(np.prod(x.shape[ax:], dtype=np.int64)))), 1)
+    return O.reshape(y, x.shape)
+
+
+def hardmax(x, ax):
+    idx = O.argmax(x, ax, keepdims=True)
+    iota = np.arange(x.shape[ax]).reshape([-1 if d == ax else 1 for d in range(x.ndim)])
+    return O.cast(O.equal(O.constant(iota), idx), x.dtype)
+
+
+_SOFTMAX = {"Softmax": O.softmax, "LogSoftmax": O.log_softmax, "Hardmax": hardmax}
+
+
+@op(*_SOFTMAX)
+def _softmax(ctx, n):
+    return _coerced(n, ctx.x(n, 0), _SOFTMAX[n.op])
+
+
+# ------------------------------------------------------ convolution, pools
+
+def _spatial(n, x, what="input"):
+    if x.ndim < 3:
+        raise n.error(f"{what} must be (N, C, spatial...), got shape {x.shape}")
+    return x.ndim - 2
+
+
+def _window_pads(n, x_shape, kernel, strides, dilations, ceil=False):
+    """ONNX pads as (begin, end) per spatial axis, auto_pad resolved."""
+    k = len(kernel)
+    auto = n.attr("auto_pad", "NOTSET")
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        pairs = []
+        for size, kk, s, d in zip(x_shape, kernel, strides, dilations):
+            out = -(-size // s)
+            total = max(0, (out - 1) * s + (kk - 1) * d + 1 - size)
+            small = total // 2
+            pairs.append((small, total - small) if auto == "SAME_UPPER" else (total - small, small))
+        return pairs
+    if auto == "VALID":
+        return [(0, 0)] * k
+    if auto not in ("NOTSET", ""):
+        raise n.error(f"auto_pad {auto!r} is not supported")
+    pads = list(n.attr("pads", [0] * (2 * k)))
+    return [(pads[i], pads[i + k]) for i in range(k)]
+
+
+def _geometry(n, x, kernel):
+    k = len(kernel)
+    strides = list(n.attr("strides", [1] * k))
+    dilations = list(n.attr("dilations", [1] * k))
+    pads = _window_pads(n, x.shape[2:], kernel, strides, dilations)
+    return strides, dilations, pads
+
+
+@op("Conv")
+def _conv(ctx, n):
+    x, w, b = ctx.x(n, 0), ctx.x(n, 1), ctx.opt(n, 2)
+    nsp = _spatial(n, x)
+    kernel = list(n.attr("kernel_shape", w.shape[2:]))
+    strides, dil, pads = _geometry(n, x, kernel)
+    g = int(n.attr("group", 1))
+    if nsp == 1:
+        return O.conv1d(x, w, b, strides[0], (tuple(pads[0]),), dil[0], g)
+    if nsp == 2:
+        return O.conv2d(x, w, b, tuple(strides), tuple(tuple(p) for p in pads), tuple(dil), g)
+    raise n.error(f"{nsp}-d convolution is not supported (graphc has conv1d and conv2d)")
+
+
+def _pool_out(n, size, k, s, d, pb, pe, ceil):
+    span = d * (k - 1) + 1
+    room = size + pb + pe - span
+    if room < 0:
+        raise n.error(f"kernel {k} (dilation {d}) is larger than the padded input "
+                      f"({size} + {pb} + {pe})")
+    m = (-(-room // s) if ceil else room // s) + 1
+    if ceil and (m - 1) * s >= size + pb:       # the last window must start inside
+        m -= 1
+    return m
+
+
+def _taps(xp, kernel, strides, dil, out):
+    """Every kernel tap's strided slice of the padded input (N, C, spatial)."""
+    import itertools
+    taps = []
+    for offs in itertools.product(*(range(k) for k in kernel)):
+        key = [slice(None), slice(None)]
+        for o, s, d, m in zip(offs, strides, dil, out):
+            a = o * d
+            key.append(slice(a, a + (m - 1) * s + 1, s))
+        taps.append(O.getitem(xp, tuple(key)))
+    return taps
+
+
+def _pool(ctx, n, reduce_max):
+    x = ctx.x(n, 0)
+    nsp = _spatial(n, x)
+    kernel = list(n.attr("kernel_shape"))
+    if len(kernel) != nsp:
+        raise n.error(f"kernel_shape {kernel} does not match the {nsp} spatial axes of {x.shape}")
+    if n.wants(1):
+        raise n.error("the Indices output is not supported")
+    strides = list(n.attr("strides", [1] * nsp))
+    dil = list(n.attr("dilations", [1] * nsp))
+    ceil = bool(n.attr("ceil_mode", 0))
+    pads = _window_pads(n, x.shape[2:], kernel, strides, dil)
+    out = [_pool_out(n, size, k, s, d, pb, pe, ceil)
+           for size, k, s, d, (pb, pe) in zip(x.shape[2:], kernel, strides, dil, pads)]
+    extra = [max(0, (m - 1) * s + d * (k - 1) + 1 - (size + pb + pe))
+             for m, s, d, k, size, (pb, pe) in zip(out, strides, dil, kernel, x.shape[2:], pads)]
+    widths = ((0, 0), (0, 0)) + tuple((pb, pe + e) for (pb, pe), e in zip(pads, extra))
+    if reduce_max:
+        low = -np.inf if D.is_float(x.dtype) else int(np.iinfo(x.dtype).min)
+        xp = O.pad(x, widths, value=low) if any(map(any, widths)) else x
+        taps = _taps(xp, kernel, strides, dil, out)
+        y = taps[0]
+        for t in taps[1:]:
+            y = O.maximum(y, t)
+        return y
+    xp = O.pad(x, widths) if any(map(any, widths)) else x
+    taps = _taps(xp, kernel, strides, dil, out)
+    total = taps[0]
+    for t in taps[1:]:
+        total = total + t
+    # the divisor: how many of each window's elements are inside the input
+    # (or inside the explicitly padded input, count_include_pad)
+    inside = np.zeros(tuple(s + a + b for s, (a, b) in zip(x.shape[2:], widths[2:])))
+    if n.attr("count_include_pad", 0):
+        inside[tuple(slice(0, s + pb + pe) for s, (pb, pe) in zip(x.shape[2:], pads))] = 1
+    else:
+        inside[tuple(slice(pb, pb + s) for s, (pb, _) in zip(x.shape[2:], pads))] = 1
+    count = np.zeros(out)
+    import itertools
+    for offs in itertools.product(*(range(k) for k in kernel)):
+        count += inside[tuple(slice(o * d, o * d + (m - 1) * s + 1, s)
+                              for o, s, d, m in zip(offs, strides, dil, out))]
+    return total / O.constant(np.maximum(count, 1).astype(x.dtype))
+
+
+@op("MaxPool")
+def _maxpool(ctx, n):
+    return _pool(ctx, n, True)
+
+
+@op("AveragePool")
+def _avgpool(ctx, n):
+    return _pool(ctx, n, False)
+
+
+@op("GlobalAveragePool", "GlobalMaxPool")
+def _global_pool(ctx, n):
+    x = ctx.x(n, 0)
+    axes = tuple(range(2, x.ndim))
+    return O.mean(x, axes, True) if n.op == "GlobalAveragePool" else O.max(x, axes, True)
+
+
+# ---------------------------------------------------------- normalization
+
+def _per_channel(v, ndim):
+    return O.reshape(v, (-1,) + (1,) * (ndim - 2))
+
+
+@op("BatchNormalization")
+def _batchnorm(ctx, n):
+    x = ctx.x(n, 0)
+    if n.attr("training_mode", 0) or any(n.wants(k) for k in range(1, 5)):
+        raise n.error("training mode (the running mean/variance outputs) is not supported")
+    eps = float(n.attr("epsilon", 1e-5))
+    names = n.inputs[1:5]
+    if all(ctx.known(s) for s in names):         # fold into one scale and shift
+        sc, b, m, v = (np.asarray(ctx.const(n, k, w), np.float64) for k, w in
+                       ((1, "scale"), (2, "B"), (3, "mean"), (4, "var")))
+        a = sc / np.sqrt(v + eps)
+        scale = O.constant(a.astype(x.dtype).reshape((-1,) + (1,) * (x.ndim - 2)))
+        shift = O.constant((b - m * a).astype(x.dtype).reshape((-1,) + (1,) * (x.ndim - 2)))
+        return x * scale + shift
+    sc, b, m, v = (_per_channel(ctx.x(n, k), x.ndim) for k in range(1, 5))
+    return (x - m) * (sc / O.sqrt(v + eps)) + b
+
+
+@op("InstanceNormalization")
+def _instancenorm(ctx, n):
+    x = ctx.x(n, 0)
+    axes = tuple(range(2, x.ndim))
+    eps = float(n.attr("epsilon", 1e-5))
+    mu = O.mean(x, axes, True)
+    var = O.mean((x - mu) * (x - mu), axes, True)
+    sc, b = _per_channel(ctx.x(n, 1), x.ndim), _per_channel(ctx.x(n, 2), x.ndim)
+    return (x - mu) / O.sqrt(var + eps) * sc + b
+
+
+@op("LayerNormalization")
+def _layernorm(ctx, n):
+    x = ctx.x(n, 0)
+    ax = axis_of(n, n.attr("axis", -1), x.ndim)
+    axes = tuple(range(ax, x.ndim))
+    eps = float(n.attr("epsilon", 1e-5))
+    mu = O.mean(x, axes, True)
+    d = x - mu
+    inv = 1.0 / O.sqrt(O.mean(d * d, axes, True) + eps)
+    y = d * inv * ctx.x(n, 1)
+    b = ctx.opt(n, 2)
+    if b is not None:
+        y = y + b
+    return [y, mu if n.wants(1) else None, inv if n.wants(2) else None]
+
+
+@op("MeanVarianceNormalization")
+def _mvn(ctx, n):
+    x = ctx.x(n, 0)
+    axes = tuple(a % x.ndim for a in n.attr("axes", [0, 2, 3]))
+    mu = O.mean(x, axes, True)
+    var = O.mean(x * x, axes, True) - mu * mu
+    return (x - mu) / (O.sqrt(var) + 1e-9)
+
+
+@op("LRN")
+def _lrn(ctx, n):
+    x = ctx.x(n, 0)
+    size = int(n.attrs["size"])
+    alpha, beta = float(n.attr("alpha", 1e-4)), float(n.attr("beta", 0.75))
+    bias = float(n.attr("bias", 1.0))
+    before = (size - 1) // 2
+    sq = O.pad(x * x, ((0, 0), (before, size - 1 - before)) + ((0, 0),) * (x.ndim - 2))
+    c = x.shape[1]
+    total = None
+    for k in range(size):
+        t = O.getitem(sq, (slice(None), slice(k, k + c)))
+        total = t if total is None else total + t
+    return x / O.pow(total * (alpha / size) + bias, O.constant(beta, x.dtype))

@@ -1,0 +1,14 @@
+"""The converter table: importing the op modules registers their converters."""
+from __future__ import annotations
+
+from .convert import CONVERTERS
+
+
+def load_all() -> dict:
+    from . import ops_math, ops_nn, ops_shape  # noqa: F401 - each registers its converters
+    return CONVERTERS
+
+
+def supported_ops() -> list:
+    """The ONNX op types graphc imports, sorted."""
+    return sorted(load_all())
