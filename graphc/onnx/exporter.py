@@ -98,11 +98,27 @@ def _export_node(w: _Writer, n: Node, ins: list, out: str) -> None:
         w.add(name, [ins[0], w.ints(a["axes"])], out, keepdims=int(bool(a["keepdims"])))
     elif op == "take":
         w.add("Gather", ins, out, axis=a["axis"])
+    elif op == "scatter_add":
+        _scatter_add(w, n, ins, out)
     elif op == "one_hot":
         lab = w.add("Unsqueeze", [ins[0], w.ints([-1])])
         w.add("Equal", [lab, w.init(np.arange(a["depth"], dtype=n.inputs[0].dtype))], out)
     else:
         raise ValueError(f"onnx export: graphc op {op!r} (node %{n.id}) has no ONNX export")
+
+
+def _scatter_add(w: _Writer, n: Node, ins: list, out: str) -> None:
+    """take's adjoint: ScatterElements(zeros, indices, updates, reduction=add)
+    with the index axes of the updates merged into one."""
+    upd, ind = n.inputs
+    ax = n.attrs["axis"]
+    pre, post = list(upd.shape[:ax]), list(upd.shape[ax + ind.ndim:])
+    m = int(np.prod(ind.shape, dtype=np.int64))
+    u = w.add("Reshape", [ins[0], w.ints(pre + [m] + post)])
+    i = w.add("Reshape", [ins[1], w.ints([1] * len(pre) + [m] + [1] * len(post))])
+    i = w.add("Expand", [w.add("Cast", [i], to=onnx_type(D.int64)), w.ints(pre + [m] + post)])
+    zeros = w.add("ConstantOfShape", [w.ints(n.shape)], value=w.nh.from_array(np.zeros(1, n.dtype)))
+    w.add("ScatterElements", [zeros, i, u], out, axis=ax, reduction="add")
 
 
 def _unslice(w: _Writer, n: Node, g: str, out: str) -> None:

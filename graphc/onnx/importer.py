@@ -125,6 +125,11 @@ def load(src, params: str = "parameter", input_shapes: dict | None = None,
     unknown = set(constants) - names
     if unknown:
         raise OnnxImportError(f"constants names {sorted(unknown)}, which are not graph inputs")
+    if input_shapes:
+        unknown = set(input_shapes) - (names - inits)
+        if unknown:
+            raise OnnxImportError(f"input_shapes names {sorted(unknown)}, which are not graph "
+                                  f"inputs (the inputs are {sorted(names - inits)})")
     for vi in g.input:
         if vi.name in inits:        # IR < 4: initializers are listed as inputs too
             continue
@@ -137,11 +142,6 @@ def load(src, params: str = "parameter", input_shapes: dict | None = None,
         dt = np_dtype(vi.type.tensor_type.elem_type, f"graph input {vi.name!r}")
         ph = placeholder(_input_shape(vi, input_shapes), dt, name=vi.name)
         ctx.nodes[vi.name] = inputs[vi.name] = ph
-    if input_shapes:
-        unknown = set(input_shapes) - set(inputs)
-        if unknown:
-            raise OnnxImportError(f"input_shapes names {sorted(unknown)}, which are not graph "
-                                  f"inputs (the inputs are {list(inputs)})")
     for proto in g.node:
         node = OnnxNode(proto, opset)
         if proto.domain not in ("", "ai.onnx"):

@@ -141,16 +141,39 @@ def _gather_elements(ctx, n):
     x, ind = ctx.x(n, 0), ctx.x(n, 1)
     ax = axis_of(n, n.attr("axis", 0), x.ndim)
     size = x.shape[ax]
+    return O.take(O.reshape(x, (-1,)), _linear(x, ind, ax), 0)
+
+
+def _linear(x, ind, ax):
+    """The flat index into ``x`` of every element of the index tensor
+    ``ind`` (same rank as x), its value standing for the coordinate on ``ax``."""
     ind = O.cast(ind, D.int64)
-    ind = O.where(ind < 0, ind + size, ind)
-    strides = np.cumprod((x.shape[1:] + (1,))[::-1])[::-1]
+    ind = O.where(ind < 0, ind + x.shape[ax], ind)
+    strides = [int(np.prod(x.shape[d + 1:], dtype=np.int64)) for d in range(x.ndim)]
     lin = None
     for d in range(x.ndim):
         coord = ind if d == ax else O.constant(
             np.arange(ind.shape[d]).reshape([-1 if k == d else 1 for k in range(ind.ndim)]))
-        term = coord * int(strides[d])
+        term = coord * strides[d]
         lin = term if lin is None else lin + term
-    return O.take(O.reshape(x, (-1,)), O.broadcast_to(lin, ind.shape), 0)
+    return O.broadcast_to(lin, ind.shape)
+
+
+@op("ScatterElements")
+def _scatter_elements(ctx, n):
+    """data with updates written (or added) at the elements the indices name:
+    graphc's scatter_add on the flat data."""
+    x, ind, upd = ctx.x(n, 0), ctx.x(n, 1), ctx.x(n, 2)
+    ax = axis_of(n, n.attr("axis", 0), x.ndim)
+    red = n.attr("reduction", "none")
+    if red not in ("none", "add"):
+        raise n.error(f"reduction {red!r} is not supported (none, add)")
+    lin = O.reshape(_linear(x, ind, ax), (-1,))
+    added = O.reshape(O.scatter_add(O.reshape(upd, (-1,)), lin, x.size), x.shape)
+    if red == "add":
+        return x + added
+    hit = O.scatter_add(O.broadcast_to(O.constant(1, D.int64), (lin.shape[0],)), lin, x.size)
+    return O.where(O.reshape(hit, x.shape) > 0, added, x)
 
 
 def _slice_key(n, shape, starts, ends, axes, steps):
