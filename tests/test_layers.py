@@ -44,7 +44,7 @@ LAYERS = [
     ("compiler", ["graphc.runtime", "graphc.cache", "graphc.report", "graphc.compiler"]),
     ("front ends", ["graphc.nn", "graphc.optim", "graphc.extend", "graphc.plugins",
                     "graphc.cli", "graphc.bench", "graphc.demo", "graphc.demo_cnn",
-                    "graphc.__main__"]),
+                    "graphc.__main__", "graphc.onnx"]),
     ("api", []),
 ]
 API = len(LAYERS) - 1

@@ -140,7 +140,6 @@ def _gather_elements(ctx, n):
     input at linear indices built from the index tensor."""
     x, ind = ctx.x(n, 0), ctx.x(n, 1)
     ax = axis_of(n, n.attr("axis", 0), x.ndim)
-    size = x.shape[ax]
     return O.take(O.reshape(x, (-1,)), _linear(x, ind, ax), 0)
 
 
