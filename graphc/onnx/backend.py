@@ -3,10 +3,10 @@
 returns a rep whose ``run(inputs)`` compiles it with :func:`graphc.compile`
 (once, at the first run) and calls it.
 
-A model whose shapes depend on an integer graph input (an ``axes`` or
+A model whose shapes depend on a graph input's values (an ``axes`` or
 ``shape`` input fed at run time) cannot be imported ahead of the values: its
-rep imports it at ``run``, with the integer inputs fixed as constants
-(``onnx.load(..., constants=...)``), once per distinct value.
+rep imports it at ``run``, with exactly the inputs the import needs fixed as
+constants (``onnx.load(..., constants=...)``), once per distinct value.
 
 ``GraphcBackend.compile_options`` (a dict) is passed to every compile, e.g.
 ``{"backend": "interp"}`` or ``{"opt_level": 1}``."""
@@ -36,11 +36,12 @@ class GraphcRep(BackendRep):
         self.names = [vi.name for vi in model.graph.input
                       if vi.name not in {t.name for t in model.graph.initializer}]
         self._specialized = {}
+        self._fixed = []                 # graph inputs the import needs as values
         self._f = None
         try:
             self.graph = load(model)
         except DynamicInputError:
-            self.graph = None            # imported at run, per value of the integer inputs
+            self.graph = None            # imported at run, per value of the inputs it needs
 
     def run(self, inputs, **kwargs):
         if isinstance(inputs, dict):
@@ -52,10 +53,24 @@ class GraphcRep(BackendRep):
             if self._f is None:
                 self._f = self.graph.compile(**self.options)
             return list(self._f(*(feeds[k] for k in self.graph.inputs)))
-        fixed = {k: v for k, v in feeds.items() if v.dtype.kind in "iub"}
-        key = tuple((k, v.dtype.str, v.shape, v.tobytes()) for k, v in sorted(fixed.items()))
+        key = tuple((k, feeds[k].dtype.str, feeds[k].shape, feeds[k].tobytes())
+                    for k in sorted(self._fixed))
         if key not in self._specialized:
-            g = load(self.model, constants=fixed)
+            while True:             # fix the graph inputs the import needs, one at a time
+                try:
+                    g = load(self.model, constants={k: feeds[k] for k in self._fixed})
+                    break
+                except DynamicInputError as e:
+                    if e.tensor in feeds and e.tensor not in self._fixed:
+                        self._fixed.append(e.tensor)
+                        continue
+                    # computed from graph inputs: fix the small ones (sizes, counts)
+                    small = [k for k, v in feeds.items() if k not in self._fixed and v.size <= 8]
+                    if not small:
+                        raise
+                    self._fixed += small
+            key = tuple((k, feeds[k].dtype.str, feeds[k].shape, feeds[k].tobytes())
+                        for k in sorted(self._fixed))
             self._specialized[key] = (g, g.compile(**self.options))
         g, f = self._specialized[key]
         return list(f(*(feeds[k] for k in g.inputs)))

@@ -157,10 +157,12 @@ class Context:
             return self.consts[name]
         if name in self.params:
             return self.params[name].value
-        raise DynamicInputError(
+        e = DynamicInputError(
             f"{node.where()}: input {i} ({what}, {name!r}) must be known when the model is "
             "loaded (a constant, an initializer or computed from shapes), but it depends on a "
             "graph input; pass its value with onnx.load(..., constants={name: value})")
+        e.tensor = name
+        raise e
 
     def shape(self, node: OnnxNode, i: int) -> tuple:
         name = node.inputs[i]

@@ -349,3 +349,9 @@ def _argmax(ctx, n):
         return f(x, ax, keep)
     key = tuple(slice(None, None, -1) if d == ax else slice(None) for d in range(x.ndim))
     return O.constant(x.shape[ax] - 1, D.int64) - f(x[key], ax, keep)
+
+
+@op("Swish")
+def _swish(ctx, n):
+    x = ctx.x(n, 0)
+    return x * O.sigmoid(x * float(n.attr("alpha", 1.0)))

@@ -266,3 +266,103 @@ def _lrn(ctx, n):
         t = O.getitem(sq, (slice(None), slice(k, k + c)))
         total = t if total is None else total + t
     return x / O.pow(total * (alpha / size) + bias, O.constant(beta, x.dtype))
+
+
+# ------------------------------------------------------------------ losses
+
+def nll(ctx, n, logp, target, weight):
+    """ONNX NegativeLogLikelihoodLoss of log-probabilities (N, C, d...)."""
+    c = logp.shape[1]
+    perm = (0,) + tuple(range(2, logp.ndim)) + (1,)
+    ignore = n.attr("ignore_index")
+    mask = None
+    if ignore is not None:
+        mask = O.not_equal(target, O.constant(ignore, target.dtype))
+        target = O.where(mask, target, O.constant(0, target.dtype))
+    picked = O.sum(O.where(O.one_hot(target, c), O.transpose(logp, perm),
+                           O.constant(0, logp.dtype)), -1)
+    w = O.take(weight, target) if weight is not None else None
+    if mask is not None:
+        m = O.cast(mask, logp.dtype)
+        w = m if w is None else w * m
+    loss = -picked if w is None else -picked * w
+    red = n.attr("reduction", "mean")
+    if red == "none":
+        return loss
+    if red == "sum":
+        return O.sum(loss)
+    if red != "mean":
+        raise n.error(f"reduction {red!r} is not one of none, sum, mean")
+    if w is None:
+        return O.mean(loss)
+    return O.sum(loss) / O.sum(w)
+
+
+@op("NegativeLogLikelihoodLoss")
+def _nll(ctx, n):
+    return nll(ctx, n, ctx.x(n, 0), ctx.x(n, 1), ctx.opt(n, 2))
+
+
+@op("SoftmaxCrossEntropyLoss")
+def _sce(ctx, n):
+    logp = O.log_softmax(ctx.x(n, 0), 1)
+    return [nll(ctx, n, logp, ctx.x(n, 1), ctx.opt(n, 2)), logp if n.wants(1) else None]
+
+
+@op("RMSNormalization")
+def _rmsnorm(ctx, n):
+    x = ctx.x(n, 0)
+    ax = axis_of(n, n.attr("axis", -1), x.ndim)
+    axes = tuple(range(ax, x.ndim))
+    eps = float(n.attr("epsilon", 1e-5))
+    return x / O.sqrt(O.mean(x * x, axes, True) + eps) * ctx.x(n, 1)
+
+
+@op("GroupNormalization")
+def _groupnorm(ctx, n):
+    x = ctx.x(n, 0)
+    g = int(n.attrs["num_groups"])
+    eps = float(n.attr("epsilon", 1e-5))
+    shape = x.shape
+    xg = O.reshape(x, (shape[0], g, -1))
+    mu = O.mean(xg, 2, True)
+    d = xg - mu
+    y = O.reshape(d / O.sqrt(O.mean(d * d, 2, True) + eps), shape)
+    sc, b = ctx.x(n, 1), ctx.x(n, 2)
+    if n.opset < 21:       # per group, repeated over its channels
+        rep = shape[1] // g
+        sc = O.reshape(O.broadcast_to(O.reshape(sc, (g, 1)), (g, rep)), (-1,))
+        b = O.reshape(O.broadcast_to(O.reshape(b, (g, 1)), (g, rep)), (-1,))
+    return y * _per_channel(sc, x.ndim) + _per_channel(b, x.ndim)
+
+
+@op("LpNormalization")
+def _lpnorm(ctx, n):
+    x = ctx.x(n, 0)
+    ax = axis_of(n, n.attr("axis", -1), x.ndim)
+    p = int(n.attr("p", 2))
+    norm = O.sum(O.abs(x), ax, True) if p == 1 else O.sqrt(O.sum(x * x, ax, True))
+    return O.where(norm == 0, O.constant(0, x.dtype), x / norm)
+
+
+@op("LpPool")
+def _lppool(ctx, n):
+    x = ctx.x(n, 0)
+    p = float(n.attr("p", 2))
+    nsp = _spatial(n, x)
+    kernel = list(n.attr("kernel_shape"))
+    strides = list(n.attr("strides", [1] * nsp))
+    dil = list(n.attr("dilations", [1] * nsp))
+    ceil = bool(n.attr("ceil_mode", 0))
+    pads = _window_pads(n, x.shape[2:], kernel, strides, dil)
+    out = [_pool_out(n, size, k, s, d, pb, pe, ceil)
+           for size, k, s, d, (pb, pe) in zip(x.shape[2:], kernel, strides, dil, pads)]
+    extra = [max(0, (m - 1) * s + d * (k - 1) + 1 - (size + pb + pe))
+             for m, s, d, k, size, (pb, pe) in zip(out, strides, dil, kernel, x.shape[2:], pads)]
+    widths = ((0, 0), (0, 0)) + tuple((pb, pe + e) for (pb, pe), e in zip(pads, extra))
+    xp = O.pow(O.abs(O.pad(x, widths) if any(map(any, widths)) else x), O.constant(p, x.dtype))
+    taps = _taps(xp, kernel, strides, dil, out)
+    total = taps[0]
+    for t in taps[1:]:
+        total = total + t
+    return O.pow(total, O.constant(1.0 / p, x.dtype))

@@ -334,3 +334,69 @@ def _eye_like(ctx, n):
     dt = np_dtype(n.attrs["dtype"], f"{n.where()}: attribute dtype") if "dtype" in n.attrs else \
         (ctx.nodes[n.inputs[0]].dtype if n.inputs[0] in ctx.nodes else ctx.consts[n.inputs[0]].dtype)
     return np.eye(s[0], s[1], n.attr("k", 0), dtype=dt)
+
+
+@op("Scatter")
+def _scatter(ctx, n):              # opset 9's name of ScatterElements
+    return _scatter_elements(ctx, n)
+
+
+@op("Trilu")
+def _trilu(ctx, n):
+    x = ctx.x(n, 0)
+    k = int(ctx.const(n, 1, "k").reshape(-1)[0]) if n.has(1) else 0
+    rows, cols = x.shape[-2:]
+    keep = np.triu(np.ones((rows, cols), bool), k) if n.attr("upper", 1) else \
+        np.tril(np.ones((rows, cols), bool), k)
+    return O.where(O.constant(keep), x, O.constant(0, x.dtype))
+
+
+@op("OneHot")
+def _onehot(ctx, n):
+    ind = ctx.x(n, 0)
+    depth = int(np.asarray(ctx.const(n, 1, "depth")).reshape(-1)[0])
+    values = ctx.x(n, 2)
+    ax = n.attr("axis", -1)
+    r = ind.ndim + 1
+    ax = axis_of(n, ax, r)
+    i = O.cast(ind, D.int64)
+    i = O.where(i < 0, i + depth, i)
+    iota = np.arange(depth).reshape([-1 if d == ax else 1 for d in range(r)])
+    hit = O.equal(O.reshape(i, ind.shape[:ax] + (1,) + ind.shape[ax:]), O.constant(iota))
+    off, on = O.getitem(values, 0), O.getitem(values, 1)
+    return O.where(hit, on, off)
+
+
+@op("Compress")
+def _compress(ctx, n):
+    x = ctx.x(n, 0)
+    cond = np.asarray(ctx.const(n, 1, "condition")).astype(bool).reshape(-1)
+    ax = n.attr("axis")
+    if ax is None:
+        x, ax = O.reshape(x, (-1,)), 0
+    ax = axis_of(n, ax, x.ndim)
+    idx = np.nonzero(cond[:x.shape[ax]])[0]
+    return O.take(x, O.constant(idx.astype(np.int64)), ax)
+
+
+@op("NonZero")
+def _nonzero(ctx, n):
+    v = np.asarray(ctx.const(n, 0, "the input (its result's shape is its number of non-zeros)"))
+    return np.array(np.nonzero(v), np.int64).reshape(v.ndim, -1)
+
+
+@op("CenterCropPad")
+def _center_crop_pad(ctx, n):
+    x = ctx.x(n, 0)
+    shape = _ints(ctx, n, 1, "shape")
+    axes = [axis_of(n, a, x.ndim) for a in n.attr("axes", range(x.ndim))]
+    for a, want in zip(axes, shape):
+        size = x.shape[a]
+        if want < size:                     # crop: the extra one comes off the end
+            lo = (size - want) // 2
+            x = O.getitem(x, tuple(slice(lo, lo + want) if d == a else slice(None)
+                                   for d in range(x.ndim)))
+        elif want > size:                   # pad: the extra one goes at the end
+            lo = (want - size) // 2
+            x = O.pad(x, tuple((lo, want - size - lo) if d == a else (0, 0) for d in range(x.ndim)))
+    return x
