@@ -5,7 +5,7 @@ from .convert import CONVERTERS
 
 
 def load_all() -> dict:
-    from . import ops_math, ops_nn, ops_shape  # noqa: F401 - each registers its converters
+    from . import ops_attention, ops_math, ops_nn, ops_shape  # noqa: F401 - each registers its converters
     return CONVERTERS
 
 

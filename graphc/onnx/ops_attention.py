@@ -1,0 +1,87 @@
+"""The converter of ONNX's Attention (opset 23): scaled dot-product
+attention with an optional mask, causal masking, a KV cache, grouped-query
+heads and softcap, as graphc matmuls and a softmax (the semantics of
+onnx.reference's op_attention)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import ops as O
+from ..ir import dtypes as D
+from .convert import op
+
+
+def _heads(x, h):
+    """(B, S, h * d) -> (B, h, S, d)."""
+    b, s, hidden = x.shape
+    return O.transpose(O.reshape(x, (b, s, h, hidden // h)), (0, 2, 1, 3))
+
+
+@op("Attention")
+def _attention(ctx, n):
+    q, k, v = ctx.x(n, 0), ctx.x(n, 1), ctx.x(n, 2)
+    mask, pk, pv = ctx.opt(n, 3), ctx.opt(n, 4), ctx.opt(n, 5)
+    if n.has(6):
+        raise n.error("input nonpad_kv_seqlen (an external KV cache) is not supported")
+    if n.attr("left_window_size", -1) >= 0 or n.attr("right_window_size", -1) >= 0:
+        raise n.error("sliding-window attention is not supported")
+    dt = q.dtype
+    three = q.ndim == 3
+    if three:
+        qh, kvh = n.attr("q_num_heads"), n.attr("kv_num_heads")
+        if qh is None or kvh is None:
+            raise n.error("3-d inputs need the q_num_heads and kv_num_heads attributes")
+        q, k, v = _heads(q, qh), _heads(k, kvh), _heads(v, kvh)
+    scale = n.attr("scale")
+    scale = 1 / math.sqrt(q.shape[3]) if scale is None else scale
+    s = float(np.sqrt(np.float64(scale)).astype(dt))
+    if pk is not None:
+        k = O.concatenate([pk, k], 2)
+    if pv is not None:
+        v = O.concatenate([pv, v], 2)
+    present_k, present_v = k, v
+    L, S = q.shape[2], k.shape[2]
+    neg = O.constant(-np.inf, dt)
+    zero = O.constant(0, dt)
+    bias = None
+    if mask is not None:
+        pad = S - mask.shape[-1]
+        if pad > 0:
+            widths = ((0, 0),) * (mask.ndim - 1) + ((0, pad),)
+            mask = O.pad(mask, widths, value=False if D.is_bool(mask.dtype) else -np.inf)
+        bias = O.where(mask, zero, neg) if D.is_bool(mask.dtype) else mask
+    if n.attr("is_causal", 0):
+        offset = pk.shape[2] if pk is not None else 0
+        allowed = np.arange(S)[None, :] <= np.arange(L)[:, None] + offset
+        causal = O.constant(np.where(allowed, 0, -np.inf).astype(dt))
+        bias = causal if bias is None else bias + causal
+    hq, hk = q.shape[1], k.shape[1]
+    if hq != hk and hq % hk == 0:        # grouped-query: each KV head serves hq / hk heads
+        r = hq // hk
+        b = k.shape[0]
+        k = O.reshape(O.broadcast_to(O.reshape(k, (b, hk, 1) + k.shape[2:]), (b, hk, r) + k.shape[2:]),
+                      (b, hq) + k.shape[2:])
+        v = O.reshape(O.broadcast_to(O.reshape(v, (b, hk, 1) + v.shape[2:]), (b, hk, r) + v.shape[2:]),
+                      (b, hq) + v.shape[2:])
+    qk = O.matmul(q * s, O.transpose(k * s, (0, 1, 3, 2)))
+    softcap = float(n.attr("softcap", 0.0))
+    if softcap > 0:
+        qk = O.tanh(qk / softcap) * softcap
+    mode = n.attr("qk_matmul_output_mode", 0)
+    qk_out = qk
+    logits = qk if bias is None else qk + bias
+    if mode == 2:
+        qk_out = logits
+    p = O.softmax(logits, -1)
+    if bias is not None:        # a row whose every key is masked attends to nothing
+        dead = O.equal(O.max(bias, -1, keepdims=True), neg)
+        p = O.where(dead, zero, p)
+    if mode == 3:
+        qk_out = p
+    y = O.matmul(p, v)
+    if three:
+        y = O.transpose(y, (0, 2, 1, 3))
+        y = O.reshape(y, y.shape[:2] + (-1,))
+    return [y, present_k, present_v, qk_out]
