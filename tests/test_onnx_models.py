@@ -2,7 +2,7 @@
 ImageNet architectures) load, compile and match onnxruntime. Their weights
 are ConstantOfShape fills of 0.02 (every output a uniform softmax), so both
 run the same model with random weights instead (graphc.onnx.models).
-The five that take longest (large im2col kernels; vgg19: 140M weights) are
+The six that take longest (large im2col kernels; vgg19: 140M weights) are
 marked slow."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import graphc.onnx  # noqa: E402
 from graphc.onnx.models import light_model_paths, with_random_weights  # noqa: E402
 
 PATHS = light_model_paths()
-SLOW = {"bvlc_alexnet", "zfnet512", "inception_v1", "inception_v2", "vgg19"}
+SLOW = {"bvlc_alexnet", "zfnet512", "inception_v1", "inception_v2", "vgg19", "densenet121"}
 
 
 def test_all_nine_are_found():
