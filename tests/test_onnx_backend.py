@@ -77,6 +77,10 @@ EXCLUDED = {
         "sliding-window Attention (opset 25) is not converted",
     "test_attention_local_window_gqa_rank4_mask":
         "sliding-window Attention (opset 25) is not converted",
+    "test_resize_downsample_scales_linear_antialias": "Resize with antialias=1 is not converted",
+    "test_resize_downsample_sizes_linear_antialias": "Resize with antialias=1 is not converted",
+    "test_resize_downsample_scales_cubic_antialias": "Resize with antialias=1 is not converted",
+    "test_resize_downsample_sizes_cubic_antialias": "Resize with antialias=1 is not converted",
     "test_scatter_elements_with_reduction_max": "ScatterElements reduction max: graphc's only "
                                                 "scatter sums (scatter_add)",
     "test_scatter_elements_with_reduction_min": "ScatterElements reduction min: graphc's only "

@@ -5,7 +5,8 @@ from .convert import CONVERTERS
 
 
 def load_all() -> dict:
-    from . import ops_attention, ops_math, ops_nn, ops_shape  # noqa: F401 - each registers its converters
+    # each module registers its converters
+    from . import ops_attention, ops_math, ops_nn, ops_resize, ops_shape  # noqa: F401
     return CONVERTERS
 
 
