@@ -355,3 +355,24 @@ def _argmax(ctx, n):
 def _swish(ctx, n):
     x = ctx.x(n, 0)
     return x * O.sigmoid(x * float(n.attr("alpha", 1.0)))
+
+
+@op("CumSum")
+def _cumsum(ctx, n):
+    """A matmul by a constant triangular matrix along the axis (graphc has no
+    cumsum op yet)."""
+    x = ctx.x(n, 0)
+    ax = int(np.asarray(ctx.const(n, 1, "axis")).reshape(-1)[0]) % x.ndim
+    m = x.shape[ax]
+    i, j = np.arange(m)[:, None], np.arange(m)[None, :]
+    rev, excl = n.attr("reverse", 0), n.attr("exclusive", 0)
+    # out[j] = sum over i of x[i] * T[i, j]
+    keep = (i >= j) if rev else (i <= j)
+    if excl:
+        keep &= i != j
+    perm = tuple(d for d in range(x.ndim) if d != ax) + (ax,)
+    inv = tuple(int(k) for k in np.argsort(perm))
+    dt = x.dtype if D.is_float(x.dtype) else D.float64
+    y = O.matmul(O.cast(O.transpose(x, perm), dt), O.constant(keep.astype(dt)))
+    y = O.transpose(y, inv)
+    return y if y.dtype == x.dtype else O.cast(y, x.dtype)

@@ -366,3 +366,68 @@ def _lppool(ctx, n):
     for t in taps[1:]:
         total = total + t
     return O.pow(total, O.constant(1.0 / p, x.dtype))
+
+
+def _dilate(x, ax, s):
+    """Insert s - 1 zeros between the elements of axis ``ax``."""
+    if s == 1 or x.shape[ax] == 0:
+        return x
+    shape = x.shape
+    y = O.reshape(x, shape[:ax + 1] + (1,) + shape[ax + 1:])
+    y = O.pad(y, tuple((0, s - 1) if d == ax + 1 else (0, 0) for d in range(y.ndim)))
+    y = O.reshape(y, shape[:ax] + (shape[ax] * s,) + shape[ax + 1:])
+    return O.getitem(y, tuple(slice(0, (shape[ax] - 1) * s + 1) if d == ax else slice(None)
+                              for d in range(y.ndim)))
+
+
+@op("ConvTranspose")
+def _conv_transpose(ctx, n):
+    """A convolution of the stride-dilated, padded input with the flipped,
+    channel-transposed kernel."""
+    x, w, b = ctx.x(n, 0), ctx.x(n, 1), ctx.opt(n, 2)
+    nsp = _spatial(n, x)
+    if nsp > 2:
+        raise n.error(f"{nsp}-d ConvTranspose is not supported (1-d and 2-d)")
+    kernel = list(n.attr("kernel_shape", w.shape[2:]))
+    strides = list(n.attr("strides", [1] * nsp))
+    dil = list(n.attr("dilations", [1] * nsp))
+    outpad = list(n.attr("output_padding", [0] * nsp))
+    g = int(n.attr("group", 1))
+    ins = x.shape[2:]
+    auto = n.attr("auto_pad", "NOTSET")
+    full = [s * (i - 1) + op_ + (k - 1) * d + 1
+            for s, i, op_, k, d in zip(strides, ins, outpad, kernel, dil)]
+    if "output_shape" in n.attrs or auto in ("SAME_UPPER", "SAME_LOWER"):
+        want = list(n.attrs["output_shape"])[-nsp:] if "output_shape" in n.attrs else \
+            [i * s for i, s in zip(ins, strides)]
+        total = [f - o for f, o in zip(full, want)]
+        pads = [(t // 2, t - t // 2) if auto == "SAME_UPPER" else (t - t // 2, t // 2) for t in total]
+    elif auto == "VALID":
+        pads = [(0, 0)] * nsp
+    else:
+        p = list(n.attr("pads", [0] * (2 * nsp)))
+        pads = [(p[i], p[i + nsp]) for i in range(nsp)]
+    c = x.shape[1]
+    flip = (slice(None), slice(None)) + (slice(None, None, -1),) * nsp
+    groups = []
+    for k in range(g):
+        wk = O.getitem(w, (slice(k * (c // g), (k + 1) * (c // g)),))
+        groups.append(O.getitem(O.transpose(wk, (1, 0) + tuple(range(2, w.ndim))), flip))
+    wt = groups[0] if g == 1 else O.concatenate(groups, 0)       # (M, C / g, k...)
+    y = x
+    for a in range(nsp):
+        y = _dilate(y, 2 + a, strides[a])
+    conv_pads = []
+    for a in range(nsp):
+        span = (kernel[a] - 1) * dil[a]
+        lo, hi = span - pads[a][0], span - pads[a][1] + outpad[a]
+        if lo < 0 or hi < 0:          # more padding than the kernel spans: crop
+            size = y.shape[2 + a]
+            key = tuple(slice(max(-lo, 0), size - max(-hi, 0)) if d == 2 + a else slice(None)
+                        for d in range(y.ndim))
+            y = O.getitem(y, key)
+            lo, hi = max(lo, 0), max(hi, 0)
+        conv_pads.append((lo, hi))
+    if nsp == 1:
+        return O.conv1d(y, wt, b, 1, (conv_pads[0],), dil[0], g)
+    return O.conv2d(y, wt, b, 1, tuple(conv_pads), tuple(dil), g)
