@@ -88,3 +88,16 @@ def vector_width(fn) -> None:
     exp/log/tanh/sigmoid)."""
     if has_feature("avx512f"):
         set.add(fn.attributes, '"prefer-vector-width"="512"')   # llvmlite's add() rejects it
+
+
+def clock_intrinsic() -> str:
+    """The LLVM intrinsic that reads a fast counter from user code, for the
+    kernel profiler: the time-stamp counter on x86-64 (``rdtsc``), the
+    generic timer on AArch64 (``llvm.readcyclecounter`` reads PMCCNTR there,
+    which traps unless the kernel enables it)."""
+    arch = cpu()["triple"].split("-")[0]
+    if arch in ("x86_64", "i686", "i386"):
+        return "llvm.readcyclecounter"
+    if arch in ("aarch64", "arm64"):
+        return "llvm.readsteadycounter"
+    raise NotImplementedError(f"profile: no cycle counter known for {arch} hosts")
