@@ -17,12 +17,14 @@ from .scalar import I32
 
 # ------------------------------------------------------------------ matmul kernels
 # Below this many multiply-adds per matrix product (M*N*K), with fewer rows
-# than GEMM_MIN_M or fewer columns than GEMM_MIN_N, the simple i-k-j loop nest
-# is as fast as packing or faster (measured with benchmarks/gemm_bench.py
-# --crossover; see docs/performance.md).
+# than GEMM_MIN_M, or with fewer columns than GEMM_MIN_N (when B's rows are
+# contiguous and M*K < GEMM_NARROW_MK), the simple i-k-j loop nest is as fast
+# as packing or faster (measured with benchmarks/gemm_bench.py --crossover;
+# see docs/performance.md).
 GEMM_MIN_MACS = 1 << 17
 GEMM_MIN_M = 4
 GEMM_MIN_N = 16
+GEMM_NARROW_MK = 1 << 16     # ... fewer columns than GEMM_MIN_N pay with an A this large
 
 
 @dataclass
@@ -87,7 +89,11 @@ def plan_matmul(node, members: set, is_leaf_buffer, force: bool = False) -> Matm
     while batch and (batch[-1] == 1 or (bb[-1] == 0 and ba[-1] == m * rs_a and bc[-1] == m * n)):
         m *= batch.pop()
         ba.pop(), bb.pop(), bc.pop()
-    if not force and (m * n * k < GEMM_MIN_MACS or m < GEMM_MIN_M or n < GEMM_MIN_N):
+    # few columns: the loop nest's inner loop is short, but it still wins
+    # unless B's rows are strided (a transposed B: the loop reads it with a
+    # stride, 4-65x slower) or A is large
+    narrow = n < GEMM_MIN_N and cs_b == 1 and m * k < GEMM_NARROW_MK
+    if not force and (m * n * k < GEMM_MIN_MACS or m < GEMM_MIN_M or narrow):
         return None
     return MatmulPlan(dt, abuf, bbuf, m, n, k, rs_a, cs_a, rs_b, cs_b, tuple(batch),
                       tuple(ba), tuple(bb), tuple(bc), oa, ob)
