@@ -21,6 +21,7 @@ from convref import (
     np_flatten,
     np_max_pool2d,
     np_pad,
+    np_windows,
 )
 
 import graphc as gc
@@ -417,6 +418,15 @@ OPS += [
             S(((2, 4, 7), F64), ((2, 2, 2), F64), groups=2, dilation=3, padding="same")],
            grad=(0, 1), rtol=1e-5, atol=1e-5,
            grad_samples=[S(((1, 2, 6), F64), ((3, 2, 3), F64), stride=2, padding=((1, 2),))]),
+    OpInfo("windows", lambda x, **kw: gc.windows(x, **kw), np_windows,
+           [S(((2, 3, 6, 5), d), kernel=(3, 2)) for d in (F32, F64, I32, B)] +
+           [S(((1, 2, 7, 8), F64), kernel=(2, 3), stride=(2, 1), dilation=(1, 2)),
+            S(((5, 9), F32), kernel=(3,), stride=3),                           # one spatial axis
+            S(((4, 4), F64), kernel=(4, 4)),                                   # one window
+            S(((2, 1, 3, 3, 3), F32), kernel=(2, 1, 2), stride=(1, 2, 1))],    # three axes
+           grad=(0,), grad2=True,
+           grad_samples=[S(((1, 2, 5, 4), F64), kernel=(2, 2), stride=(2, 1), dilation=(1, 2)),
+                         S(((3, 7), F64), kernel=(3,), stride=2)]),
     OpInfo("max_pool2d", lambda x, **kw: gc.max_pool2d(x, **kw), np_max_pool2d,
            [S(((2, 3, 6, 6), d), kernel_size=2) for d in (F32, F64, I32)] +
            [S(((1, 2, 7, 5), F64), kernel_size=3, stride=2, padding=1, ceil_mode=True),

@@ -69,6 +69,7 @@ from .random import random_uniform
 from .reduce import max, mean, min, sum
 from .registry import OPS, OpDef, get, make, register
 from .special import erf, log1p
+from .windows import windows
 
 __all__ = [
     "abs", "add", "cast", "div", "equal", "exp", "greater", "greater_equal", "less",
@@ -81,7 +82,7 @@ __all__ = [
     "take", "scatter_add", "random_uniform", "erf", "log1p",
     "floor_divide", "mod", "bitwise_and", "bitwise_or", "bitwise_xor", "invert",
     "pad", "conv2d", "conv1d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
-    "global_avg_pool2d", "flatten", "argmax", "argmin",
+    "global_avg_pool2d", "flatten", "argmax", "argmin", "windows",
 ]
 
 

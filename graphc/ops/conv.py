@@ -4,9 +4,10 @@ weights): ``pad``, ``conv2d``/``conv1d``, ``max_pool2d``, ``avg_pool2d``,
 ``adaptive_avg_pool2d``/``global_avg_pool2d``, ``flatten``, ``argmax``/``argmin``.
 
 Nothing here is a primitive: a convolution is a zero-padding (``unslice``),
-its KH*KW windows as strided slices stacked on a new axis (im2col) and one
-batched matmul, so its gradient (a sum of unslices, col2im, and a matmul),
-grad-of-grad, fusion and compilation come from the parts. Max pooling is a
+its KH*KW windows (``windows``, a view: ops/windows.py) laid out as an
+im2col matrix with the batch among its columns, and one matmul, so its
+gradient (two matmuls and col2im, a sum of unslices), grad-of-grad, fusion
+and compilation come from the parts. Max pooling is a
 chain of ``where(t > y or isnan(t), t, y)`` over the taps (PyTorch's rule):
 a tie keeps the earlier tap, so the gradient reaches the first maximum of
 each window, as PyTorch's does (``max``'s own rule splits it among ties).
@@ -21,11 +22,12 @@ from ..ir.node import Node
 from .common import as_node, constant, is_int, norm_axis
 from .elementwise import bitwise_or, cast, equal, greater, not_equal, where
 from .linalg import matmul
-from .movement import broadcast_to, concatenate, expand_dims, getitem, reshape
+from .movement import broadcast_to, concatenate, getitem, reshape, transpose
 from .reduce import max as _max
 from .reduce import mean as _mean
 from .reduce import min as _min
 from .registry import make
+from .windows import windows
 
 # ------------------------------------------------------------------ helpers
 
@@ -247,17 +249,14 @@ def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) ->
             raise ShapeError(f"{op}: bias must have shape ({o},) for weight {w.shape}, got "
                              f"{bias.shape}")
     xp = pad(x, ((0, 0), (0, 0)) + pads)
-    k = kh * kw
-    taps = _window_slices(xp, (kh, kw), stride, dilation, (oh, ow))
-    # im2col: (N, C, K, OH, OW), tap index fastest within a channel (as OIHW)
-    cols = taps[0] if k == 1 else concatenate([expand_dims(t, 2) for t in taps], 2)
-    if groups == 1:
-        out = matmul(reshape(w, (o, c * k)), reshape(cols, (n, c * k, oh * ow)))
-    else:
-        g = groups
-        wm = reshape(w, (g, o // g, cg * k))
-        out = matmul(wm, reshape(cols, (n, g, cg * k, oh * ow)))
-    out = reshape(out, (n, o, oh, ow))
+    k, g = kh * kw, groups
+    # im2col with the batch among the columns: (C, KH, KW) rows (OIHW order)
+    # by (N, OH, OW) columns, so the forward product and both gradient
+    # products are each one GEMM over the whole batch (per group)
+    cols = transpose(windows(xp, (kh, kw), stride, dilation), (1, 2, 3, 0, 4, 5))
+    cols = reshape(cols, (c * k, n * oh * ow) if g == 1 else (g, cg * k, n * oh * ow))
+    wm = reshape(w, (o, c * k) if g == 1 else (g, o // g, cg * k))
+    out = transpose(reshape(matmul(wm, cols), (o, n, oh, ow)), (1, 0, 2, 3))
     if bias is not None:
         out = out + reshape(bias, (o, 1, 1))
     return reshape(out, out.shape[1:]) if unbatched else out
