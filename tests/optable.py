@@ -391,7 +391,15 @@ def _conv1(x, w, b=None, **kw):
 
 
 CONV_GRAD = [S(((1, 2, 5, 4), F64), ((3, 2, 3, 2), F64), ((3,), F64), stride=(2, 1), padding=1),
-             S(((2, 4, 4, 5), F64), ((4, 2, 2, 2), F64), ((4,), F64), groups=2, dilation=(1, 2), padding=((1, 0), (0, 2)))]
+             S(((2, 4, 4, 5), F64), ((4, 2, 2, 2), F64), ((4,), F64), groups=2, dilation=(1, 2), padding=((1, 0), (0, 2))),
+             # stride 1 on images large enough for the full-width product (conv._conv_full_width)
+             S(((1, 1, 12, 12), F64), ((2, 1, 3, 3), F64), ((2,), F64), padding=1)]
+# stride-1 convolutions whose product runs over the padded width (conv._full_width_pays)
+CONV_FULL = [S(((2, 3, 20, 20), F32), ((4, 3, 3, 3), F32), ((4,), F32), padding=1),
+             S(((2, 3, 30, 29), F64), ((2, 3, 3, 3), F64)),                           # no padding
+             S(((1, 2, 24, 22), F32), ((3, 2, 3, 3), F32), dilation=2, padding=2),
+             S(((2, 2, 17, 16), F64), ((3, 2, 2, 3), F64), padding=((1, 0), (2, 0))),
+             S(((3, 20, 20), F32), ((2, 3, 3, 3), F32), padding="same")]              # unbatched
 OPS += [
     OpInfo("pad", lambda x, pad_width, mode="constant", value=0: gc.pad(x, pad_width, mode, value),
            np_pad,
@@ -411,7 +419,7 @@ OPS += [
             S(((1, 4, 6, 7), F32), ((4, 1, 3, 3), F32), groups=4, padding="same"),   # depthwise
             S(((2, 3, 7, 6), F64), ((2, 3, 2, 3), F64), dilation=2, padding="same"),
             S(((3, 5, 5), F32), ((2, 3, 3, 3), F32), stride=2, padding=((2, 0), (1, 1))),  # unbatched
-            S(((1, 1, 3, 3), I32), ((1, 1, 2, 2), I32))] + CONV_GRAD,
+            S(((1, 1, 3, 3), I32), ((1, 1, 2, 2), I32))] + CONV_GRAD + CONV_FULL,
            grad=(0, 1, 2), grad2=True, rtol=1e-5, atol=1e-5, grad_samples=CONV_GRAD),
     OpInfo("conv1d", _conv1, np_conv1d,
            [S(((2, 3, 9), F32), ((4, 3, 3), F32), ((4,), F32), stride=2, padding=1),

@@ -248,6 +248,11 @@ def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) ->
         if bias.shape != (o,):
             raise ShapeError(f"{op}: bias must have shape ({o},) for weight {w.shape}, got "
                              f"{bias.shape}")
+    if groups == 1 and stride == (1, 1) and _full_width_pays(n, (h, wd), pads, (kh, kw), dilation):
+        out = _conv_full_width(x, w, pads, dilation, (oh, ow))
+        if bias is not None:
+            out = out + reshape(bias, (o, 1, 1))
+        return reshape(out, out.shape[1:]) if unbatched else out
     xp = pad(x, ((0, 0), (0, 0)) + pads)
     k, g = kh * kw, groups
     # im2col with the batch among the columns: (C, KH, KW) rows (OIHW order)
@@ -260,6 +265,47 @@ def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) ->
     if bias is not None:
         out = out + reshape(bias, (o, 1, 1))
     return reshape(out, out.shape[1:]) if unbatched else out
+
+
+FULL_WIDTH_WASTE = 0.15     # the most of a full-width product's columns that may be unused
+
+
+def _full_width_pays(n, size, pads, kernel, dilation) -> bool:
+    """Whether a stride-1 convolution is computed over the padded width
+    (:func:`_conv_full_width`): its product has ``ncols`` columns, of which
+    ``n * oh * ow`` are outputs; the rest (the padded rows and columns) are
+    computed and dropped."""
+    hp, wp = size[0] + sum(pads[0]), size[1] + sum(pads[1])
+    span = [d * (k - 1) for k, d in zip(kernel, dilation)]
+    ncols = n * hp * wp - span[0] * wp - span[1]
+    used = n * (hp - span[0]) * (wp - span[1])
+    return ncols > 0 and 1 - used / ncols <= FULL_WIDTH_WASTE
+
+
+def _conv_full_width(x, w, pads, dilation, out):
+    """A stride-1 convolution as one GEMM that reads the padded input in
+    place: with the input padded and laid out (C, N, Hp, Wp) and flattened
+    per channel, output column ``j = n*Hp*Wp + oh*Wp + ow`` of tap (kh, kw)
+    is element ``j + kh*dh*Wp + kw*dw`` of the channel's row, so the im2col
+    matrix (rows (c, kh, kw), unit column stride) is two ``windows`` of that
+    row: a row-table view the GEMM packs from directly (``brows``), never
+    built. Columns past a row's ``ow`` or an image's ``oh`` are computed and
+    dropped (``FULL_WIDTH_WASTE``); the output is the (O, N, Hp, Wp) product
+    sliced to (N, O, OH, OW), a view its consumer reads."""
+    n, c = x.shape[:2]
+    o, _, kh, kw = w.shape
+    dh, dw = dilation
+    xt = pad(transpose(x, (1, 0, 2, 3)), ((0, 0), (0, 0)) + pads)     # (C, N, Hp, Wp)
+    hp, wp = xt.shape[2:]
+    length = n * hp * wp
+    v = windows(reshape(xt, (c, length)), (kh,), 1, (dh * wp,))
+    v = windows(v, (kw,), 1, (dw,))                                   # (C, KH, KW, ncols)
+    ncols = v.shape[-1]
+    full = matmul(reshape(w, (o, c * kh * kw)), reshape(v, (c * kh * kw, ncols)))
+    full = pad(full, ((0, 0), (0, length - ncols)))
+    y = getitem(reshape(full, (o, n, hp, wp)), (slice(None), slice(None), slice(0, out[0]),
+                                                slice(0, out[1])))
+    return transpose(y, (1, 0, 2, 3))
 
 
 def conv1d(x, w, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> Node:
