@@ -227,6 +227,7 @@ VIEW_CASES = {
     "broadcast_to": lambda x: gc.broadcast_to(x, (3, 2, 3, 4)),
     "slice": lambda x: x[1:, ::-2, 1:3],
     "concatenate": lambda x: gc.concatenate([x, x[:, :1]], axis=1),
+    "windows": lambda x: gc.windows(x, (2, 2), stride=(1, 2)),
 }
 
 

@@ -354,6 +354,7 @@ BASE.update({
     "slice": ((m,), {"starts": (0, 1), "stops": (3, 4), "steps": (1, 2)}),
     "unslice": ((g32,), {"shape": (3, 4), "starts": (0, 1), "stops": (3, 4), "steps": (1, 2)}),
     "concatenate": ((m, m), {"axis": 0}),
+    "windows": ((m,), {"kernel": (2, 2), "stride": (1, 1), "dilation": (1, 1)}),
     "reduce_sum": ((m,), {"axes": (0,), "keepdims": False}),
     "reduce_max": ((m,), {"axes": (0,), "keepdims": False}),
     "reduce_min": ((m,), {"axes": (0,), "keepdims": False}),
