@@ -353,3 +353,13 @@ def pow(s, a, b):  # noqa: A001
     unit = s.or_(unit, s.and_(s.eq(a, -one), s.eq(s.abs(b), s.const(np.inf, dt))))
     return s.select(unit, one, res)
 
+
+
+def sin(s, x):
+    """sin(x) (placeholder: LLVM's intrinsic, replaced below)."""
+    return s._intrinsic("llvm.sin", x)
+
+
+def cos(s, x):
+    """cos(x) (placeholder: LLVM's intrinsic, replaced below)."""
+    return s._intrinsic("llvm.cos", x)
