@@ -39,11 +39,13 @@ def clip(x, lo=None, hi=None) -> Node:
     if D.is_bool(x.dtype):
         raise DTypeError("clip: bool operand; cast it to a number first")
     for what, b in (("lower", lo), ("upper", hi)):
-        if b is not None and not isinstance(b, Node):
-            try:
-                promote("clip", x, b)
-            except (TypeError, DTypeError) as e:
-                raise DTypeError(f"clip: bad {what} bound: {e}") from None
+        if b is None:
+            continue
+        try:
+            b = promote("clip", x, b)[1]
+        except (TypeError, DTypeError) as e:
+            raise DTypeError(f"clip: bad {what} bound: {e}") from None
+        broadcast_shapes("clip", x.shape, b.shape)
     y = x
     if lo is not None:
         y = maximum(y, lo)       # a tie (x == lo) sends the gradient to x
@@ -58,6 +60,7 @@ def _logical(name, *xs) -> list[Node]:
         if not D.is_bool(n.dtype):
             raise DTypeError(f"{name}: needs bool operands, got {n.dtype} (compare, or cast "
                              f"with gc.cast(x, 'bool'), first)")
+    broadcast_shapes(name, *[n.shape for n in nodes])
     return nodes
 
 
