@@ -1,4 +1,4 @@
-"""Vectorizable math functions: exp, log, tanh, sigmoid and float32 pow.
+"""Vectorizable math functions: exp, log, tanh, sigmoid, float32 pow, sin and cos.
 
 A libm call (``expf``, ``tanh``…) inside a loop stops LLVM's loop vectorizer,
 and LLVM's ``llvm.exp.*`` intrinsics become exactly such calls. The functions
@@ -38,6 +38,10 @@ that also takes the rounding of the denominator into account
 (:func:`_div_corrected`). float32 pow is ``exp(b * log|a|)`` computed in float64 (the
 product needs more than float32's precision), plus C99's special cases;
 float64 pow stays ``llvm.pow`` (see :func:`has_pow`).
+
+sin and cos reduce by ``n * pi/2`` (Cody-Waite below ``2**28``, Payne-Hanek in
+64-bit integer lanes above) and evaluate fdlibm's kernels in float64; see the
+section "sin, cos" below and docs/ops.md.
 
 Accuracy (max error against the correctly rounded result, measured by
 ``tests/test_vecmath.py`` over random bit patterns, ranges and boundaries,
