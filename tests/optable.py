@@ -498,9 +498,9 @@ def _np_scan(a, b, axis, reverse=False):
     """h[j] = a[j] h[j-1] + b[j], by a Python loop over the axis."""
     shape = np.broadcast_shapes(a.shape, b.shape)
     a, b = np.moveaxis(np.broadcast_to(a, shape), axis, 0), np.moveaxis(np.broadcast_to(b, shape), axis, 0)
-    h, prev = np.zeros(b.shape, b.dtype), np.zeros(b.shape[1:], b.dtype)
+    h, prev = np.zeros(b.shape, b.dtype), None
     for j in (reversed(range(b.shape[0])) if reverse else range(b.shape[0])):
-        prev = h[j] = a[j] * prev + b[j]
+        prev = h[j] = b[j] if prev is None else a[j] * prev + b[j]      # h[0] = b[0]
     return np.moveaxis(h, 0, axis)
 
 

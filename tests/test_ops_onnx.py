@@ -167,6 +167,23 @@ def test_cumsum_is_onnx_cumsum(exclusive, reverse):
         np.testing.assert_array_equal(interp, want)
 
 
+def test_cumsum_keeps_a_leading_negative_zero_and_scan_ignores_a0():
+    """h[0] = b[0]: numpy's cumsum([-0.0]) is -0.0 (not 0 + -0.0), and a[0] (even
+    inf or NaN) never meets the zero before the first element."""
+    x = np.array([[-0.0, -0.0], [-0.0, 1.0]])
+    for axis, rev in [(0, False), (1, False), (1, True)]:
+        got, interp = _run(lambda v, axis=axis, rev=rev: gc.cumsum(v, axis, reverse=rev), x)
+        want = np.flip(np.cumsum(np.flip(x, axis) if rev else x, axis), axis) if rev else \
+            np.cumsum(x, axis)
+        _same(got, want)
+        _same(interp, want)
+    a = np.array([np.inf, 2.0, 0.5])
+    b = np.array([3.0, 1.0, -1.0])
+    got, interp = _run(lambda p, q: gc.scan(p, q, 0), a, b)
+    np.testing.assert_array_equal(got, [3.0, 7.0, 2.5])
+    np.testing.assert_array_equal(interp, [3.0, 7.0, 2.5])
+
+
 def test_cumsum_long_axis_is_linear():
     """n = 100000 along the axis: the values, the gradient (a reverse cumsum), and
     memory a few buffers of n elements (an n x n formulation would need 80 GB)."""

@@ -3,8 +3,9 @@ linear recurrence along one axis), ``cumsum`` built on it, and ``prod`` (the
 reduction ``reduce_prod``).
 
 ``scan(a, b, axis, reverse)`` computes ``h[j] = a[j] * h[j-1] + b[j]`` along
-``axis`` with ``h[-1] = 0`` (from the last element backwards when
-``reverse``); ``a`` and ``b`` broadcast to the output. It is a ``"kernel"`` op:
+``axis`` with ``h[-1] = 0``, that is ``h[0] = b[0]`` (so ``a[0]`` is unused and a
+-0.0 stays -0.0, as in numpy's cumsum), from the last element backwards when
+``reverse``; ``a`` and ``b`` broadcast to the output. It is a ``"kernel"`` op:
 one pass over the axis, the other axes innermost (contiguous, vectorizable),
 so it costs O(n) time and no memory beyond its output for any length. Its
 adjoint is a scan too, in the other direction, so gradients of any order stay
@@ -64,9 +65,8 @@ def _scan_ref(a, b, axis, reverse):
     else:
         a, b = np.moveaxis(a, axis, 0), np.moveaxis(b, axis, 0)
         h = np.empty(b.shape, b.dtype)
-        prev = np.zeros(b.shape[1:], b.dtype)
         for j in range(b.shape[0]):
-            prev = h[j] = a[j] * prev + b[j]
+            h[j] = a[j] * h[j - 1] + b[j] if j else b[0]
         h = np.moveaxis(h, 0, axis)
     return np.flip(h, axis) if reverse else h
 
@@ -79,7 +79,6 @@ def _scan_kernel(em, n):
     if n.size == 0:
         return
     s, ix, m = em.s, em.ix, shape[ax]
-    zero = s.const(0, n.dtype)
     with for_nest(em.b, shape[:ax], name="so") as outer:
         with for_range(em.b, m, name="sj") as j:
             p = ix.sub(m - 1, j) if rev else j
@@ -87,10 +86,11 @@ def _scan_kernel(em, n):
             first = ix.as_bool(ix.eq(j, 0))
             with for_nest(em.b, shape[ax + 1:], name="si") as inner:
                 idx, pidx = list(outer) + [p] + list(inner), list(outer) + [q] + list(inner)
-                prev = s.select(first, zero, em.load(n, pidx))    # (q is in bounds)
+                prev = em.load(n, pidx)          # (q is in bounds; unused at j = 0)
                 av = em.eval(a, broadcast_index(idx, shape, a.shape, ix))
                 bv = em.eval(b, broadcast_index(idx, shape, b.shape, ix))
-                em.store(n, idx, av * prev + bv)
+                # h[0] = b[0] itself: numpy's cumsum([-0.0]) is -0.0, not 0 + -0.0
+                em.store(n, idx, s.select(first, bv, av * prev + bv))
 
 
 def _along(x: Node, ax_out: int, out_ndim: int):
@@ -128,14 +128,14 @@ def _scan_vjp(n, g):
 
 
 register(OpDef("scan", "kernel", _scan_infer, _scan_ref, _scan_vjp, kernel=_scan_kernel,
-               doc="h[j] = a[j] * h[j-1] + b[j] along axis (h[-1] = 0; from the end if "
+               doc="h[j] = a[j] * h[j-1] + b[j] along axis (h[0] = b[0]; from the end if "
                    "reverse): cumsum, cumulative products; one linear pass",
                nin=2, attrs=("axis", "reverse"), check_attrs=_scan_attrs))
 
 
 def scan(a, b, axis: int, reverse: bool = False) -> Node:
     """The linear recurrence ``h[j] = a[j] * h[j-1] + b[j]`` along ``axis``
-    (``h[-1] = 0``; ``reverse``: ``h[j] = a[j] * h[j+1] + b[j]`` from the last
+    (``h[0] = b[0]``; ``reverse``: ``h[j] = a[j] * h[j+1] + b[j]`` from the last
     element). ``a`` and ``b`` broadcast to the result."""
     from .elementwise import promote
     a, b = promote("scan", a, b)
