@@ -42,6 +42,7 @@ def math_cases(add, ph, junk, x, v, i, e0, B):
     add("cumsum", "axis of a 0-d value", lambda: gc.cumsum(s0, 0), S)
     add("cumsum", "exclusive 'yes'", lambda: gc.cumsum(x, 0, exclusive="yes"), (TypeError, ValueError))
     add("cumsum", "reverse None", lambda: gc.cumsum(x, 0, reverse=None), (TypeError, ValueError))
+    add("cumsum", "exclusive 2", lambda: gc.cumsum(x, 0, exclusive=2), (TypeError, ValueError))
     add("cumsum", "dtype bool", lambda: gc.cumsum(x, 0, dtype="bool"), D)
     add("cumsum", "dtype complex64", lambda: gc.cumsum(x, 0, dtype="complex64"), D)
     for ax in [2, -3, 7, (0, 0), (0, 5), 1.0, "a", True, [0.5], (None,)]:

@@ -148,16 +148,23 @@ def scan(a, b, axis: int, reverse: bool = False) -> Node:
 
 # --------------------------------------------------------------------- cumsum
 
+def _flag(name, v) -> bool:
+    """A bool, or ONNX's int 0 / 1."""
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v in (0, 1):
+        return bool(v)
+    return A.boolean("cumsum", name, v)
+
+
 def cumsum(x, axis=None, exclusive: bool = False, reverse: bool = False, dtype=None) -> Node:
     """Cumulative sum along ``axis`` (None: of the flattened array), ONNX
     ``CumSum``'s options: ``exclusive`` leaves each element out of its own sum
-    (the first is 0), ``reverse`` sums from the end. dtypes as numpy's
+    (the first is 0), ``reverse`` sums from the end (each a bool, or ONNX's
+    int 0 or 1). dtypes as numpy's
     ``cumsum``: bool and int32 sum to int64 unless ``dtype`` says otherwise."""
     from .elementwise import cast
     from .movement import reshape
     x = as_node(x, opname="cumsum")
-    exclusive = A.boolean("cumsum", "exclusive", exclusive)
-    reverse = A.boolean("cumsum", "reverse", reverse)
+    exclusive, reverse = _flag("exclusive", exclusive), _flag("reverse", reverse)
     if dtype is not None:
         x = cast(x, A.dtype("cumsum", "dtype", dtype))
         if D.is_bool(x.dtype):
