@@ -440,6 +440,21 @@ def _table_load(s, k):
     return s.b.load(p, typ=ir.IntType(64), align=8)
 
 
+# A table of at most this many words is read by a chain of selects instead of a
+# load at a computed index (a gather, or one scalar load per lane where gathers
+# are slow): float32's windows need words 0..5 only.
+_SELECT_WORDS = 8
+
+
+def _table_select(s, w, j, last):
+    """Word ``w + j`` of the 2/pi table, ``w + j <= last``, by selects."""
+    b = s.b
+    v = _i64(s, _TABLE[j])
+    for k in range(j + 1, last + 1):
+        v = b.select(b.icmp_unsigned("==", w, _i64(s, k - j)), _i64(s, _TABLE[k]), v)
+    return v
+
+
 def _mul_wide(s, a, v):
     """(hi, lo) of the 128-bit product of the i64 values ``a`` (< 2**53) and ``v``."""
     b = s.b
@@ -467,13 +482,20 @@ def _payne_hanek(s, ax, C):
     e = b.lshr(bits, _i64(s, C.mant))                         # biased exponent
     # window start: bit k0 = E - 1 of 2/pi (E = e - bias - mant), at table bit t0
     t0 = b.add(e, _i64(s, 64 * _TABLE_ZERO_WORDS - 2 - C.bias - C.mant))
-    top = 64 * (len(_TABLE) - words - 1)
+    # the largest window start: from the largest finite exponent (inf/NaN lanes are
+    # clamped to it; their result is replaced by NaN)
+    top = (2 * C.bias) + 64 * _TABLE_ZERO_WORDS - 2 - C.bias - C.mant
     t0 = b.select(b.icmp_signed("<", t0, _i64(s, 0)), _i64(s, 0), t0)
     t0 = b.select(b.icmp_signed(">", t0, _i64(s, top)), _i64(s, top), t0)
     w, o = b.lshr(t0, _i64(s, 6)), b.and_(t0, _i64(s, 63))
     fshl = s.module.globals.get("llvm.fshl.i64") or ir.Function(
         s.module, ir.FunctionType(i64, [i64] * 3), "llvm.fshl.i64")
-    raw = [_table_load(s, b.add(w, _i64(s, j))) for j in range(words + 1)]
+    last = (top >> 6) + words                  # the last table word a window reads
+    assert last < len(_TABLE)
+    if last < _SELECT_WORDS:                   # float32: a few words, picked by selects
+        raw = [_table_select(s, w, j, last) for j in range(words + 1)]
+    else:
+        raw = [_table_load(s, b.add(w, _i64(s, j))) for j in range(words + 1)]
     win = [b.call(fshl, [raw[j], raw[j + 1], o]) for j in range(words)]     # top word first
     # the low 64*words bits of m * window, least significant word first
     p, carry = [], _i64(s, 0)
