@@ -334,7 +334,7 @@ cv = ident(x)
 
 BASE = {}
 for op in ["neg", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "stop_gradient",
-           "erf", "log1p"]:
+           "erf", "log1p", "sin", "cos", "floor", "ceil", "round", "sign"]:
     BASE[op] = ((x,), {})
 for op in ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "greater", "less",
            "greater_equal", "less_equal", "equal", "not_equal", "floor_divide", "mod"]:
@@ -358,6 +358,8 @@ BASE.update({
     "reduce_sum": ((m,), {"axes": (0,), "keepdims": False}),
     "reduce_max": ((m,), {"axes": (0,), "keepdims": False}),
     "reduce_min": ((m,), {"axes": (0,), "keepdims": False}),
+    "reduce_prod": ((m,), {"axes": (0,), "keepdims": False}),
+    "scan": ((x, x), {"axis": 0, "reverse": False}),
     "one_hot": ((lab,), {"depth": 4}),
     "random_uniform": ((ctr,), {"shape": (3, 4), "dtype": np.dtype("float32"), "seed": 5}),
     "custom_vjp": (cv.inputs, dict(cv.attrs)),
