@@ -14,8 +14,9 @@ Run: python benchmarks/conv_bench.py [--threads 1 2] [--rounds 7]
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -84,24 +85,32 @@ def peak_gflops(threads: int) -> tuple[float, str]:
     return per_core * threads, f"measured FMA loop, {per_core:.0f} per core x {threads}"
 
 
-def _torch():
-    try:
-        import torch
-        return torch
-    except ImportError:
-        return None
+_PEERS = None
 
 
-def _jax():
-    try:
-        import jax
-        return jax
-    except ImportError:
-        return None
+def _peers(threads: int):
+    """The bench harness's peers (graphc.bench.peers): PyTorch and JAX
+    imported lazily with their thread counts set to ``threads`` (JAX's only
+    before its import: one thread count per process, see main)."""
+    global _PEERS
+    if _PEERS is None:
+        from graphc.bench.peers import Peers, Threads
+        th = Threads(threads)
+        th.apply_global()
+        _PEERS = Peers(th)
+    return _PEERS
+
+
+def _torch(threads: int):
+    return _peers(threads).torch()
+
+
+def _jax(threads: int):
+    return _peers(threads).jax()
 
 
 def conv_rows(threads: int, rounds: int):
-    torch, jax = _torch(), _jax()
+    torch, jax = _torch(threads), _jax(threads)
     rng = np.random.default_rng(0)
     peak, how = peak_gflops(threads)
     print(f"\nResNet-style 3x3 convolutions, forward, float32, {threads} thread(s); "
@@ -118,7 +127,6 @@ def conv_rows(threads: int, rounds: int):
         fns = {"graphc": lambda f=f, x=x: f(x)}
         want = None
         if torch is not None:
-            torch.set_num_threads(threads)
             tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
 
             def tconv(tx=tx, tw=tw, tb=tb):
@@ -144,7 +152,7 @@ def conv_rows(threads: int, rounds: int):
 def lenet_rows(threads: int, rounds: int):
     from graphc import nn, optim
     from graphc.demo_cnn import DEFAULT_BATCH, build_model, digits
-    torch = _torch()
+    torch = _torch(threads)
     bs = DEFAULT_BATCH
     x_tr, y_tr, _, _ = digits()
     xb, yb = np.ascontiguousarray(x_tr[:bs]), np.ascontiguousarray(y_tr[:bs])
@@ -157,7 +165,6 @@ def lenet_rows(threads: int, rounds: int):
                       threads=threads)
     fns = {"graphc": lambda: step(x=xb, y=yb)}
     if torch is not None:
-        torch.set_num_threads(threads)
         T = torch.nn
         tm = T.Sequential(T.Conv2d(1, 16, 3, padding=1), T.BatchNorm2d(16), T.ReLU(), T.MaxPool2d(2),
                           T.Conv2d(16, 32, 3, padding=1), T.BatchNorm2d(32), T.ReLU(), T.MaxPool2d(2),
@@ -183,12 +190,16 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--only", choices=["conv", "lenet"], default=None)
     args = ap.parse_args(argv)
-    os.environ.setdefault("XLA_FLAGS", "")
-    for th in args.threads:
-        if args.only in (None, "conv"):
-            conv_rows(th, args.rounds)
-        if args.only in (None, "lenet"):
-            lenet_rows(th, args.rounds)
+    if len(args.threads) > 1:       # one process per thread count (JAX sets its pool once)
+        for th in args.threads:
+            cmd = [sys.executable, __file__, "--threads", str(th), "--rounds", str(args.rounds)]
+            subprocess.run(cmd + (["--only", args.only] if args.only else []), check=True)
+        return
+    th = args.threads[0]
+    if args.only in (None, "conv"):
+        conv_rows(th, args.rounds)
+    if args.only in (None, "lenet"):
+        lenet_rows(th, args.rounds)
 
 
 if __name__ == "__main__":

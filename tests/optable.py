@@ -394,7 +394,7 @@ CONV_GRAD = [S(((1, 2, 5, 4), F64), ((3, 2, 3, 2), F64), ((3,), F64), stride=(2,
              S(((2, 4, 4, 5), F64), ((4, 2, 2, 2), F64), ((4,), F64), groups=2, dilation=(1, 2), padding=((1, 0), (0, 2))),
              # stride 1 on images large enough for the full-width product (conv._conv_full_width)
              S(((1, 1, 12, 12), F64), ((2, 1, 3, 3), F64), ((2,), F64), padding=1)]
-# stride-1 convolutions whose product runs over the padded width (conv._full_width_pays)
+# stride-1 convolutions whose product runs over the padded width (conv._full_width_layout)
 CONV_FULL = [S(((2, 3, 20, 20), F32), ((4, 3, 3, 3), F32), ((4,), F32), padding=1),
              S(((2, 3, 30, 29), F64), ((2, 3, 3, 3), F64)),                           # no padding
              S(((1, 2, 24, 22), F32), ((3, 2, 3, 3), F32), dilation=2, padding=2),

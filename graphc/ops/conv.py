@@ -248,8 +248,10 @@ def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) ->
         if bias.shape != (o,):
             raise ShapeError(f"{op}: bias must have shape ({o},) for weight {w.shape}, got "
                              f"{bias.shape}")
-    if groups == 1 and stride == (1, 1) and _full_width_pays(n, (h, wd), pads, (kh, kw), dilation):
-        out = _conv_full_width(x, w, pads, dilation, (oh, ow))
+    layout = _full_width_layout(n, (h, wd), pads, (kh, kw), dilation, (oh, ow)) \
+        if groups == 1 and stride == (1, 1) else None
+    if layout is not None:
+        out = _conv_full_width(x, w, layout, dilation, (oh, ow))
         if bias is not None:
             out = out + reshape(bias, (o, 1, 1))
         return reshape(out, out.shape[1:]) if unbatched else out
@@ -270,41 +272,56 @@ def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) ->
 FULL_WIDTH_WASTE = 0.15     # the most of a full-width product's columns that may be unused
 
 
-def _full_width_pays(n, size, pads, kernel, dilation) -> bool:
-    """Whether a stride-1 convolution is computed over the padded width
-    (:func:`_conv_full_width`): its product has ``ncols`` columns, of which
-    ``n * oh * ow`` are outputs; the rest (the padded rows and columns) are
-    computed and dropped."""
-    hp, wp = size[0] + sum(pads[0]), size[1] + sum(pads[1])
-    span = [d * (k - 1) for k, d in zip(kernel, dilation)]
-    ncols = n * hp * wp - span[0] * wp - span[1]
-    used = n * (hp - span[0]) * (wp - span[1])
-    return ncols > 0 and 1 - used / ncols <= FULL_WIDTH_WASTE
+def _full_width_layout(n, size, pads, kernel, dilation, out):
+    """The row layout of :func:`_conv_full_width`, or None where it does not
+    apply: ``(g, q, prefix, tail, ncols)``. Each image is followed by ``g``
+    zero rows and each row by ``q`` zero columns (pitch ``P = W + q``), with
+    ``prefix`` zeros in front: the zeros after one row (image) are the
+    padding before the next, so a 3x3 convolution with padding 1 on 28x28
+    wastes 1/29 of each axis, not 2/30. ``ncols`` product columns, of which
+    ``n * oh * ow`` are outputs; ``tail`` zeros end the row."""
+    (h, wd), ((pt, pb), (pl, pr)) = size, pads
+    span_h, span_w = [d * (k - 1) for k, d in zip(kernel, dilation)]
+    g, q = max(pt, pb), max(pl, pr)
+    if min(pt, pb) > span_h or min(pl, pr) > span_w:
+        return None                  # (outputs past a whole image of padding)
+    pitch = wd + q
+    prefix = pt * pitch + pl
+    used_len = prefix + n * (h + g) * pitch
+    last = ((n - 1) * (h + g) + out[0] - 1) * pitch + out[1]      # columns needed
+    tail = max(0, last + span_h * pitch + span_w - used_len)
+    ncols = used_len + tail - span_h * pitch - span_w
+    if ncols < last or 1 - n * out[0] * out[1] / ncols > FULL_WIDTH_WASTE:
+        return None
+    return g, q, prefix, tail, ncols
 
 
-def _conv_full_width(x, w, pads, dilation, out):
+def _conv_full_width(x, w, layout, dilation, out):
     """A stride-1 convolution as one GEMM that reads the padded input in
-    place: with the input padded and laid out (C, N, Hp, Wp) and flattened
-    per channel, output column ``j = n*Hp*Wp + oh*Wp + ow`` of tap (kh, kw)
-    is element ``j + kh*dh*Wp + kw*dw`` of the channel's row, so the im2col
+    place. The input is laid out (C, N, H + g, W + q) — each image and row
+    followed by zeros, which are also the padding before the next — and
+    flattened per channel behind ``prefix`` zeros (:func:`_full_width_layout`).
+    Output column ``j = (n*(H+g) + oh)*P + ow`` of tap (kh, kw) is then
+    element ``j + kh*dh*P + kw*dw`` of the channel's row, so the im2col
     matrix (rows (c, kh, kw), unit column stride) is two ``windows`` of that
     row: a row-table view the GEMM packs from directly (``brows``), never
     built. Columns past a row's ``ow`` or an image's ``oh`` are computed and
-    dropped (``FULL_WIDTH_WASTE``); the output is the (O, N, Hp, Wp) product
-    sliced to (N, O, OH, OW), a view its consumer reads."""
-    n, c = x.shape[:2]
+    dropped; the output is the product sliced to (N, O, OH, OW), a view its
+    consumer reads."""
+    g, q, prefix, tail, ncols = layout
+    n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
     dh, dw = dilation
-    xt = pad(transpose(x, (1, 0, 2, 3)), ((0, 0), (0, 0)) + pads)     # (C, N, Hp, Wp)
-    hp, wp = xt.shape[2:]
-    length = n * hp * wp
-    v = windows(reshape(xt, (c, length)), (kh,), 1, (dh * wp,))
-    v = windows(v, (kw,), 1, (dw,))                                   # (C, KH, KW, ncols)
-    ncols = v.shape[-1]
+    xt = pad(transpose(x, (1, 0, 2, 3)), ((0, 0), (0, 0), (0, g), (0, q)))  # (C, N, H+g, P)
+    pitch = wd + q
+    row = pad(reshape(xt, (c, n * (h + g) * pitch)), ((0, 0), (prefix, tail)))
+    v = windows(windows(row, (kh,), 1, (dh * pitch,)), (kw,), 1, (dw,))   # (C, KH, KW, ncols)
     full = matmul(reshape(w, (o, c * kh * kw)), reshape(v, (c * kh * kw, ncols)))
-    full = pad(full, ((0, 0), (0, length - ncols)))
-    y = getitem(reshape(full, (o, n, hp, wp)), (slice(None), slice(None), slice(0, out[0]),
-                                                slice(0, out[1])))
+    size = n * (h + g) * pitch
+    full = pad(full, ((0, 0), (0, size - ncols))) if ncols < size else \
+        getitem(full, (slice(None), slice(0, size)))
+    y = getitem(reshape(full, (o, n, h + g, pitch)), (slice(None), slice(None), slice(0, out[0]),
+                                                      slice(0, out[1])))
     return transpose(y, (1, 0, 2, 3))
 
 
