@@ -177,17 +177,20 @@ def bench_crossover(dtype, repeats):
               (48, 48, 48), (64, 64, 16), (64, 64, 32), (64, 64, 64), (8, 128, 128),
               (512, 512, 8), (512, 512, 16), (512, 512, 32), (1024, 1024, 10),
               (128, 128, 128)]
+    # B transposed (stored N x K: a convolution's weight gradient, g @ cols.T)
+    shapes += [(m, k, n, "T") for m, k, n in ((16, 4096, 9), (32, 1024, 144), (16, 512, 8),
+                                              (64, 256, 4), (8, 2048, 25))]
     print(f"{'M x K @ K x N':>22} {'loop us':>9} {'gemm us':>9} {'loop/gemm':>9}  chosen")
     saved = MM.GEMM_MIN_MACS, MM.GEMM_MIN_M, MM.GEMM_MIN_N
-    for m, k, n in shapes:
+    for m, k, n, *bt in shapes:
         a = np.random.rand(m, k).astype(dtype)
-        w = np.random.rand(k, n).astype(dtype)
+        w = np.random.rand(n if bt else k, k if bt else n).astype(dtype)
         runs = []
         for force in (False, True):
             MM.GEMM_MIN_MACS, MM.GEMM_MIN_M, MM.GEMM_MIN_N = (0, 0, 0) if force else (1 << 62,) * 3
             x_ = gc.placeholder(a.shape, dtype, name="x")
             w_ = gc.placeholder(w.shape, dtype, name="w")
-            f = gc.compile(x_ @ w_, inputs=[x_, w_])
+            f = gc.compile(x_ @ (gc.transpose(w_) if bt else w_), inputs=[x_, w_], cache=False)
             out = np.empty((m, n), dtype)
             nat = f._native
             ptrs = nat.ptr_type(a.ctypes.data, w.ctypes.data, out.ctypes.data, nat.arena().ctypes.data)
@@ -208,10 +211,13 @@ def bench_crossover(dtype, repeats):
                 acc.append((time.perf_counter() - t) / inner)
         # a low percentile: the least disturbed runs on a shared machine
         l_, g_ = np.percentile(tl, 10), np.percentile(tg, 10)
-        plan = MM.plan_matmul(gc.placeholder((m, k), dtype) @ gc.placeholder((k, n), dtype),
-                             set(), lambda v: True)
-        print(f"{m:6d}x{k:5d} @ {k:5d}x{n:5d} {l_ * 1e6:9.2f} {g_ * 1e6:9.2f} {l_ / g_:9.2f}  "
-              f"{'gemm' if plan else 'loop'}")
+        wt = gc.placeholder((n, k), dtype)
+        mm = gc.placeholder((m, k), dtype) @ (gc.transpose(wt) if bt else
+                                              gc.placeholder((k, n), dtype))
+        plan = MM.plan_matmul(mm, {mm.inputs[1].id} if bt else set(),
+                              lambda v: v.op == "placeholder")
+        print(f"{m:6d}x{k:5d} @ {k:5d}x{n:5d}{'T' if bt else ' '}{l_ * 1e6:9.2f} {g_ * 1e6:9.2f} "
+              f"{l_ / g_:9.2f}  {'gemm' if plan else 'loop'}")
 
 
 def bench_split(n, dtype, repeats):

@@ -4,7 +4,9 @@ side in one process, medians of interleaved rounds:
 - fusion: the same graphs at opt_level 1 (one kernel per op) and 3;
 - thin calls: the native builtin call path vs the ctypes pointer-array path;
 - direct parameter updates: an Adam step with and without writing new values
-  straight into the parameters.
+  straight into the parameters;
+- coalesced loops: 4-d elementwise kernels with their trailing axes run as one
+  loop, and as the plain loop nest.
 
 Run: python benchmarks/techniques_bench.py [--threads N]
 """
@@ -107,6 +109,28 @@ def main(argv=None):
     t = timed({k: (lambda f=f: f(**fd)) for k, f in steps.items()})
     print(f"  written in place {fmt(t['direct'])}   via temporaries and copies {fmt(t['copy'])}   "
           f"{t['copy'] / t['direct']:.2f}x")
+
+    # coalesced loops
+    print("\ncoalesced loops (elementwise kernels on NCHW activations, 64x32x4x4)")
+    from graphc.backend.llvm import stages
+    a = gc.placeholder((64, 32, 4, 4), "float32", name="a")
+    c = gc.placeholder((1, 32, 1, 1), "float32", name="c")
+    A = rng.standard_normal((64, 32, 4, 4)).astype(np.float32)
+    C = rng.standard_normal((1, 32, 1, 1)).astype(np.float32)
+    for name, o in (("a + a * 2", a + a * 2.0), ("a * c (per channel)", a * c)):
+        fs = {}
+        for mode in ("one loop", "nest"):
+            orig = stages.LoopStages._coalesced
+            if mode == "nest":
+                stages.LoopStages._coalesced = lambda self, dims, outs: 0
+            try:
+                fs[mode] = gc.compile(o, threads=T, cache=False)
+            finally:
+                stages.LoopStages._coalesced = orig
+        fd = {"a": A, "c": C} if "c" in [p.name for p in fs["nest"].graph.placeholders] else {"a": A}
+        t = timed({k: (lambda f=f: f(**fd)) for k, f in fs.items()})
+        print(f"  {name:<22} one loop {fmt(t['one loop'])}   nest {fmt(t['nest'])}   "
+              f"{t['nest'] / t['one loop']:.2f}x")
 
 
 if __name__ == "__main__":

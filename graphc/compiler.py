@@ -159,6 +159,7 @@ class CompiledFunction:
         self._plan_args = None       # set on a cache hit: the plan is rebuilt on request
         self.cache_hit = False       # False, "memory" or "disk"
         self.threads = 1
+        self._options = (3, None, False)     # opt_level, passes, fast_math (see compile)
         self._out_specs = [(o.shape, o.dtype) for o in graph.outputs]
         self._miss_reason = ""       # a string, or a cache.MissExplainer (asked lazily)
 
@@ -263,6 +264,29 @@ class CompiledFunction:
                     self._kernel_of.setdefault(o.id, i)
         return self._kernel_of.get(self.current(n).id)
 
+    def profile(self, *args, repeat: int = 20, **kwargs):
+        """Time every kernel: compile the graph again with a cycle counter
+        around each kernel call (one thread), call it ``repeat`` times with
+        these arguments (a step with ``updates`` updates its parameters each
+        time, as a call does) and return a :class:`graphc.profile.Profile`,
+        whose text is a table of the kernels, slowest first."""
+        from .profile import run_profile
+        if self.backend != "llvm":
+            raise ValueError(f"profile: needs a function compiled with backend='llvm', this "
+                             f"one uses {self.backend!r}")
+        if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
+            raise ValueError(f"profile: repeat must be a positive int, got {repeat!r}")
+        if getattr(self, "_profiled", None) is None:
+            opt_level, passes, fast_math = self._options
+            pf = CompiledFunction(self.source_graph, self._single, self._positional, "llvm")
+            pf.opt_level = opt_level
+            art = _build_native(pf, self.source_graph, opt_level, passes, fast_math, 1,
+                                "profile", profile=True)
+            _bind_native(pf, self.source_graph, art)
+            pf._profile_offset = art.extra["profile"]
+            self._profiled = pf
+        return run_profile(self._profiled, args, kwargs, repeat)
+
     def dump(self, directory: str) -> str:
         """Write passes, DOT, LLVM IR and assembly to ``directory``."""
         from .report import dump
@@ -295,7 +319,7 @@ def used_components(module) -> list:
 
 
 def _plan(f: CompiledFunction, graph: Graph, opt_level: int, passes, fast_math: bool,
-          threads: int = 1):
+          threads: int = 1, profile: bool = False):
     """Run the pass pipeline, complete and verify the plan, and emit the
     LLVM module (not compiled)."""
     from .backend.llvm.emit import ModuleEmitter
@@ -310,7 +334,7 @@ def _plan(f: CompiledFunction, graph: Graph, opt_level: int, passes, fast_math: 
     f._node_map = ctx.node_map
     f._schedule = build_plan(f._graph, f._kernels, f._memory, threads)
     verify_plan(f._schedule)
-    me = ModuleEmitter(f._schedule)
+    me = ModuleEmitter(f._schedule, profile=profile)
     f._llvm_ir = str(me.emit())
     f._runtime = used_components(me.module)
     return me
@@ -320,8 +344,6 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
                     use_cache: bool = True, threads: int = 1):
     """Compile through the cache: memory, then disk, then passes + LLVM."""
     from . import cache
-    from .backend.llvm import parallel
-    from .backend.llvm.emit import ENTRY
     names = None if passes is None else [p if isinstance(p, str) else
                                          f"{type(p).__module__}.{type(p).__qualname__}"
                                          for p in passes]
@@ -346,28 +368,46 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
             cache.disk_drop(key, f"its code could not be loaded: {type(e).__name__}: {e}")
     if art is None:
         f._miss_reason = cache.MissExplainer(comps) if use_cache else "cache=False"
-        parallel.prestart(len(graph.nodes))     # a worker for LLVM, starting while we plan
-        t1 = time.perf_counter()
-        me = _plan(f, graph, opt_level, passes, fast_math, threads)
-        jit = parallel.compile_module(f._llvm_ir, ENTRY, opt=opt_level)
-        slots, arrays = cache.slots_for(graph, me.plan.layout)
-        extra = {"opt": opt_level, "rt": f._runtime}
-        if _calls_back(me.module):
-            extra["host"] = True     # runs Python while it runs: may be re-entered
-        art = cache.Artifact(jit, slots, arrays, len(graph.outputs), me.plan.arena_size,
-                             me.errors, key, extra)
-        f.llvm_seconds = time.perf_counter() - t1
+        art = _build_native(f, graph, opt_level, passes, fast_math, threads, key)
         if use_cache:
             cache.memory_put(key, art, comps)
             if portable:
                 cache.disk_put(key, comps, art)
     else:
         f._plan_args = (graph, opt_level, passes, fast_math, threads)
+    _bind_native(f, graph, art)
+    if f._positional:
+        f._fast = fast_call(f._native, graph, f._out_specs, f._single)
+
+
+def _build_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, fast_math,
+                  threads: int, key: str, profile: bool = False):
+    """Plan ``graph`` into ``f`` and compile it to native code: a cache Artifact."""
+    from . import cache
+    from .backend.llvm import parallel
+    from .backend.llvm.emit import ENTRY
+    parallel.prestart(len(graph.nodes))     # a worker for LLVM, starting while we plan
+    t1 = time.perf_counter()
+    me = _plan(f, graph, opt_level, passes, fast_math, threads, profile)
+    jit = parallel.compile_module(f._llvm_ir, ENTRY, opt=opt_level)
+    slots, arrays = cache.slots_for(graph, me.plan.layout)
+    extra = {"opt": opt_level, "rt": f._runtime}
+    if _calls_back(me.module):
+        extra["host"] = True     # runs Python while it runs: may be re-entered
+    if profile:
+        extra["profile"] = me.profile_offset
+    art = cache.Artifact(jit, slots, arrays, len(graph.outputs), me.arena_size, me.errors, key,
+                         extra)
+    f.llvm_seconds = time.perf_counter() - t1
+    return art
+
+
+def _bind_native(f: CompiledFunction, graph: Graph, art) -> None:
+    """Make ``f`` call the artifact's code on its graph's arrays."""
+    from . import cache
     f._jit = art.jit
     call = HostedCall if art.extra.get("host") else NativeCall
     f._native = call(art.jit, cache.BoundLayout(art, graph), art.arena_size, art.errors)
-    if f._positional:
-        f._fast = fast_call(f._native, graph, f._out_specs, f._single)
 
 
 def _calls_back(module) -> bool:
@@ -431,6 +471,7 @@ def compile(outputs, inputs=None, *, backend: str = "llvm",  # noqa: A001
         graph = Graph(outs, graph.placeholders, graph.updates)   # fix the interface
     f = CompiledFunction(graph, single, inputs is not None, backend)
     f.opt_level = opt_level
+    f._options = (opt_level, passes, fast_math)
     if backend == "llvm":
         _compile_native(f, graph, opt_level, passes, fast_math, use_cache=cache, threads=threads)
         f.threads = threads

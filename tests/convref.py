@@ -161,3 +161,18 @@ def np_flatten(x, start_dim=1, end_dim=-1):
     s, e = start_dim % x.ndim, end_dim % x.ndim
     return x.reshape(x.shape[:s] + (-1,) + x.shape[e + 1:]) if x.size else \
         x.reshape(x.shape[:s] + (int(np.prod(x.shape[s:e + 1])),) + x.shape[e + 1:])
+
+
+def np_windows(x, kernel, stride=1, dilation=1):
+    """gc.windows' oracle from numpy's sliding_window_view: (..., K.., O..)."""
+    k = len(kernel)
+    stride = (stride,) * k if np.isscalar(stride) else tuple(stride)
+    dilation = (dilation,) * k if np.isscalar(dilation) else tuple(dilation)
+    spans = tuple(d * (kk - 1) + 1 for kk, d in zip(kernel, dilation))
+    axes = tuple(range(x.ndim - k, x.ndim))
+    v = np.lib.stride_tricks.sliding_window_view(x, spans, axis=axes)   # (..., P.., span..)
+    v = v[(Ellipsis,) + tuple(slice(None, None, s) for s in stride)
+          + tuple(slice(None, None, d) for d in dilation)]
+    lead = x.ndim - k
+    order = tuple(range(lead)) + tuple(range(lead + k, lead + 2 * k)) + tuple(range(lead, lead + k))
+    return np.ascontiguousarray(v.transpose(order))

@@ -209,12 +209,13 @@ class Gen(ElementwiseOps, ShapeOps, NNOps, ConvOps):
                  ("getitem", 2), ("concatenate", 1), ("softmax", 1), ("cross_entropy", 1),
                  ("one_hot", 1), ("special", 1), ("take", 1), ("scatter_add", 1), ("random", 1),
                  ("bitwise", 1), ("intdiv", 1), ("pad", 1), ("flatten", 1), ("argmax", 1),
-                 ("pool", 1), ("conv", 1))
+                 ("pool", 1), ("conv", 1), ("windows", 1))
     GRAD_OPS = (("binary", 4), ("unary_float", 4), ("unary_numeric", 2), ("where", 1),
                 ("reduce", 2), ("matmul", 1), ("reshape", 1), ("transpose", 1), ("squeeze", 1),
                 ("broadcast", 1), ("unbroadcast", 1), ("getitem", 1), ("concatenate", 1),
                 ("softmax", 1), ("cross_entropy", 1), ("cast", 1), ("special", 1), ("take", 1),
-                ("scatter_add", 1), ("pad", 1), ("flatten", 1), ("pool", 1), ("conv", 1))
+                ("scatter_add", 1), ("pad", 1), ("flatten", 1), ("pool", 1), ("conv", 1),
+                ("windows", 1))
 
     def step(self) -> Val:
         ops = [n for n, w in (self.VALUE_OPS if self.mode == "value" else self.GRAD_OPS)

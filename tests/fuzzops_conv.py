@@ -1,6 +1,6 @@
 """Convolutional-network ops of the fuzz generator (a mixin of fuzzgen.Gen):
-pad, flatten, argmax/argmin, max/avg/adaptive/global pooling, conv2d and
-conv1d, mirrored by the numpy references of tests/convref.py. Selections
+pad, flatten, windows, argmax/argmin, max/avg/adaptive/global pooling, conv2d
+and conv1d, mirrored by the numpy references of tests/convref.py. Selections
 (pad, flatten, max pooling) carry their inputs' errors; sums (convolutions,
 average pooling) get matmul's bound: the propagated input errors plus
 (terms + 2) ulps of the sum of magnitudes.
@@ -8,7 +8,7 @@ average pooling) get matmul's bound: the propagated input errors plus
 from __future__ import annotations
 
 import numpy as np
-from convref import np_adaptive_avg_pool2d, np_avg_pool2d, np_conv2d, np_flatten, np_pad
+from convref import np_adaptive_avg_pool2d, np_avg_pool2d, np_conv2d, np_flatten, np_pad, np_windows
 from fuzzcase import F32, F64, MAX_SIZE, B, _bcast, _finish, is_float, size_of, unit
 
 import graphc as gc
@@ -75,6 +75,23 @@ class ConvOps:
         out = np_flatten(a.val, s, e)
         err = np_flatten(np.array(_bcast(a.err, a.shape)), s, e)
         return self.add(gc.flatten(a.node, s, e), out, err, f"gc.flatten({a.name}, {s}, {e})", [a])
+
+    def op_windows(self):
+        a = self.pick(lambda v: len(v.shape) >= 1 and 0 not in v.shape, make=None)
+        if a is None:
+            return None
+        nd = len(a.shape)
+        ns = self.integer(1, min(nd, 3))
+        spatial = a.shape[nd - ns:]
+        dil = tuple(self.integer(1, 2) for _ in spatial)
+        kern = tuple(self.integer(1, max(1, (s - 1) // d + 1)) for s, d in zip(spatial, dil))
+        stride = tuple(self.integer(1, 3) for _ in spatial)
+        out = np_windows(a.val, kern, stride, dil)
+        if out.size > MAX_SIZE:
+            return None
+        err = np_windows(np.array(_bcast(a.err, a.shape)), kern, stride, dil)
+        src = f"gc.windows({a.name}, {kern}, {stride}, {dil})"
+        return self.add(gc.windows(a.node, kern, stride, dil), out, err, src, [a])
 
     def op_argmax(self):
         # an inexact value's argmax is not determined: exact values only

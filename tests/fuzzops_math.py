@@ -290,10 +290,20 @@ class ElementwiseOps:
 
     # -- ops that newer graphc versions add (used when present) ---------------
     def op_special(self):
-        names = [n for n in ("erf", "log1p") if hasattr(gc, n)]
+        names = [n for n in ("erf", "log1p", "sin", "cos", "cumsum", "scan", "reciprocal",
+                             "clip", "expand", "prod") if hasattr(gc, n)]
+        if self.mode == "value":      # piecewise constant: no finite differences
+            names += [n for n in ("floor", "ceil", "round", "sign", "logical_and")
+                      if hasattr(gc, n)]
         if not names:
             return None
         name = self.choice(names)
+        if name in ("floor", "ceil", "round", "sign"):
+            return self._rounding(name)
+        if name in ("cumsum", "scan"):
+            return self._cumsum(name == "scan")
+        if name in ("reciprocal", "clip", "expand", "prod", "logical_and"):
+            return getattr(self, f"_{name}")()
         a = self.pick(self.numeric, make=self.numeric_leaf)
         if a.dtype == B:
             return None
@@ -301,7 +311,10 @@ class ElementwiseOps:
         ea = a.err
         u = unit(x.dtype)
         with np.errstate(all="ignore"):
-            if name == "erf":
+            if name in ("sin", "cos"):        # |derivative| <= 1; within an ulp or two
+                out = getattr(np, name)(x)
+                err = ea + ND_ULPS * u * np.abs(out) + 2 * u
+            elif name == "erf":
                 import math
                 out = np.vectorize(math.erf, otypes=[np.float64])(x.astype(np.float64)).astype(x.dtype)
                 slope = 2 / np.sqrt(np.pi) * np.exp(-np.minimum(np.abs(x.astype(np.float64)) - ea, 0) ** 2)
@@ -314,3 +327,144 @@ class ElementwiseOps:
                 err = np.where(1 + x > 2 * ea, ea / np.abs(1 + x), np.inf) + ND_ULPS * u * np.abs(out)
         node = getattr(gc, name)(a.node)
         return self.add(node, out, _finish(out, err, ea), f"gc.{name}({a.name})", [a])
+
+    def _rounding(self, name):
+        """floor, ceil, round (ties to even) and sign: exact, where the input's
+        error cannot move it across a step (an integer, a half-integer, zero)."""
+        a = self.pick(self.numeric, make=self.numeric_leaf)
+        if a.dtype == B:
+            return None
+        out = getattr(np, name)(a.val)
+        if is_float(a.dtype):
+            x = a.val.astype(np.float64)
+            with np.errstate(all="ignore"):
+                step = {"floor": np.round(x), "ceil": np.round(x), "round": np.floor(x) + 0.5,
+                        "sign": np.zeros_like(x)}[name]
+                dist = np.where(np.isfinite(x), np.abs(x - step), np.inf)
+            if not self.margin_ok(dist, np.broadcast_to(a.err, dist.shape)):
+                return None
+        node = getattr(gc, name)(a.node)
+        return self.add(node, out, _finish(out, 0, a.err, inexact=False), f"gc.{name}({a.name})", [a])
+
+    def _cumsum(self, as_scan=False):
+        """cumsum along a random axis, maybe exclusive and/or reversed (or spelled
+        as the recurrence ``gc.scan(1, x, axis, reverse)``: inclusive, dtype kept)."""
+        a = self.pick(self.numeric, make=self.numeric_leaf)
+        if a.dtype == B or not a.shape:
+            return None
+        ax = self.integer(0, len(a.shape) - 1)
+        exclusive, reverse = self.flip(2) and not as_scan, self.flip(2)
+        dt = I64 if a.dtype in (np.dtype(np.int32), B) and not as_scan else a.dtype
+        x = np.flip(a.val, ax) if reverse else a.val
+        ea = np.broadcast_to(a.err, a.shape)
+        ea = np.flip(ea, ax) if reverse else ea
+        with np.errstate(all="ignore"):
+            out = np.cumsum(x, axis=ax, dtype=dt)
+            err = np.cumsum(ea, axis=ax)
+            mag = np.cumsum(np.abs(x.astype(np.float64)), axis=ax)
+            if exclusive:       # [0, c[0], ..., c[n-2]]
+                def shift(v):
+                    if v.shape[ax] == 0:
+                        return v
+                    head = np.zeros_like(np.take(v, [0], axis=ax))
+                    return np.concatenate([head, np.take(v, range(v.shape[ax] - 1), axis=ax)], ax)
+                out, err, mag = shift(out), shift(err), shift(mag)
+        if is_float(dt):
+            n = a.shape[ax]
+            err = _finish(out, err + 2 * (n + 1) * unit(dt) * mag, err)
+        else:
+            err = 0
+        flip = (lambda v: np.flip(v, ax)) if reverse else (lambda v: v)
+        out = flip(out)
+        err = flip(err) if not np.isscalar(err) else err
+        if as_scan:
+            node = gc.scan(1, a.node, ax, reverse)
+            return self.add(node, out, err, f"gc.scan(1, {a.name}, {ax}, {reverse})", [a])
+        node = gc.cumsum(a.node, ax, exclusive, reverse)
+        return self.add(node, out, err, f"gc.cumsum({a.name}, {ax}, {exclusive}, {reverse})", [a])
+
+    def _reciprocal(self):
+        a = self.pick(self.numeric, make=self.numeric_leaf)
+        if a.dtype == B:
+            return None
+        if self.mode == "grad":
+            a = self.positive(a)
+        x = a.val if is_float(a.dtype) else a.val.astype(F64)
+        ea = np.broadcast_to(a.err, a.shape)
+        with np.errstate(all="ignore"):
+            out = x.dtype.type(1) / x
+            ax = np.abs(x.astype(np.float64))
+            err = np.where(ax > 2 * ea, 2 * ea / (ax * ax), np.inf)
+            err = np.where(ea > 0, err, 0.0) + 2 * unit(out.dtype) * np.abs(out.astype(np.float64))
+        return self.add(gc.reciprocal(a.node), out, _finish(out, err, ea), f"gc.reciprocal({a.name})", [a])
+
+    def _clip(self):
+        """clip by scalar bounds (either may be None), away from the bounds."""
+        a = self.pick(self.numeric, make=self.numeric_leaf)
+        if a.dtype == B:
+            return None
+        lo, hi = self.choice([-1.0, -0.5, 0, None]), self.choice([0.5, 1, 2.0, None])
+        ea = np.broadcast_to(a.err, a.shape)
+        x = a.val.astype(np.float64)
+        margin = 1e-3 if self.mode == "grad" else 0.0
+        for bnd in (lo, hi):
+            if bnd is not None and not self.margin_ok(np.abs(x - bnd) - margin, ea):
+                return None
+        with np.errstate(all="ignore"):
+            out = np.asarray(np.clip(a.val, lo, hi))
+        return self.add(gc.clip(a.node, lo, hi), out, _finish(out, ea, ea, inexact=False),
+                        f"gc.clip({a.name}, {lo!r}, {hi!r})", [a])
+
+    def _expand(self):
+        a = self.pick(make=self.leaf)
+        shape = self.partner_shape(a.shape)
+        full = np.broadcast_shapes(a.shape, shape)
+        if size_of(full) > MAX_SIZE:
+            return None
+        out = np.broadcast_to(a.val, full).copy()
+        err = np.broadcast_to(a.err, full)
+        return self.add(gc.expand(a.node, shape), out, err, f"gc.expand({a.name}, {shape!r})", [a])
+
+    def _prod(self):
+        """prod over one axis (or all), error bound by the product rule."""
+        a = self.pick(self.numeric, make=self.numeric_leaf)
+        if a.dtype == B or not a.shape:
+            return None
+        ax = self.integer(0, len(a.shape) - 1) if self.flip(4) else None
+        keep = self.flip(3)
+        dt = I64 if a.dtype in (np.dtype(np.int32), B) else a.dtype
+        with np.errstate(all="ignore"):
+            out = np.asarray(np.prod(a.val, axis=ax, keepdims=keep, dtype=dt))
+            if not is_float(dt):
+                err = 0
+            else:
+                x = a.val.astype(np.float64).reshape(-1) if ax is None else \
+                    np.moveaxis(a.val.astype(np.float64), ax, -1)
+                e = np.broadcast_to(a.err, a.shape).reshape(-1) if ax is None else \
+                    np.moveaxis(np.broadcast_to(a.err, a.shape), ax, -1)
+                m = np.abs(x) + e
+                n = x.shape[-1]
+                err = sum(e[..., k] * np.prod(np.delete(m, k, axis=-1), axis=-1) for k in range(n)) \
+                    if n else np.zeros(x.shape[:-1])
+                err = err + 2 * (n + 1) * unit(dt) * np.prod(m, axis=-1)
+                err = np.asarray(err).reshape(out.shape)
+                err = _finish(out, err, np.where(err > 0, 1.0, 0.0))
+        node = gc.prod(a.node, ax, keep)
+        return self.add(node, out, err, f"gc.prod({a.name}, {ax!r}, {keep})", [a])
+
+    def _logical_and(self):
+        """logical_and/or/xor/not of exact bools."""
+        exact_b = lambda v: v.dtype == B and v.exact      # noqa: E731
+        a = self.pick(exact_b, make=lambda: self.leaf(dt=B))
+        if not exact_b(a):
+            return None
+        name = self.choice(["logical_and", "logical_or", "logical_xor", "logical_not"])
+        if name == "logical_not":
+            return self.add(gc.logical_not(a.node), np.logical_not(a.val), 0,
+                            f"gc.logical_not({a.name})", [a])
+        bn, bv, be, bsrc, bval = self.operand(a, pred=exact_b, allow_scalar=False)
+        if not isinstance(bv, np.ndarray) or bv.dtype != B:
+            return None
+        out = getattr(np, name)(a.val, bv)
+        return self.add(getattr(gc, name)(a.node, bn), out, 0, f"gc.{name}({a.name}, {bsrc})",
+                        [a, bval])

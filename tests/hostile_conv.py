@@ -54,3 +54,15 @@ def conv_cases(add, ph, junk, x, v, i, e0, B):
         for ax in [2, -3, 1.5, (0, 1)]:
             add(op, f"axis {ax!r}", lambda op=op, ax=ax: getattr(gc, op)(x, ax), S)
         add(op, "an empty axis", lambda op=op: getattr(gc, op)(e0, 0), S)
+    # windows (ops/windows.py): every attribute checked, through the public
+    # function and through gc.make (what a pass or plugin would build)
+    for jn, j in junk[:4]:
+        add("windows", f"{jn} input", lambda j=j: gc.windows(j, (2, 2)), (TypeError, ValueError))
+    for kw in [dict(kernel=(5, 1)), dict(kernel=(2, 2), stride=0), dict(kernel=(2, 2), stride=(1,)),
+               dict(kernel=(2, 2), dilation=(1, -1)), dict(kernel=(2, 0)), dict(kernel=()),
+               dict(kernel=(2, 2, 2, 2, 2)), dict(kernel=(1.5, 2)), dict(kernel=(3, 3), dilation=2)]:
+        add("windows", f"{kw!r}", lambda kw=kw: gc.windows(im, **kw), S)
+    for attrs in [dict(kernel=(2, 2), stride=(1, 1)), dict(kernel=[2, 2], stride=(1, 1), dilation="a"),
+                  dict(kernel=(2, 2), stride=(1, 1), dilation=(1, 1), extra=1)]:
+        add("windows", f"make {attrs!r}", lambda attrs=attrs: gc.make("windows", (im,), attrs),
+            (gc.AttrError, S))

@@ -21,6 +21,7 @@ from convref import (
     np_flatten,
     np_max_pool2d,
     np_pad,
+    np_windows,
 )
 
 import graphc as gc
@@ -390,7 +391,15 @@ def _conv1(x, w, b=None, **kw):
 
 
 CONV_GRAD = [S(((1, 2, 5, 4), F64), ((3, 2, 3, 2), F64), ((3,), F64), stride=(2, 1), padding=1),
-             S(((2, 4, 4, 5), F64), ((4, 2, 2, 2), F64), ((4,), F64), groups=2, dilation=(1, 2), padding=((1, 0), (0, 2)))]
+             S(((2, 4, 4, 5), F64), ((4, 2, 2, 2), F64), ((4,), F64), groups=2, dilation=(1, 2), padding=((1, 0), (0, 2))),
+             # stride 1 on images large enough for the full-width product (conv._conv_full_width)
+             S(((1, 1, 12, 12), F64), ((2, 1, 3, 3), F64), ((2,), F64), padding=1)]
+# stride-1 convolutions whose product runs over the padded width (conv._full_width_layout)
+CONV_FULL = [S(((2, 3, 20, 20), F32), ((4, 3, 3, 3), F32), ((4,), F32), padding=1),
+             S(((2, 3, 30, 29), F64), ((2, 3, 3, 3), F64)),                           # no padding
+             S(((1, 2, 24, 22), F32), ((3, 2, 3, 3), F32), dilation=2, padding=2),
+             S(((2, 2, 17, 16), F64), ((3, 2, 2, 3), F64), padding=((1, 0), (2, 0))),
+             S(((3, 20, 20), F32), ((2, 3, 3, 3), F32), padding="same")]              # unbatched
 OPS += [
     OpInfo("pad", lambda x, pad_width, mode="constant", value=0: gc.pad(x, pad_width, mode, value),
            np_pad,
@@ -410,13 +419,22 @@ OPS += [
             S(((1, 4, 6, 7), F32), ((4, 1, 3, 3), F32), groups=4, padding="same"),   # depthwise
             S(((2, 3, 7, 6), F64), ((2, 3, 2, 3), F64), dilation=2, padding="same"),
             S(((3, 5, 5), F32), ((2, 3, 3, 3), F32), stride=2, padding=((2, 0), (1, 1))),  # unbatched
-            S(((1, 1, 3, 3), I32), ((1, 1, 2, 2), I32))] + CONV_GRAD,
+            S(((1, 1, 3, 3), I32), ((1, 1, 2, 2), I32))] + CONV_GRAD + CONV_FULL,
            grad=(0, 1, 2), grad2=True, rtol=1e-5, atol=1e-5, grad_samples=CONV_GRAD),
     OpInfo("conv1d", _conv1, np_conv1d,
            [S(((2, 3, 9), F32), ((4, 3, 3), F32), ((4,), F32), stride=2, padding=1),
             S(((2, 4, 7), F64), ((2, 2, 2), F64), groups=2, dilation=3, padding="same")],
            grad=(0, 1), rtol=1e-5, atol=1e-5,
            grad_samples=[S(((1, 2, 6), F64), ((3, 2, 3), F64), stride=2, padding=((1, 2),))]),
+    OpInfo("windows", lambda x, **kw: gc.windows(x, **kw), np_windows,
+           [S(((2, 3, 6, 5), d), kernel=(3, 2)) for d in (F32, F64, I32, B)] +
+           [S(((1, 2, 7, 8), F64), kernel=(2, 3), stride=(2, 1), dilation=(1, 2)),
+            S(((5, 9), F32), kernel=(3,), stride=3),                           # one spatial axis
+            S(((4, 4), F64), kernel=(4, 4)),                                   # one window
+            S(((2, 1, 3, 3, 3), F32), kernel=(2, 1, 2), stride=(1, 2, 1))],    # three axes
+           grad=(0,), grad2=True,
+           grad_samples=[S(((1, 2, 5, 4), F64), kernel=(2, 2), stride=(2, 1), dilation=(1, 2)),
+                         S(((3, 7), F64), kernel=(3,), stride=2)]),
     OpInfo("max_pool2d", lambda x, **kw: gc.max_pool2d(x, **kw), np_max_pool2d,
            [S(((2, 3, 6, 6), d), kernel_size=2) for d in (F32, F64, I32)] +
            [S(((1, 2, 7, 5), F64), kernel_size=3, stride=2, padding=1, ceil_mode=True),
@@ -457,6 +475,105 @@ OPS += [
     OpInfo("argmin", lambda x, **kw: gc.argmin(x, **kw), _np_argmin,
            [S(((3, 4), d), axis=-1) for d in (F32, I64, B)] +
            [S(((2, 3, 4), I32)), S(((2, 3, 4), F64), axis=1)], domain="small_int"),
+]
+
+# ---- ops the ONNX importer needs (issue 14): graphc/ops/elementwise.py, compose.py, scan.py
+
+
+def _np_cumsum(x, axis=None, exclusive=False, reverse=False, dtype=None):
+    if axis is None:
+        x, axis = x.reshape(-1), 0
+    dt = dtype or (np.int64 if x.dtype in (np.bool_, np.int32) else x.dtype)
+    if reverse:
+        x = np.flip(x, axis)
+    c = np.cumsum(x, axis=axis, dtype=dt)
+    if exclusive:       # [0, c[0], ..., c[n-2]]
+        z = np.zeros_like(np.take(c, [0], axis=axis)) if c.shape[axis] else c[:0]
+        c = np.concatenate([z, np.take(c, np.arange(c.shape[axis] - 1), axis=axis)], axis)[
+            (slice(None),) * axis + (slice(0, x.shape[axis]),)]
+    return np.flip(c, axis) if reverse else c
+
+
+def _np_scan(a, b, axis, reverse=False):
+    """h[j] = a[j] h[j-1] + b[j], by a Python loop over the axis."""
+    shape = np.broadcast_shapes(a.shape, b.shape)
+    a, b = np.moveaxis(np.broadcast_to(a, shape), axis, 0), np.moveaxis(np.broadcast_to(b, shape), axis, 0)
+    h, prev = np.zeros(b.shape, b.dtype), None
+    for j in (reversed(range(b.shape[0])) if reverse else range(b.shape[0])):
+        prev = h[j] = b[j] if prev is None else a[j] * prev + b[j]      # h[0] = b[0]
+    return np.moveaxis(h, 0, axis)
+
+
+def _np_prod(x, axis=None, keepdims=False):
+    dt = np.int64 if x.dtype in (np.bool_, np.int32) else x.dtype
+    return np.prod(x, axis=axis, keepdims=keepdims, dtype=dt)
+
+
+def _np_reciprocal(x):
+    return 1.0 / x if x.dtype.kind == "f" else 1.0 / x.astype(np.float64)
+
+
+def _np_expand(x, shape):
+    return np.broadcast_to(x, np.broadcast_shapes(x.shape, shape))
+
+
+CUMSUM_KW = [dict(axis=0), dict(axis=1, exclusive=True), dict(axis=-1, reverse=True),
+             dict(axis=2, exclusive=True, reverse=True), dict(axis=None)]
+OPS += [
+    OpInfo("sin", gc.sin, np.sin, _unary_samples(FLOATS) + [S(((3,), I32))], grad=(0,), grad2=True,
+           rtol=2e-6),
+    OpInfo("cos", gc.cos, np.cos, _unary_samples(FLOATS) + [S(((3,), I32))], grad=(0,), grad2=True,
+           rtol=2e-6),
+    OpInfo("reciprocal", gc.reciprocal, _np_reciprocal, _unary_samples(FLOATS) + [S(((3,), I64))],
+           domain="positive", grad=(0,), grad2=True, rtol=2e-6),
+]
+for name, f, r in (("floor", gc.floor, np.floor), ("ceil", gc.ceil, np.ceil),
+                   ("round", gc.round, np.round), ("sign", gc.sign, np.sign)):
+    OPS.append(OpInfo(name, f, r, _unary_samples(NUMS), grad=(0,)))
+for name, f, r in (("logical_and", gc.logical_and, np.logical_and),
+                   ("logical_or", gc.logical_or, np.logical_or),
+                   ("logical_xor", gc.logical_xor, np.logical_xor)):
+    OPS.append(OpInfo(name, f, r, [S((a, B), (b, B)) for a, b in BCAST]))
+OPS += [
+    OpInfo("logical_not", gc.logical_not, np.logical_not, [S(((3, 4), B)), S(((), B)), S(((0, 2), B))]),
+    OpInfo("clip", lambda x, lo=None, hi=None: gc.clip(x, lo, hi),
+           lambda x, lo=None, hi=None: np.clip(x, lo, hi),
+           [S(((3, 4), d), lo=-0.5, hi=0.5) for d in FLOATS] +
+           [S(((3, 4), d), lo=-2, hi=1) for d in (I32, I64)] +
+           [S(((3, 4), I32), lo=-0.5, hi=0.5), S(((3, 4), F64), lo=-0.3),
+            S(((3, 4), F32), hi=0.2), S(((3, 4), F64), lo=0.5, hi=-0.5), S(((3, 4), F64)),
+            S(((0, 4), F64), lo=0, hi=1)],
+           domain="distinct", grad=(0,), grad2=True),
+    OpInfo("clip_bounds", lambda x, lo, hi: gc.clip(x, lo, hi), np.clip,
+           [S(((3, 4), F64), ((4,), F64), ((3, 1), F64)), S(((3, 4), F32), ((), F32), ((4,), F32)),
+            S(((2, 3), I64), ((3,), I64), ((2, 1), I64))],
+           domain="distinct", grad=(0, 1, 2), grad2=True),
+    OpInfo("expand", lambda x, shape: gc.expand(x, shape), _np_expand,
+           [S(((3, 1), d), shape=(2, 1, 4)) for d in (F64, I32, B)] +
+           [S(((), F64), shape=(2, 2)), S(((4,), F32), shape=(3, 1)), S(((2, 3), F64), shape=(1,)),
+            S(((2, 1), F64), shape=(2, 0))],
+           grad=(0,), grad2=True),
+    OpInfo("cumsum", lambda x, **kw: gc.cumsum(x, **kw), _np_cumsum,
+           [S(((2, 3, 4), d), **kw) for d in NUMS for kw in CUMSUM_KW] +
+           [S(((3, 4), B), axis=1), S(((5,), F64), exclusive=True), S(((), F64)),
+            S(((0, 3), F64), axis=0, exclusive=True), S(((2, 0), F32), axis=1, reverse=True),
+            S(((2, 3), I32), axis=0, dtype=F64)],
+           grad=(0,), grad2=True, rtol=1e-5),
+    OpInfo("scan", lambda a, b, axis, reverse=False: gc.scan(a, b, axis, reverse), _np_scan,
+           [S(((3, 4), d), ((3, 4), d), axis=1) for d in NUMS] +
+           [S(((4,), F64), ((3, 4), F64), axis=0), S(((3, 1), F32), ((3, 5), F32), axis=1, reverse=True),
+            S(((2, 3, 4), F64), ((2, 3, 4), F64), axis=1, reverse=True),
+            S(((), F64), ((2, 5), F64), axis=-1), S(((2, 3), F64), ((3,), F64), axis=0)],
+           domain=("unit", "normal"), grad=(0, 1), grad2=True, rtol=1e-5),
+    OpInfo("prod", lambda x, axis=None, keepdims=False: gc.prod(x, axis, keepdims), _np_prod,
+           [Sample(((2, 3, 4),), (d,), kw) for d in NUMS for kw in REDUCE_AXES] +
+           [Sample(((5,),), (F64,), {}), Sample(((),), (F64,), {}), Sample(((2, 3),), (B,), dict(axis=1)),
+            Sample(((0, 3),), (F64,), dict(axis=1)), Sample(((0, 3),), (F32,), dict(axis=0))],
+           domain="unit", grad=(0,), grad2=True, rtol=1e-5),
+    OpInfo("reduce_prod", lambda x, **kw: gc.make("reduce_prod", (x,), kw),
+           lambda x, axes, keepdims: np.prod(x, axis=axes, keepdims=keepdims),
+           [S(((2, 3, 4), d), axes=(0, 2), keepdims=k) for d in (F32, F64, I64) for k in (False, True)],
+           domain="unit", grad=(0,), grad2=True, rtol=1e-5),
 ]
 
 BY_NAME = {o.name: o for o in OPS}

@@ -54,7 +54,7 @@ def check(c, a, b, c0=None, what=""):
 
 # ----------------------------------------------------------------- direct calls
 class Gemm:
-    """gemm_<dt> JIT-compiled with a wrapper taking its 13 arguments as an i64 array."""
+    """gemm_<dt> JIT-compiled with a wrapper taking its 14 arguments as an i64 array."""
 
     def __init__(self, dtype, config=None):
         mod = ir.Module("gemm_test")
@@ -75,19 +75,26 @@ class Gemm:
         self.cfg = config or G.host_config(dtype)
         self.dtype = np.dtype(dtype)
 
-    def __call__(self, a, b, c, accumulate=False, ws=None, ws_offset=0):
-        """c (+)= a @ b for 2-D numpy views with any strides (c: rows contiguous)."""
+    def __call__(self, a, b, c, accumulate=False, ws=None, ws_offset=0, rows=None, n=None):
+        """c (+)= a @ b for 2-D numpy views with any strides (c: rows contiguous).
+        With ``rows`` (int64 element offsets, one per row of B), ``b`` is a 1-D
+        array and B[k, j] = b[rows[k] + j] for j < ``n``."""
         m, k = a.shape
-        n = b.shape[1]
+        if rows is None:
+            n = b.shape[1]
+            rs_b, cs_b = b.strides[0] // b.itemsize, b.strides[1] // b.itemsize
+        else:
+            rs_b, cs_b = 0, 1
         assert c.size == 0 or c.strides[1] == c.itemsize
         if ws is None:
             ws = np.full(self.cfg.workspace_bytes(m, n, k) + ws_offset, 0xFF, np.uint8)
         it = a.itemsize
         args = np.array([m, n, k,
                          a.ctypes.data, a.strides[0] // it, a.strides[1] // it,
-                         b.ctypes.data, b.strides[0] // it, b.strides[1] // it,
+                         b.ctypes.data, rs_b, cs_b,
                          c.ctypes.data, c.strides[0] // it, int(accumulate),
-                         ws.ctypes.data + ws_offset], np.int64)
+                         ws.ctypes.data + ws_offset, 0 if rows is None else rows.ctypes.data],
+                        np.int64)
         self.jit.cfunc(args.ctypes.data)
 
 
@@ -123,6 +130,31 @@ def test_direct_shapes(dtype):
         c = np.full((m, n), np.nan, dtype)
         g(a, b, c)
         check(c, a, b, what=f"{m}x{k} @ {k}x{n}")
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_direct_row_table(dtype):
+    """B's rows by a table of offsets (an implicit im2col): rows anywhere in
+    one buffer, repeated and out of order, across K and N blocks and edges;
+    small M (where row-major B would be read in place, the table never is)."""
+    g = gemm_for(dtype)
+    rng = np.random.default_rng(5)
+    for m, n, k in [(1, 1, 1), (5, 7, 3), (14, 33, 4), (29, 45, 61), (8, 130, 600), (70, 300, 9)]:
+        base = rand(rng, (5000 + n,), dtype)
+        rows = rng.integers(0, 5000, k).astype(np.int64)
+        rows[: k // 3] = rows[0]                          # the same row several times
+        a = rand(rng, (m, k), dtype)
+        bmat = np.stack([base[r:r + n] for r in rows]) if k else np.zeros((0, n), dtype)
+        for accumulate in (False, True):
+            c0 = rand(rng, (m, n), dtype)
+            c = c0.copy()
+            g(a, base, c, accumulate=accumulate, rows=rows, n=n)
+            want = a.astype(np.float64) @ bmat.astype(np.float64)
+            if accumulate:
+                want = want + c0
+            tol = 1e-4 if dtype == F32 else 1e-12
+            np.testing.assert_allclose(c, want, rtol=tol, atol=tol * k,
+                                       err_msg=f"{m}x{k} @ rows x {n}, accumulate={accumulate}")
 
 
 @pytest.mark.parametrize("dtype", [F32, F64])

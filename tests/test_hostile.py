@@ -25,6 +25,7 @@ import sys
 import numpy as np
 import pytest
 from hostile_conv import conv_cases
+from hostile_math import math_cases
 
 import graphc as gc
 
@@ -189,6 +190,7 @@ def _construction_cases():
             for jn, j in junk[:4]:
                 add(op, f"{jn} operand", lambda op=op, j=j: getattr(gc, op)(j), (TypeError, ValueError))
     conv_cases(add, ph, junk, x, v, i, e0, B)     # tests/hostile_conv.py
+    math_cases(add, ph, junk, x, v, i, e0, B)     # tests/hostile_math.py
     add("grad", "non-scalar y", lambda: gc.grad(x * 2, [x]), S)
     add("grad", "int y", lambda: gc.grad(gc.sum(i), [x]), D)
     add("grad", "int xs", lambda: gc.grad(gc.sum(x), [i]), D)

@@ -54,6 +54,11 @@ SAMPLES = {
     "concatenate": [(((2, 3), (2, 0), (2, 4)), {"axis": 1}), (((0, 3), (2, 3)), {"axis": 0}),
                     (((1, 2), (1, 2), (1, 2)), {"axis": 0}), (((3,), (1,)), {"axis": 0}),
                     (((2, 0), (2, 0)), {"axis": 1})],
+    "windows": [(((2, 5, 6),), {"kernel": (2, 3), "stride": (1, 2), "dilation": (2, 1)}),
+                (((7,),), {"kernel": (3,), "stride": (2,), "dilation": (1,)}),
+                (((1, 3, 4, 4),), {"kernel": (4, 4), "stride": (1, 1), "dilation": (1, 1)}),
+                (((0, 4, 3),), {"kernel": (2, 2), "stride": (1, 1), "dilation": (1, 1)}),
+                (((2, 3, 3, 4),), {"kernel": (1, 2, 2), "stride": (2, 1, 3), "dilation": (1, 1, 1)})],
 }
 CASES = [(op, shapes, attrs) for op, ss in SAMPLES.items() for shapes, attrs in ss]
 IDS = [f"{op}-{shapes}-{sorted(attrs.items())}" for op, shapes, attrs in CASES]

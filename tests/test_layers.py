@@ -41,7 +41,8 @@ LAYERS = [
     ("plan", ["graphc.backend.plan"]),
     ("passes", ["graphc.passes", "graphc.autodiff"]),
     ("backend", ["graphc.backend"]),
-    ("compiler", ["graphc.runtime", "graphc.cache", "graphc.report", "graphc.compiler"]),
+    ("compiler", ["graphc.runtime", "graphc.cache", "graphc.report", "graphc.compiler",
+                  "graphc.profile"]),
     ("front ends", ["graphc.nn", "graphc.optim", "graphc.extend", "graphc.plugins",
                     "graphc.cli", "graphc.bench", "graphc.demo", "graphc.demo_cnn",
                     "graphc.__main__", "graphc.onnx"]),
@@ -215,7 +216,7 @@ def test_every_kind_has_a_fusion_role_and_a_kernel():
 
 def test_costly_ops_are_the_transcendentals_and_division():
     costly = {n for n, d in registry.OPS.items() if d.cost >= registry.COSTLY}
-    assert costly == {"exp", "log", "sqrt", "tanh", "sigmoid", "pow", "div"}
+    assert costly == {"exp", "log", "sqrt", "tanh", "sigmoid", "pow", "div", "sin", "cos"}
 
 
 # Inputs for each view op, on distinct values: a view's elements must be
@@ -226,6 +227,7 @@ VIEW_CASES = {
     "broadcast_to": lambda x: gc.broadcast_to(x, (3, 2, 3, 4)),
     "slice": lambda x: x[1:, ::-2, 1:3],
     "concatenate": lambda x: gc.concatenate([x, x[:, :1]], axis=1),
+    "windows": lambda x: gc.windows(x, (2, 2), stride=(1, 2)),
 }
 
 

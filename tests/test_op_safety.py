@@ -334,7 +334,7 @@ cv = ident(x)
 
 BASE = {}
 for op in ["neg", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "stop_gradient",
-           "erf", "log1p"]:
+           "erf", "log1p", "sin", "cos", "floor", "ceil", "round", "sign"]:
     BASE[op] = ((x,), {})
 for op in ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "greater", "less",
            "greater_equal", "less_equal", "equal", "not_equal", "floor_divide", "mod"]:
@@ -354,9 +354,12 @@ BASE.update({
     "slice": ((m,), {"starts": (0, 1), "stops": (3, 4), "steps": (1, 2)}),
     "unslice": ((g32,), {"shape": (3, 4), "starts": (0, 1), "stops": (3, 4), "steps": (1, 2)}),
     "concatenate": ((m, m), {"axis": 0}),
+    "windows": ((m,), {"kernel": (2, 2), "stride": (1, 1), "dilation": (1, 1)}),
     "reduce_sum": ((m,), {"axes": (0,), "keepdims": False}),
     "reduce_max": ((m,), {"axes": (0,), "keepdims": False}),
     "reduce_min": ((m,), {"axes": (0,), "keepdims": False}),
+    "reduce_prod": ((m,), {"axes": (0,), "keepdims": False}),
+    "scan": ((x, x), {"axis": 0, "reverse": False}),
     "one_hot": ((lab,), {"depth": 4}),
     "random_uniform": ((ctr,), {"shape": (3, 4), "dtype": np.dtype("float32"), "seed": 5}),
     "custom_vjp": (cv.inputs, dict(cv.attrs)),

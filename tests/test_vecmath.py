@@ -34,10 +34,15 @@ MAX_ULP = {
     ("tanh", F32): 1.6, ("tanh", F64): 1.6,
     ("sigmoid", F32): 1.6, ("sigmoid", F64): 1.6,
     ("pow", F32): 0.51,
+    ("sin", F32): 0.51, ("sin", F64): 1.0,
+    ("cos", F32): 0.51, ("cos", F64): 1.0,
 }
 # our results against numpy's own: numpy's float32 log and exp are themselves up to
 # 3.5 and 2.4 ulps off (numpy 2.4, AVX-512), so they may differ from ours by 4 ulps
 MAX_ULP_VS_NUMPY = 5.0
+# numpy's float64 cos (SVML on AVX-512 hosts) is 8 ulps off at 6381956970095103 * 2**797,
+# the float64 closest to a multiple of pi/2 (ours is 0.05 ulp: test_trig_hardest_reduction)
+VS_NUMPY = {("cos", F64): 9.0, ("sin", F64): 9.0}
 
 
 def _sigmoid_ref(x):
@@ -46,10 +51,17 @@ def _sigmoid_ref(x):
 
 
 FUNCS = {"exp": (gc.exp, np.exp), "log": (gc.log, np.log), "tanh": (gc.tanh, np.tanh),
-         "sigmoid": (gc.sigmoid, _sigmoid_ref)}
+         "sigmoid": (gc.sigmoid, _sigmoid_ref), "sin": (gc.sin, np.sin), "cos": (gc.cos, np.cos)}
 # where the results are neither constant nor overflowing: (float32, float64)
 RANGES = {"exp": ((-105, 90), (-750, 712)), "log": ((0, 5), (0, 5)),
-          "tanh": ((-11, 11), (-21, 21)), "sigmoid": ((-106, 20), (-750, 40))}
+          "tanh": ((-11, 11), (-21, 21)), "sigmoid": ((-106, 20), (-750, 40)),
+          "sin": ((-40, 40), (-40, 40)), "cos": ((-40, 40), (-40, 40))}
+# sin and cos: the multiples of pi/2 near which the reduction cancels most, the seam of
+# the two reductions (2**28), the largest floats, and the inputs closest to a multiple of
+# pi/2 (float32: 16367173 * 2**72; float64: 6381956970095103 * 2**797, J.-M. Muller,
+# "Elementary Functions", table 11.1)
+_TRIG_EDGES = [np.pi / 4, np.pi / 2, np.pi, 3 * np.pi / 2, 2 * np.pi, 100 * np.pi, 2.0 ** 28,
+               -(2.0 ** 28), 1e5 * np.pi / 2, 16367173 * 2.0 ** 72, 1e22, 2.0 ** 60 * np.pi]
 
 
 def _ref_dtype(dt):
@@ -124,7 +136,8 @@ def check(name, xs, numpy_classes=True):
         fin &= np.abs(npv) >= np.finfo(dt).smallest_normal
     vs_np = ulp_error(got[fin], npv[fin].astype(_ref_dtype(dt)), dt)
     worst_np = float(vs_np.max()) if vs_np.size else 0.0
-    assert worst_np <= MAX_ULP_VS_NUMPY, f"{name}({dt}): {worst_np} ulp from numpy"
+    assert worst_np <= VS_NUMPY.get((name, dt), MAX_ULP_VS_NUMPY), \
+        f"{name}({dt}): {worst_np} ulp from numpy"
     return worst, worst_np
 
 
@@ -148,6 +161,10 @@ def _edges(name, dt):
         "tanh": [0.0, -0.0, np.log(2) / 4, np.log(2) / 2, np.log(3) / 2, sat_tanh, -sat_tanh,
                  10.0 if dt == F32 else 20.0],
         "sigmoid": [0.0, -L(info.epsneg), -L(big), L(tiny), L(sub), L(sub) - L(2), L(sub) - 1],
+        "sin": _TRIG_EDGES + [big, -big, tiny, 0.0] + ([] if dt == F32 else
+                                                       [6381956970095103 * 2.0 ** 797]),
+        "cos": _TRIG_EDGES + [big, -big, tiny, 0.0] + ([] if dt == F32 else
+                                                       [6381956970095103 * 2.0 ** 797]),
     }[name]
 
 
@@ -194,6 +211,9 @@ EXACT = {
              (-30.0, -1.0), (1e30, 1.0)],
     "sigmoid": [(0.0, 0.5), (-0.0, 0.5), (np.inf, 1.0), (-np.inf, 0.0), (50.0, 1.0),
                 (-1e4, 0.0)],
+    "sin": [(0.0, 0.0), (-0.0, -0.0), (np.inf, np.nan), (-np.inf, np.nan), (1e-300, 1e-300),
+            (-1e-30, -1e-30)],
+    "cos": [(0.0, 1.0), (-0.0, 1.0), (np.inf, np.nan), (-np.inf, np.nan), (1e-30, 1.0)],
 }
 
 
@@ -227,6 +247,16 @@ def test_tiny_inputs_are_relative(dt):
     ref = np.exp(x.astype(_ref_dtype(dt))) / (1 + np.exp(x.astype(_ref_dtype(dt))))
     assert (got > 0).all()
     assert ulp_error(got, ref, dt).max() <= MAX_ULP["sigmoid", dt]
+
+
+def test_trig_hardest_reduction():
+    """At the float64 closest to a multiple of pi/2, x = 6381956970095103 * 2**797,
+    x = (4k + 1) pi/2 + r with r = 4.6871659242546276e-19: cos(x) = -sin(r), sin(x) =
+    cos(r) (r from 2400 bits of 2/pi in integer arithmetic, the series in 80 digits)."""
+    x = np.array([6381956970095103 * 2.0 ** 797, -6381956970095103 * 2.0 ** 797])
+    assert run("cos", x)[0] == -4.6871659242546276e-19
+    assert run("cos", x)[1] == -4.6871659242546276e-19
+    np.testing.assert_array_equal(run("sin", x), [1.0, -1.0])
 
 
 # ----------------------------------------------------------------------- pow
@@ -331,10 +361,11 @@ def test_intrinsic_path_still_available(monkeypatch):
     """``ScalarBuilder.vector_math = False`` (for A/B benchmarks) uses LLVM's intrinsics."""
     monkeypatch.setattr(ScalarBuilder, "vector_math", False)
     x = gc.placeholder((1000,), F32, "x")
-    f = gc.compile([gc.exp(x), gc.tanh(x), gc.sigmoid(x), gc.log(gc.abs(x))], inputs=[x])
-    assert "llvm.exp" in f.llvm_ir and "llvm.tanh" in f.llvm_ir
+    f = gc.compile([gc.exp(x), gc.tanh(x), gc.sigmoid(x), gc.log(gc.abs(x)), gc.sin(x)], inputs=[x])
+    assert "llvm.exp" in f.llvm_ir and "llvm.tanh" in f.llvm_ir and "llvm.sin" in f.llvm_ir
     xv = np.linspace(-5, 5, 1000, dtype=F32)
-    e, t, s, lg = f(xv)
+    e, t, s, lg, sn = f(xv)
+    np.testing.assert_allclose(sn, np.sin(xv), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(e, np.exp(xv), rtol=1e-6)
     np.testing.assert_allclose(t, np.tanh(xv), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(s, _sigmoid_ref(xv), rtol=1e-6)
@@ -344,7 +375,8 @@ def test_intrinsic_path_still_available(monkeypatch):
 
 # ------------------------------------------------------------- vectorization
 
-_SCALAR_MATH = re.compile(r"@(llvm\.(exp|exp2|log|log2|tanh|pow)\.|(expf?|logf?|tanhf?|powf?)\b)")
+_SCALAR_MATH = re.compile(r"@(llvm\.(exp|exp2|log|log2|tanh|pow|sin|cos)\.|"
+                          r"(expf?|logf?|tanhf?|powf?|sinf?|cosf?)\b)")
 
 
 def _calls(ir_text):
@@ -357,7 +389,8 @@ def test_loops_vectorize(dt, vec):
     calls other than LLVM intrinsics (a libm call would keep the loop scalar)."""
     x = gc.placeholder((1 << 16,), dt, "x")
     graphs = [gc.exp(x), gc.log(x), gc.tanh(x), gc.sigmoid(x),
-              gc.sum(gc.tanh(x) * gc.exp(x)), gc.sum(gc.sigmoid(gc.log(gc.abs(x) + 1.0)))]
+              gc.sum(gc.tanh(x) * gc.exp(x)), gc.sum(gc.sigmoid(gc.log(gc.abs(x) + 1.0))),
+              gc.sin(x), gc.cos(x), gc.sum(gc.sin(x) * gc.cos(x * 3.0))]
     if dt == F32:
         graphs.append(gc.abs(x) ** x)
     for g in graphs:

@@ -7,6 +7,7 @@ import numpy as _np
 from ..ir import dtypes as _D
 from ..ir.node import Node
 from .common import as_node, constant
+from .compose import clip, expand, logical_and, logical_not, logical_or, logical_xor, reciprocal
 from .conv import (
     adaptive_avg_pool2d,
     argmax,
@@ -26,9 +27,12 @@ from .elementwise import (
     bitwise_or,
     bitwise_xor,
     cast,
+    ceil,
+    cos,
     div,
     equal,
     exp,
+    floor,
     floor_divide,
     greater,
     greater_equal,
@@ -44,7 +48,10 @@ from .elementwise import (
     not_equal,
     pow,
     relu,
+    round,
     sigmoid,
+    sign,
+    sin,
     sqrt,
     stop_gradient,
     sub,
@@ -68,7 +75,9 @@ from .nn import log_softmax, logsumexp, one_hot, softmax, softmax_cross_entropy
 from .random import random_uniform
 from .reduce import max, mean, min, sum
 from .registry import OPS, OpDef, get, make, register
+from .scan import cumsum, prod, scan
 from .special import erf, log1p
+from .windows import windows
 
 __all__ = [
     "abs", "add", "cast", "div", "equal", "exp", "greater", "greater_equal", "less",
@@ -81,7 +90,9 @@ __all__ = [
     "take", "scatter_add", "random_uniform", "erf", "log1p",
     "floor_divide", "mod", "bitwise_and", "bitwise_or", "bitwise_xor", "invert",
     "pad", "conv2d", "conv1d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
-    "global_avg_pool2d", "flatten", "argmax", "argmin",
+    "global_avg_pool2d", "flatten", "argmax", "argmin", "windows",
+    "sin", "cos", "floor", "ceil", "round", "sign", "reciprocal", "clip", "logical_and",
+    "logical_or", "logical_xor", "logical_not", "expand", "cumsum", "prod", "scan",
 ]
 
 

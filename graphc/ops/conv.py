@@ -4,9 +4,10 @@ weights): ``pad``, ``conv2d``/``conv1d``, ``max_pool2d``, ``avg_pool2d``,
 ``adaptive_avg_pool2d``/``global_avg_pool2d``, ``flatten``, ``argmax``/``argmin``.
 
 Nothing here is a primitive: a convolution is a zero-padding (``unslice``),
-its KH*KW windows as strided slices stacked on a new axis (im2col) and one
-batched matmul, so its gradient (a sum of unslices, col2im, and a matmul),
-grad-of-grad, fusion and compilation come from the parts. Max pooling is a
+its KH*KW windows (``windows``, a view: ops/windows.py) laid out as an
+im2col matrix with the batch among its columns, and one matmul, so its
+gradient (two matmuls and col2im, a sum of unslices), grad-of-grad, fusion
+and compilation come from the parts. Max pooling is a
 chain of ``where(t > y or isnan(t), t, y)`` over the taps (PyTorch's rule):
 a tie keeps the earlier tap, so the gradient reaches the first maximum of
 each window, as PyTorch's does (``max``'s own rule splits it among ties).
@@ -21,11 +22,12 @@ from ..ir.node import Node
 from .common import as_node, constant, is_int, norm_axis
 from .elementwise import bitwise_or, cast, equal, greater, not_equal, where
 from .linalg import matmul
-from .movement import broadcast_to, concatenate, expand_dims, getitem, reshape
+from .movement import broadcast_to, concatenate, getitem, reshape, transpose
 from .reduce import max as _max
 from .reduce import mean as _mean
 from .reduce import min as _min
 from .registry import make
+from .windows import windows
 
 # ------------------------------------------------------------------ helpers
 
@@ -246,21 +248,81 @@ def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) ->
         if bias.shape != (o,):
             raise ShapeError(f"{op}: bias must have shape ({o},) for weight {w.shape}, got "
                              f"{bias.shape}")
+    layout = _full_width_layout(n, (h, wd), pads, (kh, kw), dilation, (oh, ow)) \
+        if groups == 1 and stride == (1, 1) else None
+    if layout is not None:
+        out = _conv_full_width(x, w, layout, dilation, (oh, ow))
+        if bias is not None:
+            out = out + reshape(bias, (o, 1, 1))
+        return reshape(out, out.shape[1:]) if unbatched else out
     xp = pad(x, ((0, 0), (0, 0)) + pads)
-    k = kh * kw
-    taps = _window_slices(xp, (kh, kw), stride, dilation, (oh, ow))
-    # im2col: (N, C, K, OH, OW), tap index fastest within a channel (as OIHW)
-    cols = taps[0] if k == 1 else concatenate([expand_dims(t, 2) for t in taps], 2)
-    if groups == 1:
-        out = matmul(reshape(w, (o, c * k)), reshape(cols, (n, c * k, oh * ow)))
-    else:
-        g = groups
-        wm = reshape(w, (g, o // g, cg * k))
-        out = matmul(wm, reshape(cols, (n, g, cg * k, oh * ow)))
-    out = reshape(out, (n, o, oh, ow))
+    k, g = kh * kw, groups
+    # im2col with the batch among the columns: (C, KH, KW) rows (OIHW order)
+    # by (N, OH, OW) columns, so the forward product and both gradient
+    # products are each one GEMM over the whole batch (per group)
+    cols = transpose(windows(xp, (kh, kw), stride, dilation), (1, 2, 3, 0, 4, 5))
+    cols = reshape(cols, (c * k, n * oh * ow) if g == 1 else (g, cg * k, n * oh * ow))
+    wm = reshape(w, (o, c * k) if g == 1 else (g, o // g, cg * k))
+    out = transpose(reshape(matmul(wm, cols), (o, n, oh, ow)), (1, 0, 2, 3))
     if bias is not None:
         out = out + reshape(bias, (o, 1, 1))
     return reshape(out, out.shape[1:]) if unbatched else out
+
+
+FULL_WIDTH_WASTE = 0.15     # the most of a full-width product's columns that may be unused
+
+
+def _full_width_layout(n, size, pads, kernel, dilation, out):
+    """The row layout of :func:`_conv_full_width`, or None where it does not
+    apply: ``(g, q, prefix, tail, ncols)``. Each image is followed by ``g``
+    zero rows and each row by ``q`` zero columns (pitch ``P = W + q``), with
+    ``prefix`` zeros in front: the zeros after one row (image) are the
+    padding before the next, so a 3x3 convolution with padding 1 on 28x28
+    wastes 1/29 of each axis, not 2/30. ``ncols`` product columns, of which
+    ``n * oh * ow`` are outputs; ``tail`` zeros end the row."""
+    (h, wd), ((pt, pb), (pl, pr)) = size, pads
+    span_h, span_w = [d * (k - 1) for k, d in zip(kernel, dilation)]
+    g, q = max(pt, pb), max(pl, pr)
+    if min(pt, pb) > span_h or min(pl, pr) > span_w:
+        return None                  # (outputs past a whole image of padding)
+    pitch = wd + q
+    prefix = pt * pitch + pl
+    used_len = prefix + n * (h + g) * pitch
+    last = ((n - 1) * (h + g) + out[0] - 1) * pitch + out[1]      # columns needed
+    tail = max(0, last + span_h * pitch + span_w - used_len)
+    ncols = used_len + tail - span_h * pitch - span_w
+    if ncols < last or 1 - n * out[0] * out[1] / ncols > FULL_WIDTH_WASTE:
+        return None
+    return g, q, prefix, tail, ncols
+
+
+def _conv_full_width(x, w, layout, dilation, out):
+    """A stride-1 convolution as one GEMM that reads the padded input in
+    place. The input is laid out (C, N, H + g, W + q) — each image and row
+    followed by zeros, which are also the padding before the next — and
+    flattened per channel behind ``prefix`` zeros (:func:`_full_width_layout`).
+    Output column ``j = (n*(H+g) + oh)*P + ow`` of tap (kh, kw) is then
+    element ``j + kh*dh*P + kw*dw`` of the channel's row, so the im2col
+    matrix (rows (c, kh, kw), unit column stride) is two ``windows`` of that
+    row: a row-table view the GEMM packs from directly (``brows``), never
+    built. Columns past a row's ``ow`` or an image's ``oh`` are computed and
+    dropped; the output is the product sliced to (N, O, OH, OW), a view its
+    consumer reads."""
+    g, q, prefix, tail, ncols = layout
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    dh, dw = dilation
+    xt = pad(transpose(x, (1, 0, 2, 3)), ((0, 0), (0, 0), (0, g), (0, q)))  # (C, N, H+g, P)
+    pitch = wd + q
+    row = pad(reshape(xt, (c, n * (h + g) * pitch)), ((0, 0), (prefix, tail)))
+    v = windows(windows(row, (kh,), 1, (dh * pitch,)), (kw,), 1, (dw,))   # (C, KH, KW, ncols)
+    full = matmul(reshape(w, (o, c * kh * kw)), reshape(v, (c * kh * kw, ncols)))
+    size = n * (h + g) * pitch
+    full = pad(full, ((0, 0), (0, size - ncols))) if ncols < size else \
+        getitem(full, (slice(None), slice(0, size)))
+    y = getitem(reshape(full, (o, n, h + g, pitch)), (slice(None), slice(None), slice(0, out[0]),
+                                                      slice(0, out[1])))
+    return transpose(y, (1, 0, 2, 3))
 
 
 def conv1d(x, w, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> Node:

@@ -101,6 +101,35 @@ _define("relu", 1, _numeric, lambda x: np.maximum(x, np.zeros((), x.dtype)),
 _define("abs", 1, _numeric, np.abs,
         lambda n, g: [where(n.inputs[0] > 0, g, where(n.inputs[0] < 0, -g, 0))],
         lambda s, n, x: s.abs(x))
+_define("sin", 1, _floating, np.sin, lambda n, g: [g * cos(n.inputs[0])],
+        lambda s, n, x: s.sin(x), cost=COSTLY)
+_define("cos", 1, _floating, np.cos, lambda n, g: [-(g * sin(n.inputs[0]))],
+        lambda s, n, x: s.cos(x), cost=COSTLY)
+
+
+def _float_or(fn):
+    """A rounding lowering: ``fn`` on floats, the value itself on integers."""
+    return lambda s, n, x: fn(s, x) if D.is_float(x.dtype) else x
+
+
+# rounding (integers are their own value, as numpy 2 keeps their dtype); zero gradient
+_define("floor", 1, _numeric, np.floor, _no_grad, _float_or(lambda s, x: s.floor(x)),
+        doc="the largest integer <= x; zero gradient")
+_define("ceil", 1, _numeric, np.ceil, _no_grad, _float_or(lambda s, x: s.ceil(x)),
+        doc="the smallest integer >= x; zero gradient")
+_define("round", 1, _numeric, np.round, _no_grad, _float_or(lambda s, x: s.roundeven(x)),
+        doc="the nearest integer, ties to even (numpy, ONNX Round); zero gradient")
+
+
+def _sign_scalar(s, n, x):
+    """numpy's sign: 1, -1 or 0 (also for -0.0); NaN stays NaN."""
+    one, zero = s.const(1, x.dtype), s.const(0, x.dtype)
+    r = s.select(x < zero, -one, s.select(x > zero, one, zero))
+    return s.select(s.isnan(x), x, r) if D.is_float(x.dtype) else r
+
+
+_define("sign", 1, _numeric, np.sign, _no_grad, _sign_scalar,
+        doc="-1, 0 or 1 by the sign of x (0 for -0.0, NaN for NaN); zero gradient")
 _define("stop_gradient", 1, _any, lambda x: x.copy(), _no_grad, lambda s, n, x: x,
         doc="identity whose gradient is zero")
 
@@ -341,6 +370,12 @@ neg = _unary_numeric("neg")
 relu = _unary_numeric("relu")
 abs = _unary_numeric("abs")  # noqa: A001 - numpy's name
 exp = _unary_float("exp")
+sin = _unary_float("sin")
+cos = _unary_float("cos")
+floor = _unary_numeric("floor")
+ceil = _unary_numeric("ceil")
+round = _unary_numeric("round")  # noqa: A001 - numpy's name
+sign = _unary_numeric("sign")
 log = _unary_float("log")
 sqrt = _unary_float("sqrt")
 tanh = _unary_float("tanh")

@@ -398,3 +398,28 @@ def strided_view(x, inside, is_buffer) -> View | None:
     except NotAView:
         return None
     return View(node, offset, strides)
+
+
+MAX_ROW_TABLE = 1 << 16       # rows of a row-table view (its table is a constant of the code)
+
+
+def row_table_view(x, inside, is_buffer):
+    """A 2-D ``x`` (K, N) that is a ``reshape`` merging the leading axes of a
+    strided view ``v`` (k1, .., kr, N) with unit column stride, as
+    ``(buffer, offset, rows)``: ``x[k, j] = buffer[offset + rows[k] + j]``,
+    ``rows`` a tuple of K element offsets. The leading axes' strides need
+    not merge into one (that is what ``strided_view`` needs): a
+    convolution's im2col, rows (c, kh, kw) at ``c * plane + kh * W + kw``, is
+    such a view of the padded input, read by the GEMM through the table."""
+    if x.ndim != 2 or not inside(x) or x.op != "reshape" or x.size == 0:
+        return None
+    v = x.inputs[0]
+    if v.ndim < 2 or v.shape[-1] != x.shape[1] or x.shape[0] > MAX_ROW_TABLE:
+        return None
+    view = strided_view(v, inside, is_buffer)
+    if view is None or view.strides[-1] != 1:
+        return None
+    rows = np.zeros(1, np.int64)
+    for extent, stride in zip(v.shape[:-1], view.strides[:-1]):
+        rows = (rows[:, None] + np.arange(extent, dtype=np.int64) * stride).reshape(-1)
+    return view.buffer, view.offset, tuple(int(r) for r in rows)

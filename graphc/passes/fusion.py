@@ -35,7 +35,7 @@ from ..backend.plan import Kernel, plan_unfused
 from ..ir.graph import Graph
 from ..ir.node import Node
 from ..ops import registry
-from ..ops.index import strided_view
+from ..ops.index import row_table_view, strided_view
 from ..ops.registry import OpKind
 from .fusion_graph import KernelGraph, _Group
 from .fusion_merge import Merging
@@ -114,7 +114,25 @@ class Fuser(Merging, Ordering, KernelGraph):
         the GEMM reads it through an offset and strides, nothing is
         materialized."""
         inside = lambda m: not m.is_leaf and m.id not in stored     # noqa: E731
-        return strided_view(n, inside, lambda m: True) is not None
+        return (strided_view(n, inside, lambda m: True) is not None or
+                row_table_view(n, inside, lambda m: True) is not None)
+
+    def _gemm_base(self, n: Node, stored: set):
+        """The node under ``n``'s chain of view ops whose storing makes ``n``
+        a view the GEMM reads in place, deepest first (the non-view node the
+        chain starts from, or a view op whose output is a transpose the
+        chain's reshape cannot follow), or None: then ``n`` itself is
+        stored. A convolution's padded input, not its 9x larger im2col."""
+        chain, m = [], n
+        while not m.is_leaf and m.id not in stored and len(m.inputs) == 1:
+            chain.append(m)
+            if not registry.get(m.op).view:
+                break
+            m = m.inputs[0]
+        for c in reversed(chain[1:]):
+            if self._gemm_view(n, stored | {c.id}):
+                return c
+        return None
 
     def initial_stored(self) -> set:
         stored = set(self.required)
@@ -132,10 +150,11 @@ class Fuser(Merging, Ordering, KernelGraph):
                     self.reasons[(n.id, u.id)] = (f"{u.op} is an opaque op with its own kernel; "
                                                   "it reads its inputs from memory")
                 elif uk == "matmul" and not self._gemm_view(n, stored):
-                    stored.add(n.id)
-                    self.reasons[(n.id, u.id)] = ("a matmul reads its operands from memory "
-                                                  "(only a strided view of a stored value is "
-                                                  "read in place)")
+                    base = self._gemm_base(n, stored)
+                    stored.add(n.id if base is None else base.id)
+                    self.reasons[(n.id if base is None else base.id, u.id)] = (
+                        "a matmul reads its operands from memory (only a strided view of a "
+                        "stored value is read in place)")
         depth = {}                # longest chain of inlined nodes ending at each node
         for n in self.nodes:
             if self.kind[n.id] != "ew" or n.id in stored:

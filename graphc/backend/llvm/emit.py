@@ -21,7 +21,7 @@ from llvmlite import ir
 from ..plan import Kernel, MemoryPlan
 from ..schedule import ArgLayout, Plan  # noqa: F401  (ArgLayout: emit.ArgLayout, as before)
 from . import rtlib
-from .host import vector_width
+from .host import clock_intrinsic, vector_width
 from .kernel import KernelEmitter
 from .planner import build_plan
 from .scalar import I8, I32, I64, PTR
@@ -37,10 +37,16 @@ class ModuleEmitter:
     threads=...)``, which plans first (``planner.build_plan``)."""
 
     def __init__(self, plan, kernels: list[Kernel] | None = None, mem: MemoryPlan | None = None,
-                 name="graphc", threads: int = 1):
+                 name="graphc", threads: int = 1, profile: bool = False):
         if not isinstance(plan, Plan):
             plan = build_plan(plan, kernels, mem, threads)
+        if profile and plan.threaded:
+            raise ValueError("ModuleEmitter: profiling needs a one-thread plan")
         self.plan = plan
+        # profile: every step's cycles are added to an int64 counter in the
+        # arena, past the plan's values (profile_offset + 8 * step index)
+        self.profile = profile
+        self.profile_offset = -(-plan.arena_size // 64) * 64
         self.graph = plan.graph
         self.threads = plan.threads
         self.kernels = plan.kernels
@@ -54,6 +60,9 @@ class ModuleEmitter:
 
     @property
     def arena_size(self) -> int:
+        """The arena the runtime allocates: the plan's, and the profile counters."""
+        if self.profile:
+            return self.profile_offset + 8 * len(self.plan.steps)
         return self.plan.arena_size
 
     def ws_stride(self) -> int:
@@ -148,10 +157,27 @@ class ModuleEmitter:
         zero = ir.Constant(I32, 0)
         chunk = zero if chunk is None else chunk
         slot = zero if slot is None else slot
+        clock = self._clock() if self.profile else None
         for ke, phase in calls:
             fn, locs = ke.build()
+            t0 = b.call(clock, []) if clock else None
             b.call(fn, [ptr[loc] for loc in locs] + [status, chunk, ir.Constant(I32, chunks),
                                                      slot, ir.Constant(I32, phase)])
+            if clock:
+                self._count(b, pointer(("slot", self.layout.arena)), ke.step.index,
+                            b.sub(b.call(clock, []), t0))
+
+    def _clock(self):
+        """The host's counter intrinsic (host.clock_intrinsic), declared once."""
+        name = clock_intrinsic()
+        return self.module.globals.get(name) or ir.Function(self.module,
+                                                             ir.FunctionType(I64, []), name)
+
+    def _count(self, b, arena, index, cycles):
+        """Add ``cycles`` to step ``index``'s profile counter in the arena."""
+        off = ir.Constant(I64, self.profile_offset + 8 * index)
+        p = b.gep(arena, [off], source_etype=I8, inbounds=True)
+        b.store(b.add(b.load(p, typ=I64, align=8), cycles), p, align=8)
 
     def _task_fn(self, steps):
         """``graphc_task(ctx, phase, chunk, slot)``: one task of the job, and

@@ -10,12 +10,16 @@ signature::
                   ptr B, i64 rsB, i64 csB,   ; B[k,j] = B[k*rsB + j*csB]
                   ptr C, i64 ldc,            ; C[i,j] = C[i*ldc + j]      (rows contiguous)
                   i32 accumulate,            ; 0: C = A@B, else C += A@B
-                  ptr workspace)             ; gemm_workspace_bytes(dtype, M, N, K) bytes
+                  ptr workspace,             ; gemm_workspace_bytes(dtype, M, N, K) bytes
+                  ptr brows)                 ; null, or i64[K]: B[k,j] = B[brows[k] + j*csB]
 
 (``emit_gemm`` names it ``gemm_f32``.)
 
 Transposed operands are only strides: ``A.T`` stored row-major is
-``rsA=1, csA=M``; nothing is materialized. ``C`` must not overlap ``A`` or
+``rsA=1, csA=M``; nothing is materialized. ``brows`` gives B's rows by a
+table of element offsets instead of ``rsB`` (with ``csB = 1``): a
+convolution's im2col matrix, whose row (c, kh, kw) is the input's channel c
+shifted by the tap's offset, is read from the input itself, never built. ``C`` must not overlap ``A`` or
 ``B``. The function keeps no state: all scratch memory is ``workspace``
 (aligned to 64 bytes inside, so any pointer will do), so threads may call it
 at the same time on disjoint blocks of ``C`` (rows ``i0:i1`` = offset ``A``
@@ -139,7 +143,7 @@ _WS = threading.local()
 
 def _runner(dtype):
     """The process-wide GEMM behind an ``i32 entry(ptr args)`` wrapper that
-    takes its 13 arguments from an int64 array (compiled once per dtype)."""
+    takes its 14 arguments from an int64 array (compiled once per dtype)."""
     from .jit import JitModule
     with _SHARED_LOCK:
         r = _RUNNERS.get(dtype)
@@ -198,6 +202,6 @@ def gemm_numpy(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
     args = np.array([m, n, k, a.ctypes.data, a.strides[0] // it, a.strides[1] // it,
                      b.ctypes.data, b.strides[0] // it, b.strides[1] // it,
                      out.ctypes.data, out.strides[0] // it, int(bool(accumulate)),
-                     ws.ctypes.data], np.int64)
+                     ws.ctypes.data, 0], np.int64)
     _runner(a.dtype).cfunc(args.ctypes.data)
     return out

@@ -14,8 +14,8 @@ from .scalar import F32, F64, I32, I64, PTR
 _ELEM = {np.dtype(np.float32): F32, np.dtype(np.float64): F64}
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 WS_ALIGN = 64
-# M, N, K, A, rsA, csA, B, rsB, csB, C, ldc, accumulate, workspace
-GEMM_ARGS = [I64, I64, I64, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32, PTR]
+# M, N, K, A, rsA, csA, B, rsB, csB, C, ldc, accumulate, workspace, B's row table
+GEMM_ARGS = [I64, I64, I64, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32, PTR, PTR]
 
 
 # ------------------------------------------------------------------ configuration

@@ -247,16 +247,38 @@ class GemmEmitter:
             return _min(b, width, b.sub(total, b.mul(p, _c(width))))
         return nfull, rem, npanels, pstride, count
 
+    @staticmethod
+    def _row_offset(b, fn, has_rows, rows, k, rs):
+        """``rows[k]`` if there is a row table, else ``k * rs`` (the table is
+        read only when there is one: the branch is loop-invariant, and LLVM
+        unswitches it)."""
+        tab = fn.append_basic_block("row.tab")
+        mul = fn.append_basic_block("row.stride")
+        join = fn.append_basic_block("row.join")
+        b.cbranch(has_rows, tab, mul)
+        b.position_at_end(tab)
+        t = b.load(b.gep(rows, [k], source_etype=I64), typ=I64)
+        b.branch(join)
+        b.position_at_end(mul)
+        m = b.mul(k, rs)
+        b.branch(join)
+        b.position_at_end(join)
+        off = b.phi(I64)
+        off.add_incoming(t, tab)
+        off.add_incoming(m, mul)
+        return off
+
     def pack_b(self):
         """Bp[q][k][j] = B[k, q*NR + j] for k < kc, q*NR + j < nc; src points at
         B[pc, jc]. Rows kc..kcp are zero; columns past nc in the last panel are
         zeros or repeats (they only reach unstored microtile columns)."""
         cfg, V = self.cfg, self.V
         NR, W = cfg.nr, cfg.lanes
-        fn, b = self.function(f"gemm_{self.sfx}_packb", [I64, I64, I64, PTR, I64, I64, PTR],
-                              ["kc", "kcp", "nc", "src", "rs", "cs", "dst"])
+        fn, b = self.function(f"gemm_{self.sfx}_packb", [I64, I64, I64, PTR, I64, I64, PTR, PTR],
+                              ["kc", "kcp", "nc", "src", "rs", "cs", "dst", "rows"])
         fn.attributes.add("noinline")        # called once per block: keep the driver small
-        kc, kcp, nc, src, rs, cs, dst = fn.args
+        kc, kcp, nc, src, rs, cs, dst, rows = fn.args
+        has_rows = b.icmp_unsigned("!=", rows, ir.Constant(PTR, None))
         for a in (src, dst):
             a.add_attribute("noalias")
         nfull, rem, npanels, pstride, count = self._panels(b, nc, NR, kcp)
@@ -273,7 +295,8 @@ class GemmEmitter:
         mload = self.intrinsic(f"llvm.masked.load.v{W}{self.T.intrinsic_name}.p0", V,
                                [PTR, I32, VB, V])
         with for_step(b, 0, kc, 1, "k") as k:
-            s = self.gep(b, src, b.mul(k, rs))
+            # row k of B: k * rs, or the row table's entry (an implicit im2col)
+            s = self.gep(b, src, self._row_offset(b, fn, has_rows, rows, k, rs))
             d = self.gep(b, dst, b.mul(k, _c(NR)))
             with for_step(b, 0, nfull, 1, "q") as q:
                 sq = self.gep(b, s, b.mul(q, _c(NR)))
@@ -359,8 +382,9 @@ class GemmEmitter:
         micro, pack_a, pack_b = self.micro(), self.pack_a(), self.pack_b()
         fn, b = self.function(name, GEMM_ARGS,
                               ["M", "N", "K", "A", "rsA", "csA", "B", "rsB", "csB", "C", "ldc",
-                               "accumulate", "ws"])
-        M, N, K, A, rsA, csA, B, rsB, csB, C, ldc, accum, ws = fn.args
+                               "accumulate", "ws", "brows"])
+        M, N, K, A, rsA, csA, B, rsB, csB, C, ldc, accum, ws, brows = fn.args
+        has_rows = b.icmp_unsigned("!=", brows, ir.Constant(PTR, None))
         fn.attributes.add("noinline")        # one copy per module, however many callers
         C.add_attribute("noalias")
         ws.add_attribute("noalias")
@@ -371,6 +395,7 @@ class GemmEmitter:
         direct = b.and_(b.icmp_signed("==", csB, _c(1)), b.icmp_signed("<=", M, _c(cfg.direct_m)))
         bbytes_all = b.mul(b.mul(K, N), _c(self.item))
         direct = b.and_(direct, b.icmp_signed("<=", bbytes_all, _c(cfg.direct_bytes)))
+        direct = b.and_(direct, b.not_(has_rows))     # (rows from a table are always packed)
         nothing = b.or_(b.icmp_signed("<=", M, _c(0)), b.icmp_signed("<=", N, _c(0)))
         ret = fn.append_basic_block("ret")
         go = fn.append_basic_block("go")
@@ -415,7 +440,10 @@ class GemmEmitter:
                 kc = _min(b, KCb, b.sub(K, pc))
                 kcp = b.mul(b.sdiv(b.add(kc, _c(U - 1)), _c(U)), _c(U))
                 beta = b.or_(acc, b.icmp_signed(">", pc, _c(0)))
-                bsrc = self.gep(b, B, b.add(b.mul(pc, rsB), b.mul(jc, csB)))
+                # B[pc, jc]: with a row table, rows pc.. are brows[pc..] from B
+                bsrc = self.gep(b, B, b.add(b.select(has_rows, _c(0), b.mul(pc, rsB)),
+                                            b.mul(jc, csB)))
+                rows_pc = b.select(has_rows, b.gep(brows, [pc], source_etype=I64), brows)
                 # with few rows, B is used by few microkernel calls: whole
                 # micro-panels of row-major B are read in place, only the
                 # partial last one is packed (to panel 0)
@@ -425,11 +453,12 @@ class GemmEmitter:
                 packed = fn.append_basic_block("packb.done")
                 b.cbranch(direct, pack_edge, pack_all)
                 b.position_at_end(pack_all)
-                b.call(pack_b, [kc, kcp, nc, bsrc, rsB, csB, bp])
+                b.call(pack_b, [kc, kcp, nc, bsrc, rsB, csB, bp, rows_pc])
                 b.branch(packed)
                 b.position_at_end(pack_edge)
                 with if_then(b, b.icmp_signed("<", nfc, nc), "edgeb"):
-                    b.call(pack_b, [kc, kcp, b.sub(nc, nfc), self.gep(b, bsrc, nfc), rsB, csB, bp])
+                    b.call(pack_b, [kc, kcp, b.sub(nc, nfc), self.gep(b, bsrc, nfc), rsB, csB, bp,
+                                    rows_pc])
                 b.branch(packed)
                 b.position_at_end(packed)
                 with for_step(b, 0, M, MCb, "ic") as ic:

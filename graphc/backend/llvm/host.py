@@ -14,6 +14,16 @@ _lock = forksafe.lock(globals(), "_lock", rank=5)   # innermost (see graphc/fork
 _cpu: dict = {}
 
 
+# LLVM's vectorizers would turn a loop over a tensor's middle axis (the
+# inner axes fully unrolled: a 64x32x4x4 slice, an im2col, batch norm's
+# per-channel sums) into gathers and scatters, which on the AMD EPYC (Zen 4)
+# and GDS-mitigated Intel machines here are slower than scalar code; with
+# these tuning flags (LLVM's own for such CPUs) it keeps such loops scalar
+# or vectorizes the contiguous axis. The LeNet training step: 4.4 -> 1.5 ms
+# (f.profile(), one run beside a busy core; see docs/performance.md).
+NO_GATHER = ",+prefer-no-gather,+prefer-no-scatter"
+
+
 def cpu() -> dict:
     """``{"triple", "cpu", "features"}`` of the host, as LLVM names them
     (``features`` is the flattened ``+a,-b`` string a target machine takes)."""
@@ -21,8 +31,11 @@ def cpu() -> dict:
         if not _cpu:
             llvm.initialize_native_target()
             llvm.initialize_native_asmprinter()
-            _cpu.update(triple=llvm.get_process_triple(), cpu=llvm.get_host_cpu_name(),
-                        features=llvm.get_host_cpu_features().flatten())
+            feats = llvm.get_host_cpu_features().flatten()
+            triple = llvm.get_process_triple()
+            if triple.startswith(("x86_64", "i686", "i386")):
+                feats += NO_GATHER
+            _cpu.update(triple=triple, cpu=llvm.get_host_cpu_name(), features=feats)
         return _cpu
 
 
@@ -88,3 +101,16 @@ def vector_width(fn) -> None:
     exp/log/tanh/sigmoid)."""
     if has_feature("avx512f"):
         set.add(fn.attributes, '"prefer-vector-width"="512"')   # llvmlite's add() rejects it
+
+
+def clock_intrinsic() -> str:
+    """The LLVM intrinsic that reads a fast counter from user code, for the
+    kernel profiler: the time-stamp counter on x86-64 (``rdtsc``), the
+    generic timer on AArch64 (``llvm.readcyclecounter`` reads PMCCNTR there,
+    which traps unless the kernel enables it)."""
+    arch = cpu()["triple"].split("-")[0]
+    if arch in ("x86_64", "i686", "i386"):
+        return "llvm.readcyclecounter"
+    if arch in ("aarch64", "arm64"):
+        return "llvm.readsteadycounter"
+    raise NotImplementedError(f"profile: no cycle counter known for {arch} hosts")

@@ -89,6 +89,7 @@ class IndexBuilder:
         self.b = b
         self.s = s
         self._consts = {}
+        self._merged = {}         # id(first digit) -> (linear index, digits, their extents)
 
     def const(self, k: int):
         c = self._consts.get(k)
@@ -161,11 +162,38 @@ class IndexBuilder:
         return self.select(self.lt(self._c(hi), v), hi, v)
 
     def linearize(self, idx, shape):
-        """Row-major linear offset of ``idx`` in ``shape``."""
+        """Row-major linear offset of ``idx`` in ``shape``. A run of digits
+        that :meth:`merge` made from one linear index, over the same extents,
+        contributes that index itself (no division, no multiplication)."""
         lin = self.const(0)
-        for i, n in zip(idx, shape):
-            lin = self.add(self.mul(lin, n), i)
+        p = 0
+        while p < len(idx):
+            g = self._merged.get(id(idx[p]))
+            if g is not None:
+                t, digits, dims = g
+                r = len(digits)
+                if tuple(shape[p:p + r]) == dims and all(a is b for a, b in zip(idx[p:p + r],
+                                                                                 digits)):
+                    size = 1
+                    for n in dims:
+                        size *= n
+                    lin = self.add(self.mul(lin, size), t)
+                    p += r
+                    continue
+            lin = self.add(self.mul(lin, shape[p]), idx[p])
+            p += 1
         return lin
+
+    def merge(self, t, dims) -> list:
+        """The digits of linear index ``t`` over extents ``dims`` (row-major),
+        remembered so that :meth:`linearize` folds them back into ``t``: a
+        loop over the product of several contiguous axes addresses memory
+        as one axis, and the divisions are only emitted for the uses that
+        need a digit alone (LLVM drops the others)."""
+        digits = self.delinearize(t, dims)
+        if len(dims) > 1:
+            self._merged[id(digits[0])] = (t, digits, tuple(dims))
+        return digits
 
     def delinearize(self, lin, shape):
         """Split a row-major linear offset into an index of ``shape``."""

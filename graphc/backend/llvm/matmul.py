@@ -9,20 +9,22 @@ from dataclasses import dataclass
 import numpy as np
 from llvmlite import ir
 
-from ...ops.index import strided_view
+from ...ops.index import row_table_view, strided_view
 from .gemm import shared_gemm
 from .gemm_config import _ELEM, _c, host_config
 from .loops import for_nest
-from .scalar import I32
+from .scalar import I32, I64, PTR
 
 # ------------------------------------------------------------------ matmul kernels
 # Below this many multiply-adds per matrix product (M*N*K), with fewer rows
-# than GEMM_MIN_M or fewer columns than GEMM_MIN_N, the simple i-k-j loop nest
-# is as fast as packing or faster (measured with benchmarks/gemm_bench.py
-# --crossover; see docs/performance.md).
+# than GEMM_MIN_M, or with fewer columns than GEMM_MIN_N (when B's rows are
+# contiguous and M*K < GEMM_NARROW_MK), the simple i-k-j loop nest is as fast
+# as packing or faster (measured with benchmarks/gemm_bench.py --crossover;
+# see docs/performance.md).
 GEMM_MIN_MACS = 1 << 17
 GEMM_MIN_M = 4
 GEMM_MIN_N = 16
+GEMM_NARROW_MK = 1 << 16     # ... fewer columns than GEMM_MIN_N pay with an A this large
 
 
 @dataclass
@@ -47,6 +49,7 @@ class MatmulPlan:
     bstride_c: tuple
     off_a: int = 0          # element offset of A[0, 0] (of batch 0) in its buffer
     off_b: int = 0
+    b_rows: tuple | None = None   # B's rows by element offsets (ops.index.row_table_view)
 
     @property
     def workspace_bytes(self) -> int:
@@ -64,6 +67,14 @@ def plan_matmul(node, members: set, is_leaf_buffer, force: bool = False) -> Matm
     inside = lambda x: x.id in members   # noqa: E731
     va = strided_view(a, inside, is_leaf_buffer)
     vb = strided_view(b, inside, is_leaf_buffer)
+    if va is not None and vb is None and a.ndim == 2:
+        rt = row_table_view(b, inside, is_leaf_buffer)
+        if rt is not None:
+            (abuf, oa, sa), (bbuf, ob, rows) = va, rt
+            m, k = a.shape
+            n = b.shape[1]
+            return MatmulPlan(dt, abuf, bbuf, m, n, k, sa[0], sa[1], 0, 1, (), (), (), (),
+                              oa, ob, rows)
     if va is None or vb is None:
         return None
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
@@ -87,7 +98,11 @@ def plan_matmul(node, members: set, is_leaf_buffer, force: bool = False) -> Matm
     while batch and (batch[-1] == 1 or (bb[-1] == 0 and ba[-1] == m * rs_a and bc[-1] == m * n)):
         m *= batch.pop()
         ba.pop(), bb.pop(), bc.pop()
-    if not force and (m * n * k < GEMM_MIN_MACS or m < GEMM_MIN_M or n < GEMM_MIN_N):
+    # few columns: the loop nest's inner loop is short, but it still wins
+    # unless B's rows are strided (a transposed B: the loop reads it with a
+    # stride, 4-65x slower) or A is large
+    narrow = n < GEMM_MIN_N and cs_b == 1 and m * k < GEMM_NARROW_MK
+    if not force and (m * n * k < GEMM_MIN_MACS or m < GEMM_MIN_M or narrow):
         return None
     return MatmulPlan(dt, abuf, bbuf, m, n, k, rs_a, cs_a, rs_b, cs_b, tuple(batch),
                       tuple(ba), tuple(bb), tuple(bc), oa, ob)
@@ -124,10 +139,18 @@ def emit_matmul_call(b: ir.IRBuilder, module: ir.Module, plan: MatmulPlan, pa, p
         n = b.sub(hi, lo)
         pb = b.gep(pb, [b.mul(lo, _c(plan.cs_b))], source_etype=T)
         pc = b.gep(pc, [lo], source_etype=T)
+    rows = ir.Constant(PTR, None)
+    if plan.b_rows is not None:
+        table = ir.GlobalVariable(module, ir.ArrayType(I64, len(plan.b_rows)),
+                                  module.get_unique_name("gemm_rows"))
+        table.linkage = "internal"
+        table.global_constant = True
+        table.initializer = ir.Constant(ir.ArrayType(I64, len(plan.b_rows)), list(plan.b_rows))
+        rows = b.bitcast(table, PTR)
     with for_nest(b, plan.batch, name="gb") as idx:
         b.call(f, [m, n, _c(plan.k),
                    offset(pa, idx, plan.bstride_a), _c(plan.rs_a), _c(plan.cs_a),
                    offset(pb, idx, plan.bstride_b), _c(plan.rs_b), _c(plan.cs_b),
-                   offset(pc, idx, plan.bstride_c), _c(plan.n), ir.Constant(I32, 0), ws])
+                   offset(pc, idx, plan.bstride_c), _c(plan.n), ir.Constant(I32, 0), ws, rows])
 
 

@@ -385,6 +385,21 @@ class ScalarBuilder:
 
     def sqrt(self, a): self._float(a, "sqrt"); return self._intrinsic("llvm.sqrt", a)
     def floor(self, a): self._float(a, "floor"); return self._intrinsic("llvm.floor", a)
+    def ceil(self, a): self._float(a, "ceil"); return self._intrinsic("llvm.ceil", a)
+
+    def roundeven(self, a):
+        """Round to the nearest integer, ties to even (numpy's ``round``)."""
+        self._float(a, "roundeven"); return self._intrinsic("llvm.roundeven", a)
+
+    # sin and cos: vecmath's polynomials (Cody-Waite reduction, and Payne-Hanek
+    # for large arguments); llvm.sin/llvm.cos (libm calls) without vector_math
+    def sin(self, a):
+        self._float(a, "sin")
+        return vecmath.sin(self, a) if self.vector_math else self._intrinsic("llvm.sin", a)
+
+    def cos(self, a):
+        self._float(a, "cos")
+        return vecmath.cos(self, a) if self.vector_math else self._intrinsic("llvm.cos", a)
 
     def pow(self, a, b):
         self._same(a, b, "pow")

@@ -1,0 +1,61 @@
+"""Hostile construction cases of the ops the ONNX importer needs (issue 14:
+``graphc/ops/elementwise.py``'s sin..sign, ``compose.py``, ``scan.py``), added
+to test_hostile's table by ``math_cases``: every argument a caller can get
+wrong gets a clear error naming the op."""
+from __future__ import annotations
+
+import graphc as gc
+
+
+def math_cases(add, ph, junk, x, v, i, e0, B):
+    """Add the cases with ``add(op, what, fn, expected exception)``."""
+    S, D = gc.ShapeError, gc.DTypeError
+    b = ph((2, 3), B, name="hb")
+    b4 = ph((4,), B, name="hb4")
+    s0 = ph((), name="hs0")
+    v4 = ph((4,), name="hv4")
+    for op in ("sin", "cos", "floor", "ceil", "round", "sign", "reciprocal", "logical_not",
+               "cumsum", "prod", "clip"):
+        for jn, j in junk[:4]:
+            add(op, f"{jn} operand", lambda op=op, j=j: getattr(gc, op)(j), (TypeError, ValueError))
+    for op in ("sin", "cos", "floor", "ceil", "round", "sign", "reciprocal", "clip"):
+        add(op, "bool operand", lambda op=op: getattr(gc, op)(b), D)
+    for op in ("logical_and", "logical_or", "logical_xor"):
+        add(op, "float operands", lambda op=op: getattr(gc, op)(x, x), D)
+        add(op, "int and bool operands", lambda op=op: getattr(gc, op)(i, b), D)
+        add(op, "an int scalar", lambda op=op: getattr(gc, op)(b, 1), D)
+        add(op, "shapes that do not broadcast", lambda op=op: getattr(gc, op)(b, b4), S)
+        for jn, j in junk[:4]:
+            add(op, f"{jn} operand", lambda op=op, j=j: getattr(gc, op)(b, j), (TypeError, ValueError))
+    add("logical_not", "float operand", lambda: gc.logical_not(x), D)
+    add("logical_not", "int operand", lambda: gc.logical_not(i), D)
+    add("clip", "str bound", lambda: gc.clip(x, "a", 1.0), D)
+    add("clip", "complex bound", lambda: gc.clip(x, None, 1j), D)
+    add("clip", "bound that does not broadcast", lambda: gc.clip(x, v4, None), S)
+    add("clip", "upper bound that does not broadcast", lambda: gc.clip(x, 0.0, [1.0, 2.0]), S)
+    for shape in [(3, 2), (2, 4), (-1, 3), (2.5, 3), "ab", None, 3, (2**40, 2**40, 2, 3)]:
+        add("expand", f"shape {shape!r}", lambda shape=shape: gc.expand(x, shape), S)
+    for jn, j in junk[:4]:
+        add("expand", f"{jn} operand", lambda j=j: gc.expand(j, (2, 3)), (TypeError, ValueError))
+    for ax in [2, -3, 1.5, "a", (0, 1), True]:
+        add("cumsum", f"axis {ax!r}", lambda ax=ax: gc.cumsum(x, ax), S)
+    add("cumsum", "axis of a 0-d value", lambda: gc.cumsum(s0, 0), S)
+    add("cumsum", "exclusive 'yes'", lambda: gc.cumsum(x, 0, exclusive="yes"), (TypeError, ValueError))
+    add("cumsum", "reverse None", lambda: gc.cumsum(x, 0, reverse=None), (TypeError, ValueError))
+    add("cumsum", "exclusive 2", lambda: gc.cumsum(x, 0, exclusive=2), (TypeError, ValueError))
+    add("cumsum", "dtype bool", lambda: gc.cumsum(x, 0, dtype="bool"), D)
+    add("cumsum", "dtype complex64", lambda: gc.cumsum(x, 0, dtype="complex64"), D)
+    for ax in [2, -3, 7, (0, 0), (0, 5), 1.0, "a", True, [0.5], (None,)]:
+        add("prod", f"axis {ax!r}", lambda ax=ax: gc.prod(x, ax), S)
+    add("prod", "keepdims 'no'", lambda: gc.prod(x, 0, keepdims="no"), (TypeError, ValueError))
+    add("reduce_prod", "bool input to the primitive",
+        lambda: gc.make("reduce_prod", (b,), {"axes": (0,), "keepdims": False}), D)
+    add("scan", "operands that do not broadcast", lambda: gc.scan(v4, x, 0), S)
+    add("scan", "axis 2", lambda: gc.scan(1.0, x, 2), S)
+    add("scan", "0-d operands", lambda: gc.scan(1.0, s0, 0), S)
+    add("scan", "bool operands", lambda: gc.scan(b, b, 0), D)
+    add("scan", "reverse 2", lambda: gc.scan(1.0, x, 0, 2), (TypeError, ValueError))
+    add("scan", "operand dtypes differ (primitive)",
+        lambda: gc.make("scan", (gc.cast(x, "float32"), x), {"axis": 0, "reverse": False}), D)
+    for jn, j in junk[:4]:
+        add("scan", f"{jn} operand", lambda j=j: gc.scan(j, x, 0), (TypeError, ValueError))
