@@ -51,7 +51,9 @@ _SIMPLE = {"neg": "Neg", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "tanh": "Ta
            "add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow",
            "maximum": "Max", "minimum": "Min", "greater": "Greater", "less": "Less",
            "greater_equal": "GreaterOrEqual", "less_equal": "LessOrEqual", "equal": "Equal",
-           "where": "Where", "matmul": "MatMul", "erf": "Erf", "custom_vjp": "Identity"}
+           "where": "Where", "matmul": "MatMul", "erf": "Erf", "custom_vjp": "Identity",
+           "sin": "Sin", "cos": "Cos", "floor": "Floor", "ceil": "Ceil", "round": "Round",
+           "sign": "Sign"}
 
 
 def _export_node(w: _Writer, n: Node, ins: list, out: str) -> None:
@@ -93,11 +95,21 @@ def _export_node(w: _Writer, n: Node, ins: list, out: str) -> None:
         _unslice(w, n, ins[0], out)
     elif op == "concatenate":
         w.add("Concat", ins, out, axis=a["axis"])
-    elif op in ("reduce_sum", "reduce_max", "reduce_min"):
-        name = {"reduce_sum": "ReduceSum", "reduce_max": "ReduceMax", "reduce_min": "ReduceMin"}[op]
+    elif op in ("reduce_sum", "reduce_max", "reduce_min", "reduce_prod"):
+        name = {"reduce_sum": "ReduceSum", "reduce_max": "ReduceMax", "reduce_min": "ReduceMin",
+                "reduce_prod": "ReduceProd"}[op]
         w.add(name, [ins[0], w.ints(a["axes"])], out, keepdims=int(bool(a["keepdims"])))
     elif op == "take":
         w.add("Gather", ins, out, axis=a["axis"])
+    elif op == "windows":
+        _windows(w, n, ins[0], out)
+    elif op == "scan":
+        a = n.inputs[0]
+        if a.op != "constant" or not np.all(a.value == 1):
+            raise ValueError(f"onnx export: a scan (node %{n.id}) other than a cumulative sum "
+                             "has no ONNX op")
+        w.add("CumSum", [ins[1], w.init(np.array(n.attrs["axis"], np.int64))], out,
+              reverse=int(bool(n.attrs["reverse"])))
     elif op == "scatter_add":
         _scatter_add(w, n, ins, out)
     elif op == "one_hot":
@@ -105,6 +117,25 @@ def _export_node(w: _Writer, n: Node, ins: list, out: str) -> None:
         w.add("Equal", [lab, w.init(np.arange(a["depth"], dtype=n.inputs[0].dtype))], out)
     else:
         raise ValueError(f"onnx export: graphc op {op!r} (node %{n.id}) has no ONNX export")
+
+
+def _windows(w: _Writer, n: Node, x: str, out: str) -> None:
+    """Every kernel tap's strided Slice, stacked before the window axes."""
+    import itertools
+    a = n.attrs
+    k = len(a["kernel"])
+    src = n.inputs[0].shape
+    lead = len(src) - k
+    outs = n.shape[lead + k:]
+    axes = list(range(lead, lead + k))
+    taps = []
+    for offs in itertools.product(*(range(kk) for kk in a["kernel"])):
+        starts = [o * d for o, d in zip(offs, a["dilation"])]
+        ends = [s0 + (m - 1) * st + 1 for s0, m, st in zip(starts, outs, a["stride"])]
+        t = w.add("Slice", [x, w.ints(starts), w.ints(ends), w.ints(axes), w.ints(a["stride"])])
+        taps.append(w.add("Unsqueeze", [t, w.ints([lead])]))
+    cat = taps[0] if len(taps) == 1 else w.add("Concat", taps, axis=lead)
+    w.add("Reshape", [cat, w.ints(n.shape)], out)
 
 
 def _scatter_add(w: _Writer, n: Node, ins: list, out: str) -> None:

@@ -12,7 +12,9 @@ from .convert import np_dtype, op
 # ------------------------------------------------------------------ unary
 
 _UNARY = {"Abs": O.abs, "Neg": O.neg, "Exp": O.exp, "Log": O.log, "Sqrt": O.sqrt,
-          "Tanh": O.tanh, "Sigmoid": O.sigmoid, "Relu": O.relu, "Erf": O.erf}
+          "Tanh": O.tanh, "Sigmoid": O.sigmoid, "Relu": O.relu, "Erf": O.erf, "Floor": O.floor,
+          "Ceil": O.ceil, "Round": O.round, "Sign": O.sign, "Sin": O.sin, "Cos": O.cos,
+          "Reciprocal": O.reciprocal}
 
 
 @op(*_UNARY)
@@ -28,40 +30,37 @@ def _float_input(ctx, n, i=0):
     return x
 
 
-def floor(x):
-    return x - O.mod(x, 1.0)          # numpy's mod: x - floor(x), in [0, 1)
-
-
-@op("Floor")
-def _floor(ctx, n):
-    return floor(_float_input(ctx, n))
-
-
-@op("Ceil")
-def _ceil(ctx, n):
-    return -floor(-_float_input(ctx, n))
-
-
-@op("Round")
-def _round(ctx, n):
-    """Half to even: floor(x + 0.5), one less where that is odd at a tie."""
+@op("Tan")
+def _tan(ctx, n):
     x = _float_input(ctx, n)
-    r = floor(x + 0.5)
-    tie = O.bitwise_and(O.equal(r - x, 0.5), O.equal(O.mod(r, 2.0), 1.0))
-    return O.where(tie, r - 1.0, r)
+    return O.sin(x) / O.cos(x)
 
 
-@op("Sign")
-def _sign(ctx, n):
-    x = ctx.x(n, 0)
-    one, zero = O.constant(1, x.dtype), O.constant(0, x.dtype)
-    return O.where(x > 0, one, O.where(x < 0, -one, zero))
+@op("Sinh", "Cosh")
+def _sinh_cosh(ctx, n):
+    x = _float_input(ctx, n)
+    e, ie = O.exp(x), O.exp(-x)
+    return (e - ie) * 0.5 if n.op == "Sinh" else (e + ie) * 0.5
 
 
-@op("Reciprocal")
-def _reciprocal(ctx, n):
-    x = ctx.x(n, 0)
-    return O.div(O.constant(1, x.dtype), x)
+@op("Asinh")
+def _asinh(ctx, n):
+    x = _float_input(ctx, n)
+    ax = O.abs(x)
+    y = O.log(ax + O.sqrt(ax * ax + 1.0))
+    return O.where(x < 0, -y, y)
+
+
+@op("Acosh")
+def _acosh(ctx, n):
+    x = _float_input(ctx, n)
+    return O.log(x + O.sqrt(x * x - 1.0))
+
+
+@op("Atanh")
+def _atanh(ctx, n):
+    x = _float_input(ctx, n)
+    return (O.log1p(x) - O.log1p(-x)) * 0.5
 
 
 @op("Identity")
@@ -312,7 +311,7 @@ def reduce_axes(ctx, n, ndim, input_since):
 
 
 _REDUCE = {"ReduceSum": (13, O.sum), "ReduceMean": (18, O.mean), "ReduceMax": (18, O.max),
-           "ReduceMin": (18, O.min),
+           "ReduceMin": (18, O.min), "ReduceProd": (18, O.prod),
            "ReduceSumSquare": (18, lambda x, a, k: O.sum(x * x, a, k)),
            "ReduceL1": (18, lambda x, a, k: O.sum(O.abs(x), a, k)),
            "ReduceL2": (18, lambda x, a, k: O.sqrt(O.sum(x * x, a, k))),
@@ -359,20 +358,7 @@ def _swish(ctx, n):
 
 @op("CumSum")
 def _cumsum(ctx, n):
-    """A matmul by a constant triangular matrix along the axis (graphc has no
-    cumsum op yet)."""
     x = ctx.x(n, 0)
-    ax = int(np.asarray(ctx.const(n, 1, "axis")).reshape(-1)[0]) % x.ndim
-    m = x.shape[ax]
-    i, j = np.arange(m)[:, None], np.arange(m)[None, :]
-    rev, excl = n.attr("reverse", 0), n.attr("exclusive", 0)
-    # out[j] = sum over i of x[i] * T[i, j]
-    keep = (i >= j) if rev else (i <= j)
-    if excl:
-        keep &= i != j
-    perm = tuple(d for d in range(x.ndim) if d != ax) + (ax,)
-    inv = tuple(int(k) for k in np.argsort(perm))
-    dt = x.dtype if D.is_float(x.dtype) else D.float64
-    y = O.matmul(O.cast(O.transpose(x, perm), dt), O.constant(keep.astype(dt)))
-    y = O.transpose(y, inv)
-    return y if y.dtype == x.dtype else O.cast(y, x.dtype)
+    ax = int(np.asarray(ctx.const(n, 1, "axis")).reshape(-1)[0])
+    return O.cumsum(x, ax, exclusive=bool(n.attr("exclusive", 0)), reverse=bool(n.attr("reverse", 0)),
+                    dtype=x.dtype)
