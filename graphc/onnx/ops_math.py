@@ -362,3 +362,19 @@ def _cumsum(ctx, n):
     ax = int(np.asarray(ctx.const(n, 1, "axis")).reshape(-1)[0])
     return O.cumsum(x, ax, exclusive=bool(n.attr("exclusive", 0)), reverse=bool(n.attr("reverse", 0)),
                     dtype=x.dtype)
+
+
+@op("CumProd")
+def _cumprod(ctx, n):
+    """graphc's linear scan h[j] = a[j] h[j-1] + b[j] with b zero but at the
+    first element (the exclusive form multiplies the shifted input from 1)."""
+    from ..ops.scan import scan, shift
+    x = ctx.x(n, 0)
+    ax = int(np.asarray(ctx.const(n, 1, "axis")).reshape(-1)[0]) % x.ndim
+    rev, excl = bool(n.attr("reverse", 0)), bool(n.attr("exclusive", 0))
+    m = x.shape[ax]
+    first = np.zeros([m if d == ax else 1 for d in range(x.ndim)], x.dtype)
+    first[tuple(m - 1 if d == ax and rev else 0 for d in range(x.ndim))] = 1
+    if excl:
+        return scan(shift(x, ax, -1 if rev else 1, 1), O.constant(first), ax, rev)
+    return scan(x, x * O.constant(first), ax, rev)

@@ -400,3 +400,28 @@ def _center_crop_pad(ctx, n):
             lo = (want - size) // 2
             x = O.pad(x, tuple((lo, want - size - lo) if d == a else (0, 0) for d in range(x.ndim)))
     return x
+
+
+@op("ScatterND")
+def _scatter_nd(ctx, n):
+    """data with the slices ``indices`` names replaced (or added to): graphc's
+    scatter_add on the data viewed as (rows of the indexed axes, slab)."""
+    x, ind, upd = ctx.x(n, 0), ctx.x(n, 1), ctx.x(n, 2)
+    red = n.attr("reduction", "none")
+    if red not in ("none", "add"):
+        raise n.error(f"reduction {red!r} is not supported (none, add)")
+    k = ind.shape[-1]
+    rows = int(np.prod(x.shape[:k], dtype=np.int64))
+    slab = int(np.prod(x.shape[k:], dtype=np.int64))
+    count = int(np.prod(ind.shape[:-1], dtype=np.int64))
+    strides = np.array([int(np.prod(x.shape[j + 1:k], dtype=np.int64)) for j in range(k)])
+    i = O.cast(ind, D.int64)
+    i = O.where(i < 0, i + O.constant(np.array(x.shape[:k], np.int64)), i)
+    lin = O.reshape(O.sum(i * O.constant(strides), -1), (count,))
+    u = O.reshape(upd, (count, slab))
+    added = O.reshape(O.scatter_add(u, lin, rows, 0), x.shape)
+    if red == "add":
+        return x + added
+    hit = O.scatter_add(O.broadcast_to(O.constant(1, D.int64), (count,)), lin, rows, 0)
+    hit = O.reshape(hit, x.shape[:k] + (1,) * (x.ndim - k))
+    return O.where(hit > 0, added, x)
