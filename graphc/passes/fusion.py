@@ -226,7 +226,7 @@ class Fuser(Merging, Ordering, KernelGraph):
             for mid in g.members:
                 if mid not in stored:
                     where.setdefault(mid, []).append(g)
-        more = set()
+        more, bcast = set(), {}
         domains = {}
         for nid, gs in where.items():
             n = self.by_id[nid]
@@ -247,12 +247,21 @@ class Fuser(Merging, Ordering, KernelGraph):
                 size = int(np.prod(dom)) if dom else 1
                 if cost > RECOMPUTE_BUDGET and n.size * 4 <= size and \
                         not _trailing_broadcast(n.shape, dom):
-                    more.add(nid)
-                    for u in self.users[nid]:
-                        self.reasons[(nid, u.id)] = (
-                            f"{n.op} has shape {n.shape}, which is broadcast across the loop "
-                            f"domain {dom} of its consumer's kernel; recomputing it for every "
-                            "element would cost more than storing it")
+                    bcast[nid] = dom
+        # of a chain broadcast into one kernel, only its last node is stored
+        # this round: the rest are then computed in that node's kernel, over
+        # its own domain (a max pool's where-chain read by the next
+        # convolution's im2col was 9 one-op kernels, one per node)
+        for nid, dom in bcast.items():
+            if any(u.id in bcast for u in self.users[nid]):
+                continue
+            n = self.by_id[nid]
+            more.add(nid)
+            for u in self.users[nid]:
+                self.reasons[(nid, u.id)] = (
+                    f"{n.op} has shape {n.shape}, which is broadcast across the loop "
+                    f"domain {dom} of its consumer's kernel; recomputing it for every "
+                    "element would cost more than storing it")
         return more
 
     def _iteration_domain(self, g: _Group) -> tuple:
