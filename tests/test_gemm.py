@@ -558,3 +558,30 @@ def test_big_sizes(dtype):
         ct, _ = compiled_matmul(lambda x, w: gc.transpose(x) @ w.T, np.ascontiguousarray(a.T),
                                 np.ascontiguousarray(b.T))
         check(ct, a, b, what=f"transposed {m}x{k} @ {k}x{n}")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64"])
+def test_loop_nest_with_transposed_b(dtype):
+    """Below the GEMM's thresholds (few rows), a B whose columns are contiguous
+    (x @ w.T) runs as a dot product per element along k: values against numpy,
+    batched and broadcast operands, k = 1, and a stored (not view) B."""
+    rng = np.random.default_rng(9)
+    cases = [((1, 300), (70, 300)), ((3, 2, 17), (3, 9, 17)), ((2, 1), (5, 1)), ((1, 64), (2, 64)),
+             ((2, 5, 33), (1, 40, 33))]
+    for xs, ws in cases:
+        x = (rng.standard_normal(xs) * 4).astype(dtype)
+        w = (rng.standard_normal(ws) * 4).astype(dtype)
+        X = gc.placeholder(xs, dtype, name="x")
+        W = gc.placeholder(ws, dtype, name="w")
+        wt = gc.swapaxes(W, -1, -2)
+        for y, want in ((X @ wt, x @ np.swapaxes(w, -1, -2)),
+                        (X @ gc.swapaxes(gc.exp(W * 0.01), -1, -2) if dtype != "int64" else X @ wt,
+                         x @ np.swapaxes(np.exp(w * 0.01) if dtype != "int64" else w, -1, -2))):
+            f = gc.compile(y, inputs=[X, W])
+            assert all(s.matmul_plan is None for s in f.plan.steps)      # (the loop nest)
+            got = f(x, w)
+            if dtype == "int64":
+                np.testing.assert_array_equal(got, want)
+            else:
+                tol = 1e-4 if dtype == "float32" else 1e-12
+                np.testing.assert_allclose(got, want, rtol=tol, atol=tol * xs[-1] * 16)
