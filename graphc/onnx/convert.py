@@ -119,8 +119,6 @@ class Context:
         self.nodes: dict[str, Node] = {}
         self.consts: dict[str, np.ndarray] = {}
         self.params: dict[str, Node] = {}
-        self.uses: dict[str, int] = {}          # tensor name -> how many node inputs read it
-        self.transposed: set = set()            # parameters stored transposed (Gemm's transB)
 
     def known(self, name: str) -> bool:
         return name in self.consts

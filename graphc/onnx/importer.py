@@ -26,12 +26,9 @@ _NOT_FOLDED = {"RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNorm
 class OnnxGraph:
     """An imported model: ``inputs`` (ONNX input name -> placeholder, in the
     model's order), ``outputs`` (graphc nodes in the model's output order),
-    ``output_names``, ``params`` (initializer name -> parameter node),
-    ``transposed`` (the parameters stored transposed: a Gemm's ``transB``
-    weight read by that Gemm only, kept as (K, N) so the GEMM reads it in
-    place; ``value.T`` is the ONNX tensor) and ``opset``. ``compile(**kw)``
-    compiles the outputs with the inputs in order, so the function takes them
-    positionally or by ONNX name."""
+    ``output_names``, ``params`` (initializer name -> parameter node), and
+    ``opset``. ``compile(**kw)`` compiles the outputs with the inputs in
+    order, so the function takes them positionally or by ONNX name."""
 
     def __init__(self, inputs: dict, outputs: list, output_names: list, params: dict, opset: int):
         self.inputs = inputs
@@ -146,11 +143,6 @@ def load(src, params: str = "parameter", input_shapes: dict | None = None,
         ph = placeholder(_input_shape(vi, input_shapes), dt, name=vi.name)
         ctx.nodes[vi.name] = inputs[vi.name] = ph
     for proto in g.node:
-        for i in proto.input:
-            ctx.uses[i] = ctx.uses.get(i, 0) + 1
-    for vo in g.output:
-        ctx.uses[vo.name] = ctx.uses.get(vo.name, 0) + 1
-    for proto in g.node:
         node = OnnxNode(proto, opset)
         if proto.domain not in ("", "ai.onnx"):
             raise node.error(f"domain {proto.domain!r} is not supported")
@@ -179,6 +171,4 @@ def load(src, params: str = "parameter", input_shapes: dict | None = None,
         outputs.append(n)
         names.append(vo.name)
     del onnx
-    result = OnnxGraph(inputs, outputs, names, dict(ctx.params), opset)
-    result.transposed = sorted(ctx.transposed)
-    return result
+    return OnnxGraph(inputs, outputs, names, dict(ctx.params), opset)

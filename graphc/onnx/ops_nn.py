@@ -14,33 +14,13 @@ def _matmul(ctx, n):
     return O.matmul(ctx.x(n, 0), ctx.x(n, 1))
 
 
-def _transposed_weight(ctx, n, b):
-    """B^T for a Gemm's transB. A weight only this node reads is stored
-    transposed instead (a constant, or a parameter listed in the result's
-    ``transposed``): a matmul by a transposed view of a large weight is much
-    slower than by a row-major one (a 1 x 9216 by 9216 x 4096 fc layer: 317 ms
-    against 8 ms)."""
-    name = n.inputs[1]
-    if ctx.uses.get(name, 0) != 1 or b.ndim != 2:
-        return O.transpose(b)
-    if name in ctx.consts and name not in ctx.params:
-        return O.constant(np.ascontiguousarray(ctx.consts[name].T))
-    if name in ctx.params and name not in ctx.transposed:
-        from ..ops.common import parameter
-        p = parameter(np.ascontiguousarray(ctx.params[name].value.T), name=name)
-        ctx.params[name] = ctx.nodes[name] = p
-        ctx.transposed.add(name)
-        return p
-    return O.transpose(b)
-
-
 @op("Gemm")
 def _gemm(ctx, n):
     a, b = ctx.x(n, 0), ctx.x(n, 1)
     if n.attr("transA", 0):
         a = O.transpose(a)
     if n.attr("transB", 0):
-        b = _transposed_weight(ctx, n, b)
+        b = O.transpose(b)
     y = O.matmul(a, b)
     alpha, beta = float(n.attr("alpha", 1.0)), float(n.attr("beta", 1.0))
     if alpha != 1.0:
