@@ -43,6 +43,7 @@ from .fusion_order import Ordering
 from .manager import Pass, PassContext, register_pass
 
 RECOMPUTE_BUDGET = 2
+REREAD_FACTOR = 2      # a costly inlined value evaluated more than this x its size is stored
 # A value computed inline on top of a chain of this many inlined nodes is
 # stored instead, and no merge makes a kernel of more members than
 # MAX_KERNEL_MEMBERS: the emitter's work per element, the size of one LLVM
@@ -227,7 +228,7 @@ class Fuser(Merging, Ordering, KernelGraph):
                 if mid not in stored:
                     where.setdefault(mid, []).append(g)
         more, bcast = set(), {}
-        domains = {}
+        domains, evals = {}, {}
         for nid, gs in where.items():
             n = self.by_id[nid]
             cost = self._tree_cost(n, stored, limit=RECOMPUTE_BUDGET)
@@ -245,8 +246,11 @@ class Fuser(Merging, Ordering, KernelGraph):
                     domains[g.gid] = self._iteration_domain(g)
                 dom = domains[g.gid]
                 size = int(np.prod(dom)) if dom else 1
-                if cost > RECOMPUTE_BUDGET and n.size * 4 <= size and \
-                        not _trailing_broadcast(n.shape, dom):
+                if g.gid not in evals:
+                    evals[g.gid] = self._evaluations(g, stored)
+                reads = evals[g.gid].get(nid, 1)
+                if (n.size * 4 <= size and not _trailing_broadcast(n.shape, dom)) or \
+                        (reads > 1 and reads * size > REREAD_FACTOR * n.size):
                     bcast[nid] = dom
         # of a chain broadcast into one kernel, only its last node is stored
         # this round: the rest are then computed in that node's kernel, over
@@ -263,6 +267,36 @@ class Fuser(Merging, Ordering, KernelGraph):
                     f"domain {dom} of its consumer's kernel; recomputing it for every "
                     "element would cost more than storing it")
         return more
+
+    def _evaluations(self, g: _Group, stored: set) -> dict:
+        """How many times each inlined member of ``g`` is evaluated per element
+        of the kernel's domain, estimated from the member graph, consumers
+        first: elementwise consumers read a value at their own index (shared:
+        the emitter computes it once per index), index ops each at another
+        one (their counts add up). Reductions stop the count. A 3x3 max pool
+        over an inlined local response normalization evaluates it 9 times
+        per output element."""
+        members = g.members
+        ew_max, idx_sum = {}, {}
+        for r in g.roots:
+            ew_max[r.id] = 1
+        out = {}
+        for mid in sorted(members, key=lambda i: -self.pos[i]):
+            e = ew_max.get(mid, 0) + idx_sum.get(mid, 0)
+            if not e:
+                continue
+            out[mid] = e
+            n = self.by_id[mid]
+            kind = registry.get(n.op).kind
+            if kind not in ("elementwise", "index"):
+                continue
+            for i in n.inputs:
+                if i.id in members and i.id not in stored:
+                    if kind == "index":
+                        idx_sum[i.id] = idx_sum.get(i.id, 0) + e
+                    else:
+                        ew_max[i.id] = max(ew_max.get(i.id, 0), e)
+        return out
 
     def _iteration_domain(self, g: _Group) -> tuple:
         """The largest index space g's loops run over: its domain, or the input
