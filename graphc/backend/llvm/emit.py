@@ -20,7 +20,7 @@ from llvmlite import ir
 
 from ..plan import Kernel, MemoryPlan
 from ..schedule import ArgLayout, Plan  # noqa: F401  (ArgLayout: emit.ArgLayout, as before)
-from . import rtlib
+from . import pool, rtlib
 from .host import clock_intrinsic, vector_width
 from .kernel import KernelEmitter
 from .planner import build_plan
@@ -98,11 +98,15 @@ class ModuleEmitter:
             table.global_constant = True
             table.initializer = ir.Constant(ir.ArrayType(I32, len(widths)), widths)
             rtlib.uses(self.module, "threads")
+            # this job site's record of whether threads paid lately (pool._judge)
+            state = ir.GlobalVariable(self.module, pool.STATE_T, "graphc_pool_state")
+            state.linkage = "internal"
+            state.initializer = ir.Constant(pool.STATE_T, None)
             run = ir.Function(self.module, ir.FunctionType(ir.VoidType(),
-                                                           [PTR, PTR, PTR, I32, I32]),
+                                                           [PTR, PTR, PTR, I32, I32, PTR]),
                               "graphc_rt_parallel")
             b.call(run, [task, ctx, b.bitcast(table, PTR), ir.Constant(I32, len(widths)),
-                         ir.Constant(I32, self.threads)])
+                         ir.Constant(I32, self.threads), state])
         b.ret(b.load(status, typ=I32))
         return self.module
 
