@@ -65,6 +65,15 @@ def _inside(fn: str) -> bool:
     return r
 
 
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for :func:`warnings.warn`, called from inside the
+    package, that attributes the warning to the innermost frame outside it."""
+    f, level = sys._getframe(1), 1
+    while f is not None and _inside(f.f_code.co_filename):
+        f, level = f.f_back, level + 1
+    return level
+
+
 def user_source() -> str:
     """Return ``file:line`` of the innermost frame outside the graphc package."""
     f = sys._getframe(1)

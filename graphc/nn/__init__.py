@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from . import functional, init
 from .conv import AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, Flatten, MaxPool2d
-from .errors import ConfigError, ConfigTypeError
+from .errors import ConfigError, ConfigTypeError, DoubleActivationWarning, LazyParameterError
 from .fit import fit
 from .functional import (
     dropout,
@@ -44,4 +44,5 @@ __all__ = ["Module", "Sequential", "Dense", "LayerNorm", "Embedding", "Dropout",
            "cross_entropy", "mse", "binary_cross_entropy_with_logits", "init", "functional",
            "manual_seed", "rng_updates", "fit", "save", "load", "ConfigError", "ConfigTypeError",
            "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten",
-           "BatchNorm1d", "BatchNorm2d", "state_updates", "convert_torch_state_dict"]
+           "BatchNorm1d", "BatchNorm2d", "state_updates", "convert_torch_state_dict",
+           "DoubleActivationWarning", "LazyParameterError"]

@@ -15,3 +15,16 @@ class ConfigError(GraphcError, ValueError):
 class ConfigTypeError(GraphcError, TypeError):
     """A layer, loss, optimizer or training loop was given an argument of the
     wrong type (a placeholder where a parameter is needed, ...)."""
+
+
+class DoubleActivationWarning(UserWarning):
+    """A loss that applies softmax or sigmoid itself (it takes logits) was
+    given probabilities: the output of a softmax or a sigmoid. The activation
+    is then applied twice: training runs, but slowly, towards a wrong optimum,
+    and the reported loss is not the loss of the model's probabilities."""
+
+
+class LazyParameterError(ConfigError, AttributeError):
+    """The parameters of a lazy layer (``Dense(out_features)``) were asked for
+    before its first call, which is when they are created. An AttributeError
+    too, so ``hasattr(layer, "weight")`` is False until then."""
