@@ -28,3 +28,9 @@ class LazyParameterError(ConfigError, AttributeError):
     """The parameters of a lazy layer (``Dense(out_features)``) were asked for
     before its first call, which is when they are created. An AttributeError
     too, so ``hasattr(layer, "weight")`` is False until then."""
+
+
+class DroppedExamplesWarning(UserWarning):
+    """``fit`` leaves out the examples that do not fill a last batch, because
+    the step was compiled for one batch size (``drop_last=True`` says so on
+    purpose and silences this)."""
