@@ -53,6 +53,13 @@ class RuntimeCheckError(GraphcError, ValueError):
     """A check inside the computation failed (e.g. a label out of range)."""
 
 
+class DoubleActivationWarning(UserWarning):
+    """A loss that applies softmax or sigmoid itself (it takes logits) was
+    given probabilities: the output of a softmax or a sigmoid. The activation
+    is then applied twice: training runs, but slowly, towards a wrong optimum,
+    and the reported loss is not the loss of the model's probabilities."""
+
+
 _INSIDE: dict = {}      # code file name -> is it inside the package (asked per node built)
 
 

@@ -331,3 +331,34 @@ def _regression_step(batch=16):
     step = gc.compile(loss, updates=gc.optim.SGD(lr).updates(loss, model.parameters()),
                       backend="interp")
     return x, y, model, step
+
+
+def test_fit_progress_bar_protocol(monkeypatch):
+    """The tqdm path, with a stand-in for tqdm (which may not be installed)."""
+    import importlib
+    fitmod = importlib.import_module("graphc.nn.fit")
+    bars = []
+
+    class Bar:
+        def __init__(self, total, desc, unit, leave):
+            self.total, self.n, self.postfix, self.lines, self.closed = total, 0, None, [], False
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def set_postfix(self, d=None, refresh=True, **kw):
+            self.postfix = dict(d or {}, **kw)
+
+        def write(self, line):
+            self.lines.append(line)
+
+        def close(self):
+            self.closed = True
+    monkeypatch.setattr(fitmod, "_tqdm", lambda: Bar)
+    c = Counter()
+    nn.fit(c.step, [np.zeros(3)], epochs=20, validation_data=(), evaluate=lambda d: 0.25)
+    (bar,) = bars
+    assert bar.total == bar.n == 60 and bar.closed
+    assert bar.postfix == {"loss": "58.0000", "val_loss": "0.2500"}   # the last epoch: 57..59
+    assert len(bar.lines) == 11 and bar.lines[-1].startswith("epoch   20/20  loss 58.0000")

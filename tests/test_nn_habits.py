@@ -163,6 +163,8 @@ def test_cross_entropy_warns_on_softmax_output():
     with pytest.warns(nn.DoubleActivationWarning, match="output of a softmax"):
         e = gc.exp(x)
         nn.cross_entropy(e / gc.sum(e, axis=-1, keepdims=True), y)   # written by hand
+    with pytest.warns(gc.DoubleActivationWarning, match="softmax_cross_entropy: .* softmax"):
+        gc.softmax_cross_entropy(gc.softmax(x, axis=-1), y)
     with pytest.warns(nn.DoubleActivationWarning, match="output of a sigmoid"):
         nn.binary_cross_entropy_with_logits(gc.sigmoid(x), x * 0.0)
 

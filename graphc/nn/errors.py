@@ -4,7 +4,7 @@
 offending value."""
 from __future__ import annotations
 
-from ..errors import GraphcError
+from ..errors import DoubleActivationWarning, GraphcError  # noqa: F401 - also gc.nn's
 
 
 class ConfigError(GraphcError, ValueError):
@@ -15,13 +15,6 @@ class ConfigError(GraphcError, ValueError):
 class ConfigTypeError(GraphcError, TypeError):
     """A layer, loss, optimizer or training loop was given an argument of the
     wrong type (a placeholder where a parameter is needed, ...)."""
-
-
-class DoubleActivationWarning(UserWarning):
-    """A loss that applies softmax or sigmoid itself (it takes logits) was
-    given probabilities: the output of a softmax or a sigmoid. The activation
-    is then applied twice: training runs, but slowly, towards a wrong optimum,
-    and the reported loss is not the loss of the model's probabilities."""
 
 
 class LazyParameterError(ConfigError, AttributeError):

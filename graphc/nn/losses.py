@@ -3,13 +3,12 @@
 in their numerically stable forms."""
 from __future__ import annotations
 
-import warnings
-
 from .. import ops as O
-from ..errors import DTypeError, ShapeError, user_stacklevel
+from ..errors import DTypeError, ShapeError
 from ..ir import dtypes as D
 from ..ir.node import Node
-from .errors import ConfigError, DoubleActivationWarning
+from ..ops.nn import warn_if_probabilities
+from .errors import ConfigError
 from .functional import log1p_exp
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -25,32 +24,6 @@ def _reduce(name: str, loss: Node, reduction: str) -> Node:
     raise ConfigError(f"{name}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
-def _probabilities(x: Node) -> str | None:
-    """``"softmax"`` or ``"sigmoid"`` when ``x`` is the output of one (as its
-    node records: the ``sigmoid`` op, or softmax's composite ``exp(z) /
-    sum(exp(z), axis, keepdims=True)``, ``gc.softmax``'s or written by
-    hand), else None."""
-    if x.op == "sigmoid":
-        return "sigmoid"
-    if x.op == "div" and len(x.inputs) == 2:
-        e, s = x.inputs
-        if e.op == "exp" and s.op == "reduce_sum" and s.inputs[0] is e:
-            return "softmax"
-    return None
-
-
-def _warn_if_probabilities(name: str, x: Node, applies: str) -> None:
-    act = _probabilities(x)
-    if act is None:
-        return
-    warnings.warn(
-        f"{name}: its input {x.name!r} is the output of a {act}, but {name} takes logits and "
-        f"applies {applies} itself, so the {act} is applied twice (training runs, slowly and "
-        f"towards the wrong model). Give the loss the last layer's output without the {act} "
-        f"(e.g. a last Dense layer without activation=\"{act}\") and apply gc.{act} only for "
-        f"predictions.", DoubleActivationWarning, stacklevel=user_stacklevel())
-
-
 def cross_entropy(logits, labels, *, label_smoothing: float = 0.0, reduction: str = "mean") -> Node:
     """Softmax cross-entropy over the last axis of ``logits`` ``(..., C)``.
 
@@ -61,11 +34,11 @@ def cross_entropy(logits, labels, *, label_smoothing: float = 0.0, reduction: st
     as PyTorch: ``(1-ε)·nll + ε·mean_c(-log p_c)``.
 
     ``logits`` that are the output of a softmax (or sigmoid) raise a
-    :class:`~graphc.nn.errors.DoubleActivationWarning`: the loss applies
+    :class:`~graphc.errors.DoubleActivationWarning`: the loss applies
     log-softmax itself.
     """
     logits, labels = O.as_node(logits), O.as_node(labels)
-    _warn_if_probabilities("cross_entropy", logits, "log_softmax")
+    warn_if_probabilities("cross_entropy", logits, "log_softmax")
     if logits.ndim < 1:
         raise ShapeError("cross_entropy: logits must have a class axis")
     if not D.is_float(logits.dtype):
@@ -111,9 +84,9 @@ def binary_cross_entropy_with_logits(logits, targets, *, pos_weight=None,
     ``log(1+exp)``: finite for any logit, exact gradient ``σ(x) - y``.
     ``pos_weight`` (broadcast over the last axis) weights the positive term.
     Logits that are the output of a sigmoid (or softmax) raise a
-    :class:`~graphc.nn.errors.DoubleActivationWarning`."""
+    :class:`~graphc.errors.DoubleActivationWarning`."""
     x, y = O.as_node(logits), O.as_node(targets)
-    _warn_if_probabilities("binary_cross_entropy_with_logits", x, "the sigmoid")
+    warn_if_probabilities("binary_cross_entropy_with_logits", x, "the sigmoid")
     if not D.is_float(x.dtype):
         raise DTypeError(f"binary_cross_entropy_with_logits: logits must be floating, got {x.dtype}")
     if x.shape != y.shape:
