@@ -202,6 +202,21 @@ def test_early_stopping_on_a_scripted_sequence(values, patience, min_delta, mode
         assert "has not improved" in hist.stop_reason
 
 
+def test_early_stopping_restores_the_best_weights_of_a_model():
+    Xtr, Ytr, Xte, Yte = _digits()
+    model, step = _digits_step()
+    after = []
+    keep = lambda epoch, logs: after.append([p.value.copy() for p in model.parameters()])
+    es = nn.EarlyStopping("val_accuracy", patience=2, restore_best=True)
+    hist = nn.fit(step, {"x": Xtr, "y": Ytr}, epochs=40, drop_last=True, progress=False,
+                  validation_data=(Xte, Yte), evaluate=nn.evaluator(model, nn.cross_entropy),
+                  callbacks=[keep, es])
+    assert es.stopped_epoch is not None and len(hist) == es.stopped_epoch + 1
+    assert es.best_epoch == int(np.argmax(hist["val_accuracy"]))       # the first maximum
+    for a, p in zip(after[es.best_epoch], model.parameters()):
+        np.testing.assert_array_equal(a, p.value)
+
+
 def test_early_stopping_unknown_metric_and_arguments():
     c = Counter()
     with pytest.raises(ValueError, match="no metric 'val_loss'.*validation_data"):

@@ -106,6 +106,9 @@ def test_lazy_dense_before_first_call():
         _ = lazy[0].weight
     assert not hasattr(lazy[1], "bias")              # an AttributeError too
     assert "Dense(?, 16, activation=relu" in repr(lazy)
+    assert nn.Dense(out_features=4).in_features is None
+    with pytest.raises(ValueError, match="give out_features"):
+        nn.Dense()
 
 
 def test_lazy_dense_load_state_dict_creates_parameters():

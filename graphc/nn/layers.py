@@ -71,11 +71,13 @@ class Dense(Module):
     from the stream when it is constructed, so laziness changes no value).
     """
 
-    def __init__(self, in_features: int | None, out_features: int | None = None, activation=None,
-                 bias: bool = True, *, weight_init=None, bias_init=None, dtype="float32",
-                 seed=None, name: str | None = None):
+    def __init__(self, in_features: int | None = None, out_features: int | None = None,
+                 activation=None, bias: bool = True, *, weight_init=None, bias_init=None,
+                 dtype="float32", seed=None, name: str | None = None):
         super().__init__()
         if out_features is None:                 # Dense(out): in_features at the first call
+            if in_features is None:
+                raise ConfigError("Dense: give out_features (Dense(out) or Dense(in, out))")
             in_features, out_features = None, in_features
         self.out_features = _size("Dense", "out_features", out_features)
         self.in_features = None if in_features is None else _size("Dense", "in_features",
