@@ -261,3 +261,5 @@ def test_fit_errors():
         nn.fit(step, {"x": X[:8], "y": Y[:8]}, feeds=feeds)
     with pytest.raises(TypeError, match="compiled function"):
         nn.fit(lambda **k: 0, {"x": X}, feeds=feeds)
+    with pytest.raises(ValueError, match="'lr' is a scalar.*feeds="):
+        nn.fit(step, (X, Y, np.zeros(64, np.float32)))

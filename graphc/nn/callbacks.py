@@ -85,7 +85,7 @@ def as_callbacks(callbacks) -> list:
     """The callbacks given to ``fit`` as a list, each checked."""
     if callbacks is None:
         return []
-    if callable(callbacks) or hasattr(callbacks, "on_epoch_end"):
+    if not isinstance(callbacks, (list, tuple)):
         callbacks = [callbacks]
     out = []
     for cb in callbacks:

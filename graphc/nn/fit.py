@@ -61,6 +61,9 @@ def _bind(step, data, feeds):
                               f"{[p.name for p in batched]}")
     n = None
     for p, a in zip(batched, arrays):
+        if not len(p.shape):
+            raise ConfigError(f"fit: input {p.name!r} is a scalar, so it has no batch axis; give "
+                              f"it in feeds= (a value or a function of the step number)")
         if a.ndim < 1 or a.shape[1:] != tuple(p.shape[1:]):
             raise ConfigError(f"fit: data for {p.name!r} has shape {a.shape}; batches of it must "
                               f"have shape {p.shape}")
