@@ -377,3 +377,5 @@ def test_fit_progress_bar_protocol(monkeypatch):
     assert bar.total == bar.n == 60 and bar.closed
     assert bar.postfix == {"loss": "58.0000", "val_loss": "0.2500"}   # the last epoch: 57..59
     assert len(bar.lines) == 11 and bar.lines[-1].startswith("epoch   20/20  loss 58.0000")
+    nn.fit(c.step, [np.zeros(3)], epochs=20, callbacks=lambda e, logs: e == 1)
+    assert bars[-1].lines[-1] == "stopped after epoch 2: <lambda> asked to stop"

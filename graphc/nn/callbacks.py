@@ -117,8 +117,7 @@ def epoch_end(callbacks, epoch: int, logs: dict) -> str | None:
         except StopTraining as e:
             r, reason = True, reason or str(e) or f"{_name(cb)} stopped training"
         if r is not None and bool(r) and reason is None:
-            reason = getattr(cb, "stop_reason", None) or \
-                f"{_name(cb)} stopped training after epoch {epoch}"
+            reason = getattr(cb, "stop_reason", None) or f"{_name(cb)} asked to stop"
     return reason
 
 

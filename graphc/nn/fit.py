@@ -268,9 +268,11 @@ def fit(step, data, epochs: int = 1, batch_size: int | None = None, *, shuffle: 
                     print(_line(logs, epoch, epochs, t0), file=sys.stdout, flush=True)
             if reason is not None:
                 history.stopped_early, history.stop_reason = epoch + 1 < epochs, reason
-                if plain:
-                    print(f"stopped after epoch {epoch + 1}: {reason}", file=sys.stdout,
-                          flush=True)
+                msg = f"stopped after epoch {epoch + 1}: {reason}"
+                if bar is not None:
+                    bar.write(msg)
+                elif plain:
+                    print(msg, file=sys.stdout, flush=True)
                 break
     finally:
         if bar is not None:
