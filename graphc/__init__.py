@@ -20,6 +20,7 @@ from .backend.llvm import emit as _emit  # noqa: F401
 from .compiler import CompiledFunction, compile, get_num_threads, set_num_threads
 from .errors import (
                      AttrError,
+                     DoubleActivationWarning,
                      DTypeError,
                      GraphcError,
                      InputError,
@@ -48,7 +49,8 @@ from .version import __version__ as __version__
 __all__ = ["grad", "compile", "CompiledFunction", "get_num_threads", "set_num_threads", "Graph",
            "Node", "placeholder", "parameter",
            "GraphcError", "ShapeError", "DTypeError", "InputError", "InputTypeError",
-           "RuntimeCheckError", "AttrError", "OpArgError", "float32", "float64", "int32", "int64", "bool_",
+           "RuntimeCheckError", "AttrError", "OpArgError", "DoubleActivationWarning",
+           "float32", "float64", "int32", "int64", "bool_",
            "custom_gradient", "register_op", "unregister_op", "check_op", "OpCheckError",
            "Pass", "RewritePass", "register_pass", "extend", "plugins", "nn", "optim",
            *_ops_all]
