@@ -20,7 +20,7 @@ from llvmlite import ir
 
 from ..plan import Kernel, MemoryPlan
 from ..schedule import ArgLayout, Plan  # noqa: F401  (ArgLayout: emit.ArgLayout, as before)
-from . import pool, rtlib
+from . import rtlib
 from .host import clock_intrinsic, vector_width
 from .kernel import KernelEmitter
 from .planner import build_plan
@@ -98,10 +98,10 @@ class ModuleEmitter:
             table.global_constant = True
             table.initializer = ir.Constant(ir.ArrayType(I32, len(widths)), widths)
             rtlib.uses(self.module, "threads")
-            # this job site's record of whether threads paid lately (pool._judge)
-            state = ir.GlobalVariable(self.module, pool.STATE_T, "graphc_pool_state")
-            state.linkage = "internal"
-            state.initializer = ir.Constant(pool.STATE_T, None)
+            slot = b.gep(entry.args[0], [ir.Constant(I64, self.layout.arena)], source_etype=PTR,
+                         inbounds=True)
+            state = b.gep(b.load(slot, typ=PTR), [ir.Constant(I64, self.plan.pool_state)],
+                          source_etype=I8, inbounds=True, name="pool_state")
             run = ir.Function(self.module, ir.FunctionType(ir.VoidType(),
                                                            [PTR, PTR, PTR, I32, I32, PTR]),
                               "graphc_rt_parallel")
