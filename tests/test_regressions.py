@@ -440,3 +440,34 @@ def test_sum_over_unit_or_broadcast_axes_keeps_the_sign_of_zero(opt_level):
     want = np.broadcast_to(b, (4, 3)).sum(axis=0)
     np.testing.assert_array_equal(got, want)
     assert np.array_equal(np.signbit(got), np.signbit(want))
+
+
+def _reads_other_rows():
+    """Row reductions whose consumer, itself a row reduction over the same
+    domain, reads them at every row (the column index of its own row)."""
+    n = 6
+    x = gc.placeholder((n, n), "float64", name="x")
+    r = gc.sum(x * x, axis=-1)
+    x3 = gc.placeholder((3, n, n), "float64", name="x")
+    r3 = gc.sum(x3, axis=-1)
+    return {
+        "sum": (x, gc.sum(gc.reshape(r, (1, n)) * x, axis=-1)),
+        "max": (x, gc.max(x - gc.reshape(r, (1, n)), axis=-1)),
+        "this-and-other-rows": (x, gc.sum(x * gc.reshape(r, (n, 1)) + gc.reshape(r, (1, n)),
+                                          axis=-1)),
+        "3-d": (x3, gc.sum(gc.reshape(r3, (3, 1, n)) * x3, axis=-1)),
+    }
+
+
+@pytest.mark.parametrize("case", list(_reads_other_rows()))
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_row_reduction_reading_another_at_every_row_is_not_fused_into_its_rows(case, threads):
+    # fusion's horizontal row step put y[a] = sum_b r[b] * x[a, b] into the
+    # row loop of r = sum(x * x, -1): row a read r[b] for rows b not yet
+    # reduced (wrong values at opt_level >= 2; found while adding gc.topk)
+    x, y = _reads_other_rows()[case]
+    xv = np.random.default_rng(0).standard_normal(x.shape)
+    want = gc.compile(y, [x], backend="interp")(xv)
+    for level in (2, 3):
+        got = gc.compile(y, [x], opt_level=level, threads=threads, cache=False)(xv)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

@@ -16,6 +16,15 @@ from ..ir.node import Node
 from .fusion_graph import _Group
 
 
+class _RowView:
+    """What :meth:`Merging._walk_row_reads` reads of a kernel: its domain and
+    members, and its row reductions (here a standalone one, as if hoisted)."""
+    __slots__ = ("domain", "members", "roots", "hoisted")
+
+    def __init__(self, domain, members, hoisted):
+        self.domain, self.members, self.roots, self.hoisted = domain, members, [], hoisted
+
+
 class Merging:
     """The merging steps of a :class:`~graphc.passes.fusion.Fuser` (a mixin)."""
 
@@ -68,6 +77,18 @@ class Merging:
                 elif i.id in members and not i.is_leaf:
                     starts.append((i, iidx))
         return True
+
+    def _reads_only_current_rows(self, r: Node, g: _Group, D: tuple, hoisted: list,
+                                 split: int) -> bool:
+        """Would the row reduction ``r`` (alone in ``g``, reducing over ``D``'s
+        trailing axes) read each of a row
+        kernel's ``hoisted`` reductions only at the row being computed, once
+        it joined that kernel? (``y[a] = sum_b r1[b] * c[a, b]`` reads every
+        row of ``r1``: inside r1's row loop, rows after ``a`` are not
+        reduced yet.)"""
+        read = [h for h in hoisted if h.id in g.reads]
+        view = _RowView(D, g.members, [r])
+        return all(self._walk_row_reads(view, h, split) for h in read)
 
     def _readers_of(self, vid) -> list:
         """The live groups that read value ``vid``, in gid order."""
@@ -128,7 +149,9 @@ class Merging:
             for gid in sorted(rows.get((D, split), ())):
                 c = self.groups[gid]
                 if c is not g and c.alive and c.is_loop and c.matmul is None and \
-                        self._row_reads_ok(c, r, split) and self.can_merge(c, g):
+                        self._row_reads_ok(c, r, split) and \
+                        self._reads_only_current_rows(r, g, D, c.hoisted, split) and \
+                        self.can_merge(c, g):
                     g.hoisted = [r]
                     self.merge(c, g)
                     c.hoisted.sort(key=lambda n: self.pos[n.id])
