@@ -331,3 +331,29 @@ def test_cli_exports_a_script_function(tmp_path):
     r = subprocess.run([sys.executable, "-m", "graphc", "export", f"{script}:nope", "-o",
                         str(tmp_path / "out")], capture_output=True, text=True, env=env)
     assert r.returncode == 2 and "defines no function 'nope'" in r.stderr
+
+
+# -- docs/export.md ------------------------------------------------------------------
+
+
+def test_docs_example_runs_and_prints_the_python_bits(tmp_path, monkeypatch):
+    """docs/export.md's complete example: its Python block exports, its C
+    program is built by its shell line and prints f(x=xs) exactly."""
+    import shlex
+    cc = cc_or_skip()
+    doc = (os.path.dirname(__file__) + "/../docs/export.md")
+    text = open(doc).read()
+    py = re.search(r"## A complete example.*?```python\n(.*?)```", text, re.S).group(1)
+    c = re.search(r"```c\n(#include <stdio.h>.*?)```", text, re.S).group(1)
+    sh = re.search(r"Build and run it:\s*```sh\n(.*?)\n```", text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    scope = {"__name__": "__doc_example__"}
+    exec(compile(py, "<docs/export.md>", "exec"), scope)
+    (tmp_path / "main.c").write_text(c)
+    build, run = sh.split("&&")
+    cmd = shlex.split(build)
+    assert cmd[0] == "cc"
+    subprocess.run([*cc, *cmd[1:]], check=True, capture_output=True, text=True)
+    out = subprocess.run(shlex.split(run), check=True, capture_output=True, text=True).stdout
+    got = np.array([[np.float32(v) for v in ln.split()] for ln in out.splitlines()], np.float32)
+    assert same_bits(got, scope["f"](x=scope["xs"]))
