@@ -357,3 +357,123 @@ def test_docs_example_runs_and_prints_the_python_bits(tmp_path, monkeypatch):
     out = subprocess.run(shlex.split(run), check=True, capture_output=True, text=True).stdout
     got = np.array([[np.float32(v) for v in ln.split()] for ln in out.splitlines()], np.float32)
     assert same_bits(got, scope["f"](x=scope["xs"]))
+
+
+# -- more interfaces -----------------------------------------------------------------
+
+
+def test_several_outputs_dtypes_names_and_constants(tmp_path):
+    """Two inputs of different dtypes, odd names, a constant array, three
+    outputs (one an input returned as is), no parameters."""
+    cc_or_skip()
+    a = gc.placeholder((3, 4), "float64", name='a "quoted" */ name')
+    k = gc.placeholder((5,), "int32", name="idx-é")
+    table = gc.constant(np.arange(12.0).reshape(3, 4) ** 1.5)
+    outs = [gc.sum(a * table, axis=1), gc.cast(k, "int64") * 3, a]
+    f = gc.compile(outs, inputs=[a, k])
+    exp = f.export(str(tmp_path / "lib"), name="multi", output_names=["s", "k3", "same"])
+    assert [o.name for o in exp.interface.outputs] == ["s", "k3", "same"]
+    assert len(exp.interface.embedded) == 1                  # the constant
+    av = RNG.standard_normal((3, 4))
+    kv = RNG.integers(-100, 100, 5).astype(np.int32)
+    exe = build_driver(exp, tmp_path)
+    status, got, _ = run_driver(exe, exp, tmp_path, [av, kv])
+    assert status == "status 0 ok"
+    for g, w in zip(got, f(av, kv)):
+        assert same_bits(g, w)
+
+
+def test_no_inputs(tmp_path):
+    cc = cc_or_skip()
+    f = gc.compile(gc.exp(gc.constant(np.linspace(0, 1, 7))))
+    f.export(str(tmp_path), name="noin")
+    src = tmp_path / "m.c"
+    src.write_text('#include <stdio.h>\n#include "noin.h"\nint main(void) {\n'
+                   "  double y[NOIN_OUTPUT0_SIZE]; void *o[] = {y};\n"
+                   "  int s = noin_run(NULL, o);\n"
+                   '  for (int i = 0; i < 7; i++) printf("%.17g\\n", y[i]);\n  return s; }\n')
+    subprocess.run([*cc, "-std=c11", f"-I{tmp_path}", str(src), "-o", str(tmp_path / "m"),
+                    f"-L{tmp_path}", "-lnoin", f"-Wl,-rpath,{tmp_path}"], check=True)
+    out = subprocess.run([str(tmp_path / "m")], capture_output=True, text=True, check=True)
+    assert same_bits(np.array([float(v) for v in out.stdout.split()]), f())
+
+
+def test_export_after_a_cache_hit(tmp_path):
+    """A function the compile cache answered exports the same code."""
+    cc_or_skip()
+    f1 = mlp_step()
+    f2 = mlp_step()                   # same graph: from the cache, its plan rebuilt on request
+    assert f2.cache_hit
+    exp = f2.export(str(tmp_path / "lib"), name="hit", params="input")
+    assert exp.interface.errors == f1._native.errors
+    x = RNG.standard_normal((16, 2)).astype(np.float32)
+    y = RNG.integers(0, 3, 16).astype(np.int64)
+    start = param_values(f2)
+    exe = build_driver(exp, tmp_path)
+    status, (loss,), after = run_driver(exe, exp, tmp_path, [x, y, *start])
+    assert status == "status 0 ok" and same_bits(loss, f2(x, y))
+    assert all(same_bits(a, p.value) for a, p in zip(after[2:], f2._native.params))
+
+
+def test_concurrent_calls_from_c_threads(tmp_path):
+    """mlp_run from four threads at once, each with its own workspace."""
+    cc = cc_or_skip()
+    f, _ = mlp_forward(batch=8)
+    f.export(str(tmp_path), name="mt")
+    src = tmp_path / "mt.c"
+    src.write_text(r"""
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include "mt.h"
+static float x[4][MT_INPUT0_SIZE], want[4][MT_OUTPUT0_SIZE];
+static void *work(void *arg) {
+    long t = (long)arg;
+    float y[MT_OUTPUT0_SIZE];
+    const void *in[] = {x[t]};
+    void *out[] = {y};
+    for (int r = 0; r < 2000; r++) {
+        if (mt_run(in, out) || memcmp(y, want[t], sizeof y)) return (void *)1;
+    }
+    return 0;
+}
+int main(void) {
+    pthread_t th[4];
+    for (int t = 0; t < 4; t++) {
+        for (int k = 0; k < MT_INPUT0_SIZE; k++) x[t][k] = 0.1f * k - 0.3f * t;
+        const void *in[] = {x[t]};
+        void *out[] = {want[t]};
+        if (mt_run(in, out)) return 2;
+    }
+    for (long t = 0; t < 4; t++) pthread_create(&th[t], 0, work, (void *)t);
+    int bad = 0;
+    for (int t = 0; t < 4; t++) { void *r; pthread_join(th[t], &r); bad |= r != 0; }
+    printf("%s\n", bad ? "differ" : "same");
+    return 0;
+}
+""")
+    subprocess.run([*cc, "-std=c11", "-O2", f"-I{tmp_path}", str(src), "-o",
+                    str(tmp_path / "mt"), f"-L{tmp_path}", "-lmt", f"-Wl,-rpath,{tmp_path}",
+                    "-lpthread"], check=True)
+    out = subprocess.run([str(tmp_path / "mt")], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "same"
+
+
+def test_loaded_with_ctypes_next_to_the_jit(tmp_path):
+    """The library loads into a Python process that runs graphc's own JIT
+    code (its symbols are its own), and computes the same bits."""
+    import ctypes
+    cc_or_skip()
+    f, _ = mlp_forward()
+    exp = f.export(str(tmp_path), name="viactypes")
+    lib = ctypes.CDLL(exp.library)
+    lib.viactypes_error_message.restype = ctypes.c_char_p
+    x = RNG.standard_normal((8, 2)).astype(np.float32)
+    y = np.empty((8, 3), np.float32)
+    ins = (ctypes.c_void_p * 1)(x.ctypes.data)
+    outs = (ctypes.c_void_p * 1)(y.ctypes.data)
+    assert lib.viactypes_run(ins, outs) == 0
+    assert same_bits(y, f(x=x))
+    assert lib.viactypes_run(None, outs) == -1
+    assert b"null pointer" in lib.viactypes_error_message(-1)
+    assert lib.viactypes_set_num_threads(0) == -3 and lib.viactypes_num_threads() == 1

@@ -221,7 +221,8 @@ def wrapper(iface: Interface) -> str:
           f"int32_t {n}_run_with_workspace(const void *const *inputs, void *const *outputs,",
           "        void *workspace) {",
           f"    void *args[{count}];",
-          f"    if (!inputs || !outputs || !workspace) return {U}_ERR_NULL_POINTER;"]
+          f"    if ({'!inputs || ' if ni else ''}!outputs || !workspace) "
+          f"return {U}_ERR_NULL_POINTER;"]
     if ni:
         L += [f"    for (int k = 0; k < {ni}; k++) {{",
               f"        if (!inputs[k]) return {U}_ERR_NULL_POINTER;",
