@@ -65,8 +65,11 @@ def test_library_needs_only_libc_libm_libpthread(tmp_path):
     cc_or_skip()
     if not shutil.which("ldd"):
         pytest.skip("no ldd")
-    f = mlp_step()
-    exp = f.export(str(tmp_path), name="step", params="input")
+    a = gc.placeholder((256, 256), "float32", name="a")
+    w = gc.parameter(RNG.standard_normal((256, 256)).astype(np.float32), name="w")
+    f = gc.compile(gc.tanh(a @ w) * 2.0, threads=2)      # the GEMM and the thread pool
+    exp = f.export(str(tmp_path), name="step")
+    assert f._runtime == ["gemm_f32", "threads"]
     r = subprocess.run(["ldd", exp.library], capture_output=True, text=True, check=True)
     deps = [ln.split()[0] for ln in r.stdout.splitlines() if ln.strip()]
     allowed = re.compile(r"(linux-vdso|linux-gate)\.so\.\d+|ld-linux[-\w.]*\.so\.\d+|"
@@ -80,9 +83,9 @@ def test_library_needs_only_libc_libm_libpthread(tmp_path):
         assert {"step_run", "step_error_message", "step_set_num_threads"} <= syms
 
 
-def small_cnn_step(batch=8):
+def small_cnn_step(batch=8, channels=(4, 8), hidden=16, threads=None):
     from graphc.demo_cnn import build_model as cnn
-    model = cnn(seed=1, channels=(4, 8), hidden=16)
+    model = cnn(seed=1, channels=channels, hidden=hidden)
     model.train()
     x = gc.placeholder((batch, 1, 8, 8), "float32", name="x")
     y = gc.placeholder((batch,), "int64", name="y")
@@ -90,20 +93,27 @@ def small_cnn_step(batch=8):
     loss = nn.cross_entropy(logits, y)
     hits = gc.sum(gc.cast(gc.equal(gc.argmax(logits, axis=1), y), "int64"))
     updates = optim.Adam(lr=0.003).updates(loss, model.parameters())
-    return gc.compile([loss, hits], inputs=[x, y], updates=updates)
+    return gc.compile([loss, hits], inputs=[x, y], updates=updates, threads=threads)
 
 
-def test_cnn_training_step_same_bits(tmp_path):
-    """Three Adam steps of a small CNN (conv, batch norm, pooling, dense):
-    the losses, hit counts and every parameter, moment and running
-    statistic after them, bit for bit."""
+@pytest.mark.parametrize("size", ["small", "demo"])
+def test_cnn_training_step_same_bits(tmp_path, size):
+    """Three Adam steps of a CNN (conv, batch norm, pooling, dense): the
+    losses, hit counts and every parameter, moment and running statistic
+    after them, bit for bit. "small" is all loop nests; "demo" is the net of
+    ``python -m graphc demo --cnn`` at batch 32 on two threads, which calls
+    the packed GEMM and the thread pool compiled into the library."""
     cc_or_skip()
-    f = small_cnn_step()
-    x = RNG.standard_normal((8, 1, 8, 8)).astype(np.float32)
-    y = RNG.integers(0, 10, 8).astype(np.int64)
+    batch = 8 if size == "small" else 32
+    f = small_cnn_step(batch) if size == "small" else \
+        small_cnn_step(batch, (16, 32), 64, threads=2)
+    x = RNG.standard_normal((batch, 1, 8, 8)).astype(np.float32)
+    y = RNG.integers(0, 10, batch).astype(np.int64)
     start = param_values(f)
     exp = f.export(str(tmp_path / "lib"), name="cnn_step", params="input")
     iface = exp.interface
+    if size == "demo":
+        assert iface.pool and "gemm_f32" in f._runtime
     assert [a.kind for a in iface.inputs[:2]] == ["placeholder"] * 2
     assert all(a.kind == "parameter" for a in iface.inputs[2:])
     assert any(a.updated for a in iface.inputs[2:])

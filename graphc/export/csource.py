@@ -122,7 +122,8 @@ def header(iface: Interface) -> str:
          " *",
          f" * inputs[k] points to input k ({comment(ins)}),",
          f" * outputs[k] to output k ({comment(outs)}): C-contiguous (row-major) arrays",
-         " * of the shapes and element types below, which the call does not check.",
+         " * of the shapes and element types below, aligned to their element type,",
+         " * which the call does not check (a 0-d array's SHAPE macro is {1}).",
          " * Outputs are written; inputs are only read, except parameters marked as",
          " * updated (a training step), which are written in place after every read.",
          " * Returns 0, or a status code: the graph's run-time checks (the errors",
@@ -266,8 +267,8 @@ def readme(iface: Interface, lib: str) -> str:
     for what, args in (("inputs", iface.inputs), ("outputs", iface.outputs)):
         for k, a in enumerate(args):
             upd = " (updated in place)" if a.updated else ""
-            rows.append(f"| {what}[{k}] | `{a.name}` | {a.kind} | {a.dtype} "
-                        f"{list(a.shape)} | `{a.ctype}` |{upd}")
+            rows.append(f"| {what}[{k}] | `{a.name}` | {a.kind}{upd} | {a.dtype} "
+                        f"{list(a.shape)} | `{a.ctype}` |")
     link = (f"cc main.c -I. -L. -l{n} -Wl,-rpath,'$ORIGIN'" if lib.endswith(".so") else
             f"cc main.c -I. {lib} -lpthread -lm")
     return "\n".join([
