@@ -408,6 +408,28 @@ def test_no_inputs(tmp_path):
     assert same_bits(np.array([float(v) for v in out.stdout.split()]), f())
 
 
+def threaded_matmul():
+    a = gc.placeholder((256, 256), "float32", name="a")
+    w = gc.parameter(np.random.default_rng(5).standard_normal((256, 256)).astype(np.float32),
+                     name="w")
+    return gc.compile(gc.tanh(a @ w) * 2.0, inputs=[a], threads=2)
+
+
+def test_export_after_a_cache_hit_threads(tmp_path):
+    """A function the compile cache answered (its plan rebuilt on request)
+    exports with its runtime components: the GEMM, the pool."""
+    cc_or_skip()
+    threaded_matmul()
+    f = threaded_matmul()
+    assert f.cache_hit
+    exp = f.export(str(tmp_path / "lib"), name="hitmm")
+    assert exp.interface.pool and exp.interface.threads == 2
+    x = RNG.standard_normal((256, 256)).astype(np.float32)
+    exe = build_driver(exp, tmp_path)
+    status, (out,), _ = run_driver(exe, exp, tmp_path, [x])
+    assert status == "status 0 ok" and same_bits(out, f(x))
+
+
 def test_export_after_a_cache_hit(tmp_path):
     """A function the compile cache answered exports the same code."""
     cc_or_skip()

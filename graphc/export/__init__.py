@@ -118,9 +118,10 @@ def export(f, directory: str, name: str = "model", *, params: str = "embed",
     ``output_names``: names for the outputs (default ``out0``, ``out1``, ...).
     """
     _check(f, name, params, kind)
-    ccmd = find_cc(cc)                      # before any work: fail early without one
-    ir_text = f.llvm_ir                     # (after a cache hit: plans again, same IR)
+    ir_text = f.llvm_ir       # (after a cache hit: plans again, the same IR and components)
     iface, blobs = interface(f, name, params, output_names)
+    ccmd = find_cc(cc)                      # before any work: fail early without one
+    runtime = sorted(getattr(f, "_runtime", None) or [])
     os.makedirs(directory, exist_ok=True)
     lib = os.path.join(directory, f"lib{name}.{'so' if kind == 'shared' else 'a'}")
     hdr = os.path.join(directory, f"{name}.h")
@@ -129,7 +130,7 @@ def export(f, directory: str, name: str = "model", *, params: str = "embed",
         fh.write(csource.header(iface))
     with tempfile.TemporaryDirectory(prefix=f"graphc-export-{name}-") as work:
         objs = [("graph.o", objects.graph_object(ir_text, iface.prefix, f.opt_level))]
-        for comp in sorted(getattr(f, "_runtime", None) or []):
+        for comp in runtime:
             objs.append((f"rt_{comp}.o", objects.component_object(comp, iface.prefix)))
         if blobs:
             objs.append(("data.o", objects.data_object(blobs)))

@@ -35,8 +35,10 @@ def find_cc(cc: str | None = None) -> list[str]:
         where = "the cc argument" if cc is not None else "$CC"
         if cmd and shutil.which(cmd[0]):
             return [shutil.which(cmd[0]), *cmd[1:]]
-        raise CompilerNotFoundError(f"export: the C compiler {given!r} (from {where}) was not "
-                                    "found on PATH; install one or set CC to a C compiler")
+        how = "is not an executable file" if os.sep in cmd[0] else "was not found on PATH" \
+            if cmd else "is empty"
+        raise CompilerNotFoundError(f"export: the C compiler {given!r} (from {where}) {how}; "
+                                    "install one or set CC to a C compiler")
     for name in CANDIDATES:
         tried.append(name)
         path = shutil.which(name)
