@@ -29,14 +29,14 @@ def find_cc(cc: str | None = None) -> list[str]:
     given, else ``$CC``, else the first of cc, gcc, clang on ``PATH``.
     Raises :class:`CompilerNotFoundError` naming what was tried."""
     tried = []
-    given = cc if cc is not None else os.environ.get("CC") or None
-    if given:
+    given = cc if cc is not None else (os.environ.get("CC") or "").strip() or None
+    if given is not None:
         cmd = shlex.split(given)
         where = "the cc argument" if cc is not None else "$CC"
         if cmd and shutil.which(cmd[0]):
             return [shutil.which(cmd[0]), *cmd[1:]]
-        how = "is not an executable file" if os.sep in cmd[0] else "was not found on PATH" \
-            if cmd else "is empty"
+        how = "is empty" if not cmd else "is not an executable file" if os.sep in cmd[0] \
+            else "was not found on PATH"
         raise CompilerNotFoundError(f"export: the C compiler {given!r} (from {where}) {how}; "
                                     "install one or set CC to a C compiler")
     for name in CANDIDATES:
