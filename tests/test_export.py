@@ -509,3 +509,44 @@ def test_loaded_with_ctypes_next_to_the_jit(tmp_path):
     assert lib.viactypes_run(None, outs) == -1
     assert b"null pointer" in lib.viactypes_error_message(-1)
     assert lib.viactypes_set_num_threads(0) == -3 and lib.viactypes_num_threads() == 1
+
+
+def test_dlopen_dlclose_with_the_pool_running(tmp_path):
+    """A program that dlopens the library, runs it on two threads (the pool's
+    worker then sleeps in the library's code), dlcloses it and opens it
+    again keeps running: the library is never unmapped (-z nodelete)."""
+    cc = cc_or_skip()
+    f = threaded_matmul()
+    exp = f.export(str(tmp_path), name="mm")
+    src = tmp_path / "dl.c"
+    src.write_text(r"""
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+typedef int (*run_t)(const void *const *, void *const *);
+int main(int argc, char **argv) {
+    float *x = calloc(256 * 256, 4), *y = malloc(256 * 256 * 4);
+    for (int k = 0; k < 256 * 256; k++) x[k] = (k % 7) * 0.125f - 0.25f;
+    const void *in[] = {x};
+    void *out[] = {y};
+    float first = 0;
+    for (int round = 0; round < 3; round++) {
+        void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+        if (!h) { printf("dlopen: %s\n", dlerror()); return 1; }
+        run_t run = (run_t)dlsym(h, "mm_run");
+        for (int r = 0; r < 20; r++) if (run(in, out)) return 2;
+        if (round == 0) first = y[12345];
+        else if (y[12345] != first) return 3;
+        dlclose(h);
+    }
+    printf("%.9g\n", first);
+    return 0;
+}
+""")
+    exe = tmp_path / "dl"
+    subprocess.run([*cc, "-std=c11", "-O2", str(src), "-o", str(exe), "-ldl", "-lpthread"],
+                   check=True)
+    r = subprocess.run([str(exe), exp.library], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    x = ((np.arange(256 * 256) % 7) * 0.125 - 0.25).astype(np.float32).reshape(256, 256)
+    assert np.float32(r.stdout.strip()) == f(x).reshape(-1)[12345]

@@ -65,7 +65,9 @@ def link_shared(cc: list[str], out: str, c_source: str, objects: list[str],
     """``cc -shared`` the wrapper and the objects into ``out``, exporting
     only the symbols the version script names."""
     run([*cc, "-shared", "-fPIC", "-O2", "-std=c11", "-o", out, c_source, *objects,
-         f"-Wl,--version-script={version_script}", "-Wl,-z,noexecstack", "-lpthread", "-lm"],
+         f"-Wl,--version-script={version_script}", "-Wl,-z,noexecstack",
+         # its pool's workers sleep in its code: dlclose must not unmap it
+         "-Wl,-z,nodelete", "-lpthread", "-lm"],
         "linking the shared library", cwd=work)
 
 
