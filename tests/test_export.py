@@ -550,3 +550,35 @@ int main(int argc, char **argv) {
     assert r.returncode == 0, r.stdout + r.stderr
     x = ((np.arange(256 * 256) % 7) * 0.125 - 0.25).astype(np.float32).reshape(256, 256)
     assert np.float32(r.stdout.strip()) == f(x).reshape(-1)[12345]
+
+
+@pytest.mark.parametrize("lang", ["c", "c++"])
+def test_named_struct_call(tmp_path, lang):
+    """<name>_run_named: typed structs of named pointers, in C and C++."""
+    cc = cc_or_skip()
+    if lang == "c++":
+        cxx = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+        if not cxx:
+            pytest.skip("no C++ compiler")
+        cc = [cxx]
+    a = gc.placeholder((2, 3), "float64", name="a-in")
+    k = gc.placeholder((3,), "int32", name="int")           # a keyword: a generated field name
+    f = gc.compile([gc.sum(a, axis=0) * gc.cast(k, "float64"), gc.exp(a)], inputs=[a, k])
+    exp = f.export(str(tmp_path), name="nm", output_names=["weighted", "e"])
+    h = open(exp.header).read()
+    assert "const double *a_in;" in h and "const int32_t *in1;" in h and "double *weighted;" in h
+    src = tmp_path / ("m.c" if lang == "c" else "m.cpp")
+    src.write_text('#include <stdio.h>\n#include "nm.h"\nint main(void) {\n'
+                   "  double a[6] = {1, 2, 3, 4, 5, 6}, w[3], e[6]; int32_t k[3] = {1, -2, 3};\n"
+                   "  nm_inputs in = {a, k}; nm_outputs out = {w, e};\n"
+                   "  int s = nm_run_named(&in, &out);\n"
+                   '  printf("%d %.17g %.17g %.17g %.17g\\n", s, w[0], w[1], w[2], e[5]);\n'
+                   "  return 0; }\n")
+    subprocess.run([*cc, "-Wall", "-Wextra", "-Werror", f"-I{tmp_path}", str(src), "-o",
+                    str(tmp_path / "m"), f"-L{tmp_path}", "-lnm", f"-Wl,-rpath,{tmp_path}"],
+                   check=True, capture_output=True)
+    out = subprocess.run([str(tmp_path / "m")], capture_output=True, text=True,
+                         check=True).stdout.split()
+    w, e = f(np.arange(1.0, 7.0).reshape(2, 3), np.array([1, -2, 3], np.int32))
+    assert out[0] == "0"
+    assert [float(v) for v in out[1:4]] == list(w) and float(out[4]) == e[1, 2]

@@ -26,9 +26,6 @@ __all__ = ["export", "Exported", "ExportError", "CompilerNotFoundError", "LinkEr
 
 PARAMS = ("embed", "input")
 KINDS = ("shared", "static")
-_C_KEYWORDS = frozenset("""auto break case char const continue default do double else enum
-extern float for goto if inline int long register restrict return short signed sizeof static
-struct switch typedef union unsigned void volatile while""".split())
 
 
 @dataclass
@@ -49,7 +46,7 @@ def _check(f, name: str, params: str, kind: str):
         raise ExportError("export: needs a function compiled with backend='llvm'"
                           f"{'' if f is None else f', got backend={f.backend!r}'}")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name) \
-            or name in _C_KEYWORDS:
+            or name in csource.C_KEYWORDS:
         raise ExportError(f"export: name must be a C identifier (letters, digits, _), "
                           f"got {name!r}")
     if params not in PARAMS:

@@ -14,6 +14,11 @@ C_TYPES = {"float32": "float", "float64": "double", "float16": "uint16_t",
            "uint8": "uint8_t", "uint16": "uint16_t", "uint32": "uint32_t",
            "uint64": "uint64_t", "bool": "uint8_t"}
 
+C_KEYWORDS = frozenset("""auto break case char const continue default do double else enum
+extern float for goto if inline int long register restrict return short signed sizeof static
+struct switch typedef union unsigned void volatile while bool true false class new delete
+this template typename namespace operator private public protected virtual""".split())
+
 # status codes of the wrapper itself (the graph's checks are 1, 2, ...)
 WRAPPER_ERRORS = [(-1, "NULL_POINTER", "a null pointer was passed (inputs, outputs, one of "
                    "their entries, or the workspace)"),
@@ -171,8 +176,47 @@ def header(iface: Interface) -> str:
           "/* Names of the inputs and outputs, in order. */",
           f"extern const char *const {n}_input_names[{max(1, len(iface.inputs))}];",
           f"extern const char *const {n}_output_names[{len(iface.outputs)}];",
+          "", *_named(iface),
           "", '#ifdef __cplusplus', '}', '#endif', f"#endif  /* {guard} */", ""]
     return "\n".join(L)
+
+
+def field_names(args: list, stem: str) -> list[str]:
+    """C field names for ``args``: the lower-cased name when it is a unique
+    identifier fragment, else ``<stem><k>``."""
+    names = [ident(a.name).lower() for a in args]
+    out = []
+    for k, nm in enumerate(names):
+        ok = nm and names.count(nm) == 1 and nm not in C_KEYWORDS and not nm.startswith("_")
+        out.append(nm if ok else f"{stem}{k}")
+    seen = set()
+    for k, nm in enumerate(out):          # (a generated name may equal a given one)
+        if nm in seen:
+            out[k] = f"{stem}{k}_"
+        seen.add(out[k])
+    return out
+
+
+def _named(iface: Interface) -> list[str]:
+    """Typed structs of named pointers and ``<name>_run_named``, a static
+    inline wrapper of ``<name>_run`` over them."""
+    n = iface.name
+    fi, fo = field_names(iface.inputs, "in"), field_names(iface.outputs, "out")
+    L = ["/* The same call with named, typed pointers (fields in the order above). */",
+         "typedef struct {"]
+    for a, nm in zip(iface.inputs, fi):
+        L.append(f"    {'' if a.updated else 'const '}{a.ctype} *{nm};  /* {comment(a.name)} */")
+    if not iface.inputs:
+        L.append("    char unused_;")
+    L += [f"}} {n}_inputs;", "typedef struct {"]
+    for a, nm in zip(iface.outputs, fo):
+        L.append(f"    {a.ctype} *{nm};  /* {comment(a.name)} */")
+    L += [f"}} {n}_outputs;",
+          f"static inline int32_t {n}_run_named(const {n}_inputs *in, const {n}_outputs *out) {{",
+          f"    const void *i[{max(1, len(fi))}] = {{{', '.join(f'in->{f}' for f in fi) or '0'}}};",
+          f"    void *o[{len(fo)}] = {{{', '.join(f'out->{f}' for f in fo)}}};",
+          f"    {'(void)in; ' if not fi else ''}return {n}_run(i, o);", "}"]
+    return L
 
 
 def wrapper(iface: Interface) -> str:
