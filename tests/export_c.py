@@ -12,6 +12,9 @@ import subprocess
 import numpy as np
 import pytest
 
+import graphc as gc
+from graphc import nn, optim
+from graphc.demo import build_model
 from graphc.export import CompilerNotFoundError, find_cc
 
 
@@ -113,3 +116,32 @@ def run_driver(exe: str, exp, work, inputs: list, reps: int = 1, threads: int | 
 def same_bits(a, b) -> bool:
     a, b = np.asarray(a), np.asarray(b)
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+# -- the graphs the tests export ------------------------------------------------------
+
+
+def mlp_forward(batch=8):
+    model = build_model()                  # the demo MLP, 2-64-64-3
+    x = gc.placeholder((batch, 2), "float32", name="x")
+    return gc.compile(model.eval()(x)), model
+
+
+def mlp_step(batch=16):
+    model = build_model()
+    x = gc.placeholder((batch, 2), "float32", name="x")
+    y = gc.placeholder((batch,), "int64", name="y")
+    loss = nn.cross_entropy(model(x), y)
+    return gc.compile(loss, inputs=[x, y], updates=optim.Adam(lr=0.01).updates(
+        loss, model.parameters()))
+
+
+def param_values(f):
+    return [np.array(p.value) for p in f._native.params]
+
+
+def threaded_matmul():
+    a = gc.placeholder((256, 256), "float32", name="a")
+    w = gc.parameter(np.random.default_rng(5).standard_normal((256, 256)).astype(np.float32),
+                     name="w")
+    return gc.compile(gc.tanh(a @ w) * 2.0, inputs=[a], threads=2)
