@@ -228,3 +228,29 @@ def test_named_struct_call(tmp_path, lang):
     w, e = f(np.arange(1.0, 7.0).reshape(2, 3), np.array([1, -2, 3], np.int32))
     assert out[0] == "0"
     assert [float(v) for v in out[1:4]] == list(w) and float(out[4]) == e[1, 2]
+
+
+def test_a_cpu_without_the_extensions_gets_a_status_not_a_crash(tmp_path, monkeypatch):
+    """The library checks at load time that the CPU has the extensions the
+    code was compiled for; a call on one that lacks them returns
+    <NAME>_ERR_CPU. Simulated with an extension this host lacks (checking
+    for more than the code uses is harmless)."""
+    from graphc.backend.llvm import host
+    from graphc.export import csource
+    cc_or_skip()
+    h = host.cpu()
+    lacks = [x for x in ("avx512vp2intersect", "avx512fp16", "amx-tile")
+             if f"-{x}" in h["features"].split(",")]
+    if not h["triple"].startswith("x86_64") or not lacks:
+        pytest.skip("needs an x86 host that lacks one of avx512vp2intersect, avx512fp16, amx-tile")
+    real = csource.cpu_checks(h["triple"], h["features"])
+    assert "sse4.2" in real                              # (every x86-64 host graphc targets)
+    monkeypatch.setattr(csource, "cpu_checks", lambda *a: [*real, lacks[0]])
+    f, _ = mlp_forward()
+    try:
+        exp = f.export(str(tmp_path / "lib"), name="old")
+    except Exception as e:            # a compiler that does not know the name
+        pytest.skip(f"the C compiler does not check {lacks[0]!r}: {e}")
+    exe = build_driver(exp, tmp_path)
+    status, _, _ = run_driver(exe, exp, tmp_path, [np.zeros((8, 2), np.float32)])
+    assert status.startswith("status -4 this CPU lacks") and lacks[0] in status

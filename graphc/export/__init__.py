@@ -98,7 +98,8 @@ def interface(f, name: str, params: str, output_names=None) -> tuple[Interface, 
                       workspace=int(native.arena_size),
                       threads=int(f.threads) if "threads" in runtime else 1,
                       errors=list(native.errors), prefix=prefix, pool="threads" in runtime,
-                      target=f"{h['triple']}, cpu {h['cpu']}", params=params)
+                      target=f"{h['triple']}, cpu {h['cpu']}", params=params,
+                      cpu_features=csource.cpu_checks(h["triple"], h["features"]))
     return iface, blobs
 
 

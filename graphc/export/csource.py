@@ -23,7 +23,33 @@ this template typename namespace operator private public protected virtual""".sp
 WRAPPER_ERRORS = [(-1, "NULL_POINTER", "a null pointer was passed (inputs, outputs, one of "
                    "their entries, or the workspace)"),
                   (-2, "NO_MEMORY", "the per-thread workspace could not be allocated"),
-                  (-3, "BAD_THREADS", "the number of threads must be at least 1")]
+                  (-3, "BAD_THREADS", "the number of threads must be at least 1"),
+                  (-4, "CPU", "this CPU lacks an instruction set extension the code was "
+                   "compiled for")]
+
+# x86 extensions the wrapper checks with __builtin_cpu_supports (names GCC and
+# Clang both accept) when the exporting host has them
+CPU_CHECKS = ("sse4.1", "sse4.2", "popcnt", "avx", "avx2", "fma", "bmi", "bmi2", "avx512f",
+              "avx512cd", "avx512bw", "avx512dq", "avx512vl")
+
+
+def cpu_checks(triple: str, features: str) -> list[str]:
+    """The extensions of :data:`CPU_CHECKS` that ``features`` (LLVM's
+    ``+a,-b`` list) enables, for an x86 ``triple``; [] elsewhere."""
+    if not re.match(r"(x86_64|i[3-6]86)", triple):
+        return []
+    on = {f[1:] for f in features.split(",") if f.startswith("+")}
+    return [c for c in CPU_CHECKS if c in on]
+
+
+def _errors(iface) -> list:
+    """WRAPPER_ERRORS with the CPU check's message naming the extensions."""
+    out = []
+    for code, sym, msg in WRAPPER_ERRORS:
+        if sym == "CPU":
+            msg += f" ({', '.join(iface.cpu_features) or 'none checked'})"
+        out.append((code, sym, msg))
+    return out
 
 
 @dataclass
@@ -61,6 +87,7 @@ class Interface:
     pool: bool                         # whether the code calls the thread pool
     target: str                        # triple and CPU the code was compiled for
     params: str = "embed"
+    cpu_features: list = field(default_factory=list)    # checked when the library loads
     notes: list = field(default_factory=list)
 
     @property
@@ -153,7 +180,7 @@ def header(iface: Interface) -> str:
     L += _arg_lines(iface, iface.outputs, "output") + [""]
     L.append("/* status codes */")
     L.append(f"#define {U}_OK 0")
-    for code, sym, msg in WRAPPER_ERRORS:
+    for code, sym, msg in _errors(iface):
         L.append(f"#define {U}_ERR_{sym} ({code})  /* {comment(msg)} */")
     for k, msg in enumerate(iface.errors):
         L.append(f"#define {U}_ERR_CHECK_{k + 1} {k + 1}  /* {comment(msg)} */")
@@ -237,6 +264,16 @@ def wrapper(iface: Interface) -> str:
     L += [f"const char *const {n}_input_names[{max(1, ni)}] = {{{names(iface.inputs)}}};",
           f"const char *const {n}_output_names[{no}] = {{{names(iface.outputs)}}};",
           "",
+          "/* the instruction set extensions the code uses, checked when the library loads */",
+          "static int cpu_ok = 1;",
+          "__attribute__((constructor)) static void check_cpu(void) {",
+          *([ "#if defined(__x86_64__) || defined(__i386__)",
+              "    __builtin_cpu_init();",
+              "    cpu_ok = " + " &&\n        ".join(f'__builtin_cpu_supports("{c}")'
+                                                     for c in iface.cpu_features) + ";",
+              "#endif"] if iface.cpu_features else []),
+          "}",
+          "",
           f"static int32_t threads_now = {iface.threads};",
           f"int32_t {n}_num_threads(void) {{ return __atomic_load_n(&threads_now, "
           f"__ATOMIC_RELAXED); }}",
@@ -257,17 +294,18 @@ def wrapper(iface: Interface) -> str:
     L += ["", f"static const char *const check_messages[] = {{{msgs}\n}};",
           f"const char *{n}_error_message(int32_t status) {{",
           '    if (status == 0) return "ok";',
-          f"    if (status > 0 && status <= {len(iface.errors)}) "
-          "return check_messages[status - 1];",
+          *([f"    if (status > 0 && status <= {len(iface.errors)}) "
+             "return check_messages[status - 1];"] if iface.errors else []),
           "    switch (status) {"]
-    for code, _sym, msg in WRAPPER_ERRORS:
+    for code, _sym, msg in _errors(iface):
         L.append(f"    case {code}: return {c_string(msg)};")
     L += ["    }", '    return "unknown status code";', "}", "",
           f"int32_t {n}_run_with_workspace(const void *const *inputs, void *const *outputs,",
           "        void *workspace) {",
           f"    void *args[{count}];",
           f"    if ({'!inputs || ' if ni else ''}!outputs || !workspace) "
-          f"return {U}_ERR_NULL_POINTER;"]
+          f"return {U}_ERR_NULL_POINTER;",
+          f"    if (__builtin_expect(!cpu_ok, 0)) return {U}_ERR_CPU;"]
     if ni:
         L += [f"    for (int k = 0; k < {ni}; k++) {{",
               f"        if (!inputs[k]) return {U}_ERR_NULL_POINTER;",
