@@ -254,3 +254,15 @@ def test_a_cpu_without_the_extensions_gets_a_status_not_a_crash(tmp_path, monkey
     exe = build_driver(exp, tmp_path)
     status, _, _ = run_driver(exe, exp, tmp_path, [np.zeros((8, 2), np.float32)])
     assert status.startswith("status -4 this CPU lacks") and lacks[0] in status
+
+
+def test_static_library_exports_only_the_entry_points(tmp_path):
+    cc_or_skip()
+    if not shutil.which("nm") or not shutil.which("objcopy"):
+        pytest.skip("needs nm and objcopy")
+    f = threaded_matmul()
+    exp = f.export(str(tmp_path), name="st", kind="static")
+    r = subprocess.run(["nm", "--defined-only", "-g", exp.library], capture_output=True,
+                       text=True, check=True)
+    syms = {ln.split()[-1] for ln in r.stdout.splitlines() if len(ln.split()) == 3}
+    assert syms and all(s.startswith("st_") and "__" not in s for s in syms), syms

@@ -81,7 +81,27 @@ def archive(cc: list[str], out: str, c_source: str, objects: list[str], work: st
     if not ar:
         raise CompilerNotFoundError("export: kind='static' needs an archiver: AR is not set "
                                     "and neither ar nor llvm-ar is on PATH")
+    members = _one_object(cc, [wrapper_o, *objects], work) or [wrapper_o, *objects]
     if os.path.exists(out):
         os.remove(out)
-    run([*shlex.split(ar), "rcs", out, wrapper_o, *objects], "archiving the static library",
-        cwd=work)
+    run([*shlex.split(ar), "rcs", out, *members], "archiving the static library", cwd=work)
+
+
+def _one_object(cc: list[str], objects: list[str], work: str) -> list[str] | None:
+    """The objects linked into one relocatable object whose hidden symbols
+    (everything but the C entry points) are made local, so the archive
+    exports what a shared library would; None where the tools cannot (no
+    objcopy, a linker without -r): then the archive holds the objects as
+    they are, their internal symbols prefixed but global."""
+    objcopy = os.environ.get("OBJCOPY") or shutil.which("objcopy") or \
+        shutil.which("llvm-objcopy")
+    if not objcopy:
+        return None
+    merged = os.path.join(work, "merged.o")
+    try:
+        run([*cc, "-r", "-nostdlib", "-o", merged, *objects], "merging the objects", cwd=work)
+        run([*shlex.split(objcopy), "--localize-hidden", merged], "localizing symbols",
+            cwd=work)
+    except LinkError:
+        return None
+    return [merged]
