@@ -88,7 +88,6 @@ class Interface:
     target: str                        # triple and CPU the code was compiled for
     params: str = "embed"
     cpu_features: list = field(default_factory=list)    # checked when the library loads
-    notes: list = field(default_factory=list)
 
     @property
     def upper(self) -> str:
