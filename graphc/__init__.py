@@ -37,6 +37,7 @@ from .extend import (
                      register_op,
                      unregister_op,
 )
+from .ir.dim import Dim
 from .ir.dtypes import bool_, float32, float64, int32, int64
 from .ir.graph import Graph
 from .ir.node import Node
@@ -47,7 +48,7 @@ from .passes import Pass, register_pass
 from .version import __version__ as __version__
 
 __all__ = ["grad", "compile", "CompiledFunction", "get_num_threads", "set_num_threads", "Graph",
-           "Node", "placeholder", "parameter",
+           "Node", "Dim", "placeholder", "parameter",
            "GraphcError", "ShapeError", "DTypeError", "InputError", "InputTypeError",
            "RuntimeCheckError", "AttrError", "OpArgError", "DoubleActivationWarning",
            "float32", "float64", "int32", "int64", "bool_",

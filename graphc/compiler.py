@@ -158,6 +158,7 @@ class CompiledFunction:
         self._kernel_of = None
         self._plan_args = None       # set on a cache hit: the plan is rebuilt on request
         self.cache_hit = False       # False, "memory" or "disk"
+        self._dynamic = None         # dynamic.DynamicCall when a placeholder is symbolic
         self.threads = 1
         self._options = (3, None, False)     # opt_level, passes, fast_math (see compile)
         self._out_specs = [(o.shape, o.dtype) for o in graph.outputs]
@@ -299,7 +300,20 @@ class CompiledFunction:
         from .report import dump
         return dump(self, directory)
 
+    def _run(self, inputs: list) -> list:
+        """Run on checked arrays, one per placeholder; the list of results."""
+        if self._native is None:
+            g = self.source_graph
+            feeds = {p.id: a for p, a in zip(g.placeholders, inputs)}
+            return interp.run_graph(g, feeds)
+        results = [np.empty(shape, dt) for shape, dt in self._out_specs]
+        self._native(inputs, results)
+        return results
+
     def __call__(self, *args, **kwargs):
+        if self._dynamic is not None:        # symbolic placeholders (dynamic.py)
+            results = self._dynamic(self._run, args, kwargs)
+            return results[0] if self._single else tuple(results)
         if self._fast is not None and not kwargs:
             result = self._fast(args)
             if result is not SLOW:
@@ -477,6 +491,10 @@ def compile(outputs, inputs=None, *, backend: str = "llvm",  # noqa: A001
     if inputs is None:
         graph = Graph(outs, graph.placeholders, graph.updates)   # fix the interface
     f = CompiledFunction(graph, single, inputs is not None, backend)
+    if any(p.batch is not None for p in graph.placeholders):
+        from .dynamic import DynamicCall, check_updates
+        check_updates(graph)
+        f._dynamic = DynamicCall(graph, graph.outputs, inputs is not None)
     f.opt_level = opt_level
     f._options = (opt_level, passes, fast_math)
     if backend == "llvm":

@@ -19,15 +19,22 @@ from .ir.graph import Graph
 
 
 def _describe(n) -> str:
+    b = getattr(n, "batch", None)
+    if b is not None:        # a symbolic leading axis (ir/dim.py)
+        dims = ", ".join([f"{b.dim.name}<={b.dim.max}"] + [str(s) for s in n.shape[1:]])
+        return f"placeholder {n.name!r} ({n.dtype}[{dims}])"
     return f"placeholder {n.name!r} ({n.dtype}{list(n.shape)})"
 
 
 _MISSING = object()
 
 
-def bind_inputs(graph: Graph, positional: bool, args: tuple, kwargs: dict) -> list:
+def bind_inputs(graph: Graph, positional: bool, args: tuple, kwargs: dict,
+                check=None) -> list:
     """Match call arguments to placeholders; return checked contiguous arrays
-    in placeholder order."""
+    in placeholder order. ``check(placeholder, value)``: the check of one
+    value (default :func:`check_array`; ``dynamic.py`` checks symbolic axes)."""
+    check_array = _check_array if check is None else check
     phs = graph.placeholders
     if args and positional and not kwargs and len(args) == len(phs):
         out = []
@@ -80,6 +87,8 @@ def bind_inputs(graph: Graph, positional: bool, args: tuple, kwargs: dict) -> li
 
 
 def check_array(p, v) -> np.ndarray:
+    """``v`` as the aligned C-contiguous array of ``p``'s dtype and shape, or an
+    InputError/InputTypeError naming the placeholder."""
     if isinstance(v, np.ma.MaskedArray):
         raise InputTypeError(f"{_describe(p)} got a masked array; graphc ignores no masks: "
                              "pass .filled(value) or .data")
@@ -111,6 +120,9 @@ def check_array(p, v) -> np.ndarray:
     if not (a.flags.c_contiguous and a.flags.aligned):
         a = np.array(a, order="C", copy=True)   # (ascontiguousarray would make 0-d 1-d)
     return a
+
+
+_check_array = check_array
 
 
 class NativeCall:

@@ -42,7 +42,7 @@ LAYERS = [
     ("passes", ["graphc.passes", "graphc.autodiff"]),
     ("backend", ["graphc.backend"]),
     ("compiler", ["graphc.runtime", "graphc.cache", "graphc.report", "graphc.compiler",
-                  "graphc.profile", "graphc.export"]),
+                  "graphc.profile", "graphc.export", "graphc.dynamic", "graphc.tracing"]),
     ("front ends", ["graphc.nn", "graphc.optim", "graphc.extend", "graphc.plugins",
                     "graphc.cli", "graphc.bench", "graphc.demo", "graphc.demo_cnn",
                     "graphc.__main__", "graphc.onnx"]),

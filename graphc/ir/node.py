@@ -68,7 +68,7 @@ class Node:
     ``value`` is data, not structure)."""
 
     __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "name", "source",
-                 "id", "_value", "trainable", "__weakref__")
+                 "id", "_value", "trainable", "batch", "dim_of", "__weakref__")
 
     def __init__(self, op: str, inputs: tuple, attrs: dict, shape: tuple,
                  dtype: np.dtype, name: str | None, source: str):
@@ -82,6 +82,8 @@ class Node:
         self.source = source
         self._value = None
         self.trainable = False
+        self.batch = None        # ir/dim.py Batch: the axis carrying a symbolic dim, or None
+        self.dim_of = None       # the Dim whose call size this parameter holds, or None
 
     # -- basic properties ---------------------------------------------------
     @property

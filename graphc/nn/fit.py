@@ -35,6 +35,8 @@ def batch_dim(p):
     """The batch size that input ``p`` of a compiled step takes: an int (a
     fixed shape, what ``gc.compile`` makes today), or None when its leading
     dimension is not a fixed int (a step that takes batches of any size)."""
+    if getattr(p, "batch", None) is not None:      # a symbolic leading axis (ir/dim.py)
+        return None
     d = p.shape[0] if len(p.shape) else None
     return int(d) if isinstance(d, (int, np.integer)) else None
 

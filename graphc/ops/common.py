@@ -10,6 +10,7 @@ from ..errors import DTypeError, ShapeError, user_source
 from ..ir import dtypes as D
 from ..ir import node as _node
 from ..ir.arrays import to_array
+from ..ir.dim import Batch, Dim
 from ..ir.node import Node
 
 
@@ -139,7 +140,19 @@ def check_size(opname: str, shape: tuple, dtype) -> None:
 
 
 def placeholder(shape, dtype="float32", name: str | None = None) -> Node:
-    """An input of the graph, given when the compiled function is called."""
+    """An input of the graph, given when the compiled function is called.
+    The leading extent may be symbolic: ``None`` or a :class:`graphc.Dim`
+    (a call gives any size from 1 to its bound; docs/dynamic.md)."""
+    dim = None
+    if isinstance(shape, (tuple, list)):
+        for k, s in enumerate(shape):
+            if s is None or isinstance(s, Dim):
+                if k != 0:
+                    raise ShapeError(f"placeholder: only the leading axis may be symbolic, "
+                                     f"got {s!r} on axis {k} of {tuple(shape)}")
+                dim = Dim("batch") if s is None else s
+        if dim is not None:
+            shape = (dim.max,) + tuple(shape[1:])
     shape = shape_of("placeholder", shape)
     dt = D.as_dtype(dtype, "placeholder")
     check_size("placeholder", shape, dt)
@@ -148,6 +161,8 @@ def placeholder(shape, dtype="float32", name: str | None = None) -> Node:
     n = Node("placeholder", (), {}, shape, dt, name, user_source())
     if name is None:
         n.name = f"input_{n.id}"
+    if dim is not None:
+        n.batch = Batch(dim, 0)
     return n
 
 

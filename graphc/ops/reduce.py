@@ -137,6 +137,12 @@ def mean(x, axis=None, keepdims: bool = False) -> Node:
     if not D.is_float(x.dtype):
         x = cast(x, D.float64)
     count = 1
+    b = x.batch
+    if b is not None and b.axis in axes:      # a symbolic axis: divide by the call's size
+        from .symbolic import valid_extent
+        for a in axes:
+            count *= 1 if a == b.axis else x.shape[a]
+        return sum(x, axes, keepdims) / (cast(valid_extent(b), x.dtype) * float(count))
     for a in axes:
         count *= x.shape[a]
     return sum(x, axes, keepdims) / float(count) if count else sum(x, axes, keepdims) * np.nan

@@ -62,6 +62,7 @@ import numpy as np
 from ..errors import AttrError, GraphcError, OpArgError, user_source
 from ..ir import node as _node
 from ..ir.node import Node
+from . import symbolic
 from .attrs import show
 from .common import check_size
 
@@ -202,15 +203,23 @@ def make(op: str, inputs, attrs: dict | None = None, name: str | None = None) ->
     d = get(op)
     inputs = _check_inputs(d, inputs)
     attrs = check_attrs(d, inputs, attrs)
+    sym = symbolic.carried(inputs)
+    if sym:                 # a symbolic dim: mask the padding an op would mix in (ops/symbolic.py)
+        inputs = symbolic.prepare(d, inputs, attrs)
     key = _node.cons_key(op, inputs, attrs)
     found = _node.lookup(key)
     if found is not None:
         return found
     shape, dtype = d.infer(inputs, attrs)
     check_size(op, tuple(shape), dtype)      # before any code or buffer is sized by it
+    batch = symbolic.rule(d, inputs, attrs, tuple(shape)) if sym else None
     n = Node(op, inputs, attrs, shape, dtype, name, user_source())
+    n.batch = batch
     _node.remember(key, n)
     return n
+
+
+symbolic._MAKE[0] = make
 
 
 def evaluate(n: Node, args: list):

@@ -1,0 +1,238 @@
+"""A symbolic batch dimension (gc.Dim / None in a placeholder's shape).
+
+Oracle: for every batch size n from 1 to the bound, the one compiled
+function (native, and the interpreter on the same graph) against the same
+model built with fixed shapes (n, ...) and run by the interpreter; training
+steps start from the same parameter values (and optimizer state) and must
+leave the same values. Plus: a digits run whose per-epoch losses equal the
+fixed-shape run's, no compile per size, and clear errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import nn
+from graphc.errors import InputError, ShapeError
+
+BOUND = 5
+
+
+def _snapshot(*fs):
+    ps = {}
+    for f in fs:
+        for p in f.source_graph.parameters:
+            if p.dim_of is None:              # (a dim's size parameter: set by each call)
+                ps[p.id] = (p, p.value.copy())
+    return ps
+
+
+def _restore(ps):
+    for p, v in ps.values():
+        p.value = v
+
+
+def _check(build, feeds, bound=BOUND, rtol=1e-5, atol=1e-6):
+    """``build(sizes) -> (placeholders, outputs, updates)`` with sizes a Dim
+    or an int; ``feeds(n, rng) -> list of arrays``."""
+    dim = gc.Dim("batch", max=bound)
+    phs, outs, ups = build(dim)
+    fc = gc.compile(outs, inputs=phs, updates=ups)
+    fi = gc.compile(outs, inputs=phs, updates=ups, backend="interp")
+    rng = np.random.default_rng(0)
+    for n in range(1, bound + 1):
+        args = feeds(n, rng)
+        fphs, fouts, fups = build(n)
+        ff = gc.compile(fouts, inputs=fphs, updates=fups, backend="interp")
+        state = _snapshot(fc, ff)
+        results = []
+        for f in (ff, fc, fi):
+            _restore(state)
+            r = f(*args)
+            after = [p.value.copy() for p, _ in sorted(state.values(), key=lambda t: t[0].id)]
+            results.append((r, after))
+        (want, want_p) = results[0]
+        for got, got_p in results[1:]:
+            for a, b in zip(got, want):
+                assert a.shape == b.shape, (n, a.shape, b.shape)
+                np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=f"n={n}")
+            for a, b in zip(got_p, want_p):
+                np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=f"params n={n}")
+        _restore(state)
+
+
+def _mlp_build(adam):
+    model = nn.Sequential(nn.Dense(7, activation="relu", seed=1), nn.Dense(4, seed=2))
+    model(gc.placeholder((2, 6)))          # infer in_features once, shared by every build
+
+    def build(rows):
+        x = gc.placeholder((rows, 6), "float32", name="x")
+        y = gc.placeholder((rows,), "int64", name="y")
+        logits = model(x)
+        loss = nn.cross_entropy(logits, y)
+        ups = adam.updates(loss, model.parameters())
+        return [x, y], [loss, logits, nn.accuracy(logits, y)], ups
+    return build
+
+
+def _mlp_feeds(n, rng):
+    return [rng.normal(size=(n, 6)).astype(np.float32), rng.integers(0, 4, size=n)]
+
+
+def test_mlp_training_step_with_adam_and_cross_entropy():
+    _check(_mlp_build(gc.optim.Adam(1e-2)), _mlp_feeds)
+
+
+def test_small_cnn_training_step():
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, seed=3), gc.relu, nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Dense(3, seed=4))
+    model(gc.placeholder((1, 2, 4, 4)))
+    opt = gc.optim.SGD(0.1)
+
+    def build(rows):
+        x = gc.placeholder((rows, 2, 4, 4), "float32", name="x")
+        y = gc.placeholder((rows,), "int64", name="y")
+        logits = model(x)
+        loss = nn.cross_entropy(logits, y)
+        return [x, y], [loss, logits], opt.updates(loss, model.parameters())
+
+    _check(build, lambda n, rng: [rng.normal(size=(n, 2, 4, 4)).astype(np.float32),
+                                  rng.integers(0, 3, size=n)], bound=4, rtol=1e-4, atol=1e-5)
+
+
+def test_softmax_log_softmax_and_reductions_over_and_not_over_the_batch():
+    w = gc.parameter(np.linspace(-1, 1, 4).astype(np.float32))          # per feature
+
+    def build(rows):
+        x = gc.placeholder((rows, 3, 4), "float32", name="x")
+        h = x * w + 0.5                                   # broadcast against a parameter
+        outs = [gc.softmax(h, -1), gc.log_softmax(h, axis=0), gc.sum(h, 0), gc.mean(h),
+                gc.max(h, (0, 2)), gc.min(h, 1), gc.mean(h, (0, 1), keepdims=True),
+                gc.sum(gc.exp(h) * 2.0, 2), gc.transpose(h, (2, 0, 1)),
+                gc.mean(gc.reshape(h, (-1, 4)), 0), gc.reshape(gc.reshape(h, (-1, 4)), h.shape),
+                gc.transpose(h, (1, 2, 0)) @ gc.reshape(h, (h.shape[0], 12)),     # contracts B
+                gc.grad(gc.sum(gc.max(h, 0)) + gc.mean(h * h), [w])[0]]
+        return [x], outs, None
+
+    _check(build, lambda n, rng: [rng.normal(size=(n, 3, 4)).astype(np.float32)])
+
+
+def test_padding_that_would_be_nan_never_reaches_the_result():
+    # log of the padding rows would be -inf/NaN if they were zeros; the rows
+    # that mix (sum, matmul over the batch) read them masked
+    def build(rows):
+        x = gc.placeholder((rows, 3), "float64", name="x")
+        z = gc.log(x)
+        return [x], [gc.sum(z, 0), gc.transpose(z) @ z, gc.grad(gc.mean(z), [x])[0]], None
+
+    _check(build, lambda n, rng: [rng.uniform(0.5, 2, size=(n, 3))])
+
+
+def test_one_compile_serves_every_size_and_the_size_is_the_calls():
+    counted = []
+    from graphc import compiler
+    compiler._hooks.append(counted.append)
+    try:
+        x = gc.placeholder((None, 3), "float64", name="x")
+        f = gc.compile(gc.mean(x, 0) + 0 * gc.sum(x), inputs=[x])
+        rng = np.random.default_rng(0)
+        for n in (1, 7, 1024, 3, 500):
+            a = rng.normal(size=(n, 3))
+            np.testing.assert_allclose(f(a), a.mean(0), rtol=1e-12)
+        assert len(counted) == 1
+    finally:
+        compiler._hooks.remove(counted.append)
+
+
+def test_errors_are_clear():
+    d = gc.Dim("batch", max=4)
+    x = gc.placeholder((d, 3), name="x")
+    y = gc.placeholder((d,), "int64", name="y")
+    f = gc.compile([gc.sum(x, 1), y + 1], inputs=[x, y])
+    with pytest.raises(InputError, match=r"batch<=4, 3.*got shape \(5, 3\).*1 to 4"):
+        f(np.zeros((5, 3), np.float32), np.zeros(5, np.int64))
+    with pytest.raises(InputError, match=r"got shape \(2, 4\)"):
+        f(np.zeros((2, 4), np.float32), np.zeros(2, np.int64))
+    with pytest.raises(InputError, match="same size"):
+        f(np.zeros((2, 3), np.float32), np.zeros(3, np.int64))
+    with pytest.raises(InputError, match="got shape"):
+        f(np.zeros((0, 3), np.float32), np.zeros(0, np.int64))
+    with pytest.raises(ShapeError, match="slice.*symbolic"):
+        x[1:]
+    with pytest.raises(ShapeError, match="concatenate.*symbolic"):
+        gc.concatenate([x, x], 0)
+    with pytest.raises(ShapeError, match="reshape.*leading"):
+        gc.reshape(x, (3, 4))
+    with pytest.raises(ShapeError, match="one output axis"):
+        x @ gc.transpose(x)
+    with pytest.raises(ShapeError, match="only the leading axis"):
+        gc.placeholder((3, None))
+    p = gc.parameter(np.zeros((4, 3), np.float32))
+    with pytest.raises(ShapeError, match="update of parameter"):
+        gc.compile(gc.sum(x), inputs=[x], updates={p: x * 2.0})
+
+
+def test_digits_run_equals_the_fixed_shape_run():
+    from graphc.datasets import load_digits
+    images, labels = load_digits()
+    X = (images.reshape(len(images), -1) / 16.0).astype(np.float32)[:300]
+    Y = labels[:300]
+    bs = 64                                   # 300 = 4 * 64 + 44: a partial last batch
+
+    def run(rows_of):
+        model = nn.Sequential(nn.Dense(32, activation="relu", seed=0), nn.Dense(10, seed=1))
+        opt = gc.optim.Adam(1e-2)
+        steps = {}
+
+        def step_for(n):
+            rows = rows_of(n)
+            if rows not in steps:
+                x = gc.placeholder((rows, 64), "float32", name="x")
+                y = gc.placeholder((rows,), "int64", name="y")
+                loss = nn.cross_entropy(model(x), y)
+                steps[rows] = gc.compile(loss, inputs=[x, y],
+                                         updates=opt.updates(loss, model.parameters()))
+            return steps[rows]
+
+        rng = np.random.default_rng(3)
+        epochs = []
+        for _ in range(3):
+            order = rng.permutation(len(X))
+            losses = []
+            for s in range(0, len(X), bs):
+                sel = order[s:s + bs]
+                losses.append(float(step_for(len(sel))(X[sel], Y[sel])))
+            epochs.append(np.mean(losses))
+        return epochs, len(steps)
+
+    dim = gc.Dim("batch", max=bs)
+    sym, compiled = run(lambda n: dim)
+    fixed, _ = run(lambda n: n)
+    assert compiled == 1
+    np.testing.assert_allclose(sym, fixed, rtol=1e-5)
+
+
+def test_fit_takes_the_last_partial_batch_with_one_step():
+    from graphc.datasets import load_digits
+    images, labels = load_digits()
+    X = (images.reshape(len(images), -1) / 16.0).astype(np.float32)[:200]
+    Y = labels[:200]
+    model = nn.Sequential(nn.Dense(16, activation="relu", seed=0), nn.Dense(10, seed=1))
+    x = gc.placeholder((gc.Dim("batch", max=64), 64), "float32", name="x")
+    y = gc.placeholder((x.batch.dim,), "int64", name="y")
+    logits = model(x)
+    loss = nn.cross_entropy(logits, y)
+    step = gc.compile([loss, nn.accuracy(logits, y)],
+                      updates=gc.optim.Adam(1e-2).updates(loss, model.parameters()))
+    hist = nn.fit(step, {"x": X, "y": Y}, epochs=2, batch_size=64, seed=1,
+                  outputs=("loss", "accuracy"), progress=False)
+    assert len(hist.losses) == 2 * 4                     # 3 full batches + 8 rows, per epoch
+    # the whole set in one call of a function bounded by its size; oracle: numpy
+    xs = gc.placeholder((gc.Dim("rows", max=200), 64), "float32", name="x")
+    ys = gc.placeholder((xs.batch.dim,), "int64", name="y")
+    evaluate = gc.compile(nn.accuracy(model(xs), ys))
+    w1, b1, w2, b2 = (p.value for p in model.parameters())
+    want = np.mean(np.argmax(np.maximum(X @ w1 + b1, 0) @ w2 + b2, 1) == Y)
+    assert abs(float(evaluate(x=X, y=Y)) - want) < 1e-9
+    assert abs(float(evaluate(x=X[:77], y=Y[:77])) - np.mean(
+        np.argmax(np.maximum(X[:77] @ w1 + b1, 0) @ w2 + b2, 1) == Y[:77])) < 1e-9
