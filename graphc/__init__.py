@@ -45,10 +45,12 @@ from .ops import *  # noqa: F401,F403 - the op functions are the public API
 from .ops import __all__ as _ops_all
 from .ops.common import parameter, placeholder
 from .passes import Pass, register_pass
+from .tracing import RetraceWarning, assign, function, jit, value_and_grad
 from .version import __version__ as __version__
 
 __all__ = ["grad", "compile", "CompiledFunction", "get_num_threads", "set_num_threads", "Graph",
-           "Node", "Dim", "placeholder", "parameter",
+           "Node", "Dim", "placeholder", "parameter", "function", "jit", "value_and_grad", "assign",
+           "RetraceWarning",
            "GraphcError", "ShapeError", "DTypeError", "InputError", "InputTypeError",
            "RuntimeCheckError", "AttrError", "OpArgError", "DoubleActivationWarning",
            "float32", "float64", "int32", "int64", "bool_",
