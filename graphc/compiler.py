@@ -311,13 +311,13 @@ class CompiledFunction:
         return results
 
     def __call__(self, *args, **kwargs):
-        if self._dynamic is not None:        # symbolic placeholders (dynamic.py)
-            results = self._dynamic(self._run, args, kwargs)
-            return results[0] if self._single else tuple(results)
         if self._fast is not None and not kwargs:
             result = self._fast(args)
             if result is not SLOW:
                 return result
+        if self._dynamic is not None:        # symbolic placeholders (dynamic.py)
+            results = self._dynamic(self._run, args, kwargs)
+            return results[0] if self._single else tuple(results)
         g = self.source_graph
         inputs = bind_inputs(g, self._positional, args, kwargs)
         if self._native is None:
@@ -399,6 +399,8 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
     _bind_native(f, graph, art)
     if f._positional:
         f._fast = fast_call(f._native, graph, f._out_specs, f._single)
+        if f._dynamic is not None:        # (pads to the bound, sets the size, calls _fast)
+            f._fast = f._dynamic.fast(f._fast, f._single)
 
 
 def _build_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, fast_math,

@@ -20,7 +20,22 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError, ShapeError
-from .runtime import _describe, bind_inputs, check_array
+from .runtime import SLOW, _describe, bind_inputs, check_array
+
+_SIZES: dict = {}
+
+
+def _sized(n: int) -> np.ndarray:
+    """The 0-d int64 array holding ``n`` (one per size, never written: a call
+    in flight keeps reading the array it was given)."""
+    a = _SIZES.get(n)
+    if a is None:
+        a = _SIZES[n] = np.array(n, np.int64)
+    return a
+
+
+class _Holder:
+    _value = None
 
 
 class _Sized:
@@ -78,7 +93,6 @@ class DynamicCall:
             self.dims[d.id] = d
         self.specs = [(p.dtype, p.shape, p.shape[1:], p.batch is not None) for p in phs]
         self.outs = [(k, o.batch) for k, o in enumerate(outputs) if o.batch is not None]
-        self.last_sizes: dict = {}
 
     def _fast(self, args):
         """Every input positional, a C-contiguous array of its dtype and trailing shape."""
@@ -93,6 +107,55 @@ class DynamicCall:
             elif v.shape != shape:
                 return None
         return list(args)
+
+    def fast(self, fast_call, single: bool):
+        """A function ``run(args) -> result or SLOW`` over ``fast_call``
+        (runtime.fast_call of the compiled function, which takes only arrays
+        of the bound's shape): pads the batched arguments to the bound and
+        sets the size; any other form (or a mismatch fast_call's exact checks
+        refuse) returns SLOW, for :meth:`__call__`'s checks and errors."""
+        if fast_call is None or len(self.dims) != 1 or not self.batched:
+            return None
+        (dim,) = self.dims.values()
+        bound, nargs = dim.max, len(self.specs)
+        lead = self.batched[0][0]
+        batched = tuple((k, shape) for k, _, shape in self.batched)
+        outs = tuple((k, b.axis, b.inner) for k, b in self.outs)
+        ndarray, empty = np.ndarray, np.empty
+        size = dim._size
+
+        full = _sized(bound)
+        holder = size if size is not None else _Holder()
+
+        def run(args):
+            try:
+                n = args[lead].shape[0]
+            except (IndexError, AttributeError, TypeError):
+                return SLOW
+            if n == bound:                  # a full batch: fast_call's own checks
+                holder._value = full
+                return fast_call(args)
+            if len(args) != nargs or type(args[lead]) is not ndarray or not 1 <= n < bound:
+                return SLOW
+            args = list(args)
+            for k, shape in batched:
+                a = args[k]
+                if type(a) is not ndarray or a.shape[:1] != (n,) or a.shape[1:] != shape[1:]:
+                    return SLOW
+                buf = empty(shape, a.dtype)
+                buf[:n] = a
+                buf[n:] = a[n - 1]
+                args[k] = buf
+            holder._value = _sized(n)
+            r = fast_call(args)
+            if r is SLOW or not outs:
+                return r
+            rs = [r] if single else list(r)
+            for k, axis, inner in outs:
+                idx = (slice(None),) * axis + (slice(0, n * inner),)
+                rs[k] = np.ascontiguousarray(rs[k][idx])
+            return rs[0] if single else tuple(rs)
+        return run
 
     def __call__(self, run, args: tuple, kwargs: dict):
         inputs = None if kwargs else self._fast(args)
@@ -116,8 +179,7 @@ class DynamicCall:
         for i, n in sizes.items():
             d = self.dims[i]
             if d._size is not None:
-                d._size._value = np.array(n, np.int64)
-        self.last_sizes = sizes
+                d._size._value = _sized(n)
         results = run(inputs)
         if self.outs:
             results = list(results)

@@ -32,12 +32,12 @@ def _restore(ps):
         p.value = v
 
 
-def _check(build, feeds, bound=BOUND, rtol=1e-5, atol=1e-6):
+def _check(build, feeds, bound=BOUND, rtol=1e-5, atol=1e-6, **options):
     """``build(sizes) -> (placeholders, outputs, updates)`` with sizes a Dim
     or an int; ``feeds(n, rng) -> list of arrays``."""
     dim = gc.Dim("batch", max=bound)
     phs, outs, ups = build(dim)
-    fc = gc.compile(outs, inputs=phs, updates=ups)
+    fc = gc.compile(outs, inputs=phs, updates=ups, **options)
     fi = gc.compile(outs, inputs=phs, updates=ups, backend="interp")
     rng = np.random.default_rng(0)
     for n in range(1, bound + 1):
@@ -79,8 +79,15 @@ def _mlp_feeds(n, rng):
     return [rng.normal(size=(n, 6)).astype(np.float32), rng.integers(0, 4, size=n)]
 
 
-def test_mlp_training_step_with_adam_and_cross_entropy():
-    _check(_mlp_build(gc.optim.Adam(1e-2)), _mlp_feeds)
+@pytest.mark.parametrize("opt_level", [0, 1, 3])
+def test_mlp_training_step_with_adam_and_cross_entropy(opt_level):
+    _check(_mlp_build(gc.optim.Adam(1e-2)), _mlp_feeds, opt_level=opt_level)
+
+
+def test_two_threads_and_a_cache_hit_agree():
+    # the same graph built twice (a compile-cache hit the second time), 2 threads
+    for _ in range(2):
+        _check(_mlp_build(gc.optim.Adam(1e-2)), _mlp_feeds, bound=3, threads=2)
 
 
 def test_small_cnn_training_step():
@@ -155,8 +162,18 @@ def test_errors_are_clear():
         f(np.zeros((2, 4), np.float32), np.zeros(2, np.int64))
     with pytest.raises(InputError, match="same size"):
         f(np.zeros((2, 3), np.float32), np.zeros(3, np.int64))
+    with pytest.raises(InputError, match="same size"):
+        f(np.zeros((4, 3), np.float32), np.zeros(3, np.int64))      # a full batch and not
     with pytest.raises(InputError, match="got shape"):
         f(np.zeros((0, 3), np.float32), np.zeros(0, np.int64))
+    # arguments the fast path declines (Fortran order, strided, lists, by keyword) still right
+    a = np.arange(12, dtype=np.float32).reshape(4, 3)
+    for xs in (np.asfortranarray(a[:3]), a[::2], a[:3].tolist()):
+        got = f(xs, [1, 2, 3][:len(xs)])
+        np.testing.assert_allclose(got[0], np.asarray(xs, np.float32).sum(1))
+        np.testing.assert_array_equal(got[1], np.arange(2, 2 + len(xs)))
+    g = gc.compile(gc.sum(x, 1))
+    np.testing.assert_allclose(g(x=a[:2]), a[:2].sum(1))
     with pytest.raises(ShapeError, match="slice.*symbolic"):
         x[1:]
     with pytest.raises(ShapeError, match="concatenate.*symbolic"):
