@@ -90,20 +90,23 @@ def test_two_threads_and_a_cache_hit_agree():
         _check(_mlp_build(gc.optim.Adam(1e-2)), _mlp_feeds, bound=3, threads=2)
 
 
-def test_small_cnn_training_step():
+@pytest.mark.parametrize("side", [4, 14])
+def test_small_cnn_training_step(side):
+    # at 14x14 the fixed-shape conv takes the full-width GEMM layout, the
+    # symbolic one the im2col one: two lowerings checked against each other
     model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, seed=3), gc.relu, nn.MaxPool2d(2),
                           nn.Flatten(), nn.Dense(3, seed=4))
-    model(gc.placeholder((1, 2, 4, 4)))
+    model(gc.placeholder((1, 2, side, side)))
     opt = gc.optim.SGD(0.1)
 
     def build(rows):
-        x = gc.placeholder((rows, 2, 4, 4), "float32", name="x")
+        x = gc.placeholder((rows, 2, side, side), "float32", name="x")
         y = gc.placeholder((rows,), "int64", name="y")
         logits = model(x)
         loss = nn.cross_entropy(logits, y)
         return [x, y], [loss, logits], opt.updates(loss, model.parameters())
 
-    _check(build, lambda n, rng: [rng.normal(size=(n, 2, 4, 4)).astype(np.float32),
+    _check(build, lambda n, rng: [rng.normal(size=(n, 2, side, side)).astype(np.float32),
                                   rng.integers(0, 3, size=n)], bound=4, rtol=1e-4, atol=1e-5)
 
 

@@ -248,8 +248,9 @@ def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) ->
         if bias.shape != (o,):
             raise ShapeError(f"{op}: bias must have shape ({o},) for weight {w.shape}, got "
                              f"{bias.shape}")
+    # (not on a symbolic batch: its windows slide across images, ops/symbolic.py)
     layout = _full_width_layout(n, (h, wd), pads, (kh, kw), dilation, (oh, ow)) \
-        if groups == 1 and stride == (1, 1) else None
+        if groups == 1 and stride == (1, 1) and x.batch is None else None
     if layout is not None:
         out = _conv_full_width(x, w, layout, dilation, (oh, ow))
         if bias is not None:
