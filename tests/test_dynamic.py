@@ -256,3 +256,18 @@ def test_fit_takes_the_last_partial_batch_with_one_step():
     assert abs(float(evaluate(x=X, y=Y)) - want) < 1e-9
     assert abs(float(evaluate(x=X[:77], y=Y[:77])) - np.mean(
         np.argmax(np.maximum(X[:77] @ w1 + b1, 0) @ w2 + b2, 1) == Y[:77])) < 1e-9
+
+
+def test_the_evaluator_compiles_once_for_batches_and_the_last_partial_one():
+    rng = np.random.default_rng(5)
+    X, Y = rng.normal(size=(50, 6)).astype(np.float32), rng.integers(0, 4, size=50)
+    model = nn.Sequential(nn.Dense(7, activation="relu", seed=1), nn.Dense(4, seed=2))
+    ev = nn.evaluator(model, nn.cross_entropy, batch_size=16)     # 16, 16, 16, 2
+    got = ev((X, Y))
+    assert len(ev._compiled) == 1
+    w1, b1, w2, b2 = (p.value.astype(np.float64) for p in model.parameters())
+    z = np.maximum(X @ w1 + b1, 0) @ w2 + b2
+    logp = z - z.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    np.testing.assert_allclose(got["loss"], -logp[np.arange(50), Y].mean(), rtol=1e-5)
+    np.testing.assert_allclose(got["accuracy"], np.mean(z.argmax(1) == Y), rtol=1e-12)

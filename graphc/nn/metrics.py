@@ -8,6 +8,7 @@ import numpy as np
 from .. import ops as O
 from ..errors import DTypeError, ShapeError
 from ..ir import dtypes as D
+from ..ir.dim import Dim
 from ..ir.node import Node
 from ..ops.common import placeholder
 from .errors import ConfigError, ConfigTypeError
@@ -73,23 +74,35 @@ class Evaluator:
                               f"first (example) axis")
         return x, y
 
-    def _function(self, x, y, n: int):
-        key = (n, x.shape[1:], x.dtype.str, y.shape[1:], y.dtype.str)
-        f = self._compiled.get(key)
+    def _build(self, x, y, rows):
+        modes = [(m, m.training) for m in getattr(self.model, "modules", list)()]
+        try:
+            if modes:
+                self.model.eval()           # the graph is built in eval mode ...
+            xp = placeholder((rows,) + x.shape[1:], x.dtype, name=self.input)
+            yp = placeholder((rows,) + y.shape[1:], y.dtype, name=self.target)
+            out = self.model(xp)
+            outs = [self.loss(out, yp) if m == "loss" else accuracy(out, yp)
+                    for m in self.metrics]
+        finally:
+            for m, mode in modes:           # ... and the model's modes are left as they were
+                m.__dict__["training"] = mode
+        return xp, yp, outs
+
+    def _function(self, x, y, n: int, bound: int):
+        """The compiled evaluation of batches of ``n`` rows: one function with
+        a symbolic batch of at most ``bound`` rows (docs/dynamic.md), or, for a
+        model with an op that cannot take one, a function per batch size."""
+        shapes = (x.shape[1:], x.dtype.str, y.shape[1:], y.dtype.str)
+        f = self._compiled.get((bound, "symbolic") + shapes) or self._compiled.get((n,) + shapes)
         if f is None:
             from ..compiler import compile as gc_compile
-            modes = [(m, m.training) for m in getattr(self.model, "modules", list)()]
             try:
-                if modes:
-                    self.model.eval()           # the graph is built in eval mode ...
-                xp = placeholder((n,) + x.shape[1:], x.dtype, name=self.input)
-                yp = placeholder((n,) + y.shape[1:], y.dtype, name=self.target)
-                out = self.model(xp)
-                outs = [self.loss(out, yp) if m == "loss" else accuracy(out, yp)
-                        for m in self.metrics]
-            finally:
-                for m, mode in modes:           # ... and the model's modes are left as they were
-                    m.__dict__["training"] = mode
+                key = (bound, "symbolic") + shapes
+                xp, yp, outs = self._build(x, y, Dim("batch", max=bound))
+            except ShapeError:
+                key = (n,) + shapes
+                xp, yp, outs = self._build(x, y, n)
             f = self._compiled[key] = gc_compile(outs, inputs=[xp, yp], backend=self.backend)
         return f
 
@@ -102,7 +115,7 @@ class Evaluator:
         sums = np.zeros(len(self.metrics))
         for lo in range(0, n, bs):
             xb, yb = x[lo:lo + bs], y[lo:lo + bs]
-            vals = self._function(x, y, len(xb))(xb, yb)
+            vals = self._function(x, y, len(xb), bs)(xb, yb)
             sums += len(xb) * np.array([float(np.asarray(v)) for v in vals])
         return dict(zip(self.metrics, (sums / n).tolist()))
 
@@ -120,10 +133,12 @@ def evaluator(model, loss=None, metrics=METRICS, *, input: str = "x",  # noqa: A
     its running statistics; the model's modes are restored afterwards), and
     compiled once; parameters are read at every call, so each epoch sees the
     current weights. The whole data set is one call, or batches of
-    ``batch_size`` (averaged, weighted by size; a smaller last batch is one
-    more compiled function). ``loss`` must average over the examples (the
-    losses' default ``reduction="mean"``); ``"accuracy"`` needs integer class
-    targets. Without ``loss`` only the accuracy is computed.
+    ``batch_size`` (averaged, weighted by size; one compiled function with a
+    symbolic batch takes them all, the smaller last one included, unless the
+    model has an op that cannot take a symbolic batch: then one per size).
+    ``loss`` must average over the examples (the losses' default
+    ``reduction="mean"``); ``"accuracy"`` needs integer class targets. Without
+    ``loss`` only the accuracy is computed.
     """
     return Evaluator(model, loss, metrics, input=input, target=target, batch_size=batch_size,
                      backend=backend)
