@@ -94,9 +94,9 @@ def test_two_threads_and_a_cache_hit_agree():
 def test_small_cnn_training_step(side):
     # at 14x14 the fixed-shape conv takes the full-width GEMM layout, the
     # symbolic one the im2col one: two lowerings checked against each other
-    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, seed=3), gc.relu, nn.MaxPool2d(2),
-                          nn.Flatten(), nn.Dense(3, seed=4))
-    model(gc.placeholder((1, 2, side, side)))
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, seed=3), nn.BatchNorm2d(3), gc.relu,
+                          nn.MaxPool2d(2), nn.Flatten(), nn.Dense(3, seed=4))
+    model(gc.placeholder((2, 2, side, side)))
     opt = gc.optim.SGD(0.1)
 
     def build(rows):
@@ -104,7 +104,8 @@ def test_small_cnn_training_step(side):
         y = gc.placeholder((rows,), "int64", name="y")
         logits = model(x)
         loss = nn.cross_entropy(logits, y)
-        return [x, y], [loss, logits], opt.updates(loss, model.parameters())
+        ups = {**opt.updates(loss, model.parameters()), **nn.state_updates(loss)}   # BN's stats
+        return [x, y], [loss, logits], ups
 
     _check(build, lambda n, rng: [rng.normal(size=(n, 2, side, side)).astype(np.float32),
                                   rng.integers(0, 3, size=n)], bound=4, rtol=1e-4, atol=1e-5)

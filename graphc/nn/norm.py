@@ -116,6 +116,10 @@ class _BatchNorm(Module):
             if self.weight is not None:
                 y = y * O.reshape(self.weight, bshape) + O.reshape(self.bias, bshape)
             if self.training and self.track_running_stats:
+                if x.batch is not None and x.batch.axis in axes:   # this call's count, not the bound's
+                    from ..ops.symbolic import valid_extent
+                    n = O.cast(valid_extent(x.batch), var.dtype) * \
+                        float(n // (x.batch.dim.max * x.batch.inner) * x.batch.inner)
                 self._record(y, O.reshape(mean, (c,)), O.reshape(var, (c,)), n)
             return y
         rm, rv = self.running_mean, self.running_var
@@ -129,7 +133,10 @@ class _BatchNorm(Module):
 
     def _record(self, y: Node, mean: Node, var: Node, n: int) -> None:
         rm, rv, nbt = self.running_mean, self.running_var, self.num_batches_tracked
-        unbiased = var * (n / (n - 1)) if n > 1 else var
+        if isinstance(n, Node):         # a symbolic batch: the call's count (ops/symbolic.py)
+            unbiased = var * O.where(n > 1.0, n / O.maximum(n - 1.0, 1.0), 1.0)
+        else:
+            unbiased = var * (n / (n - 1)) if n > 1 else var
         m = self.momentum
 
         def factor(cur, dtype):
