@@ -272,3 +272,21 @@ def test_the_evaluator_compiles_once_for_batches_and_the_last_partial_one():
     logp -= np.log(np.exp(logp).sum(1, keepdims=True))
     np.testing.assert_allclose(got["loss"], -logp[np.arange(50), Y].mean(), rtol=1e-5)
     np.testing.assert_allclose(got["accuracy"], np.mean(z.argmax(1) == Y), rtol=1e-12)
+
+
+def test_dropout_draws_the_same_mask_on_the_valid_rows():
+    # the generator is counter-based on the element's linear index, so the
+    # first n rows of a bound-sized draw are the draw of n rows
+    drop = nn.Dropout(0.5, seed=3)
+    model = nn.Sequential(nn.Dense(7, activation="relu", seed=1), drop, nn.Dense(4, seed=2))
+    model(gc.placeholder((2, 6)))
+    opt = gc.optim.SGD(0.1)
+
+    def build(rows):
+        drop.__dict__["_uses"] = 0            # the same stream in every build
+        x = gc.placeholder((rows, 6), "float32", name="x")
+        y = gc.placeholder((rows,), "int64", name="y")
+        loss = nn.cross_entropy(model(x), y)
+        return [x, y], [loss], opt.updates(loss, model.parameters())
+
+    _check(build, _mlp_feeds)
