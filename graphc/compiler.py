@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from .backend import interp
-from .errors import InputError
+from .errors import InputError, ShapeError
 from .ir.graph import Graph
 from .ir.node import Node
 from .runtime import CALLBACK_SYMBOL, SLOW, HostedCall, NativeCall, bind_inputs, fast_call
@@ -292,6 +292,11 @@ class CompiledFunction:
         """Write this function as a standalone C library: ``lib<name>.so``
         (or ``.a``), ``<name>.h`` and a README in ``directory`` (see
         :func:`graphc.export.export` for the options, docs/export.md)."""
+        if self._dynamic is not None:
+            names = [p.name for p in self.source_graph.placeholders if p.batch is not None]
+            raise ShapeError(f"export: input(s) {names} have a symbolic batch dimension, which "
+                             f"the C interface does not take yet; compile with fixed shapes "
+                             f"to export")
         from .export import export
         return export(self, directory, name, **options)
 

@@ -188,6 +188,8 @@ def test_errors_are_clear():
         x @ gc.transpose(x)
     with pytest.raises(ShapeError, match="only the leading axis"):
         gc.placeholder((3, None))
+    with pytest.raises(ShapeError, match="export.*symbolic"):
+        f.export("/nonexistent-never-written")
     p = gc.parameter(np.zeros((4, 3), np.float32))
     with pytest.raises(ShapeError, match="update of parameter"):
         gc.compile(gc.sum(x), inputs=[x], updates={p: x * 2.0})

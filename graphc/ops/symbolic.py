@@ -122,7 +122,7 @@ def _one(d, found):
     return None if first is None else first[2]
 
 
-def rule(d, inputs: tuple, attrs: dict, shape: tuple, node_fill=None) -> Batch | None:
+def rule(d, inputs: tuple, attrs: dict, shape: tuple) -> Batch | None:
     """The output's Batch (``inputs`` carry at least one)."""
     kind = d.kind.value
     if kind == "elementwise":
