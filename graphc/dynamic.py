@@ -9,7 +9,9 @@ buffer is laid out for ``dim.max`` rows. A call with ``n <= dim.max`` rows
 2. pads each input to the bound with copies of its last row (so padding
    rows compute finite values wherever the valid rows do);
 3. sets each dim's size parameter (``ops/symbolic.py: size_node``), which the
-   masks of cross-row ops and the divisors of means read;
+   masks of cross-row ops and the divisors of means read (and sets it back
+   to the bound after the call, so the graph read by anything else — an
+   ONNX export, another compile — means the bound);
 4. runs the one compiled function (native or interpreter);
 5. returns each output that carries a dim cut to its valid extent.
 
@@ -147,7 +149,10 @@ class DynamicCall:
                 buf[n:] = a[n - 1]
                 args[k] = buf
             holder._value = _sized(n)
-            r = fast_call(args)
+            try:
+                r = fast_call(args)
+            finally:
+                holder._value = full            # between calls the size is the bound's
             if r is SLOW or not outs:
                 return r
             rs = [r] if single else list(r)
@@ -180,7 +185,12 @@ class DynamicCall:
             d = self.dims[i]
             if d._size is not None:
                 d._size._value = _sized(n)
-        results = run(inputs)
+        try:
+            results = run(inputs)
+        finally:            # between calls the size is the bound's: the graph, read by
+            for d in self.dims.values():       # anything else (ONNX export), means the bound
+                if d._size is not None:
+                    d._size._value = _sized(d.max)
         if self.outs:
             results = list(results)
             for k, b in self.outs:
