@@ -159,6 +159,7 @@ class CompiledFunction:
         self._plan_args = None       # set on a cache hit: the plan is rebuilt on request
         self.cache_hit = False       # False, "memory" or "disk"
         self._dynamic = None         # dynamic.DynamicCall when a placeholder is symbolic
+        self._dyn_fast = None        # its fast form for partial batches (full ones: _fast)
         self.threads = 1
         self._options = (3, None, False)     # opt_level, passes, fast_math (see compile)
         self._out_specs = [(o.shape, o.dtype) for o in graph.outputs]
@@ -321,6 +322,10 @@ class CompiledFunction:
             if result is not SLOW:
                 return result
         if self._dynamic is not None:        # symbolic placeholders (dynamic.py)
+            if self._dyn_fast is not None and not kwargs:
+                result = self._dyn_fast(args)       # a partial batch, padded
+                if result is not SLOW:
+                    return result
             results = self._dynamic(self._run, args, kwargs)
             return results[0] if self._single else tuple(results)
         g = self.source_graph
@@ -404,8 +409,9 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
     _bind_native(f, graph, art)
     if f._positional:
         f._fast = fast_call(f._native, graph, f._out_specs, f._single)
-        if f._dynamic is not None:        # (pads to the bound, sets the size, calls _fast)
-            f._fast = f._dynamic.fast(f._fast, f._single)
+        if f._dynamic is not None:        # partial batches: pad, set the size, call _fast
+            f._dyn_fast = f._dynamic.fast(f._fast, f._single)
+            # (_fast itself takes full batches: between calls every size is its bound)
 
 
 def _build_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, fast_math,

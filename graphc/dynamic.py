@@ -111,11 +111,13 @@ class DynamicCall:
         return list(args)
 
     def fast(self, fast_call, single: bool):
-        """A function ``run(args) -> result or SLOW`` over ``fast_call``
-        (runtime.fast_call of the compiled function, which takes only arrays
-        of the bound's shape): pads the batched arguments to the bound and
-        sets the size; any other form (or a mismatch fast_call's exact checks
-        refuse) returns SLOW, for :meth:`__call__`'s checks and errors."""
+        """A function ``run(args) -> result or SLOW`` for partial batches over
+        ``fast_call`` (runtime.fast_call of the compiled function, which takes
+        only arrays of the bound's shape, and so full batches alone: between
+        calls the size parameter holds the bound): pads the batched arguments
+        to the bound and sets the size for the call; any other form (or a
+        mismatch fast_call's exact checks refuse) returns SLOW, for
+        :meth:`__call__`'s checks and errors."""
         if fast_call is None or len(self.dims) != 1 or not self.batched:
             return None
         (dim,) = self.dims.values()
@@ -134,9 +136,7 @@ class DynamicCall:
                 n = args[lead].shape[0]
             except (IndexError, AttributeError, TypeError):
                 return SLOW
-            if n == bound:                  # a full batch: fast_call's own checks
-                holder._value = full
-                return fast_call(args)
+            # (a full batch is fast_call's alone: the size holds the bound between calls)
             if len(args) != nargs or type(args[lead]) is not ndarray or not 1 <= n < bound:
                 return SLOW
             args = list(args)

@@ -147,9 +147,11 @@ def test_one_compile_serves_every_size_and_the_size_is_the_calls():
         x = gc.placeholder((None, 3), "float64", name="x")
         f = gc.compile(gc.mean(x, 0) + 0 * gc.sum(x), inputs=[x])
         rng = np.random.default_rng(0)
-        for n in (1, 7, 1024, 3, 500):
+        for n in (1, 7, 1024, 3, 1024, 500, 1024):
             a = rng.normal(size=(n, 3))
             np.testing.assert_allclose(f(a), a.mean(0), rtol=1e-12)
+            # between calls the size is the bound (a full batch takes the fixed fast path)
+            assert int(x.batch.dim._size.value) == 1024
         assert len(counted) == 1
     finally:
         compiler._hooks.remove(counted.append)
