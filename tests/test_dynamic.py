@@ -294,3 +294,19 @@ def test_dropout_draws_the_same_mask_on_the_valid_rows():
         return [x, y], [loss], opt.updates(loss, model.parameters())
 
     _check(build, _mlp_feeds)
+
+
+def test_a_value_that_is_infinite_only_in_the_padding_never_leaks():
+    # c's last row is infinite: padding for n < bound, so z's padding rows are
+    # not copies of valid rows, and every product over the batch masks them
+    C = np.ones((BOUND, 3))
+    C[-1] = np.inf
+
+    def build(rows):
+        x = gc.placeholder((rows, 3), "float64", name="x")
+        c = gc.constant(C if not isinstance(rows, int) else C[:rows])
+        z = x * c
+        m = gc.transpose(z) @ x + gc.transpose(x) @ z
+        return [x], [m, gc.sum(z, 0), gc.grad(gc.sum(m * m), [x])[0]], None
+
+    _check(build, lambda n, rng: [rng.uniform(0.5, 2, size=(n, 3))])

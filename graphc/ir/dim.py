@@ -48,11 +48,15 @@ class Dim:
 class Batch(NamedTuple):
     """Where a node's value carries a symbolic dim: ``axis``, with ``inner``
     elements per row (valid extent ``n * inner`` of ``dim.max * inner``).
-    ``fill``: the padding is known to hold this value (a masked value), or None."""
+    ``fill``: the padding is known to hold this value (a masked value), or None.
+    ``rep``: each padding row is a copy of a valid row (a placeholder's
+    padding, and any deterministic row-local function of such values): its
+    values are finite wherever the valid rows' are."""
     dim: Dim
     axis: int
     inner: int = 1
     fill: object = None
+    rep: bool = False
 
     def describe(self) -> str:
         rows = self.dim.name if self.inner == 1 else f"{self.dim.name}*{self.inner}"

@@ -162,7 +162,7 @@ def placeholder(shape, dtype="float32", name: str | None = None) -> Node:
     if name is None:
         n.name = f"input_{n.id}"
     if dim is not None:
-        n.batch = Batch(dim, 0)
+        n.batch = Batch(dim, 0, rep=True)      # the runtime pads with copies of the last row
     return n
 
 

@@ -96,9 +96,18 @@ def prepare(d, inputs: tuple, attrs: dict) -> tuple:
             return (masked(x, np.asarray(d.reduce_init(x.dtype), x.dtype)),)
     elif kind == "matmul":
         a, b = inputs
-        if a.batch is not None and a.batch.axis == a.ndim - 1:
+        ka = a.batch is not None and a.batch.axis == a.ndim - 1      # contracted
+        kb = b.batch is not None and b.batch.axis == b.ndim - 2
+        # both contracted (a gradient x.T @ dy): zeros on one side suffice when
+        # the other side's padding rows copy valid rows (finite where they are;
+        # where they are not, the valid rows' products are not finite either)
+        if ka and kb and a.batch.rep:
+            ka = False
+        elif ka and kb and b.batch.rep:
+            kb = False
+        if ka:
             a = masked(a, np.zeros((), a.dtype))
-        if b.batch is not None and b.batch.axis == b.ndim - 2:
+        if kb:
             b = masked(b, np.zeros((), b.dtype))
         return (a, b)
     return inputs
@@ -133,7 +142,7 @@ def rule(d, inputs: tuple, attrs: dict, shape: tuple) -> Batch | None:
         if b.axis in axes:
             return None
         ax = b.axis if attrs["keepdims"] else b.axis - sum(1 for a in axes if a < b.axis)
-        return Batch(b.dim, ax, b.inner, None)
+        return Batch(b.dim, ax, b.inner, None, b.rep)
     if kind == "matmul":
         return _matmul(d, inputs, shape)
     r = _INDEX_RULES.get(d.name)
@@ -146,6 +155,7 @@ def rule(d, inputs: tuple, attrs: dict, shape: tuple) -> Batch | None:
 def _elementwise(d, inputs, shape):
     nd = len(shape)
     found = []
+    rep = True
     for i, x in enumerate(inputs):
         b = x.batch
         if b is None:
@@ -154,12 +164,19 @@ def _elementwise(d, inputs, shape):
         if x.shape[b.axis] != shape[ax]:
             _refuse(d, x, i, f"it would be broadcast along the symbolic axis to {shape[ax]}")
         found.append((i, x, Batch(b.dim, ax, b.inner)))
+        rep = rep and b.rep
     out = _one(d, found)
+    for x in inputs:            # a value that varies along the axis without carrying it
+        k = out.axis - (nd - x.ndim)
+        if x.batch is None and k >= 0 and x.shape[k] != 1:
+            rep = False
+    out = out._replace(rep=rep)
     fill = None
     if d.name == "where" and id(inputs[0]) in _MASK_IDS and inputs[2].op == "constant" \
             and inputs[2].ndim == 0 and inputs[1].batch is not None \
             and inputs[0].shape[inputs[0].ndim - nd + out.axis] == shape[out.axis]:
         fill = inputs[2].value[()]
+        out = out._replace(rep=False)
     elif d.name == "cast" and inputs[0].batch.fill is not None and inputs[0].batch.fill == 0:
         fill = np.zeros((), inputs[0].dtype)
     return out._replace(fill=fill)
@@ -173,18 +190,25 @@ def _matmul(d, inputs, shape):
         found.append((0, a, Batch(a.batch.dim, a.batch.axis + nd - a.ndim, a.batch.inner)))
     if b.batch is not None and b.batch.axis != b.ndim - 2:
         found.append((1, b, Batch(b.batch.dim, b.batch.axis + nd - b.ndim, b.batch.inner)))
-    return _one(d, found)
+    out = _one(d, found)
+    if out is None:
+        return None
+    # rows of a (or columns of b) times a value that does not carry the dim
+    rep = len(found) == 1 and inputs[1 - found[0][0]].batch is None and (
+        (found[0][0] == 0 and a.batch.axis == a.ndim - 2) or
+        (found[0][0] == 1 and b.batch.axis == b.ndim - 1)) and found[0][1].batch.rep
+    return out._replace(rep=rep)
 
 
 def _same_axis(d, inputs, attrs, shape):
-    (x,) = inputs
-    return Batch(x.batch.dim, x.batch.axis, x.batch.inner)
+    x = inputs[0]
+    return Batch(x.batch.dim, x.batch.axis, x.batch.inner, None, x.batch.rep)
 
 
 def _transpose(d, inputs, attrs, shape):
     (x,) = inputs
     b = x.batch
-    return Batch(b.dim, list(attrs["axes"]).index(b.axis), b.inner)
+    return Batch(b.dim, list(attrs["axes"]).index(b.axis), b.inner, b.fill, b.rep)
 
 
 def _broadcast(d, inputs, attrs, shape):
@@ -193,7 +217,7 @@ def _broadcast(d, inputs, attrs, shape):
     ax = b.axis + len(shape) - x.ndim
     if shape[ax] != x.shape[b.axis]:
         _refuse(d, x, 0, f"it would be broadcast along the symbolic axis to {shape[ax]}")
-    return Batch(b.dim, ax, b.inner, b.fill)
+    return Batch(b.dim, ax, b.inner, b.fill, b.rep)
 
 
 def _reshape(d, inputs, attrs, shape):
@@ -210,7 +234,7 @@ def _reshape(d, inputs, attrs, shape):
         after = int(np.prod(shape[ax + 1:], dtype=np.int64))
         if after and per_row % after == 0 and shape[ax] * after == b.dim.max * per_row \
                 and (shape[ax] != 1 or b.dim.max == 1):
-            return Batch(b.dim, ax, per_row // after, b.fill)
+            return Batch(b.dim, ax, per_row // after, b.fill, b.rep)
     _refuse(d, x, 0, f"reshape to {tuple(shape)} does not keep the symbolic axis as the leading "
                      f"factor of one axis (a row of {per_row} element(s) after {before} "
                      f"leading element(s) must divide into whole output rows)")
@@ -227,7 +251,7 @@ def _full_slice(d, inputs, attrs, shape):
     if not ok:
         _refuse(d, x, 0, "it slices or pads the symbolic axis, whose valid extent is known only "
                          "at the call")
-    return Batch(b.dim, a, b.inner, None)
+    return Batch(b.dim, a, b.inner, None, b.rep)
 
 
 def _concatenate(d, inputs, attrs, shape):
