@@ -310,3 +310,45 @@ def test_a_value_that_is_infinite_only_in_the_padding_never_leaks():
         return [x], [m, gc.sum(z, 0), gc.grad(gc.sum(m * m), [x])[0]], None
 
     _check(build, lambda n, rng: [rng.uniform(0.5, 2, size=(n, 3))])
+
+
+def test_fit_with_a_symbolic_batch_equals_fixed_shapes_on_the_same_order():
+    """fit's partial-batch path (one symbolic step) against the loop by hand
+    on fixed-shape steps (one per batch size), same data order."""
+    from graphc.datasets import load_digits, train_test_split
+    images, labels = load_digits()
+    X = (images.reshape(len(images), -1) / 16.0).astype(np.float32)
+    train, _ = train_test_split(len(labels), 0.2, seed=0)          # 1438 = 22 * 64 + 30
+    Xtr, Ytr = X[train], labels[train]
+
+    def model_and_opt():
+        return (nn.Sequential(nn.Dense(32, activation="relu", seed=0), nn.Dense(10, seed=1)),
+                gc.optim.Adam(1e-2))
+
+    def make_step(model, opt, rows):
+        x = gc.placeholder((rows, 64), "float32", name="x")
+        y = gc.placeholder((rows,), "int64", name="y")
+        loss = nn.cross_entropy(model(x), y)
+        return gc.compile(loss, updates=opt.updates(loss, model.parameters()))
+
+    model, opt = model_and_opt()
+    hist = nn.fit(make_step(model, opt, gc.Dim("batch", max=64)), {"x": Xtr, "y": Ytr},
+                  epochs=3, batch_size=64, seed=7, drop_last=False, progress=False)
+    assert not np.any(hist.dropped)                        # the 30 left over are used
+
+    model2, opt2 = model_and_opt()
+    steps = {64: make_step(model2, opt2, 64), 30: make_step(model2, opt2, 30)}
+    rng, per_epoch, losses = np.random.default_rng(7), [], []
+    for _ in range(3):
+        order = rng.permutation(len(Xtr))
+        tot = 0.0
+        for s in range(0, len(Xtr), 64):
+            sel = order[s:s + 64]
+            loss = float(steps[len(sel)](x=Xtr[sel], y=Ytr[sel]))
+            losses.append(loss)
+            tot += loss * len(sel)
+        per_epoch.append(tot / len(Xtr))
+    np.testing.assert_allclose(hist.losses, losses, rtol=2e-5)
+    np.testing.assert_allclose(hist["loss"], per_epoch, rtol=2e-5)
+    for a, b in zip(model.parameters(), model2.parameters()):
+        np.testing.assert_allclose(a.value, b.value, rtol=1e-4, atol=1e-5)
