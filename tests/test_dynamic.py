@@ -145,6 +145,8 @@ def test_one_compile_serves_every_size_and_the_size_is_the_calls():
     compiler._hooks.append(counted.append)
     try:
         x = gc.placeholder((None, 3), "float64", name="x")
+        w = gc.placeholder((None,), "float64", name="w")       # None: one shared dim
+        assert w.batch.dim is x.batch.dim
         f = gc.compile(gc.mean(x, 0) + 0 * gc.sum(x), inputs=[x])
         rng = np.random.default_rng(0)
         for n in (1, 7, 1024, 3, 1024, 500, 1024):
@@ -188,6 +190,8 @@ def test_errors_are_clear():
         gc.reshape(x, (3, 4))
     with pytest.raises(ShapeError, match="one output axis"):
         x @ gc.transpose(x)
+    with pytest.raises(ShapeError, match="different symbolic dims.*same gc.Dim"):
+        x + gc.placeholder((gc.Dim("batch", max=4), 3))
     with pytest.raises(ShapeError, match="only the leading axis"):
         gc.placeholder((3, None))
     with pytest.raises(ShapeError, match="export.*symbolic"):

@@ -45,6 +45,18 @@ class Dim:
         return f"Dim({self.name!r}, max={self.max})"
 
 
+_DEFAULT: list = []
+
+
+def default_dim() -> Dim:
+    """The dim ``None`` stands for in a placeholder's shape: one ``Dim("batch",
+    max=DEFAULT_MAX)`` shared by every such placeholder, so inputs and
+    labels given as ``(None, 784)`` and ``(None,)`` take the same size."""
+    if not _DEFAULT:
+        _DEFAULT.append(Dim("batch", max=DEFAULT_MAX))
+    return _DEFAULT[0]
+
+
 class Batch(NamedTuple):
     """Where a node's value carries a symbolic dim: ``axis``, with ``inner``
     elements per row (valid extent ``n * inner`` of ``dim.max * inner``).

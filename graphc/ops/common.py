@@ -10,7 +10,7 @@ from ..errors import DTypeError, ShapeError, user_source
 from ..ir import dtypes as D
 from ..ir import node as _node
 from ..ir.arrays import to_array
-from ..ir.dim import Batch, Dim
+from ..ir.dim import Batch, Dim, default_dim
 from ..ir.node import Node
 
 
@@ -150,7 +150,7 @@ def placeholder(shape, dtype="float32", name: str | None = None) -> Node:
                 if k != 0:
                     raise ShapeError(f"placeholder: only the leading axis may be symbolic, "
                                      f"got {s!r} on axis {k} of {tuple(shape)}")
-                dim = Dim("batch") if s is None else s
+                dim = default_dim() if s is None else s
         if dim is not None:
             shape = (dim.max,) + tuple(shape[1:])
     shape = shape_of("placeholder", shape)

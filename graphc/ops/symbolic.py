@@ -124,7 +124,11 @@ def _one(d, found):
     for i, x, b in found:
         if first is None:
             first = (i, x, b)
-        elif (b.dim is not first[2].dim or b.axis != first[2].axis or b.inner != first[2].inner):
+        elif b.dim is not first[2].dim:
+            raise ShapeError(f"{d.name}: inputs {first[0]} and {i} carry different symbolic dims "
+                             f"({first[2].describe()}; {b.describe()}): their sizes may differ "
+                             f"at a call; build both inputs on the same gc.Dim object")
+        elif b.axis != first[2].axis or b.inner != first[2].inner:
             raise ShapeError(f"{d.name}: inputs {first[0]} and {i} carry symbolic dims on "
                              f"different axes ({first[2].describe()}; {b.describe()}): one output "
                              f"axis can carry only one")
