@@ -96,7 +96,7 @@ class DynamicCall:
         self.specs = [(p.dtype, p.shape, p.shape[1:], p.batch is not None) for p in phs]
         self.outs = [(k, o.batch) for k, o in enumerate(outputs) if o.batch is not None]
 
-    def _fast(self, args):
+    def _plain(self, args):
         """Every input positional, a C-contiguous array of its dtype and trailing shape."""
         if not self.positional or len(args) != len(self.specs):
             return None
@@ -163,7 +163,7 @@ class DynamicCall:
         return run
 
     def __call__(self, run, args: tuple, kwargs: dict):
-        inputs = None if kwargs else self._fast(args)
+        inputs = None if kwargs else self._plain(args)
         if inputs is None:
             inputs = bind_inputs(self.graph, self.positional, args, kwargs, check_value)
         sizes = {}
