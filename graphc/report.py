@@ -51,6 +51,12 @@ def report(f) -> str:
            else "backend interp (the numpy interpreter: no passes, no kernels)")
     lines = [f"graphc: {len(g.placeholders)} input(s), {len(g.outputs)} output(s), "
              f"{len(g.updates)} update(s), {how}"]
+    sym = [p for p in f.source_graph.placeholders if p.batch is not None]
+    if sym:             # docs/dynamic.md: buffers and loops are those of the bound
+        dims = {p.batch.dim.id: p.batch.dim for p in sym}
+        lines.append("symbolic: " + "; ".join(
+            f"{d.name} <= {d.max} on {', '.join(p.name for p in sym if p.batch.dim is d)}"
+            for d in dims.values()) + " (planned for the bound)")
     if f.passes:
         lines.append("")
         lines.append("passes                     ms    nodes")

@@ -44,6 +44,7 @@ def test_a_symbolic_batch_traces_once_for_every_size():
         e = np.exp(a - a.max(1, keepdims=True))
         np.testing.assert_allclose(s, e / e.sum(1, keepdims=True), rtol=1e-12)
     assert f.traces == 1
+    assert "symbolic: batch <= 16 on arg0 (planned for the bound)" in f.report()
 
 
 def test_retracing_warns_beyond_max_traces():
