@@ -207,7 +207,12 @@ def fit(step, data, epochs: int = 1, batch_size: int | None = None, *, shuffle: 
     if not batched:
         raise ConfigError("fit: the step has no batched inputs")
     bs, fixed = _batch_size(batched, batch_size)
-    per_epoch, dropped = _plan_epoch(n, bs, fixed, drop_last, shuffle)
+    # a data-parallel step (gc.distributed) runs on `shards` processes: each epoch's batches
+    # are `shards * bs` examples of the order, of which this process takes its `bs`
+    shard, shards = getattr(step, "data_shard", (0, 1))
+    if shard:
+        progress = False              # one process prints
+    per_epoch, dropped = _plan_epoch(n, bs * shards, fixed, drop_last, shuffle)
     validate = _validate(evaluate, validation_data)
     cbs = as_callbacks(callbacks)
 
@@ -229,7 +234,8 @@ def fit(step, data, epochs: int = 1, batch_size: int | None = None, *, shuffle: 
             order = rng.permutation(n) if shuffle else np.arange(n)
             sums, seen = np.zeros(len(names)), 0
             for b in range(per_epoch):
-                sel = order[b * bs:(b + 1) * bs]
+                start = (b * shards + shard) * bs
+                sel = order[start:start + bs]
                 kw = {p.name: a[sel] for p, a in zip(batched, arrays)}
                 i = len(history.losses)
                 for k, v in feeds.items():
