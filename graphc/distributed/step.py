@@ -47,7 +47,10 @@ class DataParallelStep:
     ``buffer``: the flat gradient buffer; ``layout``: ``(name, offset,
     shape)`` of each gradient and metric in it; ``times``: seconds spent so
     far in ``"compute"`` (grad_fn), ``"allreduce"`` and ``"update"``, and
-    the ``"steps"`` count (:meth:`reset_times`); ``data_shard``: ``(rank,
+    the ``"steps"`` count (:meth:`reset_times`); with ``measure_wait = True``
+    a barrier before the allreduce splits off ``"wait"``, the time spent
+    waiting for the slowest process, so that ``"allreduce"`` is the transfer
+    alone (a diagnostic: the barrier costs a round trip); ``data_shard``: ``(rank,
     size)``, which ``gc.nn.fit`` reads to give each process its share of
     every batch."""
 
@@ -63,10 +66,11 @@ class DataParallelStep:
         self.layout = [(s.name, int(v.__array_interface__["data"][0]
                                     - buffer.__array_interface__["data"][0]) // buffer.itemsize,
                         v.shape) for s, v in zip(slots, views)]
+        self.measure_wait = False
         self.reset_times()
 
     def reset_times(self) -> None:
-        self.times = {"compute": 0.0, "allreduce": 0.0, "update": 0.0, "steps": 0}
+        self.times = {"compute": 0.0, "wait": 0.0, "allreduce": 0.0, "update": 0.0, "steps": 0}
 
     def _point_slots(self, collect: bool) -> None:
         # A slot's value is replaced when something assigns it (the interpreter
@@ -91,6 +95,11 @@ class DataParallelStep:
         self.grad_fn(*args, **kwargs)
         self._point_slots(True)
         t1 = time.perf_counter()
+        if self.measure_wait:
+            self.comm.Barrier()
+            tw = time.perf_counter()
+            self.times["wait"] += tw - t1
+            t1 = tw
         allreduce_sum(self.buffer, self.comm)
         t2 = time.perf_counter()
         self.update_fn()
