@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -58,6 +59,20 @@ def test_two_ranks_train_as_one_process_with_twice_the_batch(tmp_path, backend):
     np.testing.assert_allclose(got["accuracy"], history["accuracy"], atol=1e-12)
     for i, p in enumerate(params):
         np.testing.assert_allclose(got[f"arr_{i}"], p, rtol=1e-5, atol=1e-6)
+
+
+@need_mpi
+def test_docs_train_script_runs_on_two_ranks(tmp_path):
+    text = (HERE.parent / "docs" / "distributed.md").read_text()
+    m = re.search(r"```python train\.py\n(.*?)```", text, re.S)
+    assert m, "docs/distributed.md has no ```python train.py block"
+    (tmp_path / "train.py").write_text(m.group(1))
+    env = dict(os.environ, PYTHONPATH=str(HERE.parent))
+    r = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "train.py"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, f"mpiexec failed:\n{r.stdout}\n{r.stderr}"
+    assert r.stdout.count("epoch ") == 5, r.stdout         # rank 0 prints, rank 1 does not
+    assert "2 rank(s): 110 steps of 2 x 32 examples" in r.stdout
 
 
 class _ShardStep:
