@@ -111,3 +111,46 @@ def test_import_graphc_does_not_import_mpi4py():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                        env=dict(os.environ, PYTHONPATH=str(HERE.parent)))
     assert r.returncode == 0, r.stderr
+
+
+class _FakeComm:
+    """Enough of a communicator for the checks made before any MPI call."""
+
+    def Get_rank(self):
+        return 0
+
+    def Get_size(self):
+        return 1
+
+    def Allreduce(self, *a):
+        raise AssertionError("not reached")
+
+    Bcast = Allreduce
+
+
+def test_data_parallel_rejects_what_it_cannot_train():
+    w = gc.parameter(np.ones((3, 2), np.float32), name="w")
+    v = gc.parameter(np.ones((2,), np.float64), name="v")
+    x = gc.placeholder((4, 3), "float32", name="x")
+    loss = gc.mean((x @ w) ** 2)
+    with pytest.raises(gc.nn.ConfigTypeError, match="optimizer must be a gc.optim optimizer"):
+        gc.distributed.data_parallel(loss, "adam", [w], comm=_FakeComm())
+    with pytest.raises(gc.nn.ConfigTypeError, match="output 1 must be a 0-d graph node"):
+        gc.distributed.data_parallel(loss, gc.optim.SGD(0.1), [w], outputs=[x @ w],
+                                     comm=_FakeComm())
+    mixed = loss + gc.cast(gc.sum(v), "float32")
+    with pytest.raises(gc.nn.ConfigError, match="several dtypes"):
+        gc.distributed.data_parallel(mixed, gc.optim.SGD(0.1), [w, v], comm=_FakeComm())
+    with pytest.raises(gc.nn.ConfigTypeError, match="mpi4py communicator"):
+        gc.distributed.init(comm=object())
+
+
+def test_missing_mpi4py_is_a_clear_error():
+    code = ("import sys; sys.modules['mpi4py'] = None\n"
+            "import graphc as gc\n"
+            "try:\n    gc.distributed.rank()\n"
+            "except gc.distributed.MPIUnavailableError as e:\n    print(e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=str(HERE.parent)))
+    assert r.returncode == 0, r.stderr
+    assert "pip install graphc[mpi]" in r.stdout

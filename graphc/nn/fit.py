@@ -192,6 +192,11 @@ def fit(step, data, epochs: int = 1, batch_size: int | None = None, *, shuffle: 
     :mod:`graphc.nn.callbacks`; :class:`EarlyStopping`); a true return from
     ``on_epoch_end`` or a :class:`StopTraining` ends training.
 
+    A data-parallel step (:func:`graphc.distributed.data_parallel`) has
+    ``data_shard = (rank, size)``: each batch of the order is then ``size *
+    batch_size`` examples, of which this process takes the ``rank``-th
+    ``batch_size``, and only rank 0 shows progress.
+
     ``progress``: a tqdm bar when tqdm is installed, else plain lines (about
     ten epoch lines, with the logs; for a single epoch, about ten step lines;
     step lines ``log_every`` steps apart if given); ``"plain"`` forces
