@@ -46,5 +46,32 @@ def main(out: str, per_rank: int, backend: str = "llvm") -> None:
                  same=all(s == same[0] for s in same), steps=step.times["steps"], in_buffer=in_buffer)
 
 
+def build_bn(batch: int):
+    """A model with batch normalization and dropout: state besides the weights."""
+    model = gc.nn.Sequential(gc.nn.Dense(6, 8, seed=0), gc.nn.BatchNorm1d(8), gc.nn.relu,
+                             gc.nn.Dropout(0.25, seed=2), gc.nn.Dense(8, 2, seed=1))
+    x = gc.placeholder((batch, 6), "float32", name="x")
+    y = gc.placeholder((batch,), "int64", name="y")
+    return model, gc.nn.cross_entropy(model(x), y), gc.optim.SGD(0.1, momentum=0.9)
+
+
+def main_bn(out: str, per_rank: int) -> None:
+    X, y = data()
+    model, loss, opt = build_bn(per_rank)
+    step = gc.distributed.data_parallel(loss, opt, model)
+    r = gc.distributed.rank()
+    sel = slice(r * per_rank, (r + 1) * per_rank)    # one step on the first global batch
+    step(x=X[sel], y=y[sel])
+    first = {k: np.array(v) for k, v in model.state_dict().items()}
+    gc.nn.fit(step, {"x": X, "y": y}, epochs=2, seed=1, drop_last=True, progress=False)
+    state = [np.asarray(p.value).tobytes() for p in step.graph.parameters]
+    every = gc.distributed.comm().allgather(state)
+    if r == 0:
+        np.savez(out, same=all(s == every[0] for s in every), **first)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), *sys.argv[3:])
+    if sys.argv[3:] == ["bn"]:
+        main_bn(sys.argv[1], int(sys.argv[2]))
+    else:
+        main(sys.argv[1], int(sys.argv[2]), *sys.argv[3:])

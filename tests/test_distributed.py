@@ -62,6 +62,21 @@ def test_two_ranks_train_as_one_process_with_twice_the_batch(tmp_path, backend):
 
 
 @need_mpi
+def test_running_statistics_are_averaged_and_ranks_stay_identical(tmp_path):
+    got = _run_ranks(2, tmp_path / "bn.npz", 16, "bn")
+    assert bool(got["same"]), "ranks ended with different weights, buffers or optimizer state"
+    sys.path.insert(0, str(HERE))
+    import mpi_worker
+    X, y = mpi_worker.data()
+    model, loss, opt = mpi_worker.build_bn(32)
+    gc.compile(loss, updates=opt.updates(loss, model))(x=X[:32], y=y[:32])
+    ref = model.state_dict()
+    # after one step, the average of the ranks' running means is the big batch's
+    np.testing.assert_allclose(got["1.running_mean"], ref["1.running_mean"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(got["3.counter"], ref["3.counter"])
+
+
+@need_mpi
 def test_docs_train_script_runs_on_two_ranks(tmp_path):
     text = (HERE.parent / "docs" / "distributed.md").read_text()
     m = re.search(r"```python train\.py\n(.*?)```", text, re.S)

@@ -45,7 +45,7 @@ class DataParallelStep:
     over the processes.
 
     ``buffer``: the flat gradient buffer; ``layout``: ``(name, offset,
-    shape)`` of each gradient and metric in it; ``times``: seconds spent so
+    shape)`` of each gradient, averaged buffer and metric in it; ``times``: seconds spent so
     far in ``"compute"`` (grad_fn), ``"allreduce"`` and ``"update"``, and
     the ``"steps"`` count (:meth:`reset_times`); with ``measure_wait = True``
     a barrier before the allreduce splits off ``"wait"``, the time spent
@@ -144,8 +144,10 @@ def data_parallel(loss: Node, optimizer, params, *, outputs=(), comm=None, backe
     returned after the loss; like the loss, averaged over the processes.
     ``comm``: an mpi4py communicator (default ``init()``'s, COMM_WORLD).
     ``backend`` and ``compile_options`` go to both ``gc.compile`` calls.
-    Other state the graph changes (batch-norm running statistics, dropout
-    counters) is updated on each process from its own batch.
+    Other state the graph changes: float buffers (batch normalization's
+    running statistics) are computed by each process from its own batch and
+    averaged in the same allreduce; integer ones (dropout's step counters)
+    advance alike on every process.
     """
     from ..optim.base import Optimizer
     if not isinstance(optimizer, Optimizer):
@@ -163,34 +165,41 @@ def data_parallel(loss: Node, optimizer, params, *, outputs=(), comm=None, backe
                           f"{sorted(str(d) for d in dtypes)}; one flat gradient buffer needs one")
     (dt,) = dtypes
     grads = grad(loss, params)
+    # other state: float buffers (running statistics) are averaged in the same buffer, the
+    # rest (random ops' counters, the same on every process) is written by grad_fn
+    state = state_updates(loss)
+    averaged = [(c, v) for c, v in state.items() if c.dtype == dt]
+    kept = {c: v for c, v in state.items() if c.dtype != dt}
+    tensors = [(p, f"{p.name}.grad") for p in params] + [(c, f"{c.name}.new") for c, _ in averaged]
 
     offsets, off = [], 0
-    for p in params:
+    for p, _ in tensors:
         off = -(-off // ALIGN) * ALIGN
         offsets.append(off)
         off += int(np.prod(p.shape, dtype=np.int64))
     moff = -(-off // ALIGN) * ALIGN
     buffer = np.zeros(moff + len(metrics), dt)
     views, slots = [], []
-    for p, o in zip(params, offsets):
+    for (p, name), o in zip(tensors, offsets):
         size = int(np.prod(p.shape, dtype=np.int64))
         views.append(buffer[o:o + size].reshape(p.shape))
-        slots.append(parameter(np.zeros(p.shape, buffer.dtype), name=f"{p.name}.grad",
-                               trainable=False))
+        slots.append(parameter(np.zeros(p.shape, buffer.dtype), name=name, trainable=False))
     for i in range(len(metrics)):
         views.append(buffer[moff + i:moff + i + 1].reshape(()))
         slots.append(parameter(np.zeros((), buffer.dtype), name=f"output{i}.sum",
                                trainable=False))
     for s, v in zip(slots, views):
         s._value = v                 # the slot's value is the buffer itself
-    values = list(grads) + [m if m.dtype == dt else O.cast(m, dt) for m in metrics]
+    values = (list(grads) + [v for _, v in averaged]
+              + [m if m.dtype == dt else O.cast(m, dt) for m in metrics])
     upd = {s: v for s, v in zip(slots, values)}
-    for c, v in state_updates(loss).items():       # running statistics, dropout counters
-        upd.setdefault(c, v)
+    upd.update(kept)
     grad_fn = gc_compile(loss, updates=upd, backend=backend, **compile_options)
 
-    scaled = [s * (1.0 / n) if n > 1 else s for s in slots[:len(params)]]
-    rule = optimizer.apply_gradients(params, scaled)
+    scaled = [s * (1.0 / n) if n > 1 else s for s in slots[:len(tensors)]]
+    rule = optimizer.apply_gradients(params, scaled[:len(params)])
+    for (c, _), v in zip(averaged, scaled[len(params):]):
+        rule.setdefault(c, v)
     update_fn = gc_compile(rule[optimizer.step_count], updates=rule, backend=backend,
                            **compile_options)
     slot_ids = {s.id for s in slots}
