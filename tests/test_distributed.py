@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,10 @@ import pytest
 import graphc as gc
 
 HERE = Path(__file__).parent
-MPIEXEC = shutil.which("mpiexec")
+# the mpiexec installed with this Python's packages (the mpich wheel's) first: it matches the
+# MPI that mpi4py loads; another MPI's mpiexec on PATH would not start mpi4py's processes
+MPIEXEC = (shutil.which("mpiexec", path=sysconfig.get_path("scripts"))
+           or shutil.which("mpiexec"))
 need_mpi = pytest.mark.skipif(
     importlib.util.find_spec("mpi4py") is None or MPIEXEC is None,
     reason="MPI test skipped: needs mpi4py and mpiexec (pip install -e '.[mpi]' installs mpi4py "
