@@ -69,7 +69,7 @@ def epoch_times(args, comm):
     step.measure_wait = True         # waiting for the other rank is not the allreduce's cost
     nparams = sum(p.value.size for p in model.parameters())
     gc.nn.fit(step, {"x": X, "y": y}, epochs=1, drop_last=True, progress=False)    # warm-up
-    times, shares, waits = [], [], []
+    times, shares, waits, parts = [], [], [], []
     for e in range(args.epochs):
         step.reset_times()
         comm.Barrier()
@@ -78,9 +78,12 @@ def epoch_times(args, comm):
         times.append(time.perf_counter() - t0)
         shares.append(step.times["allreduce"] / times[-1])
         waits.append(step.times["wait"] / times[-1])
+        parts.append([step.times[k] / step.times["steps"] for k in
+                      ("compute", "wait", "allreduce", "update")])
     steps = step.times["steps"]
     return (per_rank, threads, nparams, step.buffer.nbytes, steps,
-            float(np.median(times)), float(np.median(shares)), float(np.median(waits)))
+            float(np.median(times)), float(np.median(shares)), float(np.median(waits)),
+            np.median(parts, axis=0))
 
 
 def main() -> None:
@@ -93,7 +96,7 @@ def main() -> None:
     comm = gc.distributed.init()
     n, me = comm.Get_size(), comm.Get_rank()
     rows = allreduce_table(comm, args.reps)
-    per_rank, threads, nparams, nbytes, steps, epoch, share, wait = epoch_times(args, comm)
+    per_rank, threads, nparams, nbytes, steps, epoch, share, wait, parts = epoch_times(args, comm)
     if me:
         return
     print(f"ranks {n}, {os.cpu_count()} cores; medians")
@@ -106,6 +109,8 @@ def main() -> None:
           f"{threads} thread(s) per rank, {steps} steps per epoch")
     print(f"epoch {epoch * 1e3:.1f} ms, {epoch / steps * 1e3:.3f} ms per step, "
           f"allreduce {share:.1%} of the epoch, waiting for the other rank(s) {wait:.1%}")
+    print("per step (ms): " + ", ".join(f"{k} {v * 1e3:.3f}" for k, v in
+                                        zip(("compute", "wait", "allreduce", "update"), parts)))
 
 
 if __name__ == "__main__":
