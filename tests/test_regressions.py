@@ -471,3 +471,20 @@ def test_a_row_reduction_reading_another_at_every_row_is_not_fused_into_its_rows
     for level in (2, 3):
         got = gc.compile(y, [x], opt_level=level, threads=threads, cache=False)(xv)
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("opt_level", [2, 3])
+def test_a_transpose_of_a_row_kernel_value_is_not_merged_into_its_rows(opt_level):
+    # d = w - sum(w, 1, keepdims) is computed in a row loop; t = d.T merged
+    # into that kernel evaluated d[j, i] inline, reading the row sum of rows
+    # j not reduced yet (vertical merge, and a second row reduction of d
+    # joining: found by tests/test_fusion_fuzz.py's long run)
+    w = gc.placeholder((4, 4), "float64", name="w")
+    d = w - gc.sum(w, axis=1, keepdims=True)
+    t, r = gc.transpose(d), gc.sum(d, axis=1)
+    wv = np.array([[1, 0, 0, 2], [-1, 2, 1, -2], [-1, 2, 0, -2], [1, 1, 2, -2]], np.float64)
+    for outs in ([t, d], [t, r, d], [t, r, r, d]):
+        want = gc.compile(outs, [w], backend="interp")(wv)
+        got = gc.compile(outs, [w], opt_level=opt_level, cache=False)(wv)
+        for g, ref in zip(got, want):
+            np.testing.assert_array_equal(g, ref)

@@ -194,6 +194,11 @@ def fit(step, data, epochs: int = 1, batch_size: int | None = None, *, shuffle: 
     :mod:`graphc.nn.callbacks`; :class:`EarlyStopping`); a true return from
     ``on_epoch_end`` or a :class:`StopTraining` ends training.
 
+    A data-parallel step (:func:`graphc.distributed.data_parallel`) has
+    ``data_shard = (rank, size)``: each batch of the order is then ``size *
+    batch_size`` examples, of which this process takes the ``rank``-th
+    ``batch_size``, and only rank 0 shows progress.
+
     ``progress``: a tqdm bar when tqdm is installed, else plain lines (about
     ten epoch lines, with the logs; for a single epoch, about ten step lines;
     step lines ``log_every`` steps apart if given); ``"plain"`` forces
@@ -209,7 +214,12 @@ def fit(step, data, epochs: int = 1, batch_size: int | None = None, *, shuffle: 
     if not batched:
         raise ConfigError("fit: the step has no batched inputs")
     bs, fixed = _batch_size(batched, batch_size)
-    per_epoch, dropped = _plan_epoch(n, bs, fixed, drop_last, shuffle)
+    # a data-parallel step (gc.distributed) runs on `shards` processes: each epoch's batches
+    # are `shards * bs` examples of the order, of which this process takes its `bs`
+    shard, shards = getattr(step, "data_shard", (0, 1))
+    if shard:
+        progress = False              # one process prints
+    per_epoch, dropped = _plan_epoch(n, bs * shards, fixed, drop_last, shuffle)
     validate = _validate(evaluate, validation_data)
     cbs = as_callbacks(callbacks)
 
@@ -231,7 +241,8 @@ def fit(step, data, epochs: int = 1, batch_size: int | None = None, *, shuffle: 
             order = rng.permutation(n) if shuffle else np.arange(n)
             sums, seen = np.zeros(len(names)), 0
             for b in range(per_epoch):
-                sel = order[b * bs:(b + 1) * bs]
+                start = (b * shards + shard) * bs
+                sel = order[start:start + bs]
                 kw = {p.name: a[sel] for p, a in zip(batched, arrays)}
                 i = len(history.losses)
                 for k, v in feeds.items():
