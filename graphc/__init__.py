@@ -26,6 +26,7 @@ from .errors import (
                      InputError,
                      InputTypeError,
                      OpArgError,
+                     PaddedBatchWarning,
                      RuntimeCheckError,
                      ShapeError,
 )
@@ -53,6 +54,7 @@ __all__ = ["grad", "compile", "CompiledFunction", "get_num_threads", "set_num_th
            "RetraceWarning",
            "GraphcError", "ShapeError", "DTypeError", "InputError", "InputTypeError",
            "RuntimeCheckError", "AttrError", "OpArgError", "DoubleActivationWarning",
+           "PaddedBatchWarning",
            "float32", "float64", "int32", "int64", "bool_",
            "custom_gradient", "register_op", "unregister_op", "check_op", "OpCheckError",
            "Pass", "RewritePass", "register_pass", "extend", "plugins", "nn", "optim", "distributed",

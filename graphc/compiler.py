@@ -306,14 +306,20 @@ class CompiledFunction:
         from .report import dump
         return dump(self, directory)
 
-    def _run(self, inputs: list) -> list:
-        """Run on checked arrays, one per placeholder; the list of results."""
+    def _run(self, inputs: list, override: dict | None = None) -> list:
+        """Run on checked arrays, one per placeholder; the list of results.
+        ``override``: parameter id -> its value for this call only."""
         if self._native is None:
             g = self.source_graph
             feeds = {p.id: a for p, a in zip(g.placeholders, inputs)}
+            if override:
+                feeds.update(override)
             return interp.run_graph(g, feeds)
         results = [np.empty(shape, dt) for shape, dt in self._out_specs]
-        self._native(inputs, results)
+        if override:
+            self._native(inputs, results, override)
+        else:
+            self._native(inputs, results)
         return results
 
     def __call__(self, *args, **kwargs):
@@ -410,7 +416,9 @@ def _compile_native(f: CompiledFunction, graph: Graph, opt_level: int, passes, f
     if f._positional:
         f._fast = fast_call(f._native, graph, f._out_specs, f._single)
         if f._dynamic is not None:        # partial batches: pad, set the size, call _fast
-            f._dyn_fast = f._dynamic.fast(f._fast, f._single)
+            f._dyn_fast = f._dynamic.fast(
+                lambda size: fast_call(f._native, graph, f._out_specs, f._single, override=size),
+                f._single)
             # (_fast itself takes full batches: between calls every size is its bound)
 
 

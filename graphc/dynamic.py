@@ -8,10 +8,13 @@ buffer is laid out for ``dim.max`` rows. A call with ``n <= dim.max`` rows
    and that all inputs of one dim have the same size;
 2. pads each input to the bound with copies of its last row (so padding
    rows compute finite values wherever the valid rows do);
-3. sets each dim's size parameter (``ops/symbolic.py: size_node``), which the
-   masks of cross-row ops and the divisors of means read (and sets it back
-   to the bound after the call, so the graph read by anything else — an
-   ONNX export, another compile — means the bound);
+3. gives each dim's size parameter (``ops/symbolic.py: size_node``), which
+   the masks of cross-row ops and the divisors of means read, the call's
+   size for this call only (``runtime.NativeCall``'s and ``fast_call``'s
+   override; the interpreter's feeds): the parameter's own value stays the
+   bound, so concurrent calls of any sizes never see each other's, and the
+   graph read by anything else (an ONNX export, another compile) means the
+   bound;
 4. runs the one compiled function (native or interpreter);
 5. returns each output that carries a dim cut to its valid extent.
 
@@ -19,10 +22,14 @@ No step compiles anything: one compiled function serves every size.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-from .errors import InputError, ShapeError
+from .errors import InputError, PaddedBatchWarning, ShapeError, user_stacklevel
 from .runtime import SLOW, _describe, bind_inputs, check_array
+
+PADDED_WARN = 4          # a call of fewer than bound / PADDED_WARN rows warns (once per function)
 
 _SIZES: dict = {}
 
@@ -34,10 +41,6 @@ def _sized(n: int) -> np.ndarray:
     if a is None:
         a = _SIZES[n] = np.array(n, np.int64)
     return a
-
-
-class _Holder:
-    _value = None
 
 
 class _Sized:
@@ -95,6 +98,7 @@ class DynamicCall:
             self.dims[d.id] = d
         self.specs = [(p.dtype, p.shape, p.shape[1:], p.batch is not None) for p in phs]
         self.outs = [(k, o.batch) for k, o in enumerate(outputs) if o.batch is not None]
+        self.warned = False
 
     def _plain(self, args):
         """Every input positional, a C-contiguous array of its dtype and trailing shape."""
@@ -110,33 +114,47 @@ class DynamicCall:
                 return None
         return list(args)
 
-    def fast(self, fast_call, single: bool):
-        """A function ``run(args) -> result or SLOW`` for partial batches over
-        ``fast_call`` (runtime.fast_call of the compiled function, which takes
-        only arrays of the bound's shape, and so full batches alone: between
-        calls the size parameter holds the bound): pads the batched arguments
-        to the bound and sets the size for the call; any other form (or a
-        mismatch fast_call's exact checks refuse) returns SLOW, for
-        :meth:`__call__`'s checks and errors."""
-        if fast_call is None or len(self.dims) != 1 or not self.batched:
+    def warn_padded(self, n: int, bound: int, dim) -> None:
+        """Say once per function that a call of ``n`` rows computed ``bound``."""
+        if self.warned:
+            return
+        self.warned = True
+        warnings.warn(f"a call with {n} rows of the symbolic dim {dim.name!r} computed all "
+                      f"{bound} rows of its bound (the padding is masked, so the result is "
+                      f"right, but it costs a full batch); give the dim a tighter bound, "
+                      f"gc.Dim({dim.name!r}, max=...) (None in a shape means {bound} rows). "
+                      "Shown once per compiled function", PaddedBatchWarning,
+                      stacklevel=user_stacklevel())
+
+    def fast(self, sized_call, single: bool):
+        """A function ``run(args) -> result or SLOW`` for partial batches:
+        pads the batched arguments to the bound and calls
+        ``sized_call(size_param)`` (runtime.fast_call with that override,
+        which takes only arrays of the bound's shape) with the call's size;
+        any other form (or a mismatch fast_call's exact checks refuse)
+        returns SLOW, for :meth:`__call__`'s checks and errors. Full batches
+        take the plain fast call: the size parameter's own value is always
+        the bound, and a call's size is given to that call alone, so
+        concurrent calls of any sizes never see each other's."""
+        if len(self.dims) != 1 or not self.batched:
             return None
         (dim,) = self.dims.values()
+        if dim._size is None:
+            return None
+        call = sized_call(dim._size)
+        if call is None:
+            return None
         bound, nargs = dim.max, len(self.specs)
         lead = self.batched[0][0]
         batched = tuple((k, shape) for k, _, shape in self.batched)
         outs = tuple((k, b.axis, b.inner) for k, b in self.outs)
         ndarray, empty = np.ndarray, np.empty
-        size = dim._size
-
-        full = _sized(bound)
-        holder = size if size is not None else _Holder()
 
         def run(args):
             try:
                 n = args[lead].shape[0]
             except (IndexError, AttributeError, TypeError):
                 return SLOW
-            # (a full batch is fast_call's alone: the size holds the bound between calls)
             if len(args) != nargs or type(args[lead]) is not ndarray or not 1 <= n < bound:
                 return SLOW
             args = list(args)
@@ -148,11 +166,9 @@ class DynamicCall:
                 buf[:n] = a
                 buf[n:] = a[n - 1]
                 args[k] = buf
-            holder._value = _sized(n)
-            try:
-                r = fast_call(args)
-            finally:
-                holder._value = full            # between calls the size is the bound's
+            if n * PADDED_WARN < bound:
+                self.warn_padded(n, bound, dim)
+            r = call(args, _sized(n))
             if r is SLOW or not outs:
                 return r
             rs = [r] if single else list(r)
@@ -183,14 +199,13 @@ class DynamicCall:
                 inputs[k] = buf
         for i, n in sizes.items():
             d = self.dims[i]
-            if d._size is not None:
-                d._size._value = _sized(n)
-        try:
-            results = run(inputs)
-        finally:            # between calls the size is the bound's: the graph, read by
-            for d in self.dims.values():       # anything else (ONNX export), means the bound
-                if d._size is not None:
-                    d._size._value = _sized(d.max)
+            if n * PADDED_WARN < d.max:
+                self.warn_padded(n, d.max, d)
+        # each dim's size, for this call only (its parameter's own value stays the
+        # bound: concurrent calls, and anything else reading the graph, see that)
+        override = {self.dims[i]._size.id: _sized(n) for i, n in sizes.items()
+                    if self.dims[i]._size is not None}
+        results = run(inputs, override)
         if self.outs:
             results = list(results)
             for k, b in self.outs:

@@ -60,6 +60,13 @@ class DoubleActivationWarning(UserWarning):
     and the reported loss is not the loss of the model's probabilities."""
 
 
+class PaddedBatchWarning(UserWarning):
+    """A call of a function with a symbolic batch had far fewer rows than the
+    bound: it computed the bound's rows (the padding is masked), so it cost
+    as much as a full batch. Give the dim a tighter bound
+    (``gc.Dim(name, max=...)``; ``None`` means 1024 rows)."""
+
+
 _INSIDE: dict = {}      # code file name -> is it inside the package (asked per node built)
 
 

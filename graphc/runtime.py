@@ -164,17 +164,22 @@ class NativeCall:
             a = self._local.arena = np.zeros(max(self.arena_size, 64), np.uint8)
             return a
 
-    def __call__(self, inputs: list, outputs: list) -> None:
+    def __call__(self, inputs: list, outputs: list, override: dict | None = None) -> None:
+        """Run on checked ``inputs`` into ``outputs``; ``override`` (node id ->
+        array) gives some parameters another value for this call only (a
+        symbolic batch's size: dynamic.py), leaving theirs untouched."""
+        values = list(map(self._values, self.params))
+        if override:
+            values = [override.get(p.id, v) for p, v in zip(self.params, values)]
         if self._call is not None:
             try:
                 arena = self._local.arena
             except AttributeError:
                 arena = self.arena()
-            status = self._call((*inputs, *map(self._values, self.params), *self.consts,
-                                 *outputs, arena))
+            status = self._call((*inputs, *values, *self.consts, *outputs, arena))
         else:
             ptrs = [a.ctypes.data for a in inputs]
-            ptrs += [p._value.ctypes.data for p in self.params]
+            ptrs += [v.ctypes.data for v in values]
             ptrs += [c.ctypes.data for c in self.consts]
             ptrs += [o.ctypes.data for o in outputs]
             ptrs.append(self.arena().ctypes.data)
@@ -186,7 +191,7 @@ class NativeCall:
 SLOW = object()      # what a fast call returns when it cannot take the call (see fast_call)
 
 
-def fast_call(native, graph: Graph, out_specs: list, single: bool):
+def fast_call(native, graph: Graph, out_specs: list, single: bool, override=None):
     """A function ``run(args) -> result or SLOW`` that takes a call of
     ``native`` (a :class:`NativeCall`) with the one argument form that needs
     no conversion — every input positional, an aligned C-contiguous
@@ -197,7 +202,12 @@ def fast_call(native, graph: Graph, out_specs: list, single: bool):
     they compare bound once: half the fixed cost of a small call (1.1 us
     instead of 2.0 for the 16-32-4 MLP of ``bench --only tiny_call``).
     None when there is no such path (code with host callbacks, or no native
-    builtin for this interpreter)."""
+    builtin for this interpreter).
+
+    With ``override`` (a parameter node of the graph), ``run(args, value)``
+    gives that parameter the array ``value`` for this call only (a symbolic
+    batch's size: dynamic.py); the parameter's own value is never written,
+    so concurrent calls cannot see each other's."""
     if type(native) is not NativeCall or native._call is None:
         return None
     call, params, consts, values = native._call, native.params, native.consts, native._values
@@ -206,6 +216,27 @@ def fast_call(native, graph: Graph, out_specs: list, single: bool):
     n = len(specs)
     ndarray, empty = np.ndarray, np.empty
     outs = tuple(out_specs)
+    if override is not None:
+        k = next(i for i, p in enumerate(params) if p is override)
+        before, after = tuple(params[:k]), tuple(params[k + 1:])
+
+        def run_with(args, value):
+            if len(args) != n:
+                return SLOW
+            for v, (dt, shape) in zip(args, specs):
+                if type(v) is not ndarray or v.dtype != dt or v.shape != shape or not v.flags.carray:
+                    return SLOW
+            try:
+                arena = local.arena
+            except AttributeError:
+                return SLOW
+            results = [empty(shape, dt) for shape, dt in outs]
+            status = call((*args, *map(values, before), value, *map(values, after), *consts,
+                           *results, arena))
+            if status:
+                raise RuntimeCheckError(errors[status - 1])
+            return results[0] if single else tuple(results)
+        return run_with
     if n == 1 and single:           # the commonest form, without the loops
         (dt, shape), = specs
         (oshape, odt), = outs

@@ -15,6 +15,9 @@ import graphc as gc
 from graphc import nn
 from graphc.errors import InputError, ShapeError
 
+# every size from 1 to the bound is checked here: small ones warn that they cost the bound
+pytestmark = pytest.mark.filterwarnings("ignore::graphc.PaddedBatchWarning")
+
 BOUND = 5
 
 
@@ -157,6 +160,34 @@ def test_one_compile_serves_every_size_and_the_size_is_the_calls():
         assert len(counted) == 1
     finally:
         compiler._hooks.remove(counted.append)
+
+
+@pytest.mark.parametrize("backend", ["llvm", "interp"])
+def test_concurrent_calls_of_different_sizes(backend):
+    """Each call's size is its own (never written into the shared size
+    parameter), so threads calling at once, full batches and partial ones,
+    each get their own rows' answer (when a partial call set the shared
+    parameter, 38 of 100 concurrent full calls divided by its size)."""
+    import threading
+    cols = 20000 if backend == "llvm" else 500       # calls long enough to overlap
+    x = gc.placeholder((gc.Dim("rows", max=64), cols), "float64", name="x")
+    f = gc.compile([gc.mean(x, 0), gc.sum(x * x, 1)], inputs=[x], backend=backend, threads=1)
+    rng = np.random.default_rng(3)
+    full, part = rng.normal(size=(64, cols)), rng.normal(size=(5, cols))
+    errors = []
+
+    def work(a):
+        for i in range(40):
+            m, s = f(a)
+            if not (np.allclose(m, a.mean(0), rtol=1e-12) and np.allclose(s, (a * a).sum(1))):
+                errors.append((i, a.shape[0]))
+    threads = [threading.Thread(target=work, args=(a,)) for a in (full, part, full, part)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert int(x.batch.dim._size.value) == 64          # the parameter itself is never changed
 
 
 def test_errors_are_clear():
@@ -356,3 +387,14 @@ def test_fit_with_a_symbolic_batch_equals_fixed_shapes_on_the_same_order():
     np.testing.assert_allclose(hist["loss"], per_epoch, rtol=2e-5)
     for a, b in zip(model.parameters(), model2.parameters()):
         np.testing.assert_allclose(a.value, b.value, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("error::graphc.PaddedBatchWarning")
+def test_a_small_call_warns_once_that_it_costs_the_bound():
+    x = gc.placeholder((None, 3), "float64", name="x")          # None: a bound of 1024
+    f = gc.compile(gc.sum(x, 0), inputs=[x])
+    a = np.ones((300, 3))
+    np.testing.assert_array_equal(f(a), a.sum(0))               # a quarter or more: quiet
+    with pytest.warns(gc.PaddedBatchWarning, match=r"32 rows .* computed all 1024 rows"):
+        np.testing.assert_array_equal(f(np.ones((32, 3))), np.full(3, 32.0))
+    np.testing.assert_array_equal(f(np.ones((8, 3))), np.full(3, 8.0))   # once per function

@@ -13,14 +13,18 @@ eval_node = registry.evaluate      # (the op's reference on input arrays)
 
 
 def run_graph(graph: Graph, feeds: dict) -> list:
-    """Evaluate ``graph``; ``feeds`` maps placeholder id -> array. Returns the
-    outputs; then, if the graph has updates, assigns every updated parameter
-    its new value (all computed from the values before the call)."""
+    """Evaluate ``graph``; ``feeds`` maps placeholder id -> array (and may
+    give a parameter another value for this call: a symbolic batch's size).
+    Returns the outputs; then, if the graph has updates, assigns every
+    updated parameter its new value (all computed from the values before the
+    call)."""
     env: dict[int, np.ndarray] = {}
     for n in graph.nodes:
         if n.op == "placeholder":
             env[n.id] = feeds[n.id]
-        elif n.op in ("parameter", "constant"):
+        elif n.op == "parameter":
+            env[n.id] = feeds[n.id] if n.id in feeds else n.value
+        elif n.op == "constant":
             env[n.id] = n.value
         else:
             env[n.id] = eval_node(n, [env[i.id] for i in n.inputs])
