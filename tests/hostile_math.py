@@ -1,5 +1,5 @@
 """Hostile construction cases of the ops the ONNX importer needs (issue 14:
-``graphc/ops/elementwise.py``'s sin..sign, ``compose.py``, ``scan.py``), added
+``graphc/ops/elementwise.py``'s sin..sign and atan, ``compose.py``, ``scan.py``), added
 to test_hostile's table by ``math_cases``: every argument a caller can get
 wrong gets a clear error naming the op."""
 from __future__ import annotations
@@ -14,11 +14,12 @@ def math_cases(add, ph, junk, x, v, i, e0, B):
     b4 = ph((4,), B, name="hb4")
     s0 = ph((), name="hs0")
     v4 = ph((4,), name="hv4")
+    trig = ("atan", "tan", "asin", "acos", "sinh", "cosh", "asinh", "acosh", "atanh")
     for op in ("sin", "cos", "floor", "ceil", "round", "sign", "reciprocal", "logical_not",
-               "cumsum", "prod", "clip"):
+               "cumsum", "prod", "clip") + trig:
         for jn, j in junk[:4]:
             add(op, f"{jn} operand", lambda op=op, j=j: getattr(gc, op)(j), (TypeError, ValueError))
-    for op in ("sin", "cos", "floor", "ceil", "round", "sign", "reciprocal", "clip"):
+    for op in ("sin", "cos", "floor", "ceil", "round", "sign", "reciprocal", "clip") + trig:
         add(op, "bool operand", lambda op=op: getattr(gc, op)(b), D)
     for op in ("logical_and", "logical_or", "logical_xor"):
         add(op, "float operands", lambda op=op: getattr(gc, op)(x, x), D)

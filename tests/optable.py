@@ -47,7 +47,7 @@ class OpInfo:
     fn: Callable               # graphc: fn(*nodes, **kwargs) -> node
     ref: Callable              # numpy: ref(*arrays, **kwargs) -> array
     samples: list
-    domain: str = "normal"     # normal | positive | small_int | unit | labels
+    domain: str = "normal"     # normal | positive | above_one | small_int | unit | labels
     grad: tuple = ()           # indices of differentiable inputs
     grad2: bool = False
     rtol: float = 1e-6
@@ -85,6 +85,8 @@ def draw(info: OpInfo, sample: Sample, rng: np.random.Generator, *, for_grad=Fal
         else:
             if dom == "positive":
                 a = rng.uniform(0.5, 2.0, shape)
+            elif dom == "above_one":
+                a = rng.uniform(1.1, 4.0, shape)
             elif dom == "unit":
                 a = rng.uniform(-0.9, 0.9, shape)
             elif dom == "distinct" or for_grad:
@@ -524,6 +526,24 @@ OPS += [
            rtol=2e-6),
     OpInfo("cos", gc.cos, np.cos, _unary_samples(FLOATS) + [S(((3,), I32))], grad=(0,), grad2=True,
            rtol=2e-6),
+    OpInfo("atan", gc.atan, np.arctan, _unary_samples(FLOATS) + [S(((3,), I32))], grad=(0,),
+           grad2=True, rtol=2e-6),
+    OpInfo("tan", gc.tan, np.tan, _unary_samples(FLOATS) + [S(((3,), I32))], domain="unit",
+           grad=(0,), grad2=True, rtol=2e-6),
+    OpInfo("sinh", gc.sinh, np.sinh, _unary_samples(FLOATS) + [S(((3,), I64))], grad=(0,),
+           grad2=True, rtol=2e-6),
+    OpInfo("cosh", gc.cosh, np.cosh, _unary_samples(FLOATS) + [S(((3,), I32))], grad=(0,),
+           grad2=True, rtol=2e-6),
+    OpInfo("asinh", gc.asinh, np.arcsinh, _unary_samples(FLOATS) + [S(((3,), I32))], grad=(0,),
+           grad2=True, rtol=2e-6),
+    OpInfo("acosh", gc.acosh, np.arccosh, _unary_samples(FLOATS) + [S(((3,), I64))],
+           domain="above_one", grad=(0,), grad2=True, rtol=2e-6),
+]
+for name, f, r in (("asin", gc.asin, np.arcsin), ("acos", gc.acos, np.arccos),
+                   ("atanh", gc.atanh, np.arctanh)):
+    OPS.append(OpInfo(name, f, r, _unary_samples(FLOATS), domain="unit", grad=(0,), grad2=True,
+                      rtol=2e-6))
+OPS += [
     OpInfo("reciprocal", gc.reciprocal, _np_reciprocal, _unary_samples(FLOATS) + [S(((3,), I64))],
            domain="positive", grad=(0,), grad2=True, rtol=2e-6),
 ]

@@ -52,7 +52,7 @@ _SIMPLE = {"neg": "Neg", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "tanh": "Ta
            "maximum": "Max", "minimum": "Min", "greater": "Greater", "less": "Less",
            "greater_equal": "GreaterOrEqual", "less_equal": "LessOrEqual", "equal": "Equal",
            "where": "Where", "matmul": "MatMul", "erf": "Erf", "custom_vjp": "Identity",
-           "sin": "Sin", "cos": "Cos", "floor": "Floor", "ceil": "Ceil", "round": "Round",
+           "sin": "Sin", "cos": "Cos", "atan": "Atan", "floor": "Floor", "ceil": "Ceil", "round": "Round",
            "sign": "Sign"}
 
 

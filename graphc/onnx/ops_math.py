@@ -30,37 +30,13 @@ def _float_input(ctx, n, i=0):
     return x
 
 
-@op("Tan")
-def _tan(ctx, n):
-    x = _float_input(ctx, n)
-    return O.sin(x) / O.cos(x)
+_TRIG = {"Tan": O.tan, "Asin": O.asin, "Acos": O.acos, "Atan": O.atan, "Sinh": O.sinh,
+         "Cosh": O.cosh, "Asinh": O.asinh, "Acosh": O.acosh, "Atanh": O.atanh}
 
 
-@op("Sinh", "Cosh")
-def _sinh_cosh(ctx, n):
-    x = _float_input(ctx, n)
-    e, ie = O.exp(x), O.exp(-x)
-    return (e - ie) * 0.5 if n.op == "Sinh" else (e + ie) * 0.5
-
-
-@op("Asinh")
-def _asinh(ctx, n):
-    x = _float_input(ctx, n)
-    ax = O.abs(x)
-    y = O.log(ax + O.sqrt(ax * ax + 1.0))
-    return O.where(x < 0, -y, y)
-
-
-@op("Acosh")
-def _acosh(ctx, n):
-    x = _float_input(ctx, n)
-    return O.log(x + O.sqrt(x * x - 1.0))
-
-
-@op("Atanh")
-def _atanh(ctx, n):
-    x = _float_input(ctx, n)
-    return (O.log1p(x) - O.log1p(-x)) * 0.5
+@op(*_TRIG)
+def _trig(ctx, n):
+    return _TRIG[n.op](_float_input(ctx, n))
 
 
 @op("Identity")

@@ -7,7 +7,23 @@ import numpy as _np
 from ..ir import dtypes as _D
 from ..ir.node import Node
 from .common import as_node, constant
-from .compose import clip, expand, logical_and, logical_not, logical_or, logical_xor, reciprocal
+from .compose import (
+    acos,
+    acosh,
+    asin,
+    asinh,
+    atanh,
+    clip,
+    cosh,
+    expand,
+    logical_and,
+    logical_not,
+    logical_or,
+    logical_xor,
+    reciprocal,
+    sinh,
+    tan,
+)
 from .conv import (
     adaptive_avg_pool2d,
     argmax,
@@ -23,6 +39,7 @@ from .conv import (
 from .elementwise import (
     abs,
     add,
+    atan,
     bitwise_and,
     bitwise_or,
     bitwise_xor,
@@ -93,6 +110,7 @@ __all__ = [
     "global_avg_pool2d", "flatten", "argmax", "argmin", "windows",
     "sin", "cos", "floor", "ceil", "round", "sign", "reciprocal", "clip", "logical_and",
     "logical_or", "logical_xor", "logical_not", "expand", "cumsum", "prod", "scan",
+    "atan", "tan", "asin", "acos", "sinh", "cosh", "asinh", "acosh", "atanh",
 ]
 
 

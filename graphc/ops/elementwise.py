@@ -105,6 +105,10 @@ _define("sin", 1, _floating, np.sin, lambda n, g: [g * cos(n.inputs[0])],
         lambda s, n, x: s.sin(x), cost=COSTLY)
 _define("cos", 1, _floating, np.cos, lambda n, g: [-(g * sin(n.inputs[0]))],
         lambda s, n, x: s.cos(x), cost=COSTLY)
+_define("atan", 1, _floating, np.arctan,
+        lambda n, g: [g / (1.0 + n.inputs[0] * n.inputs[0])],
+        lambda s, n, x: s.atan(x), cost=COSTLY,
+        doc="the inverse tangent, in (-pi/2, pi/2); the gradient is 1 / (1 + x**2)")
 
 
 def _float_or(fn):
@@ -372,6 +376,7 @@ abs = _unary_numeric("abs")  # noqa: A001 - numpy's name
 exp = _unary_float("exp")
 sin = _unary_float("sin")
 cos = _unary_float("cos")
+atan = _unary_float("atan")
 floor = _unary_numeric("floor")
 ceil = _unary_numeric("ceil")
 round = _unary_numeric("round")  # noqa: A001 - numpy's name
