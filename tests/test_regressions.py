@@ -440,3 +440,19 @@ def test_sum_over_unit_or_broadcast_axes_keeps_the_sign_of_zero(opt_level):
     want = np.broadcast_to(b, (4, 3)).sum(axis=0)
     np.testing.assert_array_equal(got, want)
     assert np.array_equal(np.signbit(got), np.signbit(want))
+
+
+@pytest.mark.xfail(strict=True, reason="open fusion bug: two row reductions over the same "
+                   "domain are merged into one loop nest although the second reads the first "
+                   "at every index of its row (gc.topk works around it with a scan barrier)")
+def test_fused_reduction_of_a_reduction():
+    """y[a] = sum_b r[b] * c[a, b] with r[i] = sum_j x[i] x[j]: fusion puts both
+    reductions in one 4x4 loop nest and row a of y reads r[b] for rows b not yet
+    reduced (found while adding gc.topk; wrong values at opt_level >= 2)."""
+    n = 4
+    x = gc.placeholder((n,), "float64", name="x")
+    r = gc.sum(gc.reshape(x, (1, n)) * gc.reshape(x, (n, 1)), axis=-1)
+    c = np.arange(n * n, dtype=np.float64).reshape(n, n)
+    y = gc.sum(gc.reshape(r, (1, n)) * gc.constant(c), axis=-1)
+    xv = np.arange(1.0, n + 1)
+    np.testing.assert_allclose(gc.compile(y, [x], cache=False)(xv), c @ (xv * xv.sum()))
