@@ -60,3 +60,24 @@ def math_cases(add, ph, junk, x, v, i, e0, B):
         lambda: gc.make("scan", (gc.cast(x, "float32"), x), {"axis": 0, "reverse": False}), D)
     for jn, j in junk[:4]:
         add("scan", f"{jn} operand", lambda j=j: gc.scan(j, x, 0), (TypeError, ValueError))
+    y = ph((3, 4), name="hy")
+    for eq in ["ij,jk->ik,", "ij->ij->", "i1,jk", "ij,jk->iq", "ij,jk->ii", "ijk,jk", "ij,kk",
+               "....ij,jk", "ij,jk->i.k", "ij", "ij,jk,kl", "i...j...,jk", "ij,jk->i...k...",
+               "", "i j k,jk"]:
+        add("einsum", f"equation {eq!r} for (2, 3), (3, 4)", lambda eq=eq: gc.einsum(eq, x, y), S)
+    add("einsum", "no operands", lambda: gc.einsum("->"), S)
+    add("einsum", "equation None", lambda: gc.einsum(None, x), S)
+    add("einsum", "equation bytes", lambda: gc.einsum(b"ij", x), S)
+    add("einsum", "bool operands", lambda: gc.einsum("ij->i", b), D)
+    add("einsum", "'...' dimensions that do not broadcast",
+        lambda: gc.einsum("...i,...i->...", ph((2, 3), name="h23"), ph((4, 3), name="h43")), S)
+    for jn, j in junk[:4]:
+        add("einsum", f"{jn} operand", lambda j=j: gc.einsum("ij", j), (TypeError, ValueError))
+    for kw in [dict(k=-1), dict(k=4), dict(k=1.5), dict(k=True), dict(k="2"), dict(k=None),
+               dict(k=1, axis=2), dict(k=1, axis=-3), dict(k=1, axis=0.5), dict(k=1, axis=None)]:
+        add("topk", f"{kw} for (2, 3)", lambda kw=kw: gc.topk(x, **kw), S)
+    add("topk", "0-d operand", lambda: gc.topk(s0, 0, 0), S)
+    add("topk", "bool operand", lambda: gc.topk(b, 1), D)
+    add("topk", "largest 'yes'", lambda: gc.topk(x, 1, largest="yes"), TypeError)
+    for jn, j in junk[:4]:
+        add("topk", f"{jn} operand", lambda j=j: gc.topk(j, 1), (TypeError, ValueError))

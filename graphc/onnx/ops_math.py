@@ -326,6 +326,14 @@ def _argmax(ctx, n):
     return O.constant(x.shape[ax] - 1, D.int64) - f(x[key], ax, keep)
 
 
+@op("Einsum")
+def _einsum(ctx, n):
+    eq = n.attr("equation")
+    if eq is None:
+        raise n.error("attribute equation is missing")
+    return O.einsum(eq, *ctx.xs(n))
+
+
 @op("Swish")
 def _swish(ctx, n):
     x = ctx.x(n, 0)

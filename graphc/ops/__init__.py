@@ -36,6 +36,7 @@ from .conv import (
     max_pool2d,
     pad,
 )
+from .einsum import einsum
 from .elementwise import (
     abs,
     add,
@@ -94,6 +95,7 @@ from .reduce import max, mean, min, sum
 from .registry import OPS, OpDef, get, make, register
 from .scan import cumsum, prod, scan
 from .special import erf, log1p
+from .topk import topk
 from .windows import windows
 
 __all__ = [
@@ -110,7 +112,8 @@ __all__ = [
     "global_avg_pool2d", "flatten", "argmax", "argmin", "windows",
     "sin", "cos", "floor", "ceil", "round", "sign", "reciprocal", "clip", "logical_and",
     "logical_or", "logical_xor", "logical_not", "expand", "cumsum", "prod", "scan",
-    "atan", "tan", "asin", "acos", "sinh", "cosh", "asinh", "acosh", "atanh",
+    "atan", "tan", "asin", "acos", "sinh", "cosh", "asinh", "acosh", "atanh", "einsum",
+    "topk",
 ]
 
 
