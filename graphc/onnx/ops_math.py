@@ -225,6 +225,28 @@ def _pow(ctx, n):
     return O.cast(O.pow(O.cast(a, D.float64), O.cast(b, D.float64)), a.dtype)
 
 
+@op("BitShift")
+def _bitshift(ctx, n):
+    """x << y as x * 2**y (wrapping), x >> y (arithmetic) as floor(x / 2**y); a
+    shift that is negative or at least the width gives what the sign fill
+    alone gives (0, or -1 for a right shift of a negative x), as ONNX says."""
+    x, y = ctx.x(n, 0), ctx.x(n, 1)
+    if not (D.is_int(x.dtype) and x.dtype == y.dtype):
+        raise n.error(f"needs two inputs of one integer type, got {x.dtype} and {y.dtype}")
+    direction = n.attr("direction")
+    if direction not in ("LEFT", "RIGHT"):
+        raise n.error(f"direction must be 'LEFT' or 'RIGHT', got {direction!r}")
+    bits = np.dtype(x.dtype).itemsize * 8
+    one, zero = O.constant(1, x.dtype), O.constant(0, x.dtype)
+    if direction == "LEFT":
+        ok = (y >= 0) & (y < bits)
+        return O.where(ok, x * O.pow(O.constant(2, x.dtype), O.where(ok, y, zero)), zero)
+    ok = (y >= 0) & (y < bits - 1)             # 2**(bits-1) is not representable
+    fill = O.where(x < 0, -one, zero)
+    return O.where(ok, O.floor_divide(x, O.pow(O.constant(2, x.dtype), O.where(ok, y, zero))),
+                   fill)
+
+
 @op("Not", "BitwiseNot")
 def _not(ctx, n):
     return O.invert(ctx.x(n, 0))
@@ -338,6 +360,14 @@ def _einsum(ctx, n):
 def _swish(ctx, n):
     x = ctx.x(n, 0)
     return x * O.sigmoid(x * float(n.attr("alpha", 1.0)))
+
+
+@op("SwiGLU")
+def _swiglu(ctx, n):
+    a, b = ctx.x(n, 0), ctx.x(n, 1)
+    if a.shape != b.shape:
+        raise n.error(f"A {a.shape} and B {b.shape} must have the same shape (no broadcasting)")
+    return a * O.sigmoid(a * float(n.attr("alpha", 1.0))) * b
 
 
 @op("CumSum")

@@ -137,3 +137,26 @@ def _resize(ctx, n):
             t = t + O.constant(c.astype(x.dtype))
         y = O.transpose(t, inv)
     return y
+
+
+@op("Upsample")
+def _upsample(ctx, n):
+    """Upsample (opsets 7-9, deprecated): Resize with ``asymmetric``
+    coordinates (``out[i] = in[floor(i / scale)]`` for nearest), scales from
+    the attribute (opset 7) or input 1."""
+    import copy
+    mode = n.attr("mode", "nearest")
+    if mode not in ("nearest", "linear"):
+        raise n.error(f"mode {mode!r} is not supported (nearest, linear)")
+    r = copy.copy(n)
+    r.attrs = {"mode": mode, "coordinate_transformation_mode": "asymmetric",
+               "nearest_mode": "floor"}
+    r.opset = 10                               # Resize-10's inputs: X, scales
+    if n.opset < 9:
+        scales = n.attr("scales")
+        if scales is None:
+            raise n.error("attribute scales is missing")
+        name = f"{n.outputs[0]}::upsample_scales"
+        ctx.consts[name] = np.asarray(scales, np.float32)
+        r.inputs = [n.inputs[0], name]
+    return _resize(ctx, r)

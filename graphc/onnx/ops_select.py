@@ -1,7 +1,12 @@
-"""Converters of ONNX's selection ops: TopK (graphc's ``topk``, by rank)."""
+"""Converters of ONNX's selection ops: TopK (graphc's ``topk``, by rank),
+GatherND and ReverseSequence (one ``take`` of the flattened input at linear
+indices computed in the graph, so the indices may be graph inputs)."""
 from __future__ import annotations
 
+import numpy as np
+
 from .. import ops as O
+from ..ir import dtypes as D
 from .convert import axis_of, op
 
 
@@ -24,3 +29,63 @@ def _topk(ctx, n):
         raise n.error(f"K = {k} is outside [0, {x.shape[axis]}] (axis {axis} of {x.shape})")
     # sorted=0 allows any order: the sorted one is returned
     return list(O.topk(x, k, axis, largest=bool(n.attr("largest", 1))))
+
+
+def _coords(shape, d):
+    """A constant holding the coordinate along axis ``d`` of an array of ``shape``."""
+    return O.constant(np.arange(shape[d], dtype=np.int64).reshape(
+        [-1 if k == d else 1 for k in range(len(shape))]))
+
+
+@op("GatherND")
+def _gathernd(ctx, n):
+    x, ind = ctx.x(n, 0), ctx.x(n, 1)
+    b = int(n.attr("batch_dims", 0))
+    r, q = x.ndim, ind.ndim
+    if not D.is_int(ind.dtype):
+        raise n.error(f"indices have dtype {ind.dtype}, not an integer type")
+    if q < 1 or r < 1 or not 0 <= b < min(q, r):
+        raise n.error(f"batch_dims {b} needs data and indices of rank > {b} (got {r} and {q})")
+    m = ind.shape[-1]
+    if not 1 <= m <= r - b:
+        raise n.error(f"indices' last dimension {m} must be from 1 to {r - b} (data rank {r} "
+                      f"minus batch_dims {b})")
+    if tuple(ind.shape[:b]) != tuple(x.shape[:b]):
+        raise n.error(f"the batch dimensions of data {x.shape} and indices {ind.shape} differ")
+    ind = O.cast(ind, D.int64)
+    lead = ind.shape[:-1]                       # (batch..., index tuples...)
+    lin = None                                  # flat index into x's first b + m axes
+    for d in range(b + m):
+        size = x.shape[d]
+        if d < b:
+            coord = _coords(lead, d)
+        else:
+            coord = ind[(Ellipsis, d - b)]
+            coord = O.where(coord < 0, coord + size, coord)
+        lin = coord if lin is None else lin * size + coord
+    lin = O.broadcast_to(lin, lead)
+    flat = O.reshape(x, (int(np.prod(x.shape[:b + m], dtype=np.int64)),) + x.shape[b + m:])
+    return O.take(flat, lin, 0)
+
+
+@op("ReverseSequence")
+def _reverse_sequence(ctx, n):
+    x, lens = ctx.x(n, 0), ctx.x(n, 1)
+    if x.ndim < 2:
+        raise n.error(f"the input must have rank >= 2, got shape {x.shape}")
+    ba = axis_of(n, int(n.attr("batch_axis", 1)), x.ndim, "batch_axis")
+    ta = axis_of(n, int(n.attr("time_axis", 0)), x.ndim, "time_axis")
+    if ba == ta:
+        raise n.error(f"batch_axis and time_axis are both {ba}")
+    B, T = x.shape[ba], x.shape[ta]
+    if lens.shape != (B,):
+        raise n.error(f"sequence_lens has shape {lens.shape}, expected ({B},) (the batch size)")
+    rest = [d for d in range(x.ndim) if d not in (ba, ta)]
+    perm = [ba, ta] + rest
+    xt = O.reshape(O.transpose(x, perm), (B * T,) + tuple(x.shape[d] for d in rest))
+    t = O.constant(np.arange(T, dtype=np.int64).reshape(1, T))
+    ln = O.reshape(O.cast(lens, D.int64), (B, 1))
+    src = O.where(t < ln, ln - 1 - t, t)        # reversed within the length, else kept
+    lin = src + O.constant(np.arange(B, dtype=np.int64).reshape(B, 1) * T)
+    y = O.take(xt, lin, 0)                      # (B, T, rest...)
+    return O.transpose(y, list(np.argsort(perm)))
