@@ -139,3 +139,119 @@ def test_topk_k_out_of_range_is_named():
                inits=[helper.make_tensor("k", TensorProto.INT64, [1], [4])])
     with pytest.raises(gc.onnx.OnnxImportError, match=r"TopK node 't2'.*K = 4 is outside \[0, 3\]"):
         gc.onnx.load(m)
+
+
+# ------------------------------------------------------------- control flow
+
+def _graph(name, nodes, ins, outs, inits=()):
+    return helper.make_graph(nodes, name, ins, outs, list(inits))
+
+
+def _vi(name, t, shape):
+    return helper.make_tensor_value_info(name, t, shape)
+
+
+def _if_model(cond_from_shape=True):
+    """y = x * 2 if x has 3 rows (or if the input cond) else x - 1; both branches read
+    the outer x by name."""
+    F = TensorProto.FLOAT
+    then_g = _graph("then", [helper.make_node("Mul", ["x", "two"], ["t"])], [], [_vi("t", F, [3, 4])],
+                    [helper.make_tensor("two", F, [], [2.0])])
+    else_g = _graph("else", [helper.make_node("Sub", ["x", "one"], ["e"])], [], [_vi("e", F, [3, 4])],
+                    [helper.make_tensor("one", F, [], [1.0])])
+    nodes, ins = [], [_vi("x", F, [3, 4])]
+    if cond_from_shape:
+        nodes += [helper.make_node("Shape", ["x"], ["s"]),
+                  helper.make_node("Gather", ["s", "zero"], ["rows"], axis=0),
+                  helper.make_node("Equal", ["rows", "three"], ["c"])]
+    else:
+        ins.append(_vi("c", TensorProto.BOOL, []))
+    nodes.append(helper.make_node("If", ["c"], ["y"], then_branch=then_g, else_branch=else_g,
+                                  name="if1"))
+    inits = [helper.make_tensor("zero", TensorProto.INT64, [], [0]),
+             helper.make_tensor("three", TensorProto.INT64, [], [3])]
+    g = _graph("m", nodes, ins, [_vi("y", F, [3, 4])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_if_with_a_condition_known_at_load_imports_the_taken_branch():
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    m = _if_model()
+    want = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+    g = gc.onnx.load(m)
+    np.testing.assert_array_equal(g.compile()(x)[0], want)
+    assert "sub" not in {n.op for n in gc.Graph(g.outputs).nodes}       # the other branch is not imported
+    m2 = _if_model(cond_from_shape=False)
+    with pytest.raises(gc.onnx.DynamicInputError, match=r"If node 'if1'.*input 0 \(cond"):
+        gc.onnx.load(m2)
+    for c in (True, False):
+        want = ort.InferenceSession(m2.SerializeToString()).run(None, {"x": x, "c": np.array(c)})[0]
+        got = gc.onnx.load(m2, constants={"c": np.array(c)}).compile()(x)[0]
+        np.testing.assert_array_equal(got, want)
+
+
+def _loop_model(trip, data_dependent=False):
+    """y_k = y_{k-1} * w + k, a scan output of every y_k; cond_out is true (or, if
+    data_dependent, sum(y) < 100, a graph value)."""
+    F, I64, B = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
+    body_nodes = [helper.make_node("Cast", ["i"], ["fi"], to=F),
+                  helper.make_node("Mul", ["y_in", "w"], ["yw"]),
+                  helper.make_node("Add", ["yw", "fi"], ["y_out"]),
+                  helper.make_node("Identity", ["y_out"], ["scan"])]
+    if data_dependent:
+        body_nodes += [helper.make_node("ReduceSum", ["y_out"], ["s"], keepdims=0),
+                       helper.make_node("Less", ["s", "hundred"], ["c_out"])]
+    else:
+        body_nodes.append(helper.make_node("Identity", ["c_in"], ["c_out"]))
+    body = _graph("body", body_nodes, [_vi("i", I64, []), _vi("c_in", B, []), _vi("y_in", F, [2])],
+                  [_vi("c_out", B, []), _vi("y_out", F, [2]), _vi("scan", F, [2])],
+                  [helper.make_tensor("hundred", F, [], [100.0])])
+    loop = helper.make_node("Loop", ["M", "", "y0"], ["y", "ys"], body=body, name="loop1")
+    g = _graph("m", [loop], [_vi("y0", F, [2]), _vi("w", F, [2])],
+               [_vi("y", F, [2]), _vi("ys", F, [trip, 2])],
+               [helper.make_tensor("M", I64, [], [trip])])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_loop_with_a_constant_trip_count_is_unrolled():
+    y0, w = np.array([1.0, -2.0], np.float32), np.array([0.5, 1.5], np.float32)
+    m = _loop_model(5)
+    want = ort.InferenceSession(m.SerializeToString()).run(None, {"y0": y0, "w": w})
+    g = gc.onnx.load(m)
+    got = g.compile()(y0, w)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    # the unrolled loop differentiates: d y_5 / d y0 = w**5
+    (gy,) = gc.grad(gc.sum(g.outputs[0]), [g.inputs["y0"]])
+    np.testing.assert_allclose(gc.compile(gy, list(g.inputs.values()))(y0, w), w ** 5, rtol=1e-6)
+
+
+def test_loop_errors():
+    with pytest.raises(gc.onnx.OnnxImportError,
+                       match=r"Loop node 'loop1'.*cond_out \(iteration 0\) depends on graph values"):
+        gc.onnx.load(_loop_model(3, data_dependent=True))
+    from graphc.onnx import ops_control
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ops_control, "UNROLL_LIMIT", 4)
+        with pytest.raises(gc.onnx.OnnxImportError, match=r"Loop node 'loop1'.*5 iterations: "
+                           r"graphc unrolls Loop and stops at 4"):
+            gc.onnx.load(_loop_model(5))
+
+
+def test_scan_matches_onnxruntime():
+    """Scan-9: a running sum over axis 1 read backwards, its outputs stacked on axis 1."""
+    F = TensorProto.FLOAT
+    body = _graph("body", [helper.make_node("Add", ["acc", "xt"], ["acc_out"]),
+                           helper.make_node("Mul", ["acc_out", "xt"], ["yt"])],
+                  [_vi("acc", F, [3]), _vi("xt", F, [3])], [_vi("acc_out", F, [3]), _vi("yt", F, [3])])
+    scan = helper.make_node("Scan", ["a0", "x"], ["a", "y"], body=body, num_scan_inputs=1,
+                            scan_input_axes=[1], scan_input_directions=[1], scan_output_axes=[1])
+    g = _graph("m", [scan], [_vi("a0", F, [3]), _vi("x", F, [3, 6])],
+               [_vi("a", F, [3]), _vi("y", F, [3, 6])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    feeds = {"a0": rng.standard_normal(3).astype(np.float32),
+             "x": rng.standard_normal((3, 6)).astype(np.float32)}
+    want = ort.InferenceSession(m.SerializeToString()).run(None, feeds)
+    got = gc.onnx.load(m).compile()(**feeds)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-5)

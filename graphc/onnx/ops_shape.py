@@ -58,8 +58,14 @@ def _size(ctx, n):
 
 @op("Range")
 def _range(ctx, n):
-    a, b, d = (ctx.const(n, i, w) for i, w in ((0, "start"), (1, "limit"), (2, "delta")))
-    return np.arange(a, b, d, dtype=np.asarray(a).dtype)
+    vals = []
+    for i, w in ((0, "start"), (1, "limit"), (2, "delta")):
+        v = np.asarray(ctx.const(n, i, w))
+        if v.size != 1:
+            raise n.error(f"{w} must be a scalar, got shape {v.shape}")
+        vals.append(v.reshape(()))
+    a, b, d = vals
+    return np.arange(a, b, d, dtype=a.dtype)
 
 
 @op("Reshape")

@@ -6,7 +6,7 @@ from .convert import CONVERTERS
 
 def load_all() -> dict:
     # each module registers its converters
-    from . import ops_attention, ops_math, ops_nn, ops_resize, ops_select, ops_shape, ops_signal  # noqa: F401
+    from . import ops_attention, ops_control, ops_math, ops_nn, ops_resize, ops_select, ops_shape, ops_signal  # noqa: F401
     return CONVERTERS
 
 
