@@ -255,3 +255,73 @@ def test_scan_matches_onnxruntime():
     got = gc.onnx.load(m).compile()(**feeds)
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+# ------------------------------------------------------------- recurrent layers
+
+def _rnn_case(op, gates, direction="bidirectional", lens=None, layout=0, **attrs):
+    T, Bt, In, Hs = 5, 3, 4, 6
+    ndir = 2 if direction == "bidirectional" else 1
+    r = np.random.default_rng(len(op) + len(direction))
+    f32 = np.float32
+    feeds = {"X": r.standard_normal((Bt, T, In) if layout else (T, Bt, In)).astype(f32)}
+    inits = [("W", r.standard_normal((ndir, gates * Hs, In)).astype(f32) * 0.5),
+             ("R", r.standard_normal((ndir, gates * Hs, Hs)).astype(f32) * 0.5),
+             ("B", r.standard_normal((ndir, 2 * gates * Hs)).astype(f32) * 0.1)]
+    names = ["X", "W", "R", "B"]
+    if lens is not None:
+        feeds["L"] = np.array(lens, np.int32)
+        names.append("L")
+    h0 = r.standard_normal((Bt, ndir, Hs) if layout else (ndir, Bt, Hs)).astype(f32)
+    feeds["H0"] = h0
+    names += [""] * (4 - len(names) + 1) if lens is None else []
+    names = names[:4] + (["L"] if lens is not None else [""]) + ["H0"]
+    outs = ["Y", "Yh"] + (["Yc"] if op == "LSTM" else [])
+    node = helper.make_node(op, names, outs, hidden_size=Hs, direction=direction, layout=layout,
+                            **attrs)
+    m = _model(node, feeds, opset=14,
+               inits=[helper.make_tensor(k, TensorProto.FLOAT, v.shape, v.ravel()) for k, v in inits])
+    want = ort.InferenceSession(m.SerializeToString()).run(None, feeds)
+    g = gc.onnx.load(m)
+    got = g.compile()(**feeds)
+    for w, o in zip(want, got):
+        assert o.shape == w.shape
+        np.testing.assert_allclose(o, w, rtol=2e-5, atol=2e-6)
+    return g
+
+
+@pytest.mark.parametrize("op,gates", [("RNN", 1), ("GRU", 3), ("LSTM", 4)])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+def test_recurrent_layers_match_onnxruntime(op, gates, direction):
+    _rnn_case(op, gates, direction)
+    _rnn_case(op, gates, direction, lens=[5, 2, 3])          # per-entry lengths, a graph input
+
+
+def test_recurrent_attributes_match_onnxruntime():
+    _rnn_case("GRU", 3, linear_before_reset=1)
+    _rnn_case("LSTM", 4, "forward", clip=0.7)
+    _rnn_case("RNN", 1, "bidirectional", activations=["Relu", "Affine"],
+              activation_alpha=[0.5], activation_beta=[0.1])
+
+
+def test_recurrent_layer_gradients_are_finite_differences():
+    g = _rnn_case("LSTM", 4, "bidirectional", lens=[5, 2, 3])
+    x = g.inputs["X"]
+    w = g.params["W"]
+    loss = gc.sum(gc.cast(g.outputs[0], "float64") ** 2.0)
+    (gw,) = gc.grad(loss, [w])
+    r = np.random.default_rng(9)
+    feeds = [r.standard_normal(p.shape).astype(np.float32) if p.dtype == np.float32
+             else np.array([5, 2, 3], np.int32) for p in g.inputs.values()]
+    f = gc.compile([loss, gw], list(g.inputs.values()))
+    _, gwv = f(*feeds)
+    # central differences in float32 on a few entries of W
+    w0 = np.asarray(w.value).copy()
+    for idx in [(0, 0, 0), (1, 5, 2), (0, 20, 3)]:
+        vals = []
+        for s in (1, -1):
+            w.value[idx] = w0[idx] + s * 1e-2
+            vals.append(gc.compile(loss, list(g.inputs.values()), cache=False)(*feeds))
+            w.value[idx] = w0[idx]
+        np.testing.assert_allclose(gwv[idx], (vals[0] - vals[1]) / 2e-2, rtol=2e-2, atol=1e-3)
+    del x

@@ -68,6 +68,21 @@ def _gathernd(ctx, n):
     return O.take(flat, lin, 0)
 
 
+def reverse_sequence(x, lens, ba: int, ta: int):
+    """Each slice along axis ``ba`` with its first ``lens[b]`` elements along axis
+    ``ta`` reversed, the rest kept (``lens`` a node or array of shape (B,))."""
+    B, T = x.shape[ba], x.shape[ta]
+    rest = [d for d in range(x.ndim) if d not in (ba, ta)]
+    perm = [ba, ta] + rest
+    xt = O.reshape(O.transpose(x, perm), (B * T,) + tuple(x.shape[d] for d in rest))
+    t = O.constant(np.arange(T, dtype=np.int64).reshape(1, T))
+    ln = O.reshape(O.cast(O.as_node(lens), D.int64), (B, 1))
+    src = O.where(t < ln, ln - 1 - t, t)        # reversed within the length, else kept
+    lin = src + O.constant(np.arange(B, dtype=np.int64).reshape(B, 1) * T)
+    y = O.take(xt, lin, 0)                      # (B, T, rest...)
+    return O.transpose(y, list(np.argsort(perm)))
+
+
 @op("ReverseSequence")
 def _reverse_sequence(ctx, n):
     x, lens = ctx.x(n, 0), ctx.x(n, 1)
@@ -77,15 +92,7 @@ def _reverse_sequence(ctx, n):
     ta = axis_of(n, int(n.attr("time_axis", 0)), x.ndim, "time_axis")
     if ba == ta:
         raise n.error(f"batch_axis and time_axis are both {ba}")
-    B, T = x.shape[ba], x.shape[ta]
-    if lens.shape != (B,):
-        raise n.error(f"sequence_lens has shape {lens.shape}, expected ({B},) (the batch size)")
-    rest = [d for d in range(x.ndim) if d not in (ba, ta)]
-    perm = [ba, ta] + rest
-    xt = O.reshape(O.transpose(x, perm), (B * T,) + tuple(x.shape[d] for d in rest))
-    t = O.constant(np.arange(T, dtype=np.int64).reshape(1, T))
-    ln = O.reshape(O.cast(lens, D.int64), (B, 1))
-    src = O.where(t < ln, ln - 1 - t, t)        # reversed within the length, else kept
-    lin = src + O.constant(np.arange(B, dtype=np.int64).reshape(B, 1) * T)
-    y = O.take(xt, lin, 0)                      # (B, T, rest...)
-    return O.transpose(y, list(np.argsort(perm)))
+    if lens.shape != (x.shape[ba],):
+        raise n.error(f"sequence_lens has shape {lens.shape}, expected ({x.shape[ba]},) (the "
+                      "batch size)")
+    return reverse_sequence(x, lens, ba, ta)

@@ -6,7 +6,17 @@ from .convert import CONVERTERS
 
 def load_all() -> dict:
     # each module registers its converters
-    from . import ops_attention, ops_control, ops_math, ops_nn, ops_resize, ops_select, ops_shape, ops_signal  # noqa: F401
+    from . import (  # noqa: F401
+        ops_attention,
+        ops_control,
+        ops_math,
+        ops_nn,
+        ops_resize,
+        ops_rnn,
+        ops_select,
+        ops_shape,
+        ops_signal,
+    )
     return CONVERTERS
 
 
