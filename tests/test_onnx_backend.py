@@ -43,6 +43,9 @@ EXCLUDED = {
     "test_identity_sequence": "a sequence-typed input: graphc values are tensors",
     "test_loop13_seq": "a sequence-typed input: graphc values are tensors",
     "test_loop16_seq_none": "an optional-typed input: graphc values are tensors",
+    "test_dft_inverse": "the expected imaginary parts hold float32 rounding noise (1.9e-7) "
+                        "where the exact value is 0 (graphc gives 5e-16): over the test's atol 1e-7",
+    "test_dft_inverse_opset19": "as test_dft_inverse",
     "test_scan_sum": "Scan-8 (batched, with sequence_lens) is not converted; Scan-9 is",
     "test_maxpool_with_argmax_2d_precomputed_pads": "MaxPool's Indices output is not converted",
     "test_maxpool_with_argmax_2d_precomputed_strides": "MaxPool's Indices output is not converted",

@@ -325,3 +325,61 @@ def test_recurrent_layer_gradients_are_finite_differences():
             w.value[idx] = w0[idx]
         np.testing.assert_allclose(gwv[idx], (vals[0] - vals[1]) / 2e-2, rtol=2e-2, atol=1e-3)
     del x
+
+
+# ------------------------------------------------------------- DFT, RotaryEmbedding
+
+@pytest.mark.parametrize("inverse,onesided,c,length", [
+    (0, 0, 1, None), (0, 0, 2, None), (0, 1, 1, None), (1, 0, 2, None), (1, 1, 2, None),
+    (0, 0, 2, 12), (0, 1, 1, 7), (1, 0, 2, 6)])
+def test_dft_matches_numpy(inverse, onesided, c, length):
+    x = rng.standard_normal((2, 9, 3, c))
+    ins = ["x", "len" if length else "", "axis"]
+    inits = [helper.make_tensor("axis", TensorProto.INT64, [], [1])]
+    if length:
+        inits.append(helper.make_tensor("len", TensorProto.INT64, [], [length]))
+    node = helper.make_node("DFT", ins, ["y"], inverse=inverse, onesided=onesided)
+    (got,) = gc.onnx.load(_model(node, {"x": x}, opset=20, inits=inits)).compile()(x)
+    z = x[..., 0] if c == 1 else x[..., 0] + 1j * x[..., 1]
+    n = length or (2 * (9 - 1) if inverse and onesided else 9)
+    if inverse and onesided:
+        want = np.fft.irfft(z, n=n, axis=1)[..., None]
+    else:
+        y = (np.fft.ifft if inverse else np.fft.fft)(z, n=n, axis=1)
+        y = y[:, :n // 2 + 1] if onesided and not inverse else y
+        want = np.stack([y.real, y.imag], -1)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("interleaved,rd", [(0, 0), (1, 0), (0, 4), (1, 4)])
+def test_rotary_embedding_matches_onnx_reference(interleaved, rd):
+    from onnx.reference import ReferenceEvaluator
+    feeds = {"x": rng.standard_normal((2, 3, 5, 8)).astype(np.float32),
+             "cos": rng.standard_normal((16, (rd or 8) // 2)).astype(np.float32),
+             "sin": rng.standard_normal((16, (rd or 8) // 2)).astype(np.float32),
+             "pos": rng.integers(0, 16, (2, 5)).astype(np.int64)}
+    node = helper.make_node("RotaryEmbedding", ["x", "cos", "sin", "pos"], ["y"],
+                            interleaved=interleaved, rotary_embedding_dim=rd)
+    m = _model(node, feeds, opset=23)
+    (want,) = ReferenceEvaluator(m).run(None, feeds)
+    (got,) = gc.onnx.load(m).compile()(**feeds)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_col2im_and_affine_grid_match_the_onnx_reference():
+    from onnx.reference import ReferenceEvaluator
+    x = rng.standard_normal((2, 3 * 2 * 3, 12)).astype(np.float32)   # C=3, block 2x3, 3x4 blocks
+    inits = [helper.make_tensor("img", TensorProto.INT64, [2], [6, 7]),
+             helper.make_tensor("blk", TensorProto.INT64, [2], [2, 3])]
+    node = helper.make_node("Col2Im", ["x", "img", "blk"], ["y"], strides=[2, 2], pads=[1, 0, 1, 1],
+                            dilations=[1, 1])
+    m = _model(node, {"x": x}, inits=inits)
+    (want,) = ReferenceEvaluator(m).run(None, {"x": x})
+    np.testing.assert_allclose(gc.onnx.load(m).compile()(x)[0], want, rtol=1e-6, atol=1e-6)
+    theta = rng.standard_normal((2, 2, 3)).astype(np.float32)
+    for ac in (0, 1):
+        node = helper.make_node("AffineGrid", ["t", "s"], ["g"], align_corners=ac)
+        m = _model(node, {"t": theta}, opset=20,
+                   inits=[helper.make_tensor("s", TensorProto.INT64, [4], [2, 3, 4, 5])])
+        (want,) = ReferenceEvaluator(m).run(None, {"t": theta})
+        np.testing.assert_allclose(gc.onnx.load(m).compile()(theta)[0], want, rtol=1e-6, atol=1e-6)

@@ -85,3 +85,43 @@ def _attention(ctx, n):
         y = O.transpose(y, (0, 2, 1, 3))
         y = O.reshape(y, y.shape[:2] + (-1,))
     return [y, present_k, present_v, qk_out]
+
+
+@op("RotaryEmbedding")
+def _rotary(ctx, n):
+    """RoPE: (x1, x2) -> (cos x1 - sin x2, sin x1 + cos x2) on the first
+    ``rotary_embedding_dim`` channels of each head (halves, or even/odd channels
+    when ``interleaved``), cos and sin read from the caches at ``position_ids``."""
+    x, cos, sin = ctx.x(n, 0), ctx.x(n, 1), ctx.x(n, 2)
+    pos = ctx.opt(n, 3)
+    shape = x.shape
+    if x.ndim == 4:                                   # (B, heads, S, D) -> (B, S, heads, D)
+        x = O.transpose(x, (0, 2, 1, 3))
+    elif x.ndim == 3:
+        heads = int(n.attr("num_heads", 0))
+        if heads <= 0 or shape[2] % heads:
+            raise n.error(f"a 3-d input {shape} needs num_heads dividing {shape[2]}, got {heads}")
+        x = O.reshape(x, (shape[0], shape[1], heads, shape[2] // heads))
+    else:
+        raise n.error(f"the input must be 3-d or 4-d, got shape {shape}")
+    D = x.shape[3]
+    rd = int(n.attr("rotary_embedding_dim", 0)) or D
+    if rd % 2 or rd > D:
+        raise n.error(f"rotary_embedding_dim {rd} must be even and at most the head size {D}")
+    if pos is not None:
+        cos, sin = O.take(cos, pos, 0), O.take(sin, pos, 0)     # (B, S, rd/2)
+    if cos.shape[-1] != rd // 2 or sin.shape[-1] != rd // 2:
+        raise n.error(f"the caches' last dimension ({cos.shape[-1]}, {sin.shape[-1]}) must be "
+                      f"rotary_embedding_dim / 2 = {rd // 2}")
+    cos, sin = O.expand_dims(cos, 2), O.expand_dims(sin, 2)
+    rot, keep = x[..., :rd], x[..., rd:]
+    inter = bool(n.attr("interleaved", 0))
+    x1, x2 = (rot[..., 0::2], rot[..., 1::2]) if inter else (rot[..., :rd // 2], rot[..., rd // 2:])
+    re, im = cos * x1 - sin * x2, sin * x1 + cos * x2
+    if inter:
+        rot = O.reshape(O.concatenate([O.expand_dims(re, -1), O.expand_dims(im, -1)], -1),
+                        rot.shape)
+    else:
+        rot = O.concatenate([re, im], -1)
+    y = O.concatenate([rot, keep], -1) if rd < D else rot
+    return O.reshape(y, shape) if len(shape) == 3 else O.transpose(y, (0, 2, 1, 3))

@@ -9,6 +9,7 @@ def load_all() -> dict:
     from . import (  # noqa: F401
         ops_attention,
         ops_control,
+        ops_image,
         ops_math,
         ops_nn,
         ops_resize,

@@ -1,0 +1,73 @@
+"""Converters of ONNX's Col2Im (graphc's ``scatter_add`` at indices computed
+at load time) and AffineGrid (a constant base grid times theta: one matmul)."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from .. import ops as O
+from .convert import op
+
+
+def _ints(ctx, n, i, what):
+    return [int(v) for v in np.asarray(ctx.const(n, i, what)).reshape(-1)]
+
+
+@op("Col2Im")
+def _col2im(ctx, n):
+    """out[n, c, p] = sum of x[n, c*K + k, l] over the kernel offsets k and blocks l
+    with l's corner * strides - pads + k * dilations = p."""
+    x = ctx.x(n, 0)
+    image, block = _ints(ctx, n, 1, "image_shape"), _ints(ctx, n, 2, "block_shape")
+    nd = len(image)
+    if len(block) != nd or nd == 0:
+        raise n.error(f"image_shape {image} and block_shape {block} must have one length")
+    dil = list(n.attr("dilations", [1] * nd))
+    strides = list(n.attr("strides", [1] * nd))
+    pads = list(n.attr("pads", [0] * (2 * nd)))
+    if x.ndim != 3:
+        raise n.error(f"the input must be 3-d (N, C * prod(block_shape), L), got {x.shape}")
+    K = int(np.prod(block))
+    N, CK, L = x.shape
+    if CK % K:
+        raise n.error(f"input dimension 1 ({CK}) is not a multiple of prod(block_shape) = {K}")
+    C = CK // K
+    padded = [image[d] + pads[d] + pads[d + nd] for d in range(nd)]
+    blocks = [(padded[d] - dil[d] * (block[d] - 1) - 1) // strides[d] + 1 for d in range(nd)]
+    if int(np.prod(blocks)) != L or min(blocks) < 1:
+        raise n.error(f"input dimension 2 ({L}) must be the number of blocks, "
+                      f"{' * '.join(map(str, blocks))} for image {image}, block {block}, "
+                      f"pads {pads}, strides {strides}, dilations {dil}")
+    pstride = [int(np.prod(padded[d + 1:])) for d in range(nd)]
+    idx = np.zeros((K, L), np.int64)
+    for k, off in enumerate(itertools.product(*[range(b) for b in block])):
+        for l_, corner in enumerate(itertools.product(*[range(b) for b in blocks])):
+            idx[k, l_] = sum((corner[d] * strides[d] + off[d] * dil[d]) * pstride[d]
+                             for d in range(nd))
+    up = O.reshape(x, (N, C, K * L))
+    y = O.scatter_add(up, O.constant(idx.reshape(-1)), int(np.prod(padded)), 2)
+    y = O.reshape(y, (N, C, *padded))
+    key = (slice(None), slice(None)) + tuple(slice(pads[d], pads[d] + image[d]) for d in range(nd))
+    return y[key]
+
+
+@op("AffineGrid")
+def _affine_grid(ctx, n):
+    theta = ctx.x(n, 0)
+    size = _ints(ctx, n, 1, "size")
+    nd = len(size) - 2
+    if nd not in (2, 3) or theta.shape != (size[0], nd, nd + 1):
+        raise n.error(f"theta {theta.shape} and size {size} must be (N, 2, 3) and (N, C, H, W), "
+                      "or (N, 3, 4) and (N, C, D, H, W)")
+    dims = size[2:]
+    axes = []
+    for s in dims:
+        if n.attr("align_corners", 0):
+            axes.append(np.linspace(-1.0, 1.0, s) if s > 1 else np.array([-1.0]))
+        else:
+            axes.append((2.0 * np.arange(s) + 1.0) / s - 1.0)
+    mesh = np.meshgrid(*axes, indexing="ij")                 # each (D,) H, W
+    base = np.stack([m.ravel() for m in reversed(mesh)] + [np.ones(mesh[0].size)], 1)  # x, y, (z), 1
+    g = O.matmul(O.constant(base.astype(np.dtype(theta.dtype))), O.transpose(theta, (0, 2, 1)))
+    return O.reshape(g, (size[0], *dims, nd))
