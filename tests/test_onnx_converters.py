@@ -383,3 +383,37 @@ def test_col2im_and_affine_grid_match_the_onnx_reference():
                    inits=[helper.make_tensor("s", TensorProto.INT64, [4], [2, 3, 4, 5])])
         (want,) = ReferenceEvaluator(m).run(None, {"t": theta})
         np.testing.assert_allclose(gc.onnx.load(m).compile()(theta)[0], want, rtol=1e-6, atol=1e-6)
+
+
+def _vs_reference(node, feeds, opset, inits=(), rtol=1e-6):
+    from onnx.reference import ReferenceEvaluator
+    m = _model(node, feeds, opset, inits)
+    want = ReferenceEvaluator(m).run(None, feeds)
+    got = gc.onnx.load(m).compile()(**feeds)
+    for w, g in zip(want, got):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=1e-6)
+
+
+def test_causal_conv_tensor_scatter_max_unpool_match_the_onnx_reference():
+    f32 = np.float32
+    for k in (1, 3):
+        feeds = {"x": rng.standard_normal((2, 4, 6)).astype(f32),
+                 "w": rng.standard_normal((4, 1, k)).astype(f32),
+                 "b": rng.standard_normal(4).astype(f32),
+                 "p": rng.standard_normal((2, 4, k - 1)).astype(f32)}
+        _vs_reference(helper.make_node("CausalConvWithState", ["x", "w", "b", "p"], ["y", "s"],
+                                       activation="silu"), feeds, 27)
+    for mode in ("linear", "circular"):
+        feeds = {"past": rng.standard_normal((3, 2, 7, 4)).astype(f32),
+                 "upd": rng.standard_normal((3, 2, 3, 4)).astype(f32),
+                 "wi": np.array([0, 4, 6 if mode == "circular" else 2], np.int64)}
+        _vs_reference(helper.make_node("TensorScatter", ["past", "upd", "wi"], ["y"], mode=mode,
+                                       axis=2), feeds, 24)
+    x = rng.standard_normal((2, 3, 4, 4)).astype(f32)
+    pool = helper.make_node("MaxPool", ["x"], ["p", "i"], kernel_shape=[2, 2], strides=[2, 2])
+    from onnx.reference import ReferenceEvaluator
+    pm = _model(pool, {"x": x}, 12)
+    p, i = ReferenceEvaluator(pm).run(None, {"x": x})
+    _vs_reference(helper.make_node("MaxUnpool", ["p", "i"], ["y"], kernel_shape=[2, 2],
+                                   strides=[2, 2]), {"p": p, "i": i}, 12)

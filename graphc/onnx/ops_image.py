@@ -71,3 +71,62 @@ def _affine_grid(ctx, n):
     base = np.stack([m.ravel() for m in reversed(mesh)] + [np.ones(mesh[0].size)], 1)  # x, y, (z), 1
     g = O.matmul(O.constant(base.astype(np.dtype(theta.dtype))), O.transpose(theta, (0, 2, 1)))
     return O.reshape(g, (size[0], *dims, nd))
+
+
+@op("MaxUnpool")
+def _max_unpool(ctx, n):
+    """Zeros with x written at the flat positions ``indices`` name (MaxPool's
+    Indices output, flat over the whole tensor): one scatter_add (a position
+    named twice would get the sum; MaxPool never names one twice)."""
+    x, ind = ctx.x(n, 0), ctx.x(n, 1)
+    ks = list(n.attr("kernel_shape", []))
+    nd = x.ndim - 2
+    if len(ks) != nd:
+        raise n.error(f"kernel_shape {ks} must have {nd} entries for a {x.ndim}-d input")
+    st = list(n.attr("strides", [1] * nd))
+    pads = list(n.attr("pads", [0] * 2 * nd))
+    if ind.shape != x.shape:
+        raise n.error(f"indices {ind.shape} must have the shape of X {x.shape}")
+    inferred = [x.shape[0], x.shape[1]] + [
+        (x.shape[d + 2] - 1) * st[d] - (pads[d] + pads[nd + d]) + ks[d] for d in range(nd)]
+    shape = _ints(ctx, n, 2, "output_shape") if n.has(2) else inferred
+    if len(shape) != x.ndim or any(s < i for s, i in zip(shape, inferred)):
+        raise n.error(f"output_shape {shape} must have rank {x.ndim} and be at least {inferred}")
+    y = O.scatter_add(O.reshape(x, (-1,)), O.reshape(O.cast(ind, "int64"), (-1,)),
+                      int(np.prod(inferred)), 0)
+    y = O.reshape(y, tuple(inferred))
+    if shape != inferred:
+        y = O.pad(y, [(0, s - i) for s, i in zip(shape, inferred)])
+    return y
+
+
+@op("CausalConvWithState")
+def _causal_conv(ctx, n):
+    """A depthwise causal conv1d: the input after ``past_state`` (or k - 1 zeros),
+    summed over the k taps as shifted slices (k is small), optional SiLU; the new
+    state is the last k - 1 positions."""
+    x, w = ctx.x(n, 0), ctx.x(n, 1)
+    b, past = ctx.opt(n, 2), ctx.opt(n, 3)
+    act = n.attr("activation", "none")
+    if act not in ("none", "silu", "swish"):
+        raise n.error(f"activation {act!r} is not one of none, silu, swish")
+    if x.ndim != 3 or w.ndim != 3 or w.shape[:2] != (x.shape[1], 1):
+        raise n.error(f"input (B, C, L) and weight (C, 1, k) expected, got {x.shape} and "
+                      f"{w.shape}")
+    B, C, L = x.shape
+    k = w.shape[2]
+    if past is None:
+        past = O.constant(np.zeros((B, C, k - 1), np.dtype(x.dtype)))
+    elif past.shape != (B, C, k - 1):
+        raise n.error(f"past_state has shape {past.shape}, expected {(B, C, k - 1)}")
+    padded = O.concatenate([past, x], 2) if k > 1 else x
+    y = None
+    for j in range(k):
+        term = padded[:, :, j:j + L] * O.reshape(w[:, 0, j], (1, C, 1))
+        y = term if y is None else y + term
+    if b is not None:
+        y = y + O.reshape(b, (1, C, 1))
+    if act != "none":
+        y = y * O.sigmoid(y)
+    state = padded[:, :, L:] if k > 1 else O.constant(np.zeros((B, C, 0), np.dtype(x.dtype)))
+    return [y, state]

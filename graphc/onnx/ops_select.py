@@ -96,3 +96,41 @@ def _reverse_sequence(ctx, n):
         raise n.error(f"sequence_lens has shape {lens.shape}, expected ({x.shape[ba]},) (the "
                       "batch size)")
     return reverse_sequence(x, lens, ba, ta)
+
+
+@op("TensorScatter")
+def _tensor_scatter(ctx, n):
+    """The cache with ``update`` written at each batch entry's write index along
+    ``axis`` (``circular``: modulo the cache length): every cache position reads
+    the update at ``position - write_index`` where that is in range (one take)."""
+    past, upd = ctx.x(n, 0), ctx.x(n, 1)
+    mode = n.attr("mode", "linear")
+    if mode not in ("linear", "circular"):
+        raise n.error(f"mode {mode!r} is not one of linear, circular")
+    ax = axis_of(n, int(n.attr("axis", -2)), past.ndim)
+    if ax == 0:
+        raise n.error("axis 0 is the batch axis")
+    M, S = past.shape[ax], upd.shape[ax]
+    if upd.ndim != past.ndim or any(a != b for d, (a, b) in enumerate(zip(past.shape, upd.shape))
+                                    if d != ax) or S > M:
+        raise n.error(f"update {upd.shape} must match past_cache {past.shape} except on axis "
+                      f"{ax}, where it may be shorter")
+    Bt = past.shape[0]
+    w = O.cast(ctx.x(n, 2), D.int64) if n.has(2) else O.constant(np.zeros(Bt, np.int64))
+    perm = [0, ax] + [d for d in range(1, past.ndim) if d != ax]
+    shape = [past.shape[d] for d in perm]               # (B, M, rest...)
+    bshape = [Bt, M] + [1] * (past.ndim - 2)
+    pos = O.constant(np.arange(M, dtype=np.int64).reshape([1, M] + [1] * (past.ndim - 2)))
+    j = pos - O.reshape(w, [Bt] + [1] * (past.ndim - 1))
+    if mode == "circular":
+        j = O.mod(j, O.constant(np.int64(M)))
+    ok = O.bitwise_and(j >= 0, j < S)
+    jc = O.where(ok, j, O.constant(np.int64(0)))
+    ut = O.transpose(upd, perm)                         # (B, S, rest...)
+    flat = O.reshape(ut, (Bt * S,) + tuple(shape[2:]))
+    lin = O.reshape(jc + O.constant(np.arange(Bt, dtype=np.int64).reshape(
+        [Bt] + [1] * (past.ndim - 1)) * S), (Bt, M))
+    got = O.reshape(O.take(flat, lin, 0), shape)
+    okb = O.broadcast_to(ok, bshape)
+    y = O.where(okb, got, O.transpose(past, perm))
+    return O.transpose(y, list(np.argsort(perm)))
