@@ -417,3 +417,22 @@ def test_causal_conv_tensor_scatter_max_unpool_match_the_onnx_reference():
     p, i = ReferenceEvaluator(pm).run(None, {"x": x})
     _vs_reference(helper.make_node("MaxUnpool", ["p", "i"], ["y"], kernel_shape=[2, 2],
                                    strides=[2, 2]), {"p": p, "i": i}, 12)
+
+
+@pytest.mark.parametrize("rule", ["linear", "gated", "delta", "gated_delta"])
+def test_linear_attention_matches_the_onnx_reference(rule):
+    f32, B, T, hq, hk, dk, dv = np.float32, 2, 5, 4, 2, 3, 2
+    feeds = {"q": rng.standard_normal((B, T, hq * dk)).astype(f32),
+             "k": rng.standard_normal((B, T, hk * dk)).astype(f32) * 0.5,
+             "v": rng.standard_normal((B, T, hk * dv)).astype(f32),
+             "s": rng.standard_normal((B, hk, dk, dv)).astype(f32)}
+    names = ["q", "k", "v", "s"]
+    if rule in ("gated", "gated_delta"):
+        feeds["g"] = -np.abs(rng.standard_normal((B, T, hk * dk))).astype(f32)
+    names.append("g" if "g" in feeds else "")
+    if rule in ("delta", "gated_delta"):
+        feeds["b"] = rng.uniform(0, 1, (B, T, hk)).astype(f32)
+        names.append("b")
+    node = helper.make_node("LinearAttention", names, ["y", "state"], update_rule=rule,
+                            q_num_heads=hq, kv_num_heads=hk)
+    _vs_reference(node, feeds, 27, rtol=1e-5)

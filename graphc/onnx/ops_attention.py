@@ -125,3 +125,65 @@ def _rotary(ctx, n):
         rot = O.concatenate([re, im], -1)
     y = O.concatenate([rot, keep], -1) if rd < D else rot
     return O.reshape(y, shape) if len(shape) == 3 else O.transpose(y, (0, 2, 1, 3))
+
+
+def _heads(x, h):
+    """(B, T, H*D) -> (B, H, T, D)."""
+    b, t, hd = x.shape
+    return O.transpose(O.reshape(x, (b, t, h, hd // h)), (0, 2, 1, 3))
+
+
+@op("LinearAttention")
+def _linear_attention(ctx, n):
+    """The recurrence of onnx.reference's LinearAttention, unrolled over the T steps
+    (einsums per step): state S (B, H_kv, d_k, d_v), optionally decayed by exp(g_t)
+    (gated), the value corrected by beta_t (v_t - S^T k_t) (delta), S += k_t v_t^T,
+    output scale * q_t S (query heads reading their group's KV head)."""
+    q, k, v = ctx.x(n, 0), ctx.x(n, 1), ctx.x(n, 2)
+    past, decay, beta = ctx.opt(n, 3), ctx.opt(n, 4), ctx.opt(n, 5)
+    rule = n.attr("update_rule", "gated_delta")
+    if rule not in ("linear", "gated", "delta", "gated_delta"):
+        raise n.error(f"update_rule {rule!r} is not one of linear, gated, delta, gated_delta")
+    hq, hk = n.attr("q_num_heads"), n.attr("kv_num_heads")
+    if not hq or not hk or hq % hk:
+        raise n.error(f"q_num_heads ({hq}) must be a positive multiple of kv_num_heads ({hk})")
+    gating, delta = rule in ("gated", "gated_delta"), rule in ("delta", "gated_delta")
+    for what, val, need in (("decay", decay, gating), ("beta", beta, delta)):
+        if need != (val is not None):
+            raise n.error(f"update_rule {rule!r} {'needs' if need else 'forbids'} the {what} input")
+    if any(a.ndim != 3 for a in (q, k, v)):
+        raise n.error("query, key and value must be 3-d (B, T, heads * D)")
+    B, T, _ = q.shape
+    dk, dv, group = q.shape[2] // hq, v.shape[2] // hk, hq // hk
+    q4, k4, v4 = _heads(q, hq), _heads(k, hk), _heads(v, hk)
+    if decay is not None:
+        if decay.shape[-1] == hk:
+            decay = O.transpose(O.reshape(decay, (B, T, hk, 1)), (0, 2, 1, 3))
+        elif decay.shape[-1] == hk * dk:
+            decay = _heads(decay, hk)
+        else:
+            raise n.error(f"decay's last dimension {decay.shape[-1]} must be kv_num_heads "
+                          f"({hk}) or kv_num_heads * d_k ({hk * dk})")
+    if beta is not None:
+        if beta.shape[-1] not in (hk, 1):
+            raise n.error(f"beta's last dimension {beta.shape[-1]} must be kv_num_heads or 1")
+        beta = O.transpose(O.reshape(beta, (B, T, beta.shape[-1], 1)), (0, 2, 1, 3))
+    if past is not None and past.shape != (B, hk, dk, dv):
+        raise n.error(f"past_state has shape {past.shape}, expected {(B, hk, dk, dv)}")
+    state = past if past is not None else O.constant(np.zeros((B, hk, dk, dv), np.dtype(q.dtype)))
+    scale = float(n.attr("scale", 0.0)) or 1.0 / math.sqrt(dk)
+    outs = []
+    for t in range(T):
+        kt, vt = k4[:, :, t, :], v4[:, :, t, :]
+        if gating:
+            state = state * O.expand_dims(O.exp(decay[:, :, t, :]), -1)
+        if delta:
+            vt = beta[:, :, t, :] * (vt - O.einsum("bhdm,bhd->bhm", state, kt))
+        state = state + O.expand_dims(kt, -1) * O.expand_dims(vt, -2)
+        read = state
+        if group > 1:                                # query head h reads KV head h // group
+            read = O.reshape(O.broadcast_to(O.expand_dims(state, 2), (B, hk, group, dk, dv)),
+                             (B, hq, dk, dv))
+        outs.append(O.einsum("bhd,bhdm->bhm", q4[:, :, t, :], read) * scale)
+    y = O.concatenate([O.expand_dims(o, 2) for o in outs], 2)        # (B, Hq, T, dv)
+    return [O.reshape(O.transpose(y, (0, 2, 1, 3)), (B, T, hq * dv)), state]
