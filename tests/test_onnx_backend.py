@@ -53,36 +53,6 @@ EXCLUDED = {
                                             "run-time values (only integer inputs are fixed "
                                             "at run time)",
     "test_reduce_max_empty_set_bool": "ReduceMax of an empty bool set has no identity",
-    "test_attention_4d_diff_heads_mask4d_padded_kv":
-        "Attention with nonpad_kv_seqlen (an external KV cache) is not converted",
-    "test_attention_4d_gqa_causal_nonpad_decode":
-        "Attention with nonpad_kv_seqlen (an external KV cache) is not converted",
-    "test_attention_4d_causal_nonpad_continued_prefill":
-        "Attention with nonpad_kv_seqlen (an external KV cache) is not converted",
-    "test_attention_4d_causal_nonpad_negative_offset_structural_empty":
-        "Attention with nonpad_kv_seqlen (an external KV cache) is not converted",
-    "test_attention_4d_causal_nonpad_attn_mask_composition":
-        "Attention with nonpad_kv_seqlen (an external KV cache) is not converted",
-    "test_attention_4d_causal_nonpad_batch_prefill":
-        "Attention with nonpad_kv_seqlen (an external KV cache) is not converted",
-    "test_attention_local_window":
-        "sliding-window Attention (opset 25) is not converted",
-    "test_attention_bidirectional_window":
-        "sliding-window Attention (opset 25) is not converted",
-    "test_attention_local_window_rank1_boolean_mask":
-        "sliding-window Attention (opset 25) is not converted",
-    "test_attention_local_window_with_past":
-        "sliding-window Attention (opset 25) is not converted",
-    "test_attention_local_window_ext_cache_rank3_head_mask":
-        "Attention with nonpad_kv_seqlen (an external KV cache) is not converted",
-    "test_attention_local_window_ext_cache_rank4_batch_mask":
-        "Attention with nonpad_kv_seqlen (an external KV cache) is not converted",
-    "test_attention_local_window_ext_cache_rank2_mask":
-        "Attention with nonpad_kv_seqlen (an external KV cache) is not converted",
-    "test_attention_3d_local_window":
-        "sliding-window Attention (opset 25) is not converted",
-    "test_attention_local_window_gqa_rank4_mask":
-        "sliding-window Attention (opset 25) is not converted",
     "test_resize_downsample_scales_linear_antialias": "Resize with antialias=1 is not converted",
     "test_resize_downsample_sizes_linear_antialias": "Resize with antialias=1 is not converted",
     "test_resize_downsample_scales_cubic_antialias": "Resize with antialias=1 is not converted",

@@ -436,3 +436,16 @@ def test_linear_attention_matches_the_onnx_reference(rule):
     node = helper.make_node("LinearAttention", names, ["y", "state"], update_rule=rule,
                             q_num_heads=hq, kv_num_heads=hk)
     _vs_reference(node, feeds, 27, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kw", [dict(left_window_size=2), dict(right_window_size=1, is_causal=0),
+                                dict(left_window_size=1, right_window_size=1, is_causal=1)])
+def test_attention_windows_and_an_external_cache_match_the_onnx_reference(kw):
+    f32 = np.float32
+    feeds = {"q": rng.standard_normal((2, 4, 3, 8)).astype(f32),
+             "k": rng.standard_normal((2, 2, 6, 8)).astype(f32),
+             "v": rng.standard_normal((2, 2, 6, 5)).astype(f32),
+             "m": rng.standard_normal((3, 6)).astype(f32),
+             "nonpad": np.array([6, 4], np.int64)}
+    node = helper.make_node("Attention", ["q", "k", "v", "m", "", "", "nonpad"], ["y"], **kw)
+    _vs_reference(node, feeds, 25, rtol=1e-5)

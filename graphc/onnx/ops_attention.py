@@ -1,7 +1,9 @@
-"""The converter of ONNX's Attention (opset 23): scaled dot-product
-attention with an optional mask, causal masking, a KV cache, grouped-query
-heads and softcap, as graphc matmuls and a softmax (the semantics of
-onnx.reference's op_attention)."""
+"""The converters of ONNX's attention ops: Attention (opsets 23-25): scaled
+dot-product attention with an optional mask, causal masking, an internal KV
+cache (past_key/past_value) or an external one (nonpad_kv_seqlen, a graph
+value), sliding windows, grouped-query heads and softcap, as graphc matmuls
+and a softmax (the semantics of onnx.reference's op_attention);
+RotaryEmbedding; LinearAttention (its recurrence unrolled)."""
 from __future__ import annotations
 
 import math
@@ -23,10 +25,13 @@ def _heads(x, h):
 def _attention(ctx, n):
     q, k, v = ctx.x(n, 0), ctx.x(n, 1), ctx.x(n, 2)
     mask, pk, pv = ctx.opt(n, 3), ctx.opt(n, 4), ctx.opt(n, 5)
-    if n.has(6):
-        raise n.error("input nonpad_kv_seqlen (an external KV cache) is not supported")
-    if n.attr("left_window_size", -1) >= 0 or n.attr("right_window_size", -1) >= 0:
-        raise n.error("sliding-window attention is not supported")
+    nonpad = ctx.opt(n, 6)              # an external KV cache: valid keys per batch entry
+    if nonpad is not None and pk is not None:
+        raise n.error("nonpad_kv_seqlen cannot be combined with past_key / past_value")
+    left, right = int(n.attr("left_window_size", -1)), int(n.attr("right_window_size", -1))
+    if left < -1 or right < -1:
+        raise n.error(f"left_window_size ({left}) and right_window_size ({right}) must be -1 "
+                      "or non-negative")
     dt = q.dtype
     three = q.ndim == 3
     if three:
@@ -52,11 +57,26 @@ def _attention(ctx, n):
             widths = ((0, 0),) * (mask.ndim - 1) + ((0, pad),)
             mask = O.pad(mask, widths, value=False if D.is_bool(mask.dtype) else -np.inf)
         bias = O.where(mask, zero, neg) if D.is_bool(mask.dtype) else mask
-    if n.attr("is_causal", 0):
+    causal = bool(n.attr("is_causal", 0))
+    if nonpad is not None:              # bottom-right alignment per entry: offset[b] = nonpad[b] - L
+        npd = O.cast(nonpad, D.int64)
+        off = O.reshape(npd - L, (npd.shape[0], 1, 1, 1))
+        diff = O.constant(np.arange(L).reshape(L, 1)) + off - O.constant(np.arange(S).reshape(1, S))
+        valid = O.reshape(O.constant(np.arange(S)), (1, 1, 1, S)) < O.reshape(npd, (-1, 1, 1, 1))
+    else:                               # the internal cache's length (or 0): known at load time
         offset = pk.shape[2] if pk is not None else 0
-        allowed = np.arange(S)[None, :] <= np.arange(L)[:, None] + offset
-        causal = O.constant(np.where(allowed, 0, -np.inf).astype(dt))
-        bias = causal if bias is None else bias + causal
+        diff = O.constant(np.arange(L)[:, None] + offset - np.arange(S)[None, :])
+        valid = None
+    allowed = [diff >= 0] if causal else []            # key j at most query i + offset
+    if left >= 0:
+        allowed.append(diff <= left)
+    if right >= 0:
+        allowed.append(-diff <= right)
+    if valid is not None:
+        allowed.append(valid)
+    for a in allowed:
+        term = O.where(a, zero, neg)
+        bias = term if bias is None else bias + term
     hq, hk = q.shape[1], k.shape[1]
     if hq != hk and hq % hk == 0:        # grouped-query: each KV head serves hq / hk heads
         r = hq // hk
