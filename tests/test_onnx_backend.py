@@ -58,17 +58,6 @@ EXCLUDED = {
     "test_resize_downsample_scales_cubic_antialias": "Resize with antialias=1 is not converted",
     "test_resize_downsample_sizes_cubic_antialias": "Resize with antialias=1 is not converted",
     "test_convtranspose_3d": "3-d ConvTranspose: graphc has 1-d and 2-d convolutions",
-    "test_scatternd_multiply": "ScatterND reduction mul/max/min: graphc's only scatter sums",
-    "test_scatternd_max": "ScatterND reduction mul/max/min: graphc's only scatter sums",
-    "test_scatternd_min": "ScatterND reduction mul/max/min: graphc's only scatter sums",
-    "test_scatternd_max_with_element_indices": "ScatterND reduction mul/max/min: graphc's only scatter sums",
-    "test_scatternd_min_with_element_indices": "ScatterND reduction mul/max/min: graphc's only scatter sums",
-    "test_scatter_elements_with_reduction_max": "ScatterElements reduction max: graphc's only "
-                                                "scatter sums (scatter_add)",
-    "test_scatter_elements_with_reduction_min": "ScatterElements reduction min: graphc's only "
-                                                "scatter sums (scatter_add)",
-    "test_scatter_elements_with_reduction_mul": "ScatterElements reduction mul: graphc's only "
-                                                "scatter sums (scatter_add)",
 }
 
 # graphc's dtypes; a test using any other ONNX element type is excluded

@@ -449,3 +449,16 @@ def test_attention_windows_and_an_external_cache_match_the_onnx_reference(kw):
              "nonpad": np.array([6, 4], np.int64)}
     node = helper.make_node("Attention", ["q", "k", "v", "m", "", "", "nonpad"], ["y"], **kw)
     _vs_reference(node, feeds, 25, rtol=1e-5)
+
+
+@pytest.mark.parametrize("red", ["mul", "max", "min"])
+def test_scatter_reductions_match_onnxruntime(red):
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+    ind = np.array([[0, 1, 1], [3, 3, 3], [2, 0, 2]], np.int64)       # repeated targets
+    upd = rng.standard_normal((3, 3)).astype(np.float32)
+    _check(helper.make_node("ScatterElements", ["x", "i", "u"], ["y"], axis=1, reduction=red),
+           {"x": x, "i": ind, "u": upd})
+    ind_nd = np.array([[1], [3], [1]], np.int64)
+    upd_nd = rng.standard_normal((3, 5)).astype(np.float32)
+    _check(helper.make_node("ScatterND", ["x", "i", "u"], ["y"], reduction=red),
+           {"x": x, "i": ind_nd, "u": upd_nd})

@@ -134,3 +134,20 @@ def _tensor_scatter(ctx, n):
     okb = O.broadcast_to(ok, bshape)
     y = O.where(okb, got, O.transpose(past, perm))
     return O.transpose(y, list(np.argsort(perm)))
+
+
+def scatter_reduce(x2, lin, u2, red: str):
+    """Rows ``x2`` (R, slab) combined by ``red`` (mul, max or min) with the update
+    rows ``u2`` (U, slab) sent to rows ``lin`` (U,): a reduction over an (U, R, slab)
+    comparison, O(U R slab) work (graphc's only scatter sums)."""
+    R, U = x2.shape[0], lin.shape[0]
+    hit = O.reshape(O.reshape(lin, (U, 1)) == O.constant(np.arange(R).reshape(1, R)), (U, R, 1))
+    u3 = O.reshape(u2, (U, 1) + x2.shape[1:])
+    dt = np.dtype(x2.dtype)
+    if red == "mul":
+        return x2 * O.prod(O.where(hit, u3, O.constant(1, dt)), axis=0)
+    big = np.inf if dt.kind == "f" else np.iinfo(dt).max
+    if red == "max":
+        return O.maximum(x2, O.max(O.where(hit, u3, O.constant(-big if dt.kind == "f"
+                                                               else np.iinfo(dt).min, dt)), axis=0))
+    return O.minimum(x2, O.min(O.where(hit, u3, O.constant(big, dt)), axis=0))

@@ -171,9 +171,13 @@ def _scatter_elements(ctx, n):
     x, ind, upd = ctx.x(n, 0), ctx.x(n, 1), ctx.x(n, 2)
     ax = axis_of(n, n.attr("axis", 0), x.ndim)
     red = n.attr("reduction", "none")
-    if red not in ("none", "add"):
-        raise n.error(f"reduction {red!r} is not supported (none, add)")
+    if red not in ("none", "add", "mul", "max", "min"):
+        raise n.error(f"reduction {red!r} is not one of none, add, mul, max, min")
     lin = O.reshape(_linear(x, ind, ax), (-1,))
+    if red in ("mul", "max", "min"):
+        from .ops_select import scatter_reduce
+        y = scatter_reduce(O.reshape(x, (-1, 1)), lin, O.reshape(upd, (-1, 1)), red)
+        return O.reshape(y, x.shape)
     added = O.reshape(O.scatter_add(O.reshape(upd, (-1,)), lin, x.size), x.shape)
     if red == "add":
         return x + added
@@ -414,8 +418,8 @@ def _scatter_nd(ctx, n):
     scatter_add on the data viewed as (rows of the indexed axes, slab)."""
     x, ind, upd = ctx.x(n, 0), ctx.x(n, 1), ctx.x(n, 2)
     red = n.attr("reduction", "none")
-    if red not in ("none", "add"):
-        raise n.error(f"reduction {red!r} is not supported (none, add)")
+    if red not in ("none", "add", "mul", "max", "min"):
+        raise n.error(f"reduction {red!r} is not one of none, add, mul, max, min")
     k = ind.shape[-1]
     rows = int(np.prod(x.shape[:k], dtype=np.int64))
     slab = int(np.prod(x.shape[k:], dtype=np.int64))
@@ -425,6 +429,9 @@ def _scatter_nd(ctx, n):
     i = O.where(i < 0, i + O.constant(np.array(x.shape[:k], np.int64)), i)
     lin = O.reshape(O.sum(i * O.constant(strides), -1), (count,))
     u = O.reshape(upd, (count, slab))
+    if red in ("mul", "max", "min"):
+        from .ops_select import scatter_reduce
+        return O.reshape(scatter_reduce(O.reshape(x, (rows, slab)), lin, u, red), x.shape)
     added = O.reshape(O.scatter_add(u, lin, rows, 0), x.shape)
     if red == "add":
         return x + added
