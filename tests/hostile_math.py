@@ -61,6 +61,7 @@ def math_cases(add, ph, junk, x, v, i, e0, B):
     for jn, j in junk[:4]:
         add("scan", f"{jn} operand", lambda j=j: gc.scan(j, x, 0), (TypeError, ValueError))
     y = ph((3, 4), name="hy")
+    x32 = ph((2, 3), "float32", name="hx32")
     for eq in ["ij,jk->ik,", "ij->ij->", "i1,jk", "ij,jk->iq", "ij,jk->ii", "ijk,jk", "ij,kk",
                "....ij,jk", "ij,jk->i.k", "ij", "ij,jk,kl", "i...j...,jk", "ij,jk->i...k...",
                "", "i j k,jk"]:
@@ -81,3 +82,8 @@ def math_cases(add, ph, junk, x, v, i, e0, B):
     add("topk", "largest 'yes'", lambda: gc.topk(x, 1, largest="yes"), TypeError)
     for jn, j in junk[:4]:
         add("topk", f"{jn} operand", lambda j=j: gc.topk(j, 1), (TypeError, ValueError))
+    for dt in ("float64", "int64", "bool", "complex64", "nope", None, 3):
+        add("bitcast", f"float32 to {dt!r}", lambda dt=dt: gc.bitcast(x32, dt), (TypeError, ValueError))
+    add("bitcast", "bool operand", lambda: gc.bitcast(b, "int32"), D)
+    for jn, j in junk[:4]:
+        add("bitcast", f"{jn} operand", lambda j=j: gc.bitcast(j, "int32"), (TypeError, ValueError))

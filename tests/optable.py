@@ -641,4 +641,10 @@ OPS += [
            [S(((6,), I32), k=6)], domain="small_int"),
 ]
 
+OPS.append(OpInfo("bitcast", lambda x, dtype: gc.bitcast(x, dtype),
+                  lambda x, dtype: np.array(x, order="C").view(dtype),
+                  [S(((3, 4), F32), dtype=I32), S(((3, 4), I32), dtype=F32),
+                   S(((2, 3), F64), dtype=I64), S(((5,), I64), dtype=F64), S(((), F32), dtype=I32),
+                   S(((0, 3), F64), dtype=I64)], domain="small_int", rtol=0, atol=0))
+
 BY_NAME = {o.name: o for o in OPS}

@@ -344,6 +344,7 @@ for op in ["bitwise_and", "bitwise_or", "bitwise_xor"]:
 BASE["invert"] = ((b,), {})
 BASE.update({
     "cast": ((x,), {"dtype": np.dtype("float32")}),
+    "bitcast": ((x,), {"dtype": np.dtype("int64")}),
     "where": ((b, x, x), {}),
     "take": ((m, ind), {"axis": 0}),
     "scatter_add": ((upd, ind), {"axis": 0, "size": 4}),

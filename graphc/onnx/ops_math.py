@@ -247,6 +247,16 @@ def _bitshift(ctx, n):
                    fill)
 
 
+@op("BitCast")
+def _bitcast(ctx, n):
+    x = ctx.x(n, 0)
+    to = np_dtype(int(n.attr("to", 0)), "attribute to")
+    if np.dtype(x.dtype).itemsize != to.itemsize or D.is_bool(x.dtype) or D.is_bool(to):
+        raise n.error(f"{x.dtype} -> {to}: graphc reinterprets between dtypes of one width "
+                      "(float32 <-> int32, float64 <-> int64)")
+    return O.bitcast(x, to)
+
+
 @op("Not", "BitwiseNot")
 def _not(ctx, n):
     return O.invert(ctx.x(n, 0))

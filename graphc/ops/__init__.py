@@ -41,6 +41,7 @@ from .elementwise import (
     abs,
     add,
     atan,
+    bitcast,
     bitwise_and,
     bitwise_or,
     bitwise_xor,
@@ -113,7 +114,7 @@ __all__ = [
     "sin", "cos", "floor", "ceil", "round", "sign", "reciprocal", "clip", "logical_and",
     "logical_or", "logical_xor", "logical_not", "expand", "cumsum", "prod", "scan",
     "atan", "tan", "asin", "acos", "sinh", "cosh", "asinh", "acosh", "atanh", "einsum",
-    "topk",
+    "topk", "bitcast",
 ]
 
 

@@ -170,6 +170,21 @@ def _cast_attrs(inputs, attrs):
 _define("cast", 1, _cast_rule, _ref_cast, _cast_vjp, lambda s, n, x: s.cast(x, n.dtype),
         attrs=("dtype",), check_attrs=_cast_attrs)
 
+
+
+def _bitcast_rule(name, inputs, attrs):
+    src, dst = inputs[0].dtype, attrs["dtype"]
+    if D.is_bool(src) or D.is_bool(dst) or np.dtype(src).itemsize != np.dtype(dst).itemsize:
+        raise DTypeError(f"bitcast: {src} -> {dst}: needs two dtypes of one width (float32 <-> "
+                         "int32, float64 <-> int64)")
+    return dst
+
+
+_define("bitcast", 1, _bitcast_rule, lambda x, dtype: np.array(x, order="C").view(dtype),
+        _no_grad, lambda s, n, x: s.bitcast(x, n.dtype), attrs=("dtype",),
+        check_attrs=lambda inputs, attrs: {"dtype": A.dtype("bitcast", "dtype", attrs["dtype"])},
+        doc="the bits of x read as another dtype of the same width; no gradient")
+
 # ----------------------------------------------------------------- binary ops
 
 _define("add", 2, _numeric, np.add, lambda n, g: [g, g], lambda s, n, a, b: a + b)
@@ -337,6 +352,16 @@ def cast(x, dtype) -> Node:
     if x.dtype == dt:
         return x
     return make("cast", (x,), {"dtype": dt})
+
+
+def bitcast(x, dtype) -> Node:
+    """The bits of ``x`` reinterpreted as ``dtype`` (numpy's ``x.view(dtype)``,
+    ONNX BitCast): float32 <-> int32, float64 <-> int64. No gradient."""
+    x = as_node(x, opname="bitcast")
+    dt = D.as_dtype(dtype, "bitcast")
+    if x.dtype == dt:
+        return x
+    return make("bitcast", (x,), {"dtype": dt})
 
 
 def _unary_numeric(name):
