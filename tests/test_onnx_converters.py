@@ -462,3 +462,27 @@ def test_scatter_reductions_match_onnxruntime(red):
     upd_nd = rng.standard_normal((3, 5)).astype(np.float32)
     _check(helper.make_node("ScatterND", ["x", "i", "u"], ["y"], reduction=red),
            {"x": x, "i": ind_nd, "u": upd_nd})
+
+
+def test_det_matches_numpy_with_its_gradient():
+    for shape in [(1, 1), (3, 2, 2), (2, 3, 3), (4, 4), (2, 5, 5)]:
+        a = rng.standard_normal(shape)
+        m = _model(helper.make_node("Det", ["a"], ["d"]), {"a": a})
+        g = gc.onnx.load(m)
+        np.testing.assert_allclose(g.compile()(a)[0], np.linalg.det(a), rtol=1e-10, atol=1e-12)
+        (ga,) = gc.grad(gc.sum(g.outputs[0]), [g.inputs["a"]])     # det(A) A^-T
+        want = np.linalg.det(a)[..., None, None] * np.swapaxes(np.linalg.inv(a), -1, -2)
+        np.testing.assert_allclose(gc.compile(ga, [g.inputs["a"]])(a), want, rtol=1e-8, atol=1e-10)
+    with pytest.raises(gc.onnx.OnnxImportError, match=r"Det node 'd6'.*6 x 6 matrices"):
+        gc.onnx.load(_model(helper.make_node("Det", ["a"], ["d"], name="d6"),
+                            {"a": np.ones((6, 6))}))
+
+
+def test_stft_matches_the_onnx_reference():
+    x = rng.standard_normal((2, 40, 1)).astype(np.float32)
+    win = np.hanning(10).astype(np.float32)
+    inits = [helper.make_tensor("step", TensorProto.INT64, [], [4]),
+             helper.make_tensor("w", TensorProto.FLOAT, [10], win)]
+    for onesided in (0, 1):
+        node = helper.make_node("STFT", ["x", "step", "w"], ["y"], onesided=onesided)
+        _vs_reference(node, {"x": x}, 17, inits=inits, rtol=1e-4)

@@ -402,3 +402,34 @@ def _cumprod(ctx, n):
     if excl:
         return scan(shift(x, ax, -1 if rev else 1, 1), O.constant(first), ax, rev)
     return scan(x, x * O.constant(first), ax, rev)
+
+
+@op("Det")
+def _det(ctx, n):
+    """The Leibniz sum over the n! permutations of products of entries (static
+    slices), for n <= 5: exact algebra, differentiable; larger matrices are refused."""
+    import itertools
+    x = ctx.x(n, 0)
+    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        raise n.error(f"needs (..., n, n) matrices, got shape {x.shape}")
+    if not D.is_float(x.dtype):
+        raise n.error(f"needs float matrices, got {x.dtype}")
+    k = x.shape[-1]
+    if k > 5:
+        raise n.error(f"{k} x {k} matrices: graphc computes Det as the Leibniz sum, for n <= 5")
+    if k == 0:
+        return O.broadcast_to(O.constant(1.0, x.dtype), x.shape[:-2])
+    total = None
+    for perm in itertools.permutations(range(k)):
+        sign = 1.0
+        for i in range(k):
+            for j in range(i + 1, k):
+                if perm[i] > perm[j]:
+                    sign = -sign
+        term = None
+        for i, p in enumerate(perm):
+            e = x[(Ellipsis, i, p)]
+            term = e if term is None else term * e
+        term = term if sign > 0 else -term
+        total = term if total is None else total + term
+    return total
