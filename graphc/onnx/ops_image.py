@@ -130,3 +130,108 @@ def _causal_conv(ctx, n):
         y = y * O.sigmoid(y)
     state = padded[:, :, L:] if k > 1 else O.constant(np.zeros((B, C, 0), np.dtype(x.dtype)))
     return [y, state]
+
+
+def _reflect(x, lo: float, hi: float):
+    """Reflect x by the nearer border until it lies in [lo, hi] (onnx.reference's rule)."""
+    rng = hi - lo
+    if rng <= 0:
+        return O.where(O.bitwise_or(x < lo, x > hi), O.constant(lo, x.dtype), x)
+    out = []
+    for below in (True, False):
+        dx = (lo - x) if below else (x - hi)
+        k = O.floor(dx / rng)
+        r = dx - k * rng
+        even = O.equal(O.mod(k, 2.0), 0.0)
+        near, far = (lo + r, hi - r) if below else (hi - r, lo + r)
+        out.append(O.where(even, near, far))
+    return O.where(x < lo, out[0], O.where(x > hi, out[1], x))
+
+
+_CUBIC_A = -0.75
+
+
+def _cubic_weights(t):
+    """Keys' cubic convolution weights of the taps -1, 0, 1, 2 at fraction t."""
+    a = _CUBIC_A
+
+    def far(u):
+        return ((a * u - 5 * a) * u + 8 * a) * u - 4 * a
+
+    def near(u):
+        return ((a + 2) * u - (a + 3)) * u * u + 1
+    return [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)]
+
+
+@op("GridSample")
+def _grid_sample(ctx, n):
+    """Every output point reads X at the grid's coordinates: per spatial dimension
+    the taps (1 nearest, 2 linear, 4 cubic) and their weights are computed in the
+    graph, each combination of taps is one take of X (batch and position flattened,
+    channels kept), weighted and summed. The grid may be a graph value."""
+    x, grid = ctx.x(n, 0), ctx.x(n, 1)
+    mode = {"bilinear": "linear", "bicubic": "cubic"}.get(n.attr("mode", "linear"),
+                                                        n.attr("mode", "linear"))
+    pad = n.attr("padding_mode", "zeros")
+    align = bool(n.attr("align_corners", 0))
+    if mode not in ("nearest", "linear", "cubic"):
+        raise n.error(f"mode {mode!r} is not one of nearest, linear, cubic")
+    if pad not in ("zeros", "border", "reflection"):
+        raise n.error(f"padding_mode {pad!r} is not one of zeros, border, reflection")
+    N, C, dims = x.shape[0], x.shape[1], x.shape[2:]
+    nd = len(dims)
+    if grid.shape[0] != N or grid.ndim != nd + 2 or grid.shape[-1] != nd:
+        raise n.error(f"grid {grid.shape} must be (N, *output, {nd}) for X {x.shape}")
+    out = grid.shape[1:-1]
+    lo = [0.0 if align else -0.5 for _ in dims]
+    hi = [d - 1.0 if align else d - 0.5 for d in dims]
+    coords = []
+    for i, d in enumerate(dims):
+        g = grid[(Ellipsis, nd - 1 - i)]                      # the grid lists x (width) first
+        c = (g + 1.0) * (0.5 * (d - 1)) if align else ((g + 1.0) * d - 1.0) * 0.5
+        if mode == "nearest":
+            c = O.round(c)
+        if pad == "border":                    # only coordinates outside [lo, hi] are clamped
+            c = O.where(O.bitwise_or(c < lo[i], c > hi[i]), O.clip(c, 0.0, d - 1.0), c)
+        elif pad == "reflection":
+            c = _reflect(c, lo[i], hi[i])
+        coords.append(c)
+    taps = []                                    # per dim: [(index node, weight node or None)]
+    for c in coords:
+        if mode == "nearest":
+            taps.append([(O.cast(c, "int64"), None)])     # (truncation, as the reference)
+            continue
+        c0 = O.floor(c)
+        t = c - c0
+        base = O.cast(c0, "int64")
+        if mode == "linear":
+            taps.append([(base, 1.0 - t), (base + 1, t)])
+        else:
+            taps.append([(base + (k - 1), w) for k, w in enumerate(_cubic_weights(t))])
+    P = int(np.prod(dims))
+    xt = O.reshape(O.transpose(x, (0,) + tuple(range(2, x.ndim)) + (1,)), (N * P, C))
+    batch = O.constant(np.arange(N, dtype=np.int64).reshape((N,) + (1,) * len(out)) * P)
+    y = None
+    for combo in itertools.product(*taps):
+        lin, w, valid = batch, None, None
+        for i, (idx, wt) in enumerate(combo):
+            d = dims[i]
+            if pad == "zeros":
+                ok = O.bitwise_and(idx >= 0, idx < d)
+                valid = ok if valid is None else O.bitwise_and(valid, ok)
+                idx = O.clip(idx, 0, d - 1)
+            elif pad == "border":
+                idx = O.clip(idx, 0, d - 1)
+            else:
+                idx = O.cast(_reflect(O.cast(idx, x.dtype), lo[i], hi[i]), "int64")
+                idx = O.clip(idx, 0, d - 1)
+            lin = lin + idx * int(np.prod(dims[i + 1:]))
+            if wt is not None:
+                w = wt if w is None else w * wt
+        if valid is not None:
+            vw = O.cast(valid, x.dtype)
+            w = vw if w is None else w * vw
+        v = O.take(xt, O.broadcast_to(lin, (N,) + out), 0)         # (N, *out, C)
+        term = v if w is None else v * O.expand_dims(w, -1)
+        y = term if y is None else y + term
+    return O.transpose(y, (0, y.ndim - 1) + tuple(range(1, y.ndim - 1)))

@@ -1,0 +1,53 @@
+"""GridSample (graphc/onnx/ops_image.py) against onnxruntime on random grids
+reaching outside the image (so every padding rule is exercised), in every mode,
+and its gradient with respect to the image."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphc as gc
+
+pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import helper  # noqa: E402
+from test_onnx_converters import _check, _model  # noqa: E402
+
+import graphc.onnx  # noqa: E402, F401
+
+
+@pytest.mark.parametrize("align", [0, 1])
+@pytest.mark.parametrize("pad", ["zeros", "border", "reflection"])
+@pytest.mark.parametrize("mode", ["nearest", "linear", "cubic"])
+def test_grid_sample_matches_onnxruntime(mode, pad, align):
+    r = np.random.default_rng(len(mode) * 7 + len(pad) + align)
+    x = r.standard_normal((2, 3, 5, 6)).astype(np.float32)
+    grid = r.uniform(-1.6, 1.6, (2, 4, 7, 2)).astype(np.float32)
+    node = helper.make_node("GridSample", ["x", "g"], ["y"], mode=mode, padding_mode=pad,
+                            align_corners=align)
+    if (mode, pad) == ("cubic", "border"):
+        # onnxruntime (as PyTorch) clamps each cubic tap, onnx.reference (which the node
+        # tests follow, and graphc) clamps the coordinate first: they differ, use the latter
+        from onnx.reference import ReferenceEvaluator
+        m = _model(node, {"x": x, "g": grid}, opset=20)
+        (want,) = ReferenceEvaluator(m).run(None, {"x": x, "g": grid})
+        np.testing.assert_allclose(gc.onnx.load(m).compile()(x, grid)[0], want, rtol=1e-4,
+                                   atol=1e-5)
+        return
+    _check(node, {"x": x, "g": grid}, opset=20, rtol=1e-4)
+
+
+def test_grid_sample_gradient_is_the_transposed_sampling():
+    """Linear sampling is linear in the image: d sum(w * y) / d x is w scattered back by
+    the same weights, i.e. equal to sampling's matrix transposed (checked by <y, w> =
+    <x, grad>)."""
+    r = np.random.default_rng(3)
+    x = r.standard_normal((1, 2, 4, 5))
+    grid = r.uniform(-1, 1, (1, 3, 3, 2))
+    m = _model(helper.make_node("GridSample", ["x", "g"], ["y"], mode="linear"),
+               {"x": x, "g": grid}, opset=20)
+    g = gc.onnx.load(m)
+    w = r.standard_normal(g.outputs[0].shape)
+    (gx,) = gc.grad(gc.sum(g.outputs[0] * gc.constant(w)), [g.inputs["x"]])
+    y, gxv = gc.compile([g.outputs[0], gx], list(g.inputs.values()))(x, grid)
+    np.testing.assert_allclose(np.sum(y * w), np.sum(x * gxv), rtol=1e-10)
