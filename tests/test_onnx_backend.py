@@ -47,8 +47,6 @@ EXCLUDED = {
                         "where the exact value is 0 (graphc gives 5e-16): over the test's atol 1e-7",
     "test_dft_inverse_opset19": "as test_dft_inverse",
     "test_scan_sum": "Scan-8 (batched, with sequence_lens) is not converted; Scan-9 is",
-    "test_maxpool_with_argmax_2d_precomputed_pads": "MaxPool's Indices output is not converted",
-    "test_maxpool_with_argmax_2d_precomputed_strides": "MaxPool's Indices output is not converted",
     "test_range_float_type_positive_delta": "Range of float graph inputs: its length depends on "
                                             "run-time values (only integer inputs are fixed "
                                             "at run time)",

@@ -1,4 +1,5 @@
-"""GridSample (graphc/onnx/ops_image.py) against onnxruntime on random grids
+"""GridSample (graphc/onnx/ops_image.py) and MaxPool's Indices output against
+onnxruntime; GridSample on random grids
 reaching outside the image (so every padding rule is exercised), in every mode,
 and its gradient with respect to the image."""
 from __future__ import annotations
@@ -51,3 +52,12 @@ def test_grid_sample_gradient_is_the_transposed_sampling():
     (gx,) = gc.grad(gc.sum(g.outputs[0] * gc.constant(w)), [g.inputs["x"]])
     y, gxv = gc.compile([g.outputs[0], gx], list(g.inputs.values()))(x, grid)
     np.testing.assert_allclose(np.sum(y * w), np.sum(x * gxv), rtol=1e-10)
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_shape=[2, 2], strides=[2, 2]),
+                                dict(kernel_shape=[3, 2], strides=[1, 2], pads=[1, 0, 1, 1]),
+                                dict(kernel_shape=[3, 3], storage_order=1, pads=[1, 1, 1, 1]),
+                                dict(kernel_shape=[2, 2], dilations=[2, 1], ceil_mode=1)])
+def test_max_pool_indices_match_onnxruntime(kw):
+    x = np.random.default_rng(5).standard_normal((2, 3, 7, 6)).astype(np.float32)
+    _check(helper.make_node("MaxPool", ["x"], ["y", "i"], **kw), {"x": x}, opset=12)

@@ -136,8 +136,7 @@ def _pool(ctx, n, reduce_max):
     kernel = list(n.attr("kernel_shape"))
     if len(kernel) != nsp:
         raise n.error(f"kernel_shape {kernel} does not match the {nsp} spatial axes of {x.shape}")
-    if n.wants(1):
-        raise n.error("the Indices output is not supported")
+    want_idx = reduce_max and n.wants(1)
     strides = list(n.attr("strides", [1] * nsp))
     dil = list(n.attr("dilations", [1] * nsp))
     ceil = bool(n.attr("ceil_mode", 0))
@@ -152,9 +151,25 @@ def _pool(ctx, n, reduce_max):
         xp = O.pad(x, widths, value=low) if any(map(any, widths)) else x
         taps = _taps(xp, kernel, strides, dil, out)
         y = taps[0]
-        for t in taps[1:]:
-            y = O.maximum(y, t)
-        return y
+        if not want_idx:
+            for t in taps[1:]:
+                y = O.maximum(y, t)
+            return y
+        # Indices: the flat index (over the whole input; spatial axes row-major, or
+        # column-major for storage_order=1) of each window's first maximum, carried along
+        # the taps from a constant holding every position's index
+        sp = x.shape[2:]
+        order = "F" if n.attr("storage_order", 0) else "C"
+        within = np.arange(int(np.prod(sp)), dtype=np.int64).reshape(sp, order=order)
+        flat = (np.arange(x.shape[0] * x.shape[1], dtype=np.int64).reshape(
+            x.shape[:2] + (1,) * len(sp)) * within.size + within)
+        flat = np.pad(flat, widths, constant_values=-1)
+        itaps = _taps(O.constant(flat), kernel, strides, dil, out)
+        idx = itaps[0]
+        for t, it in zip(taps[1:], itaps[1:]):
+            better = t > y
+            y, idx = O.where(better, t, y), O.where(better, it, idx)
+        return [y, idx]
     xp = O.pad(x, widths) if any(map(any, widths)) else x
     taps = _taps(xp, kernel, strides, dil, out)
     total = taps[0]
