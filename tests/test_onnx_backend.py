@@ -30,15 +30,10 @@ from graphc.onnx.backend import GraphcBackend  # noqa: E402
 
 # Tests of converted ops that graphc fails on purpose, and why.
 EXCLUDED = {
-    "test_batchnorm_epsilon_training_mode": "training mode: the running mean/variance outputs "
-                                            "(graphc imports inference graphs)",
-    "test_batchnorm_example_training_mode": "training mode: the running mean/variance outputs",
-    "test_training_dropout": "Dropout with training_mode=True (random masks; inference only)",
+    "test_training_dropout": "Dropout with training_mode=True and ratio > 0 (random masks)",
     "test_training_dropout_default": "Dropout with training_mode=True",
     "test_training_dropout_default_mask": "Dropout with training_mode=True",
     "test_training_dropout_mask": "Dropout with training_mode=True",
-    "test_training_dropout_zero_ratio": "Dropout with training_mode=True",
-    "test_training_dropout_zero_ratio_mask": "Dropout with training_mode=True",
     "test_identity_opt": "an optional-typed input: graphc values are tensors",
     "test_identity_sequence": "a sequence-typed input: graphc values are tensors",
     "test_loop13_seq": "a sequence-typed input: graphc values are tensors",

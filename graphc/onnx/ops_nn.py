@@ -216,9 +216,21 @@ def _per_channel(v, ndim):
 @op("BatchNormalization")
 def _batchnorm(ctx, n):
     x = ctx.x(n, 0)
-    if n.attr("training_mode", 0) or any(n.wants(k) for k in range(1, 5)):
-        raise n.error("training mode (the running mean/variance outputs) is not supported")
     eps = float(n.attr("epsilon", 1e-5))
+    if n.attr("training_mode", 0) or any(n.wants(k) for k in range(1, 5)):
+        if n.opset < 14:
+            raise n.error("training mode before opset 14 (its saved statistics outputs) is "
+                          "not supported")
+        # the batch's statistics normalize; the running ones are updated by momentum
+        axes = (0,) + tuple(range(2, x.ndim))
+        mu = O.mean(x, axes)
+        dev = x - _per_channel(mu, x.ndim)
+        var = O.mean(dev * dev, axes)                  # the population variance
+        sc, b, m, v = (ctx.x(n, k) for k in range(1, 5))
+        y = (x - _per_channel(mu, x.ndim)) * _per_channel(sc / O.sqrt(var + eps), x.ndim) \
+            + _per_channel(b, x.ndim)
+        mom = float(n.attr("momentum", 0.9))
+        return [y, m * mom + mu * (1 - mom), v * mom + var * (1 - mom)]
     names = n.inputs[1:5]
     if all(ctx.known(s) for s in names):         # fold into one scale and shift
         sc, b, m, v = (np.asarray(ctx.const(n, k, w), np.float64) for k, w in

@@ -316,7 +316,10 @@ def _pad(ctx, n):
 def _dropout(ctx, n):
     x = ctx.x(n, 0)
     if n.opset >= 12 and n.has(2) and bool(ctx.const(n, 2, "training_mode")):
-        raise n.error("training_mode=True is not supported (graphc imports inference graphs)")
+        ratio = float(np.asarray(ctx.const(n, 1, "ratio")).reshape(())) if n.has(1) else 0.5
+        if ratio != 0:               # with ratio 0 training mode keeps every element
+            raise n.error(f"training_mode=True with ratio {ratio} draws a random mask, which "
+                          "graphc does not import (inference graphs, or ratio 0)")
     mask = O.broadcast_to(O.constant(True), x.shape) if n.wants(1) else None
     return [x, mask]
 
