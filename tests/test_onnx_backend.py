@@ -46,10 +46,6 @@ EXCLUDED = {
                                             "run-time values (only integer inputs are fixed "
                                             "at run time)",
     "test_reduce_max_empty_set_bool": "ReduceMax of an empty bool set has no identity",
-    "test_resize_downsample_scales_linear_antialias": "Resize with antialias=1 is not converted",
-    "test_resize_downsample_sizes_linear_antialias": "Resize with antialias=1 is not converted",
-    "test_resize_downsample_scales_cubic_antialias": "Resize with antialias=1 is not converted",
-    "test_resize_downsample_sizes_cubic_antialias": "Resize with antialias=1 is not converted",
     "test_convtranspose_3d": "3-d ConvTranspose: graphc has 1-d and 2-d convolutions",
 }
 

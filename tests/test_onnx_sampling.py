@@ -61,3 +61,13 @@ def test_grid_sample_gradient_is_the_transposed_sampling():
 def test_max_pool_indices_match_onnxruntime(kw):
     x = np.random.default_rng(5).standard_normal((2, 3, 7, 6)).astype(np.float32)
     _check(helper.make_node("MaxPool", ["x"], ["y", "i"], **kw), {"x": x}, opset=12)
+
+
+@pytest.mark.parametrize("mode", ["linear", "cubic"])
+@pytest.mark.parametrize("scales", [[1, 1, 0.6, 0.35], [1, 1, 0.8, 1.5]])
+def test_resize_antialias_matches_onnxruntime(mode, scales):
+    from onnx import TensorProto
+    x = np.random.default_rng(6).standard_normal((1, 2, 10, 9)).astype(np.float32)
+    node = helper.make_node("Resize", ["x", "", "s"], ["y"], mode=mode, antialias=1)
+    _check(node, {"x": x}, opset=18, rtol=1e-4,
+           inits=[helper.make_tensor("s", TensorProto.FLOAT, [4], scales)])
