@@ -71,3 +71,17 @@ def test_resize_antialias_matches_onnxruntime(mode, scales):
     node = helper.make_node("Resize", ["x", "", "s"], ["y"], mode=mode, antialias=1)
     _check(node, {"x": x}, opset=18, rtol=1e-4,
            inits=[helper.make_tensor("s", TensorProto.FLOAT, [4], scales)])
+
+
+@pytest.mark.parametrize("mode", ["avg", "max"])
+@pytest.mark.parametrize("ctm", ["half_pixel", "output_half_pixel"])
+def test_roi_align_matches_onnxruntime(mode, ctm):
+    r = np.random.default_rng(8)
+    x = r.standard_normal((2, 3, 9, 11)).astype(np.float32)
+    rois = np.array([[0.5, 1.0, 7.0, 6.5], [-2.0, -1.0, 4.0, 12.0], [3.0, 3.0, 3.5, 3.2],
+                     [6.0, 2.0, 12.0, 10.0]], np.float32)
+    node = helper.make_node("RoiAlign", ["x", "rois", "bi"], ["y"], mode=mode, output_height=3,
+                            output_width=4, sampling_ratio=2, spatial_scale=0.9,
+                            coordinate_transformation_mode=ctm)
+    _check(node, {"x": x, "rois": rois, "bi": np.array([0, 1, 1, 0], np.int64)}, opset=16,
+           rtol=1e-4)

@@ -235,3 +235,72 @@ def _grid_sample(ctx, n):
         term = v if w is None else v * O.expand_dims(w, -1)
         y = term if y is None else y + term
     return O.transpose(y, (0, y.ndim - 1) + tuple(range(1, y.ndim - 1)))
+
+
+def _roi_axis(start, size, bins: int, grid: int, limit: int):
+    """Sample coordinates along one axis of every ROI, (R, bins, grid): their low and
+    high pixel indices, weights, and whether they fall outside [-1, limit]."""
+    R = start.shape[0]
+    b = O.reshape(size / float(bins), (R, 1, 1))
+    k = O.constant(np.arange(bins, dtype=np.float64).reshape(1, bins, 1))
+    s = O.constant((np.arange(grid, dtype=np.float64) + 0.5).reshape(1, 1, grid) / grid)
+    c = O.reshape(start, (R, 1, 1)) + O.cast(k, start.dtype) * b + O.cast(s, start.dtype) * b
+    out = O.bitwise_or(c < -1.0, c > float(limit))
+    c = O.maximum(c, 0.0)
+    low = O.floor(c)
+    end = low >= limit - 1.0
+    low = O.where(end, limit - 1.0, low)
+    c = O.where(end, low, c)
+    high = O.where(end, low, low + 1.0)
+    frac = c - low
+    return O.cast(low, "int64"), O.cast(high, "int64"), 1.0 - frac, frac, out
+
+
+@op("RoiAlign")
+def _roi_align(ctx, n):
+    """Each ROI bin is the average (or, in mode max, onnx.reference's max of the
+    weighted corners) of a grid of bilinear samples; ROIs and batch indices may be
+    graph values (a fixed sampling_ratio), the samples are takes of X."""
+    x, rois, bidx = ctx.x(n, 0), ctx.x(n, 1), ctx.x(n, 2)
+    N, C, H, W = x.shape
+    oh, ow = int(n.attr("output_height", 1)), int(n.attr("output_width", 1))
+    ratio = int(n.attr("sampling_ratio", 0))
+    if ratio <= 0:
+        raise n.error("sampling_ratio 0 (adaptive: a grid per ROI from its size, a graph "
+                      "value) is not supported; give a positive sampling_ratio")
+    mode = n.attr("mode", "avg")
+    if mode not in ("avg", "max"):
+        raise n.error(f"mode {mode!r} is not one of avg, max")
+    half = n.attr("coordinate_transformation_mode", "half_pixel") == "half_pixel"
+    scale = float(n.attr("spatial_scale", 1.0))
+    if rois.ndim != 2 or rois.shape[1] != 4 or bidx.shape != (rois.shape[0],):
+        raise n.error(f"rois must be (R, 4) and batch_indices (R,), got {rois.shape} and "
+                      f"{bidx.shape}")
+    R = rois.shape[0]
+    off = 0.5 if half else 0.0
+    x1, y1, x2, y2 = (rois[:, k] * scale - off for k in range(4))
+    rw, rh = x2 - x1, y2 - y1
+    if not half:
+        rw, rh = O.maximum(rw, 1.0), O.maximum(rh, 1.0)
+    ylo, yhi, yh, yl, yout = _roi_axis(y1, rh, oh, ratio, H)   # (R, oh, g)
+    xlo, xhi, xh, xl, xout = _roi_axis(x1, rw, ow, ratio, W)   # (R, ow, g)
+
+    def e(t, axes):                      # (R, a, g) -> broadcast over (R, oh, g, ow, g)
+        return O.reshape(t, axes)
+    yshape, xshape = (R, oh, ratio, 1, 1), (R, 1, 1, ow, ratio)
+    valid = O.cast(~O.bitwise_or(e(yout, yshape), e(xout, xshape)), x.dtype)
+    xt = O.reshape(O.transpose(x, (0, 2, 3, 1)), (N * H * W, C))
+    base = O.reshape(O.cast(bidx, "int64") * (H * W), (R, 1, 1, 1, 1))
+    terms = []
+    for yi, wy in ((ylo, yh), (yhi, yl)):
+        for xi, wx in ((xlo, xh), (xhi, xl)):
+            lin = O.broadcast_to(base + e(yi, yshape) * W + e(xi, xshape), (R, oh, ratio, ow, ratio))
+            w = O.cast(e(wy, yshape) * e(wx, xshape), x.dtype) * valid
+            terms.append(O.take(xt, lin, 0) * O.expand_dims(w, -1))    # (R, oh, g, ow, g, C)
+    if mode == "avg":
+        y = (terms[0] + terms[1] + terms[2] + terms[3])
+        y = O.sum(y, axis=(2, 4)) / float(ratio * ratio)
+    else:
+        y = O.max(O.maximum(O.maximum(terms[0], terms[1]), O.maximum(terms[2], terms[3])),
+                  axis=(2, 4))
+    return O.transpose(y, (0, 3, 1, 2))
