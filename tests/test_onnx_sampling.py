@@ -85,3 +85,20 @@ def test_roi_align_matches_onnxruntime(mode, ctm):
                             coordinate_transformation_mode=ctm)
     _check(node, {"x": x, "rois": rois, "bi": np.array([0, 1, 1, 0], np.int64)}, opset=16,
            rtol=1e-4)
+
+
+def test_deform_conv_matches_the_onnx_reference():
+    from test_onnx_converters import _vs_reference
+    r = np.random.default_rng(9)
+    f32 = np.float32
+    N, C, H, W, oc, k = 1, 4, 6, 5, 4, 2
+    oh, ow = 4, 3                                   # pads 1, stride (2, 2), dilation (1, 2)
+    feeds = {"x": r.standard_normal((N, C, H, W)).astype(f32),
+             "w": r.standard_normal((oc, C // 2, k, k)).astype(f32),
+             "off": r.uniform(-1.5, 1.5, (N, 2 * 2 * k * k, oh, ow)).astype(f32),
+             "b": r.standard_normal(oc).astype(f32),
+             "m": r.uniform(0, 1, (N, 2 * k * k, oh, ow)).astype(f32)}
+    node = helper.make_node("DeformConv", ["x", "w", "off", "b", "m"], ["y"], group=2,
+                            offset_group=2, kernel_shape=[k, k], pads=[1, 1, 1, 1],
+                            strides=[2, 2], dilations=[1, 2])
+    _vs_reference(node, feeds, 19, rtol=1e-4)

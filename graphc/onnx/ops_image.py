@@ -178,11 +178,10 @@ def _grid_sample(ctx, n):
         raise n.error(f"mode {mode!r} is not one of nearest, linear, cubic")
     if pad not in ("zeros", "border", "reflection"):
         raise n.error(f"padding_mode {pad!r} is not one of zeros, border, reflection")
-    N, C, dims = x.shape[0], x.shape[1], x.shape[2:]
+    N, dims = x.shape[0], x.shape[2:]
     nd = len(dims)
     if grid.shape[0] != N or grid.ndim != nd + 2 or grid.shape[-1] != nd:
         raise n.error(f"grid {grid.shape} must be (N, *output, {nd}) for X {x.shape}")
-    out = grid.shape[1:-1]
     lo = [0.0 if align else -0.5 for _ in dims]
     hi = [d - 1.0 if align else d - 0.5 for d in dims]
     coords = []
@@ -196,6 +195,16 @@ def _grid_sample(ctx, n):
         elif pad == "reflection":
             c = _reflect(c, lo[i], hi[i])
         coords.append(c)
+    return _sample(x, coords, mode, pad, lo, hi)
+
+
+def _sample(x, coords, mode, pad, lo, hi):
+    """X (N, C, *dims) read at pixel coordinates ``coords`` (one (N, *out) node per
+    spatial axis, already adjusted for the padding mode): (N, C, *out). Per axis the
+    taps (1 nearest, 2 linear, 4 cubic) and weights are nodes; every combination of
+    taps is one take of X (batch and position flattened, channels kept)."""
+    N, C, dims = x.shape[0], x.shape[1], x.shape[2:]
+    out = coords[0].shape[1:]
     taps = []                                    # per dim: [(index node, weight node or None)]
     for c in coords:
         if mode == "nearest":
@@ -304,3 +313,48 @@ def _roi_align(ctx, n):
         y = O.max(O.maximum(O.maximum(terms[0], terms[1]), O.maximum(terms[2], terms[3])),
                   axis=(2, 4))
     return O.transpose(y, (0, 3, 1, 2))
+
+
+@op("DeformConv")
+def _deform_conv(ctx, n):
+    """Deformable 2-d convolution: every kernel tap of every output position reads X
+    bilinearly (zeros outside) at its grid position plus the offset (a graph value),
+    times the mask; the samples are contracted with W per group by one einsum."""
+    x, w, offset = ctx.x(n, 0), ctx.x(n, 1), ctx.x(n, 2)
+    b, mask = ctx.opt(n, 3), ctx.opt(n, 4)
+    if x.ndim != 4:
+        raise n.error(f"only 2-d DeformConv is supported, got X of shape {x.shape}")
+    N, C, H, W = x.shape
+    oc, icg, kh, kw = w.shape
+    group, og = int(n.attr("group", 1)), int(n.attr("offset_group", 1))
+    if C != icg * group or oc % group or C % og:
+        raise n.error(f"X {x.shape}, W {w.shape}, group {group} and offset_group {og} do not "
+                      "fit together")
+    st = list(n.attr("strides", [1, 1]))
+    dil = list(n.attr("dilations", [1, 1]))
+    pads = list(n.attr("pads", [0, 0, 0, 0]))
+    oh, ow = offset.shape[2:]
+    if offset.shape != (N, og * 2 * kh * kw, oh, ow):
+        raise n.error(f"offset has shape {offset.shape}, expected "
+                      f"{(N, og * 2 * kh * kw, oh, ow)}")
+    off = O.reshape(offset, (N, og, kh, kw, 2, oh, ow))
+    m = O.reshape(mask, (N, og, kh, kw, oh, ow)) if mask is not None else None
+    cg = C // og
+    ih = (np.arange(kh) * dil[0]).reshape(kh, 1, 1, 1) + \
+        (np.arange(oh) * st[0] - pads[0]).reshape(1, 1, oh, 1)          # tap rows (kh, 1, oh, 1)
+    iw = (np.arange(kw) * dil[1]).reshape(1, kw, 1, 1) + \
+        (np.arange(ow) * st[1] - pads[1]).reshape(1, 1, 1, ow)
+    cols = []
+    for g in range(og):
+        ch = O.constant(ih.astype(np.dtype(x.dtype))) + off[:, g, :, :, 0]     # (N, kh, kw, oh, ow)
+        cw = O.constant(iw.astype(np.dtype(x.dtype))) + off[:, g, :, :, 1]
+        v = _sample(x[:, g * cg:(g + 1) * cg], [ch, cw], "linear", "zeros", None, None)
+        if m is not None:
+            v = v * O.expand_dims(m[:, g], 1)
+        cols.append(v)                                          # (N, cg, kh, kw, oh, ow)
+    cols = O.concatenate(cols, 1) if og > 1 else cols[0]
+    ocg = oc // group
+    ys = [O.einsum("ncklij,ockl->noij", cols[:, k * icg:(k + 1) * icg], w[k * ocg:(k + 1) * ocg])
+          for k in range(group)]
+    y = O.concatenate(ys, 1) if group > 1 else ys[0]
+    return y + O.reshape(b, (1, oc, 1, 1)) if b is not None else y
