@@ -276,6 +276,23 @@ def test_export_elementwise_and_integer_ops():
         assert g_.dtype == w_.dtype
 
 
+def test_export_einsum_topk_and_a_scan_barrier():
+    # topk's rank passes a scan(0, b) (the identity), exported as an Expand
+    ort = _ort()
+    x = gc.placeholder((3, 5), "float32", name="x")
+    y = gc.placeholder((5, 4), "float32", name="y")
+    v, i = gc.topk(x, 2, axis=1, largest=False)
+    outs = [v, i, gc.einsum("ij,jk->ik", x, y), gc.einsum("ii->i", x[:, :3]), gc.atan(x)]
+    rng = np.random.default_rng(4)
+    xv, yv = rng.standard_normal((3, 5)).astype(np.float32), rng.standard_normal((5, 4)).astype(np.float32)
+    want = gc.compile(outs, [x, y])(xv, yv)
+    got = ort.InferenceSession(gc.onnx.to_model(outs).SerializeToString()).run(None, {"x": xv, "y": yv})
+    for a, b_ in zip(want, got):
+        np.testing.assert_allclose(b_, a, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="'bitcast'.*has no ONNX export"):
+        gc.onnx.to_model(gc.bitcast(x, "int32"))
+
+
 def test_export_errors():
     x = gc.placeholder((3,), "float32", name="x")
     r = gc.random_uniform((3,), seed=1)

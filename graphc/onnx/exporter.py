@@ -105,6 +105,9 @@ def _export_node(w: _Writer, n: Node, ins: list, out: str) -> None:
         _windows(w, n, ins[0], out)
     elif op == "scan":
         a = n.inputs[0]
+        if a.op == "constant" and not np.any(a.value):       # h[j] = b[j]: b itself
+            w.add("Expand", [ins[1], w.ints(n.shape)], out)
+            return
         if a.op != "constant" or not np.all(a.value == 1):
             raise ValueError(f"onnx export: a scan (node %{n.id}) other than a cumulative sum "
                              "has no ONNX op")
