@@ -41,7 +41,6 @@ EXCLUDED = {
     "test_dft_inverse": "the expected imaginary parts hold float32 rounding noise (1.9e-7) "
                         "where the exact value is 0 (graphc gives 5e-16): over the test's atol 1e-7",
     "test_dft_inverse_opset19": "as test_dft_inverse",
-    "test_scan_sum": "Scan-8 (batched, with sequence_lens) is not converted; Scan-9 is",
     "test_range_float_type_positive_delta": "Range of float graph inputs: its length depends on "
                                             "run-time values (only integer inputs are fixed "
                                             "at run time)",

@@ -486,3 +486,20 @@ def test_stft_matches_the_onnx_reference():
     for onesided in (0, 1):
         node = helper.make_node("STFT", ["x", "step", "w"], ["y"], onesided=onesided)
         _vs_reference(node, {"x": x}, 17, inits=inits, rtol=1e-4)
+
+
+def test_scan8_runs_its_body_per_batch_entry():
+    F = TensorProto.FLOAT
+    body = _graph("body", [helper.make_node("Mul", ["acc", "xt"], ["acc_out"]),
+                           helper.make_node("Identity", ["acc_out"], ["yt"])],
+                  [_vi("acc", F, [2]), _vi("xt", F, [2])], [_vi("acc_out", F, [2]), _vi("yt", F, [2])])
+    scan = helper.make_node("Scan", ["", "a0", "x"], ["a", "y"], body=body, num_scan_inputs=1)
+    g = _graph("m", [scan], [_vi("a0", F, [3, 2]), _vi("x", F, [3, 4, 2])],
+               [_vi("a", F, [3, 2]), _vi("y", F, [3, 4, 2])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 8)])
+    a0 = rng.standard_normal((3, 2)).astype(np.float32)
+    x = rng.standard_normal((3, 4, 2)).astype(np.float32)
+    a, y = gc.onnx.load(m).compile()(a0, x)
+    want = a0[:, None, :] * np.cumprod(x, axis=1)
+    np.testing.assert_allclose(y, want, rtol=1e-6)
+    np.testing.assert_allclose(a, want[:, -1], rtol=1e-6)

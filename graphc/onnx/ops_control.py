@@ -11,8 +11,9 @@ evaluating the control at load time (graphc graphs are static).
   imports the body once, with the loop-carried values of the previous one;
   scan outputs are stacked along a new first axis. At most
   :data:`UNROLL_LIMIT` iterations.
-- **Scan** (opset 9+): unrolled along the scan axis (its length is static),
-  the same way.
+- **Scan**: unrolled along the scan axis (its length is static), the same
+  way; Scan-8 (a leading batch axis) per batch entry, with full-length
+  sequences only.
 
 A subgraph sees the outer graph's values by name; nodes inside it are
 converted (and folded) like any other. Errors inside a subgraph name the
@@ -149,10 +150,47 @@ def _loop(ctx, n):
     return carried + [_stack(n, s, vo, "the loop") for s, vo in zip(scans, body.output[1 + nc:])]
 
 
+def _scan8(ctx, n):
+    """Scan-8: every input has a leading batch axis and the scan axis is 1; the body
+    runs per batch entry (unrolled), and the results are stacked back."""
+    if n.has(0):
+        lens = ctx.const(n, 0, "sequence_lens, which graphc needs to unroll the scan")
+    else:
+        lens = None
+    if n.attr("directions") and any(n.attr("directions")):
+        raise n.error("Scan-8 with reverse directions is not supported")
+    body = n.attr("body")
+    m = int(n.attr("num_scan_inputs"))
+    vals = [_value(ctx, name) for name in n.inputs[1:]]
+    nstate = len(vals) - m
+    if not vals[nstate:]:
+        raise n.error("no scan inputs (num_scan_inputs is 0)")
+    B, T = vals[nstate].shape[0], vals[nstate].shape[1]
+    if B == 0:
+        raise n.error("Scan-8 with an empty batch is not supported")
+    if lens is not None and not (np.asarray(lens) == T).all():
+        raise n.error(f"sequence_lens {np.asarray(lens).tolist()} shorter than the scan length "
+                      f"{T} are not supported")
+    _limit(n, B * T)
+    per = []
+    for b in range(B):
+        state = [v[b] for v in vals[:nstate]]
+        scans = [[] for _ in range(len(body.output) - nstate)]
+        for t in range(T):
+            outs = run_subgraph(ctx, n, body, state + [v[b, t] for v in vals[nstate:]],
+                                f"body (batch {b}, step {t})")
+            state = outs[:nstate]
+            for sc, v in zip(scans, outs[nstate:]):
+                sc.append(v)
+        per.append(state + [_stack(n, sc, vo, "the scan")
+                            for sc, vo in zip(scans, body.output[nstate:])])
+    return [_stack(n, [p[k] for p in per], None, "the scan") for k in range(len(per[0]))]
+
+
 @op("Scan")
 def _scan(ctx, n):
     if n.opset < 9:
-        raise n.error("Scan before opset 9 (with a sequence_lens input) is not supported")
+        return _scan8(ctx, n)
     body = n.attr("body")
     m = int(n.attr("num_scan_inputs"))
     vals = [_value(ctx, name) for name in n.inputs]
