@@ -44,7 +44,6 @@ EXCLUDED = {
     "test_range_float_type_positive_delta": "Range of float graph inputs: its length depends on "
                                             "run-time values (only integer inputs are fixed "
                                             "at run time)",
-    "test_reduce_max_empty_set_bool": "ReduceMax of an empty bool set has no identity",
     "test_convtranspose_3d": "3-d ConvTranspose: graphc has 1-d and 2-d convolutions",
 }
 

@@ -338,9 +338,13 @@ def _reduce(ctx, n):
     if x.ndim == 0:
         return x
     if n.op in ("ReduceMax", "ReduceMin") and any(x.shape[a] == 0 for a in (axes or range(x.ndim))):
-        if not D.is_float(x.dtype):
-            raise n.error(f"reducing an empty axis of shape {x.shape} of {x.dtype} has no value")
-        init = -np.inf if n.op == "ReduceMax" else np.inf      # the reduction's identity
+        big = n.op == "ReduceMax"                # the reduction's identity
+        if D.is_float(x.dtype):
+            init = -np.inf if big else np.inf
+        elif D.is_bool(x.dtype):
+            init = not big                       # max is "any", min is "all"
+        else:
+            init = np.iinfo(x.dtype).min if big else np.iinfo(x.dtype).max
         return np.full(np.zeros(x.shape).sum(axis=axes, keepdims=keep).shape, init, x.dtype)
     y = f(x, axes, keep)
     return y if y.dtype == x.dtype else O.cast(y, x.dtype)
