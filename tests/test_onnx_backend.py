@@ -44,7 +44,6 @@ EXCLUDED = {
     "test_range_float_type_positive_delta": "Range of float graph inputs: its length depends on "
                                             "run-time values (only integer inputs are fixed "
                                             "at run time)",
-    "test_convtranspose_3d": "3-d ConvTranspose: graphc has 1-d and 2-d convolutions",
 }
 
 # graphc's dtypes; a test using any other ONNX element type is excluded

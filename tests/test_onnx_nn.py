@@ -1,6 +1,6 @@
 """BatchNormalization in training mode and Dropout's training mode with ratio
-0 (graphc/onnx/ops_nn.py, ops_shape.py) against onnx.reference, and the
-refusal of a random Dropout."""
+0 (graphc/onnx/ops_nn.py, ops_shape.py) against onnx.reference, the refusal
+of a random Dropout, and 3-d ConvTranspose against onnxruntime."""
 from __future__ import annotations
 
 import numpy as np
@@ -40,3 +40,21 @@ def test_dropout_training_mode():
         else:
             with pytest.raises(gc.onnx.OnnxImportError, match=r"Dropout node 'drop'.*ratio 0.3"):
                 gc.onnx.load(m)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(strides=[2, 1, 2], pads=[1, 0, 0, 0, 1, 1]),
+                                dict(group=2, dilations=[1, 2, 1], output_padding=[1, 0, 0],
+                                     strides=[2, 1, 1])])
+def test_conv_transpose_3d_matches_onnxruntime(kw):
+    ort = pytest.importorskip("onnxruntime")
+    r = np.random.default_rng(1)
+    f32 = np.float32
+    g = kw.get("group", 1)
+    x = r.standard_normal((2, 4, 3, 4, 3)).astype(f32)
+    w = r.standard_normal((4, 3, 2, 3, 2)).astype(f32)           # (C, M / group, kernel)
+    b = r.standard_normal(3 * g).astype(f32)
+    node = helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], **kw)
+    m = _model(node, {"x": x, "w": w, "b": b}, 17)
+    (want,) = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x, "w": w, "b": b})
+    (got,) = gc.onnx.load(m).compile()(x, w, b)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

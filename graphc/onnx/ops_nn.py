@@ -407,14 +407,39 @@ def _dilate(x, ax, s):
                               for d in range(y.ndim)))
 
 
+def _conv_transpose_scatter(x, w, b, g, kernel, strides, dil, pads, full):
+    """N-d ConvTranspose without a convolution: the products of every input position
+    with every kernel tap (one einsum per group), summed into the output positions
+    i * stride + k * dilation (one scatter_add at indices known at load time), then
+    cropped by the pads."""
+    import itertools
+    N, C = x.shape[:2]
+    ins, nsp = x.shape[2:], len(kernel)
+    cg, mg = C // g, w.shape[1]
+    ks, ii = "".join("klm"[:nsp]), "".join("pqr"[:nsp])
+    cols = [O.einsum(f"nc{ii},co{ks}->no{ks}{ii}", x[:, k * cg:(k + 1) * cg],
+                     w[k * cg:(k + 1) * cg]) for k in range(g)]
+    col = O.concatenate(cols, 1) if g > 1 else cols[0]        # (N, M, k..., i...)
+    stride_out = [int(np.prod(full[a + 1:])) for a in range(nsp)]
+    idx = np.zeros(tuple(kernel) + tuple(ins), np.int64)
+    for kk in itertools.product(*(range(k) for k in kernel)):
+        for pos in itertools.product(*(range(i) for i in ins)):
+            idx[kk + pos] = sum((pos[a] * strides[a] + kk[a] * dil[a]) * stride_out[a]
+                                for a in range(nsp))
+    M = g * mg
+    y = O.scatter_add(O.reshape(col, (N, M, idx.size)), O.constant(idx.reshape(-1)),
+                      int(np.prod(full)), 2)
+    y = O.reshape(y, (N, M) + tuple(full))
+    y = y[(slice(None), slice(None)) + tuple(slice(p0, f - p1) for (p0, p1), f in zip(pads, full))]
+    return y + O.reshape(b, (1, M) + (1,) * nsp) if b is not None else y
+
+
 @op("ConvTranspose")
 def _conv_transpose(ctx, n):
     """A convolution of the stride-dilated, padded input with the flipped,
     channel-transposed kernel."""
     x, w, b = ctx.x(n, 0), ctx.x(n, 1), ctx.opt(n, 2)
     nsp = _spatial(n, x)
-    if nsp > 2:
-        raise n.error(f"{nsp}-d ConvTranspose is not supported (1-d and 2-d)")
     kernel = list(n.attr("kernel_shape", w.shape[2:]))
     strides = list(n.attr("strides", [1] * nsp))
     dil = list(n.attr("dilations", [1] * nsp))
@@ -435,6 +460,8 @@ def _conv_transpose(ctx, n):
         p = list(n.attr("pads", [0] * (2 * nsp)))
         pads = [(p[i], p[i + nsp]) for i in range(nsp)]
     c = x.shape[1]
+    if nsp > 2:
+        return _conv_transpose_scatter(x, w, b, g, kernel, strides, dil, pads, full)
     flip = (slice(None), slice(None)) + (slice(None, None, -1),) * nsp
     groups = []
     for k in range(g):
