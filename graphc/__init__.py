@@ -13,13 +13,14 @@ it with :func:`grad`, and :func:`compile` it to one native kernel::
 """
 from __future__ import annotations
 
-from . import extend, nn, optim  # extend: the extension API (registers the custom_vjp op)
+from . import distributed, extend, nn, optim  # extend: the extension API (registers the custom_vjp op)
 from . import passes as _passes  # noqa: F401 - the pipeline (imported now, not at first compile)
 from .autodiff import grad
 from .backend.llvm import emit as _emit  # noqa: F401
 from .compiler import CompiledFunction, compile, get_num_threads, set_num_threads
 from .errors import (
                      AttrError,
+                     DoubleActivationWarning,
                      DTypeError,
                      GraphcError,
                      InputError,
@@ -48,9 +49,10 @@ from .version import __version__ as __version__
 __all__ = ["grad", "compile", "CompiledFunction", "get_num_threads", "set_num_threads", "Graph",
            "Node", "placeholder", "parameter",
            "GraphcError", "ShapeError", "DTypeError", "InputError", "InputTypeError",
-           "RuntimeCheckError", "AttrError", "OpArgError", "float32", "float64", "int32", "int64", "bool_",
+           "RuntimeCheckError", "AttrError", "OpArgError", "DoubleActivationWarning",
+           "float32", "float64", "int32", "int64", "bool_",
            "custom_gradient", "register_op", "unregister_op", "check_op", "OpCheckError",
-           "Pass", "RewritePass", "register_pass", "extend", "plugins", "nn", "optim",
+           "Pass", "RewritePass", "register_pass", "extend", "plugins", "nn", "optim", "distributed",
            *_ops_all]
 
 from . import compiler as _compiler  # noqa: E402

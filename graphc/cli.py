@@ -28,6 +28,21 @@ def main(argv=None) -> int:
                      help="also print each graph's complete plan (kernels in run order, arena)")
     c = sub.add_parser("cache", help="the on-disk compile cache")
     c.add_argument("action", choices=["info", "clear"])
+    ex = sub.add_parser("export", help="compile a model ahead of time to a C library and "
+                                       "header (see docs/export.md)")
+    ex.add_argument("model", help="an ONNX file (a graph saved by graphc.onnx.save, or any "
+                                  "model graphc.onnx.load imports), or script.py:function "
+                                  "returning a compiled function")
+    ex.add_argument("-o", "--output", required=True, metavar="DIR", help="directory to write to")
+    ex.add_argument("--name", default="model", help="the C prefix: lib<name>.so, <name>.h, "
+                                                    "<name>_run (default: model)")
+    ex.add_argument("--params", choices=["embed", "input"], default="embed",
+                    help="bake the parameters into the library, or pass them as inputs")
+    ex.add_argument("--static", action="store_true", help="write lib<name>.a instead of .so")
+    ex.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
+                    help="the shape of an ONNX input the model leaves symbolic (repeatable)")
+    ex.add_argument("--threads", type=int, default=None, help="threads the code may use")
+    ex.add_argument("--cc", default=None, help="the C compiler (default: $CC, else cc)")
     from .bench import add_arguments as bench_arguments
     bench_arguments(sub.add_parser("bench", help="benchmark graphc against numpy, JAX, PyTorch "
                                                  "(see docs/benchmarks.md)"))
@@ -49,6 +64,8 @@ def main(argv=None) -> int:
         else:
             print(f"removed {cache.clear()} entries from {cache.cache_dir()}")
         return 0
+    if args.cmd == "export":
+        return export_command(p, args)
     if args.cmd == "inspect":
         return inspect_script(args.script, args.args, args.dump, args.plan)
     if args.cmd == "demo":
@@ -80,6 +97,62 @@ def main(argv=None) -> int:
         print(f"graphc {__version__}, numpy {numpy.__version__}, llvmlite {llvmlite.__version__}, "
               f"LLVM {h['llvm']}")
         print(f"host: {h['triple']}, cpu {h['cpu']}")
+    return 0
+
+
+def _load_for_export(p, args):
+    """(compiled function, output names) from the command line's model."""
+    from . import compiler
+    threads = {} if args.threads is None else {"threads": args.threads}
+    if ":" in args.model and args.model.rsplit(":", 1)[0].endswith(".py"):
+        import runpy
+        path, fn = args.model.rsplit(":", 1)
+        if not os.path.exists(path):
+            p.error(f"export: no such script: {path}")
+        if args.input_shape:
+            p.error("export: --input-shape is for ONNX models")
+        made = runpy.run_path(path, run_name="__graphc_export__").get(fn)
+        if not callable(made):
+            p.error(f"export: {path} defines no function {fn!r}")
+        f = made()
+        if not isinstance(f, compiler.CompiledFunction):
+            p.error(f"export: {args.model} returned a {type(f).__name__}, not a compiled "
+                    "function (graphc.compile(...))")
+        return f, None
+    if not os.path.exists(args.model):
+        p.error(f"export: no such file: {args.model}")
+    from .onnx import load
+    shapes = {}
+    for item in args.input_shape:
+        name, _, dims = item.rpartition("=")
+        try:
+            shapes[name] = tuple(int(d) for d in dims.split(",") if d.strip())
+        except ValueError:
+            name = ""
+        if not name:
+            p.error(f"export: --input-shape takes NAME=D0,D1,..., got {item!r}")
+    g = load(args.model, input_shapes=shapes or None)
+    return g.compile(**threads), list(g.output_names)
+
+
+def export_command(p, args) -> int:
+    """``python -m graphc export``: the model compiled and exported."""
+    from .errors import GraphcError
+    f, names = _load_for_export(p, args)
+    try:
+        e = f.export(args.output, args.name, params=args.params, cc=args.cc,
+                     kind="static" if args.static else "shared", output_names=names)
+    except GraphcError as err:
+        print(f"graphc export: {err}", file=sys.stderr)
+        return 1
+    i = e.interface
+    print(f"wrote {e.library} ({os.path.getsize(e.library)} bytes), {e.header}, {e.readme}")
+    for what, group in (("input", i.inputs), ("output", i.outputs)):
+        for k, a in enumerate(group):
+            print(f"  {what}s[{k}] {a.name!r}: {a.dtype}{list(a.shape)}"
+                  f"{' (updated in place)' if a.updated else ''}")
+    print(f"  workspace {i.workspace} bytes, up to {i.threads} thread(s), "
+          f"{len(i.errors)} run-time check(s)")
     return 0
 
 

@@ -294,6 +294,13 @@ class CompiledFunction:
         ``onnx`` package (``pip install graphc[onnx]``); see docs/onnx.md."""
         return _export(self, "onnx", path)
 
+    def export(self, directory: str, name: str = "model", **options):
+        """Write this function as a standalone C library: ``lib<name>.so``
+        (or ``.a``), ``<name>.h`` and a README in ``directory`` (see
+        :func:`graphc.export.export` for the options, docs/export.md)."""
+        from .export import export
+        return export(self, directory, name, **options)
+
     def dump(self, directory: str) -> str:
         """Write passes, DOT, LLVM IR and assembly to ``directory``."""
         from .report import dump

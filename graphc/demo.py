@@ -1,5 +1,7 @@
 """``python -m graphc demo``: train an MLP classifier on a 3-class spiral
-through the training API (``nn`` + ``optim``).
+through the training API (``nn`` + ``optim``), with ``nn.fit`` reporting the
+loss on the training points and the loss and accuracy on a fresh draw of the
+spiral after every epoch (one full-batch step each).
 
 The whole training step — forward pass, softmax cross-entropy, the gradient
 of every parameter and Adam's update of every parameter and moment — is one
@@ -68,7 +70,10 @@ def main(steps: int | None = None, lr: float | None = None, quiet: bool = False)
     step = compiler.compile(loss, updates=updates)
     compile_s = time.perf_counter() - t0
     predict = compiler.compile(model.eval()(x))
+    model.train()
     feeds = {"x": X, "y": Y}
+    Xv, Yv = spiral(seed=1)                      # a fresh draw of the spiral, for validation
+    validation = (Xv.astype(np.float32), Yv)
 
     def log(*a):
         if not quiet:
@@ -80,11 +85,15 @@ def main(steps: int | None = None, lr: float | None = None, quiet: bool = False)
         f"Adam updates, written in place) in {compile_s:.3f} s: {len(step.graph)} graph nodes, "
         f"{step.num_kernels} kernels")
     history = nn.fit(step, feeds, epochs=steps, batch_size=n, shuffle=False,
-                        progress=not quiet)
+                     validation_data=validation, evaluate=nn.evaluator(model, nn.cross_entropy),
+                     progress=not quiet)
+    losses = history.losses
     marks = sorted({0, *range(max(1, steps // 10) - 1, steps, max(1, steps // 10)), steps - 1})
-    log("loss by step: " + ", ".join(f"{i + 1}: {history[i]:.4f}" for i in marks if i < len(history)))
+    log("loss by step: " + ", ".join(f"{i + 1}: {losses[i]:.4f}" for i in marks if i < len(losses)))
     acc = float((predict(x=X).argmax(1) == Y).mean())
-    log(f"final training accuracy: {100 * acc:.1f}%")
+    val_acc = history["val_accuracy"][-1] if len(history) else float("nan")
+    log(f"final training accuracy: {100 * acc:.1f}%, validation accuracy (a fresh spiral): "
+        f"{100 * val_acc:.1f}%")
 
     interp = compiler.compile(loss, updates=updates, backend="interp")
     ms_c = _median_ms(step, feeds, 200)
@@ -92,7 +101,7 @@ def main(steps: int | None = None, lr: float | None = None, quiet: bool = False)
     log(f"per step (median, forward + backward + Adam): compiled {ms_c:.3f} ms, interpreted "
         f"{ms_i:.3f} ms ({ms_i / ms_c:.1f}x)")
     return {"accuracy": acc, "compile_s": compile_s, "ms_compiled": ms_c,
-            "ms_interp": ms_i, "loss": history}
+            "ms_interp": ms_i, "loss": losses, "val_accuracy": val_acc, "history": history}
 
 
 if __name__ == "__main__":

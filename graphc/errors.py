@@ -53,6 +53,13 @@ class RuntimeCheckError(GraphcError, ValueError):
     """A check inside the computation failed (e.g. a label out of range)."""
 
 
+class DoubleActivationWarning(UserWarning):
+    """A loss that applies softmax or sigmoid itself (it takes logits) was
+    given probabilities: the output of a softmax or a sigmoid. The activation
+    is then applied twice: training runs, but slowly, towards a wrong optimum,
+    and the reported loss is not the loss of the model's probabilities."""
+
+
 _INSIDE: dict = {}      # code file name -> is it inside the package (asked per node built)
 
 
@@ -63,6 +70,15 @@ def _inside(fn: str) -> bool:
         if os.path.isabs(fn):         # a relative name's answer depends on the directory
             _INSIDE[fn] = r
     return r
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for :func:`warnings.warn`, called from inside the
+    package, that attributes the warning to the innermost frame outside it."""
+    f, level = sys._getframe(1), 1
+    while f is not None and _inside(f.f_code.co_filename):
+        f, level = f.f_back, level + 1
+    return level
 
 
 def user_source() -> str:

@@ -17,4 +17,8 @@ for f in FILES:
 @pytest.mark.parametrize("code", BLOCKS)
 def test_doc_example_runs(code, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "<doc>", "exec"), {"__name__": "__doc_example__"})
+    from graphc.export import CompilerNotFoundError
+    try:
+        exec(compile(code, "<doc>", "exec"), {"__name__": "__doc_example__"})
+    except CompilerNotFoundError as e:       # (docs/export.md: its examples link C)
+        pytest.skip(str(e))

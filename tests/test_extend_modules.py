@@ -178,7 +178,7 @@ def test_spiral_demo_trains_with_the_seed_activation():
         history = gc.nn.fit(step, {"x": X, "y": Y}, epochs=400, batch_size=n, shuffle=False,
                             progress=False)
         acc = float((gc.compile(model(x))(x=X).argmax(1) == Y).mean())
-        results[name] = (history[0], history[-1], acc)
+        results[name] = (history.losses[0], history.losses[-1], acc)
     for name, (first, last, acc) in results.items():
         assert last < 0.2 * first, (name, first, last)
         assert acc > 0.95, (name, acc)

@@ -199,11 +199,20 @@ def test_fit_runs_epochs_and_returns_history(capsys):
     lrs = []
     hist = nn.fit(step, {"x": X, "y": Y}, epochs=30, batch_size=16, progress="plain",
                   feeds={"lr": lambda i: lrs.append(i) or np.float32(0.1)})
-    assert len(hist) == 30 * 4 and lrs == list(range(120))
-    assert hist[-1] < 1e-3 * hist[0]
+    assert len(hist.losses) == 30 * 4 and lrs == list(range(120)) and len(hist) == 30
+    assert hist.losses[-1] < 1e-3 * hist.losses[0]
+    np.testing.assert_allclose(hist["loss"], np.reshape(hist.losses, (30, 4)).mean(1), rtol=1e-12)
+    assert hist[-1]["epoch"] == 29 and hist.keys() == ["epoch", "loss"]
     np.testing.assert_allclose(model.weight.value.ravel(), [1, -2, 0.5], atol=1e-2)
     out = capsys.readouterr().out
-    assert "step    120/120" in out and "loss" in out and len(out.splitlines()) <= 12
+    assert "epoch   30/30  loss" in out and len(out.splitlines()) <= 12
+
+
+def test_fit_single_epoch_prints_steps(capsys):
+    X, Y, _, step = _regression(n=160)
+    nn.fit(step, {"x": X, "y": Y}, progress="plain", feeds={"lr": np.float32(0.01)})
+    out = capsys.readouterr().out
+    assert "step     10/10" in out and len(out.splitlines()) <= 12
 
 
 def test_fit_batches_are_permutations_of_the_data():
@@ -216,14 +225,16 @@ def test_fit_batches_are_permutations_of_the_data():
         def __call__(self, **kw):
             seen.append(kw["x"].copy())
             return np.float32(0)
-    hist = nn.fit(Spy(), [np.arange(10)], epochs=2, progress=False, seed=1)
-    assert len(hist) == 4                     # 10 // 4 = 2 batches per epoch
+    with pytest.warns(nn.DroppedExamplesWarning, match="remaining 2 are not used"):
+        hist = nn.fit(Spy(), [np.arange(10)], epochs=2, progress=False, seed=1)
+    assert len(hist.losses) == 4 and hist.dropped == 2    # 10 // 4 = 2 batches per epoch
     for e in (0, 1):
         got = np.concatenate(seen[2 * e: 2 * e + 2])
         assert len(set(got.tolist())) == 8
     assert not np.array_equal(np.concatenate(seen[:2]), np.arange(8))
     seen.clear()
-    nn.fit(Spy(), [np.arange(10)], epochs=1, shuffle=False, progress=False)
+    with pytest.warns(nn.DroppedExamplesWarning, match="the same last 2 every epoch"):
+        nn.fit(Spy(), [np.arange(10)], epochs=1, shuffle=False, progress=False)
     np.testing.assert_array_equal(np.concatenate(seen), np.arange(8))
 
 
@@ -231,7 +242,7 @@ def test_fit_with_tqdm(capsys):
     pytest.importorskip("tqdm")
     X, Y, _, step = _regression()
     hist = nn.fit(step, (X, Y), epochs=2, feeds={"lr": np.float32(0.05)}, progress=True)
-    assert len(hist) == 8
+    assert len(hist.losses) == 8
     assert "train" in capsys.readouterr().err
 
 
@@ -250,3 +261,5 @@ def test_fit_errors():
         nn.fit(step, {"x": X[:8], "y": Y[:8]}, feeds=feeds)
     with pytest.raises(TypeError, match="compiled function"):
         nn.fit(lambda **k: 0, {"x": X}, feeds=feeds)
+    with pytest.raises(ValueError, match="'lr' is a scalar.*feeds="):
+        nn.fit(step, (X, Y, np.zeros(64, np.float32)))

@@ -224,7 +224,7 @@ def test_dense_custom_init_no_bias_and_errors():
     with pytest.raises(ValueError, match="in_features"):
         nn.Dense(-1, 2)
     with pytest.raises(TypeError, match="activation"):
-        nn.Dense(2, 2, activation="relu")
+        nn.Dense(2, 2, activation=3)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -276,13 +276,14 @@ def test_export_elementwise_and_integer_ops():
         assert g_.dtype == w_.dtype
 
 
-def test_export_einsum_topk_and_a_scan_barrier():
-    # topk's rank passes a scan(0, b) (the identity), exported as an Expand
+def test_export_einsum_topk_and_an_identity_scan():
+    # a scan(0, b) is b: exported as an Expand
     ort = _ort()
     x = gc.placeholder((3, 5), "float32", name="x")
     y = gc.placeholder((5, 4), "float32", name="y")
     v, i = gc.topk(x, 2, axis=1, largest=False)
-    outs = [v, i, gc.einsum("ij,jk->ik", x, y), gc.einsum("ii->i", x[:, :3]), gc.atan(x)]
+    outs = [v, i, gc.einsum("ij,jk->ik", x, y), gc.einsum("ii->i", x[:, :3]), gc.atan(x),
+            gc.scan(0.0, x, 1)]
     rng = np.random.default_rng(4)
     xv, yv = rng.standard_normal((3, 5)).astype(np.float32), rng.standard_normal((5, 4)).astype(np.float32)
     want = gc.compile(outs, [x, y])(xv, yv)

@@ -443,20 +443,52 @@ def test_sum_over_unit_or_broadcast_axes_keeps_the_sign_of_zero(opt_level):
     assert np.array_equal(np.signbit(got), np.signbit(want))
 
 
-@pytest.mark.xfail(strict=True, reason="open fusion bug: two row reductions over the same "
-                   "domain are merged into one loop nest although the second reads the first "
-                   "at every index of its row (gc.topk works around it with a scan barrier)")
-def test_fused_reduction_of_a_reduction():
-    """y[a] = sum_b r[b] * c[a, b] with r[i] = sum_j x[i] x[j]: fusion puts both
-    reductions in one 4x4 loop nest and row a of y reads r[b] for rows b not yet
-    reduced (found while adding gc.topk; wrong values at opt_level >= 2)."""
-    n = 4
-    x = gc.placeholder((n,), "float64", name="x")
-    r = gc.sum(gc.reshape(x, (1, n)) * gc.reshape(x, (n, 1)), axis=-1)
-    c = np.arange(n * n, dtype=np.float64).reshape(n, n)
-    y = gc.sum(gc.reshape(r, (1, n)) * gc.constant(c), axis=-1)
-    xv = np.arange(1.0, n + 1)
-    np.testing.assert_allclose(gc.compile(y, [x], cache=False)(xv), c @ (xv * xv.sum()))
+def _reads_other_rows():
+    """Row reductions whose consumer, itself a row reduction over the same
+    domain, reads them at every row (the column index of its own row)."""
+    n = 6
+    x = gc.placeholder((n, n), "float64", name="x")
+    r = gc.sum(x * x, axis=-1)
+    x3 = gc.placeholder((3, n, n), "float64", name="x")
+    r3 = gc.sum(x3, axis=-1)
+    return {
+        "sum": (x, gc.sum(gc.reshape(r, (1, n)) * x, axis=-1)),
+        "max": (x, gc.max(x - gc.reshape(r, (1, n)), axis=-1)),
+        "this-and-other-rows": (x, gc.sum(x * gc.reshape(r, (n, 1)) + gc.reshape(r, (1, n)),
+                                          axis=-1)),
+        "3-d": (x3, gc.sum(gc.reshape(r3, (3, 1, n)) * x3, axis=-1)),
+    }
+
+
+@pytest.mark.parametrize("case", list(_reads_other_rows()))
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_row_reduction_reading_another_at_every_row_is_not_fused_into_its_rows(case, threads):
+    # fusion's horizontal row step put y[a] = sum_b r[b] * x[a, b] into the
+    # row loop of r = sum(x * x, -1): row a read r[b] for rows b not yet
+    # reduced (wrong values at opt_level >= 2; found while adding gc.topk)
+    x, y = _reads_other_rows()[case]
+    xv = np.random.default_rng(0).standard_normal(x.shape)
+    want = gc.compile(y, [x], backend="interp")(xv)
+    for level in (2, 3):
+        got = gc.compile(y, [x], opt_level=level, threads=threads, cache=False)(xv)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("opt_level", [2, 3])
+def test_a_transpose_of_a_row_kernel_value_is_not_merged_into_its_rows(opt_level):
+    # d = w - sum(w, 1, keepdims) is computed in a row loop; t = d.T merged
+    # into that kernel evaluated d[j, i] inline, reading the row sum of rows
+    # j not reduced yet (vertical merge, and a second row reduction of d
+    # joining: found by tests/test_fusion_fuzz.py's long run)
+    w = gc.placeholder((4, 4), "float64", name="w")
+    d = w - gc.sum(w, axis=1, keepdims=True)
+    t, r = gc.transpose(d), gc.sum(d, axis=1)
+    wv = np.array([[1, 0, 0, 2], [-1, 2, 1, -2], [-1, 2, 0, -2], [1, 1, 2, -2]], np.float64)
+    for outs in ([t, d], [t, r, d], [t, r, r, d]):
+        want = gc.compile(outs, [w], backend="interp")(wv)
+        got = gc.compile(outs, [w], opt_level=opt_level, cache=False)(wv)
+        for g, ref in zip(got, want):
+            np.testing.assert_array_equal(g, ref)
 
 
 @pytest.mark.xfail(strict=True, raises=PlanError, reason="open memory-planning bug: at "

@@ -148,6 +148,7 @@ class Plan:
     workspace: tuple | None = None    # (arena offset, bytes per thread) or None
     arena_size: int = 0               # the bytes the runtime allocates
     chunks_per_thread: int = 1        # a split kernel's chunks: threads x this
+    pool_state: int | None = None     # threaded: arena offset of the pool's 8-byte record
 
     @property
     def chunks(self) -> int:
@@ -243,6 +244,9 @@ class Plan:
         if ws:
             rows.append((ws[0], -1, ws[0] + ws[1] * self.threads,
                          f"workspace {self.threads} x {ws[1]} B"))
+        if self.pool_state is not None:
+            rows.append((self.pool_state, -1, self.pool_state + 8,
+                         "pool state (did threads pay lately)"))
         w = len(str(self.arena_size))
         for lo, _, hi, what in sorted(rows, key=lambda r: r[:3]):
             lines.append(f"  [{lo:>{w}}, {hi:>{w}})  {what}")

@@ -16,8 +16,15 @@ is one compiled call::
 from __future__ import annotations
 
 from . import functional, init
+from .callbacks import EarlyStopping, History, StopTraining
 from .conv import AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, Flatten, MaxPool2d
-from .errors import ConfigError, ConfigTypeError
+from .errors import (
+    ConfigError,
+    ConfigTypeError,
+    DoubleActivationWarning,
+    DroppedExamplesWarning,
+    LazyParameterError,
+)
 from .fit import fit
 from .functional import (
     dropout,
@@ -35,6 +42,7 @@ from .init import manual_seed
 from .interop import convert_torch_state_dict
 from .layers import Dense, Dropout, Embedding, LayerNorm
 from .losses import binary_cross_entropy_with_logits, cross_entropy, mse
+from .metrics import Evaluator, accuracy, evaluator
 from .module import Module, Sequential, load, save
 from .norm import BatchNorm1d, BatchNorm2d
 from .state import state_updates
@@ -44,4 +52,6 @@ __all__ = ["Module", "Sequential", "Dense", "LayerNorm", "Embedding", "Dropout",
            "cross_entropy", "mse", "binary_cross_entropy_with_logits", "init", "functional",
            "manual_seed", "rng_updates", "fit", "save", "load", "ConfigError", "ConfigTypeError",
            "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten",
-           "BatchNorm1d", "BatchNorm2d", "state_updates", "convert_torch_state_dict"]
+           "BatchNorm1d", "BatchNorm2d", "state_updates", "convert_torch_state_dict",
+           "DoubleActivationWarning", "LazyParameterError", "DroppedExamplesWarning",
+           "History", "EarlyStopping", "StopTraining", "accuracy", "evaluator", "Evaluator"]

@@ -130,3 +130,23 @@ def rng_updates(*outputs) -> dict:
         if c.op == "parameter" and D.is_int(c.dtype) and c not in out:
             out[c] = c + 1
     return out
+
+
+ACTIVATIONS = {"relu": O.relu, "tanh": O.tanh, "sigmoid": O.sigmoid, "gelu": gelu,
+               "silu": silu, "swish": silu, "elu": elu, "leaky_relu": leaky_relu,
+               "softplus": softplus, "softmax": O.softmax, "log_softmax": O.log_softmax,
+               "linear": None}
+
+
+def activation(spec, who: str):
+    """The activation function named by ``spec``: a callable (returned as
+    is), ``None``, or one of the names of :data:`ACTIVATIONS` (Keras's
+    strings: ``"relu"``, ``"softmax"``, ...; ``"linear"`` is none)."""
+    if spec is None or callable(spec):
+        return spec
+    if isinstance(spec, str):
+        if spec in ACTIVATIONS:
+            return ACTIVATIONS[spec]
+        raise ConfigError(f"{who}: unknown activation {spec!r}; the names are "
+                          f"{sorted(ACTIVATIONS)} (or pass a function)")
+    raise ConfigTypeError(f"{who}: activation must be a function or a name, got {spec!r}")

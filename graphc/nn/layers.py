@@ -4,6 +4,7 @@ float32), except that a dense weight is stored as ``(in, out)`` so that the
 layer computes ``x @ w + b`` with a contiguous inner loop."""
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 
@@ -17,7 +18,7 @@ from ..ops.common import parameter
 from ..ops.random import MASK64
 from . import functional as F
 from . import init as I
-from .errors import ConfigError, ConfigTypeError
+from .errors import ConfigError, ConfigTypeError, LazyParameterError
 from .module import Module
 
 _names = itertools.count()
@@ -53,38 +54,89 @@ class Dense(Module):
     """``activation(x @ weight + bias)``: weight ``(in_features,
     out_features)``, bias ``(out_features,)``.
 
+    ``Dense(in_features, out_features)``, or ``Dense(out_features)``: then
+    ``in_features`` is the last axis of the first input the layer is called
+    on (a *lazy* layer, as Keras's ``Dense(128)`` or ``torch.nn.LazyLinear``),
+    and the parameters are created at that call. Until then ``parameters()``,
+    ``state_dict()`` and ``.weight`` raise :class:`LazyParameterError`;
+    ``load_state_dict`` creates them from the saved weight's shape.
+
     Defaults as ``torch.nn.Linear``: weight ``U(±1/sqrt(in))``
     (``kaiming_uniform(a=sqrt(5))``), bias ``U(±1/sqrt(in))``, float32.
+    ``activation``: a function of a node or a name (``"relu"``,
+    ``"softmax"``, ... see :data:`graphc.nn.functional.ACTIVATIONS`).
     ``weight_init``/``bias_init`` take any initializer of :mod:`graphc.nn.init`
     (use ``functools.partial`` for hyper-parameters). ``seed``: int, numpy
-    Generator, or None (the global seed stream).
+    Generator, or None (the global seed stream; a lazy layer takes its seed
+    from the stream when it is constructed, so laziness changes no value).
     """
 
-    def __init__(self, in_features: int, out_features: int, activation=None, bias: bool = True,
-                 *, weight_init=None, bias_init=None, dtype="float32", seed=None,
-                 name: str | None = None):
+    def __init__(self, in_features: int | None = None, out_features: int | None = None,
+                 activation=None, bias: bool = True, *, weight_init=None, bias_init=None,
+                 dtype="float32", seed=None, name: str | None = None):
         super().__init__()
-        self.in_features = _size("Dense", "in_features", in_features)
+        if out_features is None:                 # Dense(out): in_features at the first call
+            if in_features is None:
+                raise ConfigError("Dense: give out_features (Dense(out) or Dense(in, out))")
+            in_features, out_features = None, in_features
         self.out_features = _size("Dense", "out_features", out_features)
-        if activation is not None and not callable(activation):
-            raise ConfigTypeError(f"Dense: activation must be callable, got {activation!r}")
-        self.activation = activation
-        dt = _float_dtype("Dense", dtype)
-        rng = I.make_rng(seed)
-        pre = _prefix(name, "dense")
-        fans = (self.in_features, self.out_features)
+        self.in_features = None if in_features is None else _size("Dense", "in_features",
+                                                                   in_features)
+        self.activation = F.activation(activation, "Dense")
+        for f in (weight_init, bias_init):
+            if f is not None and not callable(f):
+                raise ConfigTypeError(f"Dense: an initializer must be callable, got {f!r}")
         winit = weight_init or (lambda s, **k: I.kaiming_uniform(s, a=math.sqrt(5), **k))
+        self.__dict__["_spec"] = (_float_dtype("Dense", dtype), seed, I.make_rng(seed),
+                                  _prefix(name, "dense"), winit, bias_init or I.fan_in_uniform,
+                                  bool(bias))
+        if self.in_features is not None:
+            self._create(self.in_features)
+
+    def _create(self, in_features: int) -> None:
+        dt, seed, rng, pre, winit, binit, bias = self.__dict__["_spec"]
+        if not isinstance(seed, np.random.Generator):
+            rng = copy.deepcopy(rng)          # the layer's own stream: the same values every time
+        self.in_features = in_features
+        fans = (in_features, self.out_features)
         self.weight = parameter(_init("Dense", winit, fans, dt, rng, *fans), name=f"{pre}.weight")
-        if bias:
-            binit = bias_init or I.fan_in_uniform
-            self.bias = parameter(_init("Dense", binit, (self.out_features,), dt, rng, *fans),
-                                  name=f"{pre}.bias")
-        else:
-            self.bias = None
+        self.bias = parameter(_init("Dense", binit, (self.out_features,), dt, rng, *fans),
+                              name=f"{pre}.bias") if bias else None
+
+    # the lazy layer's side of Module's parameter protocol
+    def _uninitialized(self) -> str | None:
+        if "weight" in self.__dict__:
+            return None
+        return (f"Dense(? -> {self.out_features}) has no parameters yet: in_features is read "
+                f"from its first input; call the model on a placeholder first (or give "
+                f"Dense(in_features, {self.out_features}))")
+
+    def _materialize_from(self, prefix: str, state) -> bool:
+        w = state.get(f"{prefix}weight") if hasattr(state, "get") else None
+        if w is None or np.ndim(w) != 2 or np.shape(w)[1] != self.out_features:
+            return False
+        self._create(int(np.shape(w)[0]))
+        return True
+
+    def _forget_parameters(self) -> None:
+        for k in ("weight", "bias"):
+            if k in self.__dict__:
+                delattr(self, k)
+        self.in_features = None
+
+    def __getattr__(self, name):
+        if name in ("weight", "bias") and "_spec" in self.__dict__:
+            raise LazyParameterError(f"{self._uninitialized()} (asked for .{name})")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def forward(self, x) -> Node:
         x = O.as_node(x)
-        if x.ndim < 1 or x.shape[-1] != self.in_features:
+        if x.ndim < 1:
+            raise ShapeError(f"Dense(-> {self.out_features}): input of shape {x.shape} has no "
+                             "feature axis")
+        if self.in_features is None:
+            self._create(x.shape[-1])
+        if x.shape[-1] != self.in_features:
             raise ShapeError(f"Dense({self.in_features} -> {self.out_features}): input of shape "
                              f"{x.shape} needs a last axis of {self.in_features}")
         y = x @ self.weight
@@ -95,7 +147,9 @@ class Dense(Module):
     def extra_repr(self) -> str:
         act = "" if self.activation is None else \
             f", activation={getattr(self.activation, '__name__', self.activation)}"
-        return f"{self.in_features}, {self.out_features}{act}, bias={self.bias is not None}"
+        bias = self.__dict__["_spec"][-1]
+        inf = "?" if self.in_features is None else self.in_features
+        return f"{inf}, {self.out_features}{act}, bias={bias}"
 
 
 class LayerNorm(Module):

@@ -7,6 +7,7 @@ from .. import ops as O
 from ..errors import DTypeError, ShapeError
 from ..ir import dtypes as D
 from ..ir.node import Node
+from ..ops.nn import warn_if_probabilities
 from .errors import ConfigError
 from .functional import log1p_exp
 
@@ -31,8 +32,13 @@ def cross_entropy(logits, labels, *, label_smoothing: float = 0.0, reduction: st
     floating class probabilities of the same shape as ``logits``.
     ``label_smoothing`` ``ε`` mixes the target with the uniform distribution,
     as PyTorch: ``(1-ε)·nll + ε·mean_c(-log p_c)``.
+
+    ``logits`` that are the output of a softmax (or sigmoid) raise a
+    :class:`~graphc.errors.DoubleActivationWarning`: the loss applies
+    log-softmax itself.
     """
     logits, labels = O.as_node(logits), O.as_node(labels)
+    warn_if_probabilities("cross_entropy", logits, "log_softmax")
     if logits.ndim < 1:
         raise ShapeError("cross_entropy: logits must have a class axis")
     if not D.is_float(logits.dtype):
@@ -76,8 +82,11 @@ def binary_cross_entropy_with_logits(logits, targets, *, pos_weight=None,
     """``-[y·log σ(x) + (1-y)·log(1-σ(x))]`` from logits ``x``, computed as
     ``(1-y)·x + (1 + (w-1)·y)·log(1 + exp(-x))`` with an overflow-free
     ``log(1+exp)``: finite for any logit, exact gradient ``σ(x) - y``.
-    ``pos_weight`` (broadcast over the last axis) weights the positive term."""
+    ``pos_weight`` (broadcast over the last axis) weights the positive term.
+    Logits that are the output of a sigmoid (or softmax) raise a
+    :class:`~graphc.errors.DoubleActivationWarning`."""
     x, y = O.as_node(logits), O.as_node(targets)
+    warn_if_probabilities("binary_cross_entropy_with_logits", x, "the sigmoid")
     if not D.is_float(x.dtype):
         raise DTypeError(f"binary_cross_entropy_with_logits: logits must be floating, got {x.dtype}")
     if x.shape != y.shape:

@@ -12,7 +12,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..ir.node import Node
-from .errors import ConfigError, ConfigTypeError
+from .errors import ConfigError, ConfigTypeError, LazyParameterError
 
 
 def _is_param(v) -> bool:
@@ -85,6 +85,9 @@ class Module:
         (the buffers) or None (all)."""
         out, seen = [], set()
         for pre, m in self.named_modules():
+            why = m._uninitialized()
+            if why is not None:
+                raise LazyParameterError(f"{pre or type(self).__name__}: {why}")
             for name, p in m.__dict__.get("_params", {}).items():
                 if p.id in seen or (trainable is not None and p.trainable != trainable):
                     continue
@@ -100,6 +103,21 @@ class Module:
         """The non-trainable parameters (state saved with the module)."""
         return [p for _, p in self.named_parameters(False)]
 
+    # -- lazy layers ---------------------------------------------------------------
+    # A layer that creates its parameters at its first call (``Dense(out)``)
+    # overrides these three; every other module has its parameters from __init__.
+    def _uninitialized(self) -> str | None:
+        """Why this module's parameters do not exist yet, or None if they do."""
+        return None
+
+    def _materialize_from(self, prefix: str, state) -> bool:
+        """Create the parameters from the shapes in ``state`` (names under
+        ``prefix``); False if ``state`` does not tell them."""
+        return False
+
+    def _forget_parameters(self) -> None:
+        """Undo ``_materialize_from`` (a load that failed)."""
+
     # -- state -------------------------------------------------------------------
     def state_dict(self) -> OrderedDict:
         """Dotted name -> a copy of the value, for every parameter and buffer."""
@@ -109,10 +127,29 @@ class Module:
     def load_state_dict(self, state, strict: bool = True) -> None:
         """Assign values by name. With ``strict``, the names must match
         exactly; shapes must always match; values are cast to each
-        parameter's dtype (same kind only)."""
+        parameter's dtype (same kind only). Lazy layers not yet called
+        (``Dense(out)``) create their parameters from the saved shapes (and
+        forget them again if the load fails)."""
         if not hasattr(state, "keys"):
             raise ConfigTypeError(f"load_state_dict: expected a mapping of names to arrays, "
                                   f"got {type(state).__name__}")
+        made = []
+        try:
+            for pre, m in self.named_modules():
+                if m._uninitialized() is None:
+                    continue
+                if not m._materialize_from(f"{pre}." if pre else "", state):
+                    raise ConfigError(f"load_state_dict: lazy layer {pre or type(m).__name__!r} "
+                                      f"({m!r}) is not called yet, and the state has no weight "
+                                      f"that fits it to create its parameters from")
+                made.append(m)
+            self._load_checked(state, strict)
+        except Exception:
+            for m in made:
+                m._forget_parameters()
+            raise
+
+    def _load_checked(self, state, strict: bool) -> None:
         own = OrderedDict(self.named_parameters(None))
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state.keys() if k not in own]

@@ -3,9 +3,11 @@ composites ``logsumexp``, ``log_softmax``, ``softmax`` and
 ``softmax_cross_entropy``."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-from ..errors import DTypeError, RuntimeCheckError, ShapeError
+from ..errors import DoubleActivationWarning, DTypeError, RuntimeCheckError, ShapeError, user_stacklevel
 from ..ir import dtypes as D
 from ..ir.node import Node
 from . import attrs as A
@@ -114,12 +116,43 @@ def softmax(x, axis: int = -1) -> Node:
     return e / _sum(e, ax, keepdims=True)
 
 
+def probabilities_source(x: Node) -> str | None:
+    """``"softmax"`` or ``"sigmoid"`` when ``x`` is the output of one, as its
+    node records: the ``sigmoid`` op, or softmax's composite ``exp(z) /
+    sum(exp(z), axes, keepdims=True)`` (:func:`softmax`'s, or written by
+    hand); else None."""
+    if x.op == "sigmoid":
+        return "sigmoid"
+    if x.op == "div" and len(x.inputs) == 2:
+        e, s = x.inputs
+        if e.op == "exp" and s.op == "reduce_sum" and s.inputs[0] is e:
+            return "softmax"
+    return None
+
+
+def warn_if_probabilities(name: str, x: Node, applies: str) -> None:
+    """Warn (:class:`DoubleActivationWarning`, at the user's line) when the
+    loss ``name``, which takes logits and applies ``applies`` itself, is given
+    the output of a softmax or a sigmoid."""
+    act = probabilities_source(x)
+    if act is None:
+        return
+    warnings.warn(
+        f"{name}: its input {x.name!r} is the output of a {act}, but {name} takes logits and "
+        f"applies {applies} itself, so the {act} is applied twice (training runs, slowly and "
+        f"towards the wrong model). Give the loss the last layer's output without the {act} "
+        f"(e.g. a last Dense layer without activation=\"{act}\") and apply gc.{act} only for "
+        f"predictions.", DoubleActivationWarning, stacklevel=user_stacklevel())
+
+
 def softmax_cross_entropy(logits, labels) -> Node:
     """Per-example ``-log_softmax(logits)[..., label]``: logits (..., C) float,
     labels (...) int; returns shape (...). A label outside [0, C) is an error
-    when the graph runs."""
+    when the graph runs. Logits that are a softmax's (or sigmoid's) output
+    raise a :class:`~graphc.errors.DoubleActivationWarning`."""
     op = "softmax_cross_entropy"
     logits, labels = as_node(logits, opname=op), as_node(labels, opname=op)
+    warn_if_probabilities(op, logits, "log_softmax")
     if logits.ndim < 1 or logits.shape[-1] == 0:
         raise ShapeError(f"softmax_cross_entropy: logits {logits.shape} must have a non-empty "
                          "class axis (the last)")

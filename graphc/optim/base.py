@@ -109,6 +109,15 @@ class Optimizer:
         count, and the other state the graph changes (:func:`graphc.nn.state_updates`:
         batch normalization's running statistics, the step counters of
         random ops such as dropout)."""
+        params = self.trainable(loss, params)
+        out = self.apply_gradients(params, grad(loss, params))
+        for c, v in state_updates(loss).items():     # running statistics, dropout counters
+            out.setdefault(c, v)
+        return out
+
+    def trainable(self, loss: Node, params) -> list:
+        """``params`` (a list or a Module) checked, without those ``loss``
+        does not depend on: the parameters :meth:`updates` trains."""
         from ..nn.module import Module
         if isinstance(params, Module):
             params = params.parameters()
@@ -131,8 +140,24 @@ class Optimizer:
         if not isinstance(loss, Node):
             raise ConfigTypeError(f"updates: loss must be a graph node, got {type(loss).__name__}")
         used = {n.id for n in topo_order([loss])}
-        params = [p for p in params if p.id in used]
-        grads = grad(loss, params)
+        return [p for p in params if p.id in used]
+
+    def apply_gradients(self, params: list, grads: list) -> dict:
+        """``{parameter: new value}`` for ``params`` given their gradients
+        ``grads`` (any nodes of the parameters' shapes: ``gc.grad``'s, or
+        parameters holding gradients computed elsewhere, as
+        :mod:`graphc.distributed` does), for the optimizer state and the
+        step count; clipping (``clip_norm``) applies to ``grads``. This is
+        :meth:`updates` without the differentiation and without the graph's
+        other state (:func:`graphc.nn.state_updates`)."""
+        params, grads = list(params), list(grads)
+        if len(params) != len(grads):
+            raise ConfigError(f"apply_gradients: {len(params)} parameters and {len(grads)} "
+                              "gradients")
+        for p, g in zip(params, grads):
+            if not isinstance(g, Node) or g.shape != p.shape:
+                raise ConfigTypeError(f"apply_gradients: the gradient of {p.name!r} must be a "
+                                      f"node of shape {p.shape}, got {g!r}")
         if self.clip_norm is not None:
             grads = clip_by_global_norm(grads, self.clip_norm)
         t = self.step_count + 1
@@ -142,8 +167,6 @@ class Optimizer:
             out[p] = new_p
             out.update(new_state)
         out[self.step_count] = t
-        for c, v in state_updates(loss).items():     # running statistics, dropout counters
-            out.setdefault(c, v)
         return out
 
     # -- state ----------------------------------------------------------------------------

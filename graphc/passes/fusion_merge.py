@@ -16,6 +16,15 @@ from ..ir.node import Node
 from .fusion_graph import _Group
 
 
+class _RowView:
+    """What :meth:`Merging._walk_row_reads` reads of a kernel: its domain and
+    members, and its row reductions (here a standalone one, as if hoisted)."""
+    __slots__ = ("domain", "members", "roots", "hoisted")
+
+    def __init__(self, domain, members, hoisted):
+        self.domain, self.members, self.roots, self.hoisted = domain, members, [], hoisted
+
+
 class Merging:
     """The merging steps of a :class:`~graphc.passes.fusion.Fuser` (a mixin)."""
 
@@ -32,21 +41,25 @@ class Merging:
         return (len(g.roots) == 1 and self.kind[g.roots[0].id] == "reduce" and not g.hoisted
                 and not g.accum and g.matmul is None)
 
-    def _row_reads_ok(self, c: _Group, r: Node, split: int) -> bool:
+    def _row_reads_ok(self, c: _Group, r: Node, split: int, joined: _Group | None = None) -> bool:
         """Would every read of the row reduction ``r`` inside kernel ``c`` (once
-        r is hoisted there) be of the current row? Index expressions are
-        followed symbolically from c's outputs down to r. Remembered per
-        version of c (a kernel is asked about the same reduction again and
-        again while candidates are tried)."""
-        key = (c.gid, c.version, r.id, split, self.stored_epoch)
+        r is hoisted there, and ``c`` merged with ``joined`` if given, whose
+        members c's reads then evaluate inline) be of the current row? Index
+        expressions are followed symbolically from c's outputs down to r.
+        Remembered per version of c (a kernel is asked about the same
+        reduction again and again while candidates are tried)."""
+        key = (c.gid, c.version, r.id, split, self.stored_epoch,
+               None if joined is None else (joined.gid, joined.version))
         got = self._row_memo.get(key)
         if got is None:
-            got = self._row_memo[key] = self._walk_row_reads(c, r, split)
+            got = self._row_memo[key] = self._walk_row_reads(c, r, split, joined)
         return got
 
-    def _walk_row_reads(self, c: _Group, r: Node, split: int) -> bool:
+    def _walk_row_reads(self, c: _Group, r: Node, split: int, joined: _Group | None = None) -> bool:
         D = c.domain
         members = c.members | self.tree(r, self.group_of)
+        if joined is not None:
+            members = members | joined.members
         want = tuple(("o", k) for k in range(split))
         want = want + (0,) * (r.ndim - split)
         full = tuple(("o", k) for k in range(split)) + tuple(
@@ -68,6 +81,17 @@ class Merging:
                 elif i.id in members and not i.is_leaf:
                     starts.append((i, iidx))
         return True
+
+    def _reads_only_current_rows(self, r: Node, g: _Group, D: tuple, c: _Group,
+                                 split: int) -> bool:
+        """Would the row reduction ``r`` (alone in ``g``, reducing over ``D``'s
+        trailing axes) read each of row kernel ``c``'s reductions only at
+        the row being computed, once it joined ``c`` (and read c's values
+        inline)? (``y[a] = sum_b r1[b] * x[a, b]`` reads every row of
+        ``r1``: inside r1's row loop, rows after ``a`` are not reduced
+        yet.)"""
+        view = _RowView(D, g.members | c.members, [r])
+        return all(self._walk_row_reads(view, h, split) for h in c.hoisted)
 
     def _readers_of(self, vid) -> list:
         """The live groups that read value ``vid``, in gid order."""
@@ -117,7 +141,7 @@ class Merging:
                                     "fusing this reduction into its consumer's row loop would "
                                     "make the kernel graph cyclic")
                 elif c.alive and self.can_merge(target, c) and all(
-                        self._row_reads_ok(c, h, split) for h in target.hoisted):
+                        self._row_reads_ok(c, h, split, target) for h in target.hoisted):
                     self.merge(target, c)       # a second consumer joins the same row kernel
         # horizontal: a trailing reduction over the domain of an existing row kernel
         rows = {}             # (domain, split) -> gids of the groups over it
@@ -128,7 +152,9 @@ class Merging:
             for gid in sorted(rows.get((D, split), ())):
                 c = self.groups[gid]
                 if c is not g and c.alive and c.is_loop and c.matmul is None and \
-                        self._row_reads_ok(c, r, split) and self.can_merge(c, g):
+                        self._row_reads_ok(c, r, split) and \
+                        self._reads_only_current_rows(r, g, D, c, split) and \
+                        self.can_merge(c, g):
                     g.hoisted = [r]
                     self.merge(c, g)
                     c.hoisted.sort(key=lambda n: self.pos[n.id])
@@ -259,8 +285,8 @@ class Merging:
         """After merging a and b, would every hoisted reduction still be read
         only at the current row?"""
         split = min(a.split, b.split)
-        return all(self._row_reads_ok(b, h, split) for h in a.hoisted) and \
-            all(self._row_reads_ok(a, h, split) for h in b.hoisted)
+        return all(self._row_reads_ok(b, h, split, a) for h in a.hoisted) and \
+            all(self._row_reads_ok(a, h, split, b) for h in b.hoisted)
 
     def _inline_reductions(self, g: _Group) -> set:
         """Ids of reductions g evaluates inline (not staged)."""

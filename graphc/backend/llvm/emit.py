@@ -98,11 +98,15 @@ class ModuleEmitter:
             table.global_constant = True
             table.initializer = ir.Constant(ir.ArrayType(I32, len(widths)), widths)
             rtlib.uses(self.module, "threads")
+            slot = b.gep(entry.args[0], [ir.Constant(I64, self.layout.arena)], source_etype=PTR,
+                         inbounds=True)
+            state = b.gep(b.load(slot, typ=PTR), [ir.Constant(I64, self.plan.pool_state)],
+                          source_etype=I8, inbounds=True, name="pool_state")
             run = ir.Function(self.module, ir.FunctionType(ir.VoidType(),
-                                                           [PTR, PTR, PTR, I32, I32]),
+                                                           [PTR, PTR, PTR, I32, I32, PTR]),
                               "graphc_rt_parallel")
             b.call(run, [task, ctx, b.bitcast(table, PTR), ir.Constant(I32, len(widths)),
-                         ir.Constant(I32, self.threads)])
+                         ir.Constant(I32, self.threads), state])
         b.ret(b.load(status, typ=I32))
         return self.module
 

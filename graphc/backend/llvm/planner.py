@@ -88,6 +88,11 @@ def build_plan(graph: Graph, kernels: list[Kernel], mem: MemoryPlan, threads: in
             if s.workspace:
                 s.args.append(ws)
     threaded = plan.threaded
+    if threaded:
+        # the job site's record of whether threads paid lately (pool._judge):
+        # each thread's arena starts zeroed and lives as long as the function
+        plan.pool_state = plan.arena_size
+        plan.arena_size += align(8)
     for s, nxt in zip(plan.steps, plan.steps[1:]):
         s.barrier = threaded and (s.parallel or nxt.parallel)
     return plan

@@ -7,7 +7,7 @@ import platform
 
 from llvmlite import ir
 
-from .loops import for_range
+from .loops import for_range, if_then
 from .rtemit import VOID, _decl, indirect_call
 from .scalar import I32, I64, PTR
 
@@ -77,6 +77,49 @@ def _wait_at_least(m, b, fn, addr, target, waiters, name):
     _spin_then_sleep(m, b, fn, addr, lambda v: b.icmp_signed(">=", v, target), waiters, name)
 
 
+STATS_T = ir.LiteralStructType([I32, I64])     # the caller's tasks, cycles in them
+STATE_T = ir.LiteralStructType([I32, I32])     # per job site: calls left to run alone, backoff
+SOLO_FIRST, SOLO_MAX = 4, 64                   # calls run alone after threads did not pay
+PAID = 0.9                                     # threads paid: job time < PAID x the estimate alone
+
+
+def _judge(b, elapsed, st, total, solo_p, backoff_p):
+    """Did threads pay for this job? The caller ran ``mine`` of the ``total``
+    tasks in ``busy`` cycles, so alone the job would have taken about
+    ``busy * total / mine``. If it took more than PAID of that (the workers
+    woke too late for a small job, or one was descheduled holding a task),
+    the next ``backoff`` calls at this job site run alone on the caller,
+    ``backoff`` doubling (SOLO_FIRST .. SOLO_MAX) while threads keep not
+    paying and halving while they do. Chunk boundaries are the same either
+    way, so results are bitwise the same."""
+    mine = b.load(b.gep(st, [ir.Constant(I32, 0), ir.Constant(I32, 0)], source_etype=STATS_T),
+                  typ=I32)
+    busy = b.load(b.gep(st, [ir.Constant(I32, 0), ir.Constant(I32, 1)], source_etype=STATS_T),
+                  typ=I64)
+    fn = b.function
+    lost, paid, end = (fn.append_basic_block(x) for x in ("job.lost", "job.paid", "job.end"))
+    # elapsed * mine > PAID * busy * total, in doubles (no overflow)
+    f64 = ir.DoubleType()
+    lhs = b.fmul(b.uitofp(elapsed, f64), b.uitofp(mine, f64))
+    rhs = b.fmul(ir.Constant(f64, PAID), b.fmul(b.uitofp(busy, f64), b.uitofp(total, f64)))
+    b.cbranch(b.and_(b.icmp_signed(">", mine, ir.Constant(I32, 0)), b.fcmp_ordered(">", lhs, rhs)),
+              lost, paid)
+    b.position_at_end(lost)
+    old = b.load_atomic(backoff_p, "monotonic", 4, typ=I32)
+    twice = b.shl(old, ir.Constant(I32, 1))
+    nb = b.select(b.icmp_signed("<", old, ir.Constant(I32, SOLO_FIRST)), ir.Constant(I32, SOLO_FIRST),
+                  b.select(b.icmp_signed(">", twice, ir.Constant(I32, SOLO_MAX)),
+                           ir.Constant(I32, SOLO_MAX), twice))
+    b.atomic_rmw("xchg", backoff_p, nb, "monotonic")
+    b.atomic_rmw("xchg", solo_p, nb, "monotonic")
+    b.branch(end)
+    b.position_at_end(paid)
+    old = b.load_atomic(backoff_p, "monotonic", 4, typ=I32)
+    b.atomic_rmw("xchg", backoff_p, b.lshr(old, ir.Constant(I32, 1)), "monotonic")
+    b.branch(end)
+    b.position_at_end(end)
+
+
 def emit_threads(m: ir.Module):
     """The thread pool (see the module docstring, and docs/architecture.md).
 
@@ -123,10 +166,13 @@ def emit_threads(m: ir.Module):
         b.store_atomic(v, g, "seq_cst", 8 if v.type == I64 else 4)
 
     # work(slot): claim and run tasks until none is left
-    work = ir.Function(m, ir.FunctionType(VOID, [I32]), "graphc_rt_work")
+    # (stats: null, or the caller's {i32 tasks run, i64 cycles in them})
+    work = ir.Function(m, ir.FunctionType(VOID, [I32, PTR]), "graphc_rt_work")
     work.linkage = "internal"
-    slot, = work.args
+    slot, stats = work.args
     b = ir.IRBuilder(work.append_basic_block("entry"))
+    clock = _decl(m, "llvm.readcyclecounter", I64, [])
+    counting = b.icmp_unsigned("!=", stats, ir.Constant(PTR, None))
     cur_gen = b.alloca(I64)
     ph, pstart, pend = b.alloca(I32), b.alloca(I32), b.alloca(I32)
     b.store(ir.Constant(I64, -1), cur_gen)
@@ -174,7 +220,13 @@ def emit_threads(m: ir.Module):
     b.position_at_end(found)
     _wait_at_least(m, b, work, done, b.load(pstart, typ=I32), dwait, "prev")
     p = b.load(ph, typ=I32)
+    t_task = b.call(clock, [])
     indirect_call(b, task_t, fnp, [ctx, p, b.sub(idx, b.load(pstart, typ=I32)), slot])
+    with if_then(b, counting, "count"):
+        n_run = b.gep(stats, [c0, c0], source_etype=STATS_T)
+        b.store(b.add(b.load(n_run, typ=I32), c1), n_run)
+        busy = b.gep(stats, [c0, c1], source_etype=STATS_T)
+        b.store(b.add(b.load(busy, typ=I64), b.sub(b.call(clock, []), t_task)), busy)
     d = b.add(b.atomic_rmw("add", done, c1, "seq_cst"), c1)
     wake = work.append_basic_block("wake")
     b.cbranch(b.and_(b.icmp_signed("==", d, b.load(pend, typ=I32)),
@@ -198,13 +250,16 @@ def emit_threads(m: ir.Module):
     b.position_at_end(top)
     _wait_changed(m, b, wk, gen, b.load(seen, typ=I32), sleepers, "wjob")
     b.store(at_load(b, gen, I32), seen)
-    b.call(work, [me_slot])
+    b.call(work, [me_slot, ir.Constant(PTR, None)])
     b.branch(top)
 
     # parallel(task, ctx, widths, phases, n)
-    p = ir.Function(m, ir.FunctionType(VOID, [PTR, PTR, PTR, I32, I32]), "graphc_rt_parallel")
-    fnp, ctx, widths, nph, n = p.args
+    p = ir.Function(m, ir.FunctionType(VOID, [PTR, PTR, PTR, I32, I32, PTR]),
+                    "graphc_rt_parallel")
+    fnp, ctx, widths, nph, n, state = p.args
     b = ir.IRBuilder(p.append_basic_block("entry"))
+    solo_p = b.gep(state, [c0, c0], source_etype=STATE_T)
+    backoff_p = b.gep(state, [c0, c1], source_etype=STATE_T)
     # total tasks
     tot = b.alloca(I32)
     b.store(c0, tot)
@@ -214,7 +269,15 @@ def emit_threads(m: ir.Module):
     total = b.load(tot, typ=I32)
     alone = p.append_basic_block("alone")
     try_lock = p.append_basic_block("try_lock")
-    b.cbranch(b.icmp_signed("<=", n, c1), alone, try_lock)
+    threads_ok = p.append_basic_block("threads_ok")
+    solo = p.append_basic_block("solo")
+    b.cbranch(b.icmp_signed("<=", n, c1), alone, threads_ok)
+    b.position_at_end(threads_ok)          # threads lately did not pay: this call runs alone
+    left = b.load_atomic(solo_p, "monotonic", 4, typ=I32)
+    b.cbranch(b.icmp_signed(">", left, c0), solo, try_lock)
+    b.position_at_end(solo)
+    b.atomic_rmw("xchg", solo_p, b.sub(left, c1), "monotonic")
+    b.branch(alone)
     b.position_at_end(try_lock)
     getpid = _decl(m, "getpid", I32, [])
     me = b.call(getpid, [])
@@ -280,9 +343,13 @@ def emit_threads(m: ir.Module):
     _futex(m, b, gen, FUTEX_WAKE, intmax)
     b.branch(run)
     b.position_at_end(run)
-    b.call(work, [c0])
+    st = b.alloca(STATS_T)
+    b.store(ir.Constant(STATS_T, None), st)
+    t0 = b.call(clock, [])
+    b.call(work, [c0, st])
     _wait_at_least(m, b, p, done, total, dwait, "fin")
     b.atomic_rmw("xchg", lock, c0, "release")
+    _judge(b, b.sub(b.call(clock, []), t0), st, total, solo_p, backoff_p)
     b.ret_void()
     # alone: every task in order on this thread
     b.position_at_end(alone)
