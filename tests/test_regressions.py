@@ -529,3 +529,24 @@ def test_in_place_buffer_reused_while_still_read():
     got = gc.compile([y, h], [X, L], cache=False)(xv, lv)
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.xfail(strict=True, reason="open bug at opt_level 3 (levels 0-2 are right): the "
+                   "gradient of a sum picked by rank (gc.topk without its scan barrier) has "
+                   "wrong values")
+def test_gradient_of_values_picked_by_rank():
+    """rank[i] = #{j: x[j] < x[i]}; v[r] = sum_i where(rank[i] == r, x[i], 0): d(w . v)/dx
+    is w[rank]. Found while adding gc.topk, which stores the rank through a scan(0, rank)
+    and does not hit it."""
+    n = 5
+    x = gc.placeholder((n,), "float64", name="x")
+    xi, xj = gc.reshape(x, (n, 1)), gc.reshape(x, (1, n))
+    rank = gc.sum(xj < xi, axis=-1)
+    pick = gc.reshape(rank, (1, n)) == gc.constant(np.arange(n).reshape(n, 1))
+    v = gc.sum(gc.where(pick, xj, 0.0), axis=-1)
+    w = np.array([0.3, -1.2, 0.7, 2.0, -0.4])
+    (g,) = gc.grad(gc.sum(v * gc.constant(w)), [x])
+    xv = np.array([0.1, -0.8, 0.5, 1.1, -0.3])
+    want = w[np.argsort(np.argsort(xv))]
+    np.testing.assert_allclose(gc.compile(g, [x], backend="interp")(xv), want)
+    np.testing.assert_allclose(gc.compile(g, [x], opt_level=3, cache=False)(xv), want)
