@@ -60,6 +60,16 @@ __all__ = ["grad", "compile", "CompiledFunction", "get_num_threads", "set_num_th
            "Pass", "RewritePass", "register_pass", "extend", "plugins", "nn", "optim", "distributed",
            *_ops_all]
 
+from . import compiler as _compiler  # noqa: E402
+
+
+def _export_onnx(f, path=None):
+    from .onnx import exporter  # imported (and onnx with it) only when used
+    return exporter.to_model(f) if path is None else exporter.save(f, path)
+
+
+_compiler.EXPORTERS.setdefault("onnx", _export_onnx)     # CompiledFunction.to_onnx
+
 from . import plugins  # noqa: E402
 
 plugins.autoload()      # packages in the entry-point group graphc.plugins (docs/extending.md)

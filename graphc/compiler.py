@@ -289,6 +289,13 @@ class CompiledFunction:
             self._profiled = pf
         return run_profile(self._profiled, args, kwargs, repeat)
 
+    def to_onnx(self, path=None):
+        """This function's graph (as given to ``compile``) as an
+        ``onnx.ModelProto`` (opset 18; inputs in the call's order, outputs
+        ``output_0``...), also written to ``path`` when given. Needs the
+        ``onnx`` package (``pip install graphc[onnx]``); see docs/onnx.md."""
+        return _export(self, "onnx", path)
+
     def export(self, directory: str, name: str = "model", **options):
         """Write this function as a standalone C library: ``lib<name>.so``
         (or ``.a``), ``<name>.h`` and a README in ``directory`` (see
@@ -456,6 +463,22 @@ def _calls_back(module) -> bool:
     """Whether the code calls host callbacks (so runs Python code while it
     runs, and may be re-entered: it needs :class:`~graphc.runtime.HostedCall`)."""
     return CALLBACK_SYMBOL in module.globals
+
+
+# Exporters by format, ``fmt -> fn(compiled_function, path) -> model``: a
+# front end registers one (``import graphc`` adds ``"onnx"``, which imports
+# graphc.onnx when called), so ``CompiledFunction.to_onnx`` needs no import
+# of a layer above this one (tests/test_layers.py).
+EXPORTERS: dict = {}
+
+
+def _export(f: CompiledFunction, fmt: str, path):
+    fn = EXPORTERS.get(fmt)
+    if fn is None:
+        raise RuntimeError(f"to_{fmt}: no {fmt} exporter is registered "
+                           f"(graphc.compiler.EXPORTERS has {sorted(EXPORTERS)}); "
+                           f"`import graphc` registers the ONNX one")
+    return fn(f, path)
 
 
 _hooks: list = []     # callables run on every compiled function (``python -m graphc inspect``)

@@ -62,7 +62,7 @@ def _entry_points():
 # Every global setting a plugin can change, as (module, attribute) naming a
 # dict or list: its contents are saved before each plugin loads and put back
 # if the plugin fails (ops, passes and the default order, simplification
-# rules, the thread setting, compile hooks, runtime-library components).
+# rules, the thread setting, compile hooks, exporters, runtime-library components).
 SETTINGS = (
     ("graphc.ops.registry", "OPS"),
     ("graphc.extend.register", "USER_OPS"),
@@ -71,6 +71,7 @@ SETTINGS = (
     ("graphc.passes.simplify", "RULES"),
     ("graphc.compiler", "_num_threads"),
     ("graphc.compiler", "_hooks"),
+    ("graphc.compiler", "EXPORTERS"),
     ("graphc.backend.llvm.rtlib", "COMPONENTS"),
 )
 _OPS, _PASSES = SETTINGS[0], SETTINGS[2]

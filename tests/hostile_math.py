@@ -1,5 +1,5 @@
 """Hostile construction cases of the ops the ONNX importer needs (issue 14:
-``graphc/ops/elementwise.py``'s sin..sign, ``compose.py``, ``scan.py``), added
+``graphc/ops/elementwise.py``'s sin..sign and atan, ``compose.py``, ``scan.py``), added
 to test_hostile's table by ``math_cases``: every argument a caller can get
 wrong gets a clear error naming the op."""
 from __future__ import annotations
@@ -14,11 +14,12 @@ def math_cases(add, ph, junk, x, v, i, e0, B):
     b4 = ph((4,), B, name="hb4")
     s0 = ph((), name="hs0")
     v4 = ph((4,), name="hv4")
+    trig = ("atan", "tan", "asin", "acos", "sinh", "cosh", "asinh", "acosh", "atanh")
     for op in ("sin", "cos", "floor", "ceil", "round", "sign", "reciprocal", "logical_not",
-               "cumsum", "prod", "clip"):
+               "cumsum", "prod", "clip") + trig:
         for jn, j in junk[:4]:
             add(op, f"{jn} operand", lambda op=op, j=j: getattr(gc, op)(j), (TypeError, ValueError))
-    for op in ("sin", "cos", "floor", "ceil", "round", "sign", "reciprocal", "clip"):
+    for op in ("sin", "cos", "floor", "ceil", "round", "sign", "reciprocal", "clip") + trig:
         add(op, "bool operand", lambda op=op: getattr(gc, op)(b), D)
     for op in ("logical_and", "logical_or", "logical_xor"):
         add(op, "float operands", lambda op=op: getattr(gc, op)(x, x), D)
@@ -59,3 +60,30 @@ def math_cases(add, ph, junk, x, v, i, e0, B):
         lambda: gc.make("scan", (gc.cast(x, "float32"), x), {"axis": 0, "reverse": False}), D)
     for jn, j in junk[:4]:
         add("scan", f"{jn} operand", lambda j=j: gc.scan(j, x, 0), (TypeError, ValueError))
+    y = ph((3, 4), name="hy")
+    x32 = ph((2, 3), "float32", name="hx32")
+    for eq in ["ij,jk->ik,", "ij->ij->", "i1,jk", "ij,jk->iq", "ij,jk->ii", "ijk,jk", "ij,kk",
+               "....ij,jk", "ij,jk->i.k", "ij", "ij,jk,kl", "i...j...,jk", "ij,jk->i...k...",
+               "", "i j k,jk"]:
+        add("einsum", f"equation {eq!r} for (2, 3), (3, 4)", lambda eq=eq: gc.einsum(eq, x, y), S)
+    add("einsum", "no operands", lambda: gc.einsum("->"), S)
+    add("einsum", "equation None", lambda: gc.einsum(None, x), S)
+    add("einsum", "equation bytes", lambda: gc.einsum(b"ij", x), S)
+    add("einsum", "bool operands", lambda: gc.einsum("ij->i", b), D)
+    add("einsum", "'...' dimensions that do not broadcast",
+        lambda: gc.einsum("...i,...i->...", ph((2, 3), name="h23"), ph((4, 3), name="h43")), S)
+    for jn, j in junk[:4]:
+        add("einsum", f"{jn} operand", lambda j=j: gc.einsum("ij", j), (TypeError, ValueError))
+    for kw in [dict(k=-1), dict(k=4), dict(k=1.5), dict(k=True), dict(k="2"), dict(k=None),
+               dict(k=1, axis=2), dict(k=1, axis=-3), dict(k=1, axis=0.5), dict(k=1, axis=None)]:
+        add("topk", f"{kw} for (2, 3)", lambda kw=kw: gc.topk(x, **kw), S)
+    add("topk", "0-d operand", lambda: gc.topk(s0, 0, 0), S)
+    add("topk", "bool operand", lambda: gc.topk(b, 1), D)
+    add("topk", "largest 'yes'", lambda: gc.topk(x, 1, largest="yes"), TypeError)
+    for jn, j in junk[:4]:
+        add("topk", f"{jn} operand", lambda j=j: gc.topk(j, 1), (TypeError, ValueError))
+    for dt in ("float64", "int64", "bool", "complex64", "nope", None, 3):
+        add("bitcast", f"float32 to {dt!r}", lambda dt=dt: gc.bitcast(x32, dt), (TypeError, ValueError))
+    add("bitcast", "bool operand", lambda: gc.bitcast(b, "int32"), D)
+    for jn, j in junk[:4]:
+        add("bitcast", f"{jn} operand", lambda j=j: gc.bitcast(j, "int32"), (TypeError, ValueError))

@@ -47,7 +47,7 @@ class OpInfo:
     fn: Callable               # graphc: fn(*nodes, **kwargs) -> node
     ref: Callable              # numpy: ref(*arrays, **kwargs) -> array
     samples: list
-    domain: str = "normal"     # normal | positive | small_int | unit | labels
+    domain: str = "normal"     # normal | positive | above_one | small_int | unit | labels
     grad: tuple = ()           # indices of differentiable inputs
     grad2: bool = False
     rtol: float = 1e-6
@@ -85,6 +85,8 @@ def draw(info: OpInfo, sample: Sample, rng: np.random.Generator, *, for_grad=Fal
         else:
             if dom == "positive":
                 a = rng.uniform(0.5, 2.0, shape)
+            elif dom == "above_one":
+                a = rng.uniform(1.1, 4.0, shape)
             elif dom == "unit":
                 a = rng.uniform(-0.9, 0.9, shape)
             elif dom == "distinct" or for_grad:
@@ -524,6 +526,24 @@ OPS += [
            rtol=2e-6),
     OpInfo("cos", gc.cos, np.cos, _unary_samples(FLOATS) + [S(((3,), I32))], grad=(0,), grad2=True,
            rtol=2e-6),
+    OpInfo("atan", gc.atan, np.arctan, _unary_samples(FLOATS) + [S(((3,), I32))], grad=(0,),
+           grad2=True, rtol=2e-6),
+    OpInfo("tan", gc.tan, np.tan, _unary_samples(FLOATS) + [S(((3,), I32))], domain="unit",
+           grad=(0,), grad2=True, rtol=2e-6),
+    OpInfo("sinh", gc.sinh, np.sinh, _unary_samples(FLOATS) + [S(((3,), I64))], grad=(0,),
+           grad2=True, rtol=2e-6),
+    OpInfo("cosh", gc.cosh, np.cosh, _unary_samples(FLOATS) + [S(((3,), I32))], grad=(0,),
+           grad2=True, rtol=2e-6),
+    OpInfo("asinh", gc.asinh, np.arcsinh, _unary_samples(FLOATS) + [S(((3,), I32))], grad=(0,),
+           grad2=True, rtol=2e-6),
+    OpInfo("acosh", gc.acosh, np.arccosh, _unary_samples(FLOATS) + [S(((3,), I64))],
+           domain="above_one", grad=(0,), grad2=True, rtol=2e-6),
+]
+for name, f, r in (("asin", gc.asin, np.arcsin), ("acos", gc.acos, np.arccos),
+                   ("atanh", gc.atanh, np.arctanh)):
+    OPS.append(OpInfo(name, f, r, _unary_samples(FLOATS), domain="unit", grad=(0,), grad2=True,
+                      rtol=2e-6))
+OPS += [
     OpInfo("reciprocal", gc.reciprocal, _np_reciprocal, _unary_samples(FLOATS) + [S(((3,), I64))],
            domain="positive", grad=(0,), grad2=True, rtol=2e-6),
 ]
@@ -575,5 +595,56 @@ OPS += [
            [S(((2, 3, 4), d), axes=(0, 2), keepdims=k) for d in (F32, F64, I64) for k in (False, True)],
            domain="unit", grad=(0,), grad2=True, rtol=1e-5),
 ]
+
+
+
+def _np_topk(x, k, axis=-1, largest=True):
+    """numpy's stable argsort: largest first with ties in index order."""
+    x = np.moveaxis(x, axis, -1)
+    n = x.shape[-1]
+    o = (n - 1 - np.argsort(x[..., ::-1], axis=-1, kind="stable")[..., ::-1] if largest
+         else np.argsort(x, axis=-1, kind="stable"))[..., :k]
+    return np.moveaxis(np.take_along_axis(x, o, -1), -1, axis), np.moveaxis(o, -1, axis)
+
+
+EINSUM = [("ij,jk->ik", (2, 3), (3, 4)), ("bij,bjk->bik", (2, 2, 3), (2, 3, 4)),
+          ("i,i", (5,), (5,)), ("i,j->ij", (3,), (4,)), ("...ij,...jk->...ik", (2, 1, 2, 3), (4, 3, 2)),
+          ("ij,kj", (2, 3), (4, 3)), ("bhqd,bhkd->bhqk", (1, 2, 3, 4), (1, 2, 5, 4)),
+          ("ij,ij->", (2, 3), (2, 3)), ("ab,cd->da", (2, 3), (4, 5))]
+TOPK = [dict(k=2, axis=1), dict(k=3, axis=0, largest=False), dict(k=0, axis=-1),
+        dict(k=4, axis=-1)]
+OPS += [
+    OpInfo("einsum", lambda *xs, equation: gc.einsum(equation, *xs),
+           lambda *xs, equation: np.einsum(equation, *xs),
+           [S((a, d), (b, d), equation=eq) for eq, a, b in EINSUM for d in (F64, F32)] +
+           [S((a, I64), (b, I64), equation=eq) for eq, a, b in EINSUM[:3]] +
+           [S(((0, 3), F64), ((3, 2), F64), equation="ij,jk->ik")],
+           grad=(0, 1), grad2=True, rtol=1e-5),
+    OpInfo("einsum_unary", lambda x, equation: gc.einsum(equation, x),
+           lambda x, equation: np.einsum(equation, x),
+           [S(((3, 4), F64), equation=eq) for eq in ("ij->ji", "ij->i", "ij", "ji", "ij->")] +
+           [S(((2, 4, 4), F64), equation="...ii->...i"), S(((4, 4), F64), equation="ii"),
+            S(((3, 2, 3), F64), equation="iji->j"), S(((), F64), equation="->"),
+            S(((3, 4), I32), equation="ij->j")],
+           grad=(0,), grad2=True, rtol=1e-5),
+    OpInfo("einsum3", lambda a, b, c, equation: gc.einsum(equation, a, b, c),
+           lambda a, b, c, equation: np.einsum(equation, a, b, c),
+           [S(((2, 3), F64), ((3, 4), F64), ((4, 2), F64), equation="ij,jk,kl->il"),
+            S(((4,), F64), ((4,), F64), ((4,), F64), equation="i,i,i->")],
+           grad=(0, 1, 2), grad2=True, rtol=1e-5),
+    OpInfo("topk_values", lambda x, **kw: gc.topk(x, **kw)[0], lambda x, **kw: _np_topk(x, **kw)[0],
+           [S(((3, 4), d), **kw) for d in NUMS for kw in TOPK] + [S(((5,), F64), k=5),
+                                                                S(((2, 0), F64), k=0, axis=1)],
+           domain="distinct", grad=(0,), grad2=True),
+    OpInfo("topk_indices", lambda x, **kw: gc.topk(x, **kw)[1], lambda x, **kw: _np_topk(x, **kw)[1],
+           [S(((3, 4), d), **kw) for d in NUMS for kw in TOPK] +
+           [S(((6,), I32), k=6)], domain="small_int"),
+]
+
+OPS.append(OpInfo("bitcast", lambda x, dtype: gc.bitcast(x, dtype),
+                  lambda x, dtype: np.array(x, order="C").view(dtype),
+                  [S(((3, 4), F32), dtype=I32), S(((3, 4), I32), dtype=F32),
+                   S(((2, 3), F64), dtype=I64), S(((5,), I64), dtype=F64), S(((), F32), dtype=I32),
+                   S(((0, 3), F64), dtype=I64)], domain="small_int", rtol=0, atol=0))
 
 BY_NAME = {o.name: o for o in OPS}

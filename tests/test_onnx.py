@@ -230,6 +230,36 @@ def test_round_trip_graphc_onnx_onnxruntime(tmp_path):
         np.testing.assert_allclose(b_, a, rtol=1e-4, atol=1e-5)
 
 
+def test_compiled_function_to_onnx(tmp_path):
+    # f.to_onnx(): the model of the graph as compiled, inputs in the call's order
+    ort = _ort()
+    rng = np.random.default_rng(3)
+    x = gc.placeholder((4, 6), "float32", name="x")
+    s = gc.placeholder((4, 1), "float32", name="s")
+    w = gc.parameter(rng.standard_normal((6, 3)).astype(np.float32), name="w")
+    f = gc.compile([gc.softmax(gc.tanh(x @ w) * s), gc.sum(x, axis=1)], [s, x])
+    xv = rng.standard_normal((4, 6)).astype(np.float32)
+    sv = rng.standard_normal((4, 1)).astype(np.float32)
+    m = f.to_onnx()
+    assert isinstance(m, onnx.ModelProto)
+    assert [i.name for i in m.graph.input] == ["s", "x"]
+    path = tmp_path / "f.onnx"
+    assert f.to_onnx(path) == m and path.is_file()
+    want = f(sv, xv)
+    for got in (ort.InferenceSession(m.SerializeToString()).run(None, {"x": xv, "s": sv}),
+                ort.InferenceSession(str(path)).run(None, {"x": xv, "s": sv})):
+        for a, b_ in zip(want, got):
+            np.testing.assert_allclose(b_, a, rtol=1e-5, atol=1e-6)
+
+
+def test_to_onnx_without_an_exporter_says_so(monkeypatch):
+    from graphc import compiler
+    f = gc.compile(gc.placeholder((2,), "float32", name="x") * 2.0, backend="interp")
+    monkeypatch.setattr(compiler, "EXPORTERS", {})
+    with pytest.raises(RuntimeError, match="no onnx exporter is registered"):
+        f.to_onnx()
+
+
 def test_export_elementwise_and_integer_ops():
     ort = _ort()
     a = gc.placeholder((5,), "float64", name="a")
@@ -244,6 +274,24 @@ def test_export_elementwise_and_integer_ops():
     for w_, g_ in zip(want, got):
         np.testing.assert_allclose(g_, w_, rtol=1e-12)
         assert g_.dtype == w_.dtype
+
+
+def test_export_einsum_topk_and_an_identity_scan():
+    # a scan(0, b) is b: exported as an Expand
+    ort = _ort()
+    x = gc.placeholder((3, 5), "float32", name="x")
+    y = gc.placeholder((5, 4), "float32", name="y")
+    v, i = gc.topk(x, 2, axis=1, largest=False)
+    outs = [v, i, gc.einsum("ij,jk->ik", x, y), gc.einsum("ii->i", x[:, :3]), gc.atan(x),
+            gc.scan(0.0, x, 1)]
+    rng = np.random.default_rng(4)
+    xv, yv = rng.standard_normal((3, 5)).astype(np.float32), rng.standard_normal((5, 4)).astype(np.float32)
+    want = gc.compile(outs, [x, y])(xv, yv)
+    got = ort.InferenceSession(gc.onnx.to_model(outs).SerializeToString()).run(None, {"x": xv, "y": yv})
+    for a, b_ in zip(want, got):
+        np.testing.assert_allclose(b_, a, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="'bitcast'.*has no ONNX export"):
+        gc.onnx.to_model(gc.bitcast(x, "int32"))
 
 
 def test_export_errors():

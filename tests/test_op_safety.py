@@ -334,7 +334,7 @@ cv = ident(x)
 
 BASE = {}
 for op in ["neg", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "stop_gradient",
-           "erf", "log1p", "sin", "cos", "floor", "ceil", "round", "sign"]:
+           "erf", "log1p", "sin", "cos", "atan", "floor", "ceil", "round", "sign"]:
     BASE[op] = ((x,), {})
 for op in ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "greater", "less",
            "greater_equal", "less_equal", "equal", "not_equal", "floor_divide", "mod"]:
@@ -344,6 +344,7 @@ for op in ["bitwise_and", "bitwise_or", "bitwise_xor"]:
 BASE["invert"] = ((b,), {})
 BASE.update({
     "cast": ((x,), {"dtype": np.dtype("float32")}),
+    "bitcast": ((x,), {"dtype": np.dtype("int64")}),
     "where": ((b, x, x), {}),
     "take": ((m, ind), {"axis": 0}),
     "scatter_add": ((upd, ind), {"axis": 0, "size": 4}),

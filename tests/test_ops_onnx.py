@@ -237,3 +237,78 @@ def test_logical_ops_and_expand():
     np.testing.assert_array_equal(got, np.broadcast_to(x, (2, 3, 6)))
     (g,) = _grads(lambda v: gc.expand(v, (2, 1, 6)), [x])
     np.testing.assert_array_equal(g, np.full((3, 1), 12.0))
+
+
+# ------------------------------------------------ atan and the trig/hyperbolic composites
+
+TRIG = {"atan": np.arctan, "tan": np.tan, "asin": np.arcsin, "acos": np.arccos, "sinh": np.sinh,
+        "cosh": np.cosh, "asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh}
+# ulps from the correctly rounded result allowed (measured: atan 0.5 / 0.93; the composites
+# add the roundings of their steps: sinh 3.7 / 4.0 ulps at worst, the rest 1.3-2.4)
+TRIG_ULP = {"atan": 1.0, "sinh": 6.0, "cosh": 5.0}
+TRIG_RANGE = {"tan": (-1.5, 1.5), "asin": (-1, 1), "acos": (-1, 1), "atanh": (-1, 1),
+              "acosh": (1, 1e4), "sinh": (-80, 80), "cosh": (-80, 80)}
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+@pytest.mark.parametrize("name", list(TRIG))
+def test_trig_matches_numpy(name, dt):
+    """Special values as numpy (NaN, ±inf, the sign of zeros, the domain edges ±1),
+    and random, tiny and huge inputs within a few ulps of the correctly rounded result
+    (numpy in long double)."""
+    rng = np.random.default_rng(len(name))
+    lo, hi = TRIG_RANGE.get(name, (-1e3, 1e3))
+    info = np.finfo(dt)
+    with np.errstate(over="ignore"):
+        x = np.concatenate([SPECIAL, [1 - info.epsneg, -1 + info.epsneg, 1 + info.eps, 710.0,
+                                      89.0, 2.0 ** 28, 3e8, 1e154, -1e200],
+                            rng.uniform(lo, hi, 4000),
+                            10.0 ** rng.uniform(np.log10(info.tiny), 0, 500) * rng.choice([-1, 1], 500),
+                            ]).astype(dt)
+    got, interp = _run(getattr(gc, name), x)
+    with np.errstate(all="ignore"):
+        want = TRIG[name](x)
+        ref = TRIG[name](x.astype(np.longdouble))
+    for g in (got, interp):
+        cls = lambda a: np.stack([np.isnan(a), np.isposinf(a), np.isneginf(a), a == 0,  # noqa: E731
+                                  np.signbit(a) & (a == 0)])
+        bad = np.any(cls(g) != cls(want), axis=0)
+        assert not bad.any(), f"{name}({x[bad]}) = {g[bad]}, numpy {want[bad]}"
+    fin = np.isfinite(want) & (want != 0)
+    ulps = np.abs(got[fin] - ref[fin]) / np.spacing(np.abs(want[fin])).astype(np.longdouble)
+    assert ulps.max() <= TRIG_ULP.get(name, 3.0), (name, float(ulps.max()), x[fin][np.argmax(ulps)])
+
+
+def test_trig_gradients_are_the_closed_forms():
+    x = gc.placeholder((50,), "float64", name="x")
+    xv = np.random.default_rng(1).uniform(-0.95, 0.95, 50)
+    pv = 1.0 + np.abs(xv) * 3.0
+    p = gc.placeholder((50,), "float64", name="p")         # > 1, for acosh
+    fns = [gc.atan(x), gc.tan(x), gc.asin(x), gc.acos(x), gc.sinh(x), gc.cosh(x),
+           gc.asinh(x), gc.acosh(p), gc.atanh(x)]
+    grads = [gc.grad(gc.sum(f), [x if k != 7 else p])[0] for k, f in enumerate(fns)]
+    got = gc.compile(grads, inputs=[x, p])(xv, pv)
+    want = [1 / (1 + xv ** 2), 1 / np.cos(xv) ** 2, 1 / np.sqrt(1 - xv ** 2),
+            -1 / np.sqrt(1 - xv ** 2), np.cosh(xv), np.sinh(xv), 1 / np.sqrt(xv ** 2 + 1),
+            1 / np.sqrt(pv ** 2 - 1), 1 / (1 - xv ** 2)]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14)
+    # at 0 the odd functions' gradient is f'(0), not abs's 0
+    z = gc.placeholder((1,), "float64", name="z")
+    g0 = gc.compile([gc.grad(gc.sum(f(z)), [z])[0] for f in (gc.sinh, gc.asinh, gc.atan, gc.asin)],
+                    inputs=[z])(np.zeros(1))
+    np.testing.assert_array_equal(np.concatenate(g0), [1.0, 1.0, 1.0, 1.0])
+
+
+def test_trig_exports_to_onnx():
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import graphc.onnx  # noqa: F401
+    x = gc.placeholder((64,), "float32", name="x")
+    outs = [f(x) for f in (gc.atan, gc.tan, gc.asin, gc.acos, gc.sinh, gc.cosh, gc.asinh,
+                           gc.atanh)] + [gc.acosh(x * x + 1.0)]
+    xv = np.random.default_rng(2).uniform(-0.99, 0.99, 64).astype(np.float32)
+    want = gc.compile(outs, inputs=[x])(xv)
+    got = ort.InferenceSession(gc.onnx.to_model(outs).SerializeToString()).run(None, {"x": xv})
+    for w, g in zip(want, got):
+        np.testing.assert_allclose(g, w, rtol=2e-6, atol=1e-7)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc.backend.schedule import PlanError
 
 OPT_LEVELS = [0, 1, 2, 3] if "opt_level" in inspect.signature(gc.compile).parameters else [None]
 
@@ -488,3 +489,64 @@ def test_a_transpose_of_a_row_kernel_value_is_not_merged_into_its_rows(opt_level
         got = gc.compile(outs, [w], opt_level=opt_level, cache=False)(wv)
         for g, ref in zip(got, want):
             np.testing.assert_array_equal(g, ref)
+
+
+@pytest.mark.xfail(strict=True, raises=PlanError, reason="open memory-planning bug: at "
+                   "opt_level 3 an in-place buffer is reused while a later kernel still reads "
+                   "it (the schedule check raises PlanError before running)")
+def test_in_place_buffer_reused_while_still_read():
+    """A GRU unrolled over 5 steps, its inputs' projection reversed per entry by a
+    take at linear indices, states masked by a length (found while adding the ONNX
+    GRU converter, which now reverses X instead and does not hit it)."""
+    T, Bt, In, Hs = 5, 3, 4, 6
+    r = np.random.default_rng(0)
+    X = gc.placeholder((T, Bt, In), "float32", name="X")
+    L = gc.placeholder((Bt,), "int32", name="L")
+    W = gc.constant(r.standard_normal((In, 3 * Hs)).astype(np.float32))
+    R = gc.constant(r.standard_normal((Hs, 3 * Hs)).astype(np.float32))
+    ln = gc.reshape(gc.cast(L, "int64"), (Bt, 1))
+    t_ = gc.constant(np.arange(T, dtype=np.int64).reshape(1, T))
+    src = gc.where(t_ < ln, ln - 1 - t_, t_) + gc.constant(np.arange(Bt).reshape(Bt, 1) * T)
+
+    def rev(v):                 # reverse each entry (axis 1) within its length along axis 0
+        flat = gc.reshape(gc.transpose(v, (1, 0, 2)), (Bt * T, v.shape[2]))
+        return gc.transpose(gc.take(flat, src, 0), (1, 0, 2))
+    xw = rev(X @ W)
+    h = zeros = gc.constant(np.zeros((Bt, Hs), np.float32))
+    out = []
+    for t in range(T):
+        z = gc.sigmoid(xw[t][:, :Hs] + h @ R[:, :Hs])
+        rr = gc.sigmoid(xw[t][:, Hs:2 * Hs] + h @ R[:, Hs:2 * Hs])
+        hh = gc.tanh(xw[t][:, 2 * Hs:] + (rr * h) @ R[:, 2 * Hs:])
+        new = (1.0 - z) * hh + z * h
+        ok = gc.constant(np.int64(t)) < ln
+        h = gc.where(ok, new, h)
+        out.append(gc.where(ok, new, zeros))
+    y = rev(gc.concatenate([gc.expand_dims(o, 0) for o in out], 0))
+    xv = r.standard_normal((T, Bt, In)).astype(np.float32)
+    lv = np.array([5, 2, 3], np.int32)
+    want = gc.compile([y, h], [X, L], backend="interp")(xv, lv)
+    got = gc.compile([y, h], [X, L], cache=False)(xv, lv)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.xfail(strict=True, reason="open bug at opt_level 3 (levels 0-2 are right): the "
+                   "gradient of a sum picked by rank (gc.topk without its scan barrier) has "
+                   "wrong values")
+def test_gradient_of_values_picked_by_rank():
+    """rank[i] = #{j: x[j] < x[i]}; v[r] = sum_i where(rank[i] == r, x[i], 0): d(w . v)/dx
+    is w[rank]. Found while adding gc.topk, which stores the rank through a scan(0, rank)
+    and does not hit it."""
+    n = 5
+    x = gc.placeholder((n,), "float64", name="x")
+    xi, xj = gc.reshape(x, (n, 1)), gc.reshape(x, (1, n))
+    rank = gc.sum(xj < xi, axis=-1)
+    pick = gc.reshape(rank, (1, n)) == gc.constant(np.arange(n).reshape(n, 1))
+    v = gc.sum(gc.where(pick, xj, 0.0), axis=-1)
+    w = np.array([0.3, -1.2, 0.7, 2.0, -0.4])
+    (g,) = gc.grad(gc.sum(v * gc.constant(w)), [x])
+    xv = np.array([0.1, -0.8, 0.5, 1.1, -0.3])
+    want = w[np.argsort(np.argsort(xv))]
+    np.testing.assert_allclose(gc.compile(g, [x], backend="interp")(xv), want)
+    np.testing.assert_allclose(gc.compile(g, [x], opt_level=3, cache=False)(xv), want)

@@ -36,6 +36,7 @@ MAX_ULP = {
     ("pow", F32): 0.51,
     ("sin", F32): 0.51, ("sin", F64): 1.0,
     ("cos", F32): 0.51, ("cos", F64): 1.0,
+    ("atan", F32): 0.51, ("atan", F64): 1.0,
 }
 # our results against numpy's own: numpy's float32 log and exp are themselves up to
 # 3.5 and 2.4 ulps off (numpy 2.4, AVX-512), so they may differ from ours by 4 ulps
@@ -51,11 +52,13 @@ def _sigmoid_ref(x):
 
 
 FUNCS = {"exp": (gc.exp, np.exp), "log": (gc.log, np.log), "tanh": (gc.tanh, np.tanh),
-         "sigmoid": (gc.sigmoid, _sigmoid_ref), "sin": (gc.sin, np.sin), "cos": (gc.cos, np.cos)}
+         "sigmoid": (gc.sigmoid, _sigmoid_ref), "sin": (gc.sin, np.sin), "cos": (gc.cos, np.cos),
+         "atan": (gc.atan, np.arctan)}
 # where the results are neither constant nor overflowing: (float32, float64)
 RANGES = {"exp": ((-105, 90), (-750, 712)), "log": ((0, 5), (0, 5)),
           "tanh": ((-11, 11), (-21, 21)), "sigmoid": ((-106, 20), (-750, 40)),
-          "sin": ((-40, 40), (-40, 40)), "cos": ((-40, 40), (-40, 40))}
+          "sin": ((-40, 40), (-40, 40)), "cos": ((-40, 40), (-40, 40)),
+          "atan": ((-10, 10), (-10, 10))}
 # sin and cos: the multiples of pi/2 near which the reduction cancels most, the seam of
 # the two reductions (2**28), the largest floats, and the inputs closest to a multiple of
 # pi/2 (float32: 16367173 * 2**72; float64: 6381956970095103 * 2**797, J.-M. Muller,
@@ -165,6 +168,9 @@ def _edges(name, dt):
                                                        [6381956970095103 * 2.0 ** 797]),
         "cos": _TRIG_EDGES + [big, -big, tiny, 0.0] + ([] if dt == F32 else
                                                        [6381956970095103 * 2.0 ** 797]),
+        # atan: the seams of the reduction (0.66, tan(3 pi/8)), 1, and where atan(x) = x ends
+        "atan": [0.66, -0.66, 1 + np.sqrt(2.0), -1 - np.sqrt(2.0), 1.0, 0.0, tiny, sub,
+                 float(np.sqrt(3 * np.finfo(dt).eps)), 1.0 / np.finfo(dt).eps, big],
     }[name]
 
 
@@ -214,6 +220,7 @@ EXACT = {
     "sin": [(0.0, 0.0), (-0.0, -0.0), (np.inf, np.nan), (-np.inf, np.nan), (1e-300, 1e-300),
             (-1e-30, -1e-30)],
     "cos": [(0.0, 1.0), (-0.0, 1.0), (np.inf, np.nan), (-np.inf, np.nan), (1e-30, 1.0)],
+    "atan": [(0.0, 0.0), (-0.0, -0.0), (1e-30, 1e-30), (-1e-30, -1e-30), (1e-300, 1e-300)],
 }
 
 
@@ -361,11 +368,14 @@ def test_intrinsic_path_still_available(monkeypatch):
     """``ScalarBuilder.vector_math = False`` (for A/B benchmarks) uses LLVM's intrinsics."""
     monkeypatch.setattr(ScalarBuilder, "vector_math", False)
     x = gc.placeholder((1000,), F32, "x")
-    f = gc.compile([gc.exp(x), gc.tanh(x), gc.sigmoid(x), gc.log(gc.abs(x)), gc.sin(x)], inputs=[x])
+    f = gc.compile([gc.exp(x), gc.tanh(x), gc.sigmoid(x), gc.log(gc.abs(x)), gc.sin(x),
+                    gc.atan(x)], inputs=[x])
     assert "llvm.exp" in f.llvm_ir and "llvm.tanh" in f.llvm_ir and "llvm.sin" in f.llvm_ir
+    assert "llvm.atan" in f.llvm_ir
     xv = np.linspace(-5, 5, 1000, dtype=F32)
-    e, t, s, lg, sn = f(xv)
+    e, t, s, lg, sn, at = f(xv)
     np.testing.assert_allclose(sn, np.sin(xv), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(at, np.arctan(xv), rtol=1e-6)
     np.testing.assert_allclose(e, np.exp(xv), rtol=1e-6)
     np.testing.assert_allclose(t, np.tanh(xv), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(s, _sigmoid_ref(xv), rtol=1e-6)
@@ -375,8 +385,8 @@ def test_intrinsic_path_still_available(monkeypatch):
 
 # ------------------------------------------------------------- vectorization
 
-_SCALAR_MATH = re.compile(r"@(llvm\.(exp|exp2|log|log2|tanh|pow|sin|cos)\.|"
-                          r"(expf?|logf?|tanhf?|powf?|sinf?|cosf?)\b)")
+_SCALAR_MATH = re.compile(r"@(llvm\.(exp|exp2|log|log2|tanh|pow|sin|cos|atan)\.|"
+                          r"(expf?|logf?|tanhf?|powf?|sinf?|cosf?|atanf?)\b)")
 
 
 def _calls(ir_text):
@@ -390,7 +400,7 @@ def test_loops_vectorize(dt, vec):
     x = gc.placeholder((1 << 16,), dt, "x")
     graphs = [gc.exp(x), gc.log(x), gc.tanh(x), gc.sigmoid(x),
               gc.sum(gc.tanh(x) * gc.exp(x)), gc.sum(gc.sigmoid(gc.log(gc.abs(x) + 1.0))),
-              gc.sin(x), gc.cos(x), gc.sum(gc.sin(x) * gc.cos(x * 3.0))]
+              gc.sin(x), gc.cos(x), gc.sum(gc.sin(x) * gc.cos(x * 3.0)), gc.atan(x)]
     if dt == F32:
         graphs.append(gc.abs(x) ** x)
     for g in graphs:

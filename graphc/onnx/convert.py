@@ -18,6 +18,12 @@ from ..ir.node import Node
 from ..ops.common import constant
 
 CONVERTERS: dict = {}        # ONNX op_type -> converter
+# nodes never evaluated at load time even when their inputs are known (random
+# ones; If and Loop, whose subgraphs may read graph inputs by name)
+NOT_FOLDED = {"RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNormalLike",
+              "Multinomial", "Bernoulli", "If", "Loop", "Scan"}
+# ops whose subgraph attributes are kept (as GraphProtos) for their converter
+SUBGRAPH_OPS = {"If", "Loop", "Scan"}
 
 
 class OnnxImportError(GraphcError, ValueError):
@@ -83,6 +89,9 @@ class OnnxNode:
         self.attrs = {}
         for a in proto.attribute:
             if a.type in (a.GRAPH, a.GRAPHS):
+                if self.op in SUBGRAPH_OPS and a.type == a.GRAPH:
+                    self.attrs[a.name] = a.g
+                    continue
                 raise self.error(f"attribute {a.name!r} is a subgraph, which graphc does not "
                                  "import")
             v = helper.get_attribute_value(a)
@@ -193,6 +202,29 @@ class Context:
             else:
                 self.consts[name] = np.asarray(r)
                 self.nodes.pop(name, None)
+
+
+def convert_nodes(ctx: Context, protos) -> None:
+    """Convert the ONNX nodes ``protos`` in order into ``ctx`` (the graph's
+    nodes, or a subgraph's)."""
+    for proto in protos:
+        node = OnnxNode(proto, ctx.opset)
+        if proto.domain not in ("", "ai.onnx"):
+            raise node.error(f"domain {proto.domain!r} is not supported")
+        fn = CONVERTERS.get(node.op)
+        if fn is None:
+            raise OnnxImportError(f"{node.where()}: op {node.op!r} is not supported by "
+                                  "graphc's ONNX importer")
+        present = [i for i in node.inputs if i]
+        foldable = node.op not in NOT_FOLDED and all(
+            i in ctx.consts and i not in ctx.params for i in present)
+        try:
+            results = fn(ctx, node)
+        except OnnxImportError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError) as e:
+            raise node.error(f"{type(e).__name__}: {e}") from e
+        ctx.set_outputs(node, results, foldable)
 
 
 def evaluate(n: Node) -> np.ndarray:

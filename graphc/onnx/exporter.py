@@ -52,7 +52,7 @@ _SIMPLE = {"neg": "Neg", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "tanh": "Ta
            "maximum": "Max", "minimum": "Min", "greater": "Greater", "less": "Less",
            "greater_equal": "GreaterOrEqual", "less_equal": "LessOrEqual", "equal": "Equal",
            "where": "Where", "matmul": "MatMul", "erf": "Erf", "custom_vjp": "Identity",
-           "sin": "Sin", "cos": "Cos", "floor": "Floor", "ceil": "Ceil", "round": "Round",
+           "sin": "Sin", "cos": "Cos", "atan": "Atan", "floor": "Floor", "ceil": "Ceil", "round": "Round",
            "sign": "Sign"}
 
 
@@ -105,6 +105,9 @@ def _export_node(w: _Writer, n: Node, ins: list, out: str) -> None:
         _windows(w, n, ins[0], out)
     elif op == "scan":
         a = n.inputs[0]
+        if a.op == "constant" and not np.any(a.value):       # h[j] = b[j]: b itself
+            w.add("Expand", [ins[1], w.ints(n.shape)], out)
+            return
         if a.op != "constant" or not np.all(a.value == 1):
             raise ValueError(f"onnx export: a scan (node %{n.id}) other than a cumulative sum "
                              "has no ONNX op")

@@ -15,12 +15,8 @@ import numpy as np
 
 from ..ops.common import constant, parameter, placeholder
 from ._deps import require_onnx
-from .convert import CONVERTERS, Context, OnnxImportError, OnnxNode, np_dtype
+from .convert import Context, OnnxImportError, convert_nodes, np_dtype
 from .ops_table import load_all
-
-# nodes never evaluated at load time even when their inputs are known
-_NOT_FOLDED = {"RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNormalLike",
-               "Multinomial", "Bernoulli"}
 
 
 class OnnxGraph:
@@ -142,24 +138,7 @@ def load(src, params: str = "parameter", input_shapes: dict | None = None,
         dt = np_dtype(vi.type.tensor_type.elem_type, f"graph input {vi.name!r}")
         ph = placeholder(_input_shape(vi, input_shapes), dt, name=vi.name)
         ctx.nodes[vi.name] = inputs[vi.name] = ph
-    for proto in g.node:
-        node = OnnxNode(proto, opset)
-        if proto.domain not in ("", "ai.onnx"):
-            raise node.error(f"domain {proto.domain!r} is not supported")
-        fn = CONVERTERS.get(node.op)
-        if fn is None:
-            raise OnnxImportError(f"{node.where()}: op {node.op!r} is not supported by "
-                                  "graphc's ONNX importer")
-        present = [i for i in node.inputs if i]
-        foldable = node.op not in _NOT_FOLDED and all(
-            i in ctx.consts and i not in ctx.params for i in present)
-        try:
-            results = fn(ctx, node)
-        except OnnxImportError:
-            raise
-        except (ValueError, TypeError, KeyError, IndexError) as e:
-            raise node.error(f"{type(e).__name__}: {e}") from e
-        ctx.set_outputs(node, results, foldable)
+    convert_nodes(ctx, g.node)
     outputs, names = [], []
     for vo in g.output:
         if vo.name in ctx.nodes:

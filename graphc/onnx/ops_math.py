@@ -30,37 +30,13 @@ def _float_input(ctx, n, i=0):
     return x
 
 
-@op("Tan")
-def _tan(ctx, n):
-    x = _float_input(ctx, n)
-    return O.sin(x) / O.cos(x)
+_TRIG = {"Tan": O.tan, "Asin": O.asin, "Acos": O.acos, "Atan": O.atan, "Sinh": O.sinh,
+         "Cosh": O.cosh, "Asinh": O.asinh, "Acosh": O.acosh, "Atanh": O.atanh}
 
 
-@op("Sinh", "Cosh")
-def _sinh_cosh(ctx, n):
-    x = _float_input(ctx, n)
-    e, ie = O.exp(x), O.exp(-x)
-    return (e - ie) * 0.5 if n.op == "Sinh" else (e + ie) * 0.5
-
-
-@op("Asinh")
-def _asinh(ctx, n):
-    x = _float_input(ctx, n)
-    ax = O.abs(x)
-    y = O.log(ax + O.sqrt(ax * ax + 1.0))
-    return O.where(x < 0, -y, y)
-
-
-@op("Acosh")
-def _acosh(ctx, n):
-    x = _float_input(ctx, n)
-    return O.log(x + O.sqrt(x * x - 1.0))
-
-
-@op("Atanh")
-def _atanh(ctx, n):
-    x = _float_input(ctx, n)
-    return (O.log1p(x) - O.log1p(-x)) * 0.5
+@op(*_TRIG)
+def _trig(ctx, n):
+    return _TRIG[n.op](_float_input(ctx, n))
 
 
 @op("Identity")
@@ -249,6 +225,38 @@ def _pow(ctx, n):
     return O.cast(O.pow(O.cast(a, D.float64), O.cast(b, D.float64)), a.dtype)
 
 
+@op("BitShift")
+def _bitshift(ctx, n):
+    """x << y as x * 2**y (wrapping), x >> y (arithmetic) as floor(x / 2**y); a
+    shift that is negative or at least the width gives what the sign fill
+    alone gives (0, or -1 for a right shift of a negative x), as ONNX says."""
+    x, y = ctx.x(n, 0), ctx.x(n, 1)
+    if not (D.is_int(x.dtype) and x.dtype == y.dtype):
+        raise n.error(f"needs two inputs of one integer type, got {x.dtype} and {y.dtype}")
+    direction = n.attr("direction")
+    if direction not in ("LEFT", "RIGHT"):
+        raise n.error(f"direction must be 'LEFT' or 'RIGHT', got {direction!r}")
+    bits = np.dtype(x.dtype).itemsize * 8
+    one, zero = O.constant(1, x.dtype), O.constant(0, x.dtype)
+    if direction == "LEFT":
+        ok = (y >= 0) & (y < bits)
+        return O.where(ok, x * O.pow(O.constant(2, x.dtype), O.where(ok, y, zero)), zero)
+    ok = (y >= 0) & (y < bits - 1)             # 2**(bits-1) is not representable
+    fill = O.where(x < 0, -one, zero)
+    return O.where(ok, O.floor_divide(x, O.pow(O.constant(2, x.dtype), O.where(ok, y, zero))),
+                   fill)
+
+
+@op("BitCast")
+def _bitcast(ctx, n):
+    x = ctx.x(n, 0)
+    to = np_dtype(int(n.attr("to", 0)), "attribute to")
+    if np.dtype(x.dtype).itemsize != to.itemsize or D.is_bool(x.dtype) or D.is_bool(to):
+        raise n.error(f"{x.dtype} -> {to}: graphc reinterprets between dtypes of one width "
+                      "(float32 <-> int32, float64 <-> int64)")
+    return O.bitcast(x, to)
+
+
 @op("Not", "BitwiseNot")
 def _not(ctx, n):
     return O.invert(ctx.x(n, 0))
@@ -330,9 +338,13 @@ def _reduce(ctx, n):
     if x.ndim == 0:
         return x
     if n.op in ("ReduceMax", "ReduceMin") and any(x.shape[a] == 0 for a in (axes or range(x.ndim))):
-        if not D.is_float(x.dtype):
-            raise n.error(f"reducing an empty axis of shape {x.shape} of {x.dtype} has no value")
-        init = -np.inf if n.op == "ReduceMax" else np.inf      # the reduction's identity
+        big = n.op == "ReduceMax"                # the reduction's identity
+        if D.is_float(x.dtype):
+            init = -np.inf if big else np.inf
+        elif D.is_bool(x.dtype):
+            init = not big                       # max is "any", min is "all"
+        else:
+            init = np.iinfo(x.dtype).min if big else np.iinfo(x.dtype).max
         return np.full(np.zeros(x.shape).sum(axis=axes, keepdims=keep).shape, init, x.dtype)
     y = f(x, axes, keep)
     return y if y.dtype == x.dtype else O.cast(y, x.dtype)
@@ -350,10 +362,26 @@ def _argmax(ctx, n):
     return O.constant(x.shape[ax] - 1, D.int64) - f(x[key], ax, keep)
 
 
+@op("Einsum")
+def _einsum(ctx, n):
+    eq = n.attr("equation")
+    if eq is None:
+        raise n.error("attribute equation is missing")
+    return O.einsum(eq, *ctx.xs(n))
+
+
 @op("Swish")
 def _swish(ctx, n):
     x = ctx.x(n, 0)
     return x * O.sigmoid(x * float(n.attr("alpha", 1.0)))
+
+
+@op("SwiGLU")
+def _swiglu(ctx, n):
+    a, b = ctx.x(n, 0), ctx.x(n, 1)
+    if a.shape != b.shape:
+        raise n.error(f"A {a.shape} and B {b.shape} must have the same shape (no broadcasting)")
+    return a * O.sigmoid(a * float(n.attr("alpha", 1.0))) * b
 
 
 @op("CumSum")
@@ -378,3 +406,34 @@ def _cumprod(ctx, n):
     if excl:
         return scan(shift(x, ax, -1 if rev else 1, 1), O.constant(first), ax, rev)
     return scan(x, x * O.constant(first), ax, rev)
+
+
+@op("Det")
+def _det(ctx, n):
+    """The Leibniz sum over the n! permutations of products of entries (static
+    slices), for n <= 5: exact algebra, differentiable; larger matrices are refused."""
+    import itertools
+    x = ctx.x(n, 0)
+    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        raise n.error(f"needs (..., n, n) matrices, got shape {x.shape}")
+    if not D.is_float(x.dtype):
+        raise n.error(f"needs float matrices, got {x.dtype}")
+    k = x.shape[-1]
+    if k > 5:
+        raise n.error(f"{k} x {k} matrices: graphc computes Det as the Leibniz sum, for n <= 5")
+    if k == 0:
+        return O.broadcast_to(O.constant(1.0, x.dtype), x.shape[:-2])
+    total = None
+    for perm in itertools.permutations(range(k)):
+        sign = 1.0
+        for i in range(k):
+            for j in range(i + 1, k):
+                if perm[i] > perm[j]:
+                    sign = -sign
+        term = None
+        for i, p in enumerate(perm):
+            e = x[(Ellipsis, i, p)]
+            term = e if term is None else term * e
+        term = term if sign > 0 else -term
+        total = term if total is None else total + term
+    return total

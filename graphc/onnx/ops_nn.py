@@ -136,8 +136,7 @@ def _pool(ctx, n, reduce_max):
     kernel = list(n.attr("kernel_shape"))
     if len(kernel) != nsp:
         raise n.error(f"kernel_shape {kernel} does not match the {nsp} spatial axes of {x.shape}")
-    if n.wants(1):
-        raise n.error("the Indices output is not supported")
+    want_idx = reduce_max and n.wants(1)
     strides = list(n.attr("strides", [1] * nsp))
     dil = list(n.attr("dilations", [1] * nsp))
     ceil = bool(n.attr("ceil_mode", 0))
@@ -152,9 +151,25 @@ def _pool(ctx, n, reduce_max):
         xp = O.pad(x, widths, value=low) if any(map(any, widths)) else x
         taps = _taps(xp, kernel, strides, dil, out)
         y = taps[0]
-        for t in taps[1:]:
-            y = O.maximum(y, t)
-        return y
+        if not want_idx:
+            for t in taps[1:]:
+                y = O.maximum(y, t)
+            return y
+        # Indices: the flat index (over the whole input; spatial axes row-major, or
+        # column-major for storage_order=1) of each window's first maximum, carried along
+        # the taps from a constant holding every position's index
+        sp = x.shape[2:]
+        order = "F" if n.attr("storage_order", 0) else "C"
+        within = np.arange(int(np.prod(sp)), dtype=np.int64).reshape(sp, order=order)
+        flat = (np.arange(x.shape[0] * x.shape[1], dtype=np.int64).reshape(
+            x.shape[:2] + (1,) * len(sp)) * within.size + within)
+        flat = np.pad(flat, widths, constant_values=-1)
+        itaps = _taps(O.constant(flat), kernel, strides, dil, out)
+        idx = itaps[0]
+        for t, it in zip(taps[1:], itaps[1:]):
+            better = t > y
+            y, idx = O.where(better, t, y), O.where(better, it, idx)
+        return [y, idx]
     xp = O.pad(x, widths) if any(map(any, widths)) else x
     taps = _taps(xp, kernel, strides, dil, out)
     total = taps[0]
@@ -201,9 +216,21 @@ def _per_channel(v, ndim):
 @op("BatchNormalization")
 def _batchnorm(ctx, n):
     x = ctx.x(n, 0)
-    if n.attr("training_mode", 0) or any(n.wants(k) for k in range(1, 5)):
-        raise n.error("training mode (the running mean/variance outputs) is not supported")
     eps = float(n.attr("epsilon", 1e-5))
+    if n.attr("training_mode", 0) or any(n.wants(k) for k in range(1, 5)):
+        if n.opset < 14:
+            raise n.error("training mode before opset 14 (its saved statistics outputs) is "
+                          "not supported")
+        # the batch's statistics normalize; the running ones are updated by momentum
+        axes = (0,) + tuple(range(2, x.ndim))
+        mu = O.mean(x, axes)
+        dev = x - _per_channel(mu, x.ndim)
+        var = O.mean(dev * dev, axes)                  # the population variance
+        sc, b, m, v = (ctx.x(n, k) for k in range(1, 5))
+        y = (x - _per_channel(mu, x.ndim)) * _per_channel(sc / O.sqrt(var + eps), x.ndim) \
+            + _per_channel(b, x.ndim)
+        mom = float(n.attr("momentum", 0.9))
+        return [y, m * mom + mu * (1 - mom), v * mom + var * (1 - mom)]
     names = n.inputs[1:5]
     if all(ctx.known(s) for s in names):         # fold into one scale and shift
         sc, b, m, v = (np.asarray(ctx.const(n, k, w), np.float64) for k, w in
@@ -380,14 +407,39 @@ def _dilate(x, ax, s):
                               for d in range(y.ndim)))
 
 
+def _conv_transpose_scatter(x, w, b, g, kernel, strides, dil, pads, full):
+    """N-d ConvTranspose without a convolution: the products of every input position
+    with every kernel tap (one einsum per group), summed into the output positions
+    i * stride + k * dilation (one scatter_add at indices known at load time), then
+    cropped by the pads."""
+    import itertools
+    N, C = x.shape[:2]
+    ins, nsp = x.shape[2:], len(kernel)
+    cg, mg = C // g, w.shape[1]
+    ks, ii = "".join("klm"[:nsp]), "".join("pqr"[:nsp])
+    cols = [O.einsum(f"nc{ii},co{ks}->no{ks}{ii}", x[:, k * cg:(k + 1) * cg],
+                     w[k * cg:(k + 1) * cg]) for k in range(g)]
+    col = O.concatenate(cols, 1) if g > 1 else cols[0]        # (N, M, k..., i...)
+    stride_out = [int(np.prod(full[a + 1:])) for a in range(nsp)]
+    idx = np.zeros(tuple(kernel) + tuple(ins), np.int64)
+    for kk in itertools.product(*(range(k) for k in kernel)):
+        for pos in itertools.product(*(range(i) for i in ins)):
+            idx[kk + pos] = sum((pos[a] * strides[a] + kk[a] * dil[a]) * stride_out[a]
+                                for a in range(nsp))
+    M = g * mg
+    y = O.scatter_add(O.reshape(col, (N, M, idx.size)), O.constant(idx.reshape(-1)),
+                      int(np.prod(full)), 2)
+    y = O.reshape(y, (N, M) + tuple(full))
+    y = y[(slice(None), slice(None)) + tuple(slice(p0, f - p1) for (p0, p1), f in zip(pads, full))]
+    return y + O.reshape(b, (1, M) + (1,) * nsp) if b is not None else y
+
+
 @op("ConvTranspose")
 def _conv_transpose(ctx, n):
     """A convolution of the stride-dilated, padded input with the flipped,
     channel-transposed kernel."""
     x, w, b = ctx.x(n, 0), ctx.x(n, 1), ctx.opt(n, 2)
     nsp = _spatial(n, x)
-    if nsp > 2:
-        raise n.error(f"{nsp}-d ConvTranspose is not supported (1-d and 2-d)")
     kernel = list(n.attr("kernel_shape", w.shape[2:]))
     strides = list(n.attr("strides", [1] * nsp))
     dil = list(n.attr("dilations", [1] * nsp))
@@ -408,6 +460,8 @@ def _conv_transpose(ctx, n):
         p = list(n.attr("pads", [0] * (2 * nsp)))
         pads = [(p[i], p[i + nsp]) for i in range(nsp)]
     c = x.shape[1]
+    if nsp > 2:
+        return _conv_transpose_scatter(x, w, b, g, kernel, strides, dil, pads, full)
     flip = (slice(None), slice(None)) + (slice(None, None, -1),) * nsp
     groups = []
     for k in range(g):

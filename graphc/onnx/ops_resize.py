@@ -1,4 +1,4 @@
-"""The converter of ONNX's Resize (opsets 10-19; no antialias): separable,
+"""The converter of ONNX's Resize (opsets 10-19, antialias included): separable,
 so each resized axis is one matmul by a constant interpolation matrix built
 here with the operator's coordinate transforms and nearest / linear / cubic
 coefficients (those of onnx.reference's op_resize), plus a constant for
@@ -37,8 +37,29 @@ def _x_orig(n, x, in_len, out_len, scale, out_int, roi):
     raise n.error(f"coordinate_transformation_mode {mode!r} is not supported")
 
 
-def _coeffs(n, ratio):
+def _antialias_coeffs(n, mode, ratio, scale):
+    """Downsampling with antialias: the kernel stretched by 1 / scale and normalized
+    (onnx.reference's _linear_coeffs_antialias / _cubic_coeffs_antialias)."""
+    scale = min(scale, 1.0)
+    if mode == "linear":
+        start = int(np.floor(-1 / scale) + 1)
+        args = (np.arange(start, start + 2 - 2 * start) - ratio) * scale
+        w = np.clip(1 - np.abs(args), 0, 1)
+    else:
+        a = float(n.attr("cubic_coeff_a", -0.75))
+        start = int(np.floor(-2 / scale) + 1)
+        u = np.abs(scale * (np.arange(start, 2 - start) - ratio))
+        w = np.where(u <= 1, (a + 2) * u ** 3 - (a + 3) * u ** 2 + 1,
+                     np.where(u < 2, a * u ** 3 - 5 * a * u ** 2 + 8 * a * u - 4 * a, 0.0))
+    return w / w.sum()
+
+
+def _coeffs(n, ratio, scale):
     mode = n.attr("mode", "nearest")
+    if n.attr("antialias", 0):
+        if mode not in ("linear", "cubic"):
+            raise n.error(f"antialias=1 applies to modes linear and cubic, not {mode!r}")
+        return _antialias_coeffs(n, mode, ratio, scale)
     if mode == "nearest":
         if float(ratio).is_integer():
             return np.array([0.0, 1.0])
@@ -73,7 +94,7 @@ def interpolation(n, in_len, out_len, scale, roi):
         ratio = 1.0 if xo == base else xo - base
         if xo == base:
             base -= 1
-        w = _coeffs(n, ratio)
+        w = _coeffs(n, ratio, scale)
         k = len(w)
         idx = base - (k // 2 - 1) + np.arange(k)
         if n.attr("exclude_outside", 0):
@@ -87,8 +108,6 @@ def interpolation(n, in_len, out_len, scale, roi):
 @op("Resize")
 def _resize(ctx, n):
     x = ctx.x(n, 0)
-    if n.attr("antialias", 0):
-        raise n.error("antialias=1 is not supported")
     r = x.ndim
     axes = [a % r for a in n.attr("axes", range(r))]
     if n.opset < 11:
@@ -137,3 +156,26 @@ def _resize(ctx, n):
             t = t + O.constant(c.astype(x.dtype))
         y = O.transpose(t, inv)
     return y
+
+
+@op("Upsample")
+def _upsample(ctx, n):
+    """Upsample (opsets 7-9, deprecated): Resize with ``asymmetric``
+    coordinates (``out[i] = in[floor(i / scale)]`` for nearest), scales from
+    the attribute (opset 7) or input 1."""
+    import copy
+    mode = n.attr("mode", "nearest")
+    if mode not in ("nearest", "linear"):
+        raise n.error(f"mode {mode!r} is not supported (nearest, linear)")
+    r = copy.copy(n)
+    r.attrs = {"mode": mode, "coordinate_transformation_mode": "asymmetric",
+               "nearest_mode": "floor"}
+    r.opset = 10                               # Resize-10's inputs: X, scales
+    if n.opset < 9:
+        scales = n.attr("scales")
+        if scales is None:
+            raise n.error("attribute scales is missing")
+        name = f"{n.outputs[0]}::upsample_scales"
+        ctx.consts[name] = np.asarray(scales, np.float32)
+        r.inputs = [n.inputs[0], name]
+    return _resize(ctx, r)

@@ -58,8 +58,14 @@ def _size(ctx, n):
 
 @op("Range")
 def _range(ctx, n):
-    a, b, d = (ctx.const(n, i, w) for i, w in ((0, "start"), (1, "limit"), (2, "delta")))
-    return np.arange(a, b, d, dtype=np.asarray(a).dtype)
+    vals = []
+    for i, w in ((0, "start"), (1, "limit"), (2, "delta")):
+        v = np.asarray(ctx.const(n, i, w))
+        if v.size != 1:
+            raise n.error(f"{w} must be a scalar, got shape {v.shape}")
+        vals.append(v.reshape(()))
+    a, b, d = vals
+    return np.arange(a, b, d, dtype=a.dtype)
 
 
 @op("Reshape")
@@ -165,9 +171,13 @@ def _scatter_elements(ctx, n):
     x, ind, upd = ctx.x(n, 0), ctx.x(n, 1), ctx.x(n, 2)
     ax = axis_of(n, n.attr("axis", 0), x.ndim)
     red = n.attr("reduction", "none")
-    if red not in ("none", "add"):
-        raise n.error(f"reduction {red!r} is not supported (none, add)")
+    if red not in ("none", "add", "mul", "max", "min"):
+        raise n.error(f"reduction {red!r} is not one of none, add, mul, max, min")
     lin = O.reshape(_linear(x, ind, ax), (-1,))
+    if red in ("mul", "max", "min"):
+        from .ops_select import scatter_reduce
+        y = scatter_reduce(O.reshape(x, (-1, 1)), lin, O.reshape(upd, (-1, 1)), red)
+        return O.reshape(y, x.shape)
     added = O.reshape(O.scatter_add(O.reshape(upd, (-1,)), lin, x.size), x.shape)
     if red == "add":
         return x + added
@@ -306,7 +316,10 @@ def _pad(ctx, n):
 def _dropout(ctx, n):
     x = ctx.x(n, 0)
     if n.opset >= 12 and n.has(2) and bool(ctx.const(n, 2, "training_mode")):
-        raise n.error("training_mode=True is not supported (graphc imports inference graphs)")
+        ratio = float(np.asarray(ctx.const(n, 1, "ratio")).reshape(())) if n.has(1) else 0.5
+        if ratio != 0:               # with ratio 0 training mode keeps every element
+            raise n.error(f"training_mode=True with ratio {ratio} draws a random mask, which "
+                          "graphc does not import (inference graphs, or ratio 0)")
     mask = O.broadcast_to(O.constant(True), x.shape) if n.wants(1) else None
     return [x, mask]
 
@@ -408,8 +421,8 @@ def _scatter_nd(ctx, n):
     scatter_add on the data viewed as (rows of the indexed axes, slab)."""
     x, ind, upd = ctx.x(n, 0), ctx.x(n, 1), ctx.x(n, 2)
     red = n.attr("reduction", "none")
-    if red not in ("none", "add"):
-        raise n.error(f"reduction {red!r} is not supported (none, add)")
+    if red not in ("none", "add", "mul", "max", "min"):
+        raise n.error(f"reduction {red!r} is not one of none, add, mul, max, min")
     k = ind.shape[-1]
     rows = int(np.prod(x.shape[:k], dtype=np.int64))
     slab = int(np.prod(x.shape[k:], dtype=np.int64))
@@ -419,6 +432,9 @@ def _scatter_nd(ctx, n):
     i = O.where(i < 0, i + O.constant(np.array(x.shape[:k], np.int64)), i)
     lin = O.reshape(O.sum(i * O.constant(strides), -1), (count,))
     u = O.reshape(upd, (count, slab))
+    if red in ("mul", "max", "min"):
+        from .ops_select import scatter_reduce
+        return O.reshape(scatter_reduce(O.reshape(x, (rows, slab)), lin, u, red), x.shape)
     added = O.reshape(O.scatter_add(u, lin, rows, 0), x.shape)
     if red == "add":
         return x + added

@@ -6,7 +6,18 @@ from .convert import CONVERTERS
 
 def load_all() -> dict:
     # each module registers its converters
-    from . import ops_attention, ops_math, ops_nn, ops_resize, ops_shape  # noqa: F401
+    from . import (  # noqa: F401
+        ops_attention,
+        ops_control,
+        ops_image,
+        ops_math,
+        ops_nn,
+        ops_resize,
+        ops_rnn,
+        ops_select,
+        ops_shape,
+        ops_signal,
+    )
     return CONVERTERS
 
 

@@ -7,7 +7,23 @@ import numpy as _np
 from ..ir import dtypes as _D
 from ..ir.node import Node
 from .common import as_node, constant
-from .compose import clip, expand, logical_and, logical_not, logical_or, logical_xor, reciprocal
+from .compose import (
+    acos,
+    acosh,
+    asin,
+    asinh,
+    atanh,
+    clip,
+    cosh,
+    expand,
+    logical_and,
+    logical_not,
+    logical_or,
+    logical_xor,
+    reciprocal,
+    sinh,
+    tan,
+)
 from .conv import (
     adaptive_avg_pool2d,
     argmax,
@@ -20,9 +36,12 @@ from .conv import (
     max_pool2d,
     pad,
 )
+from .einsum import einsum
 from .elementwise import (
     abs,
     add,
+    atan,
+    bitcast,
     bitwise_and,
     bitwise_or,
     bitwise_xor,
@@ -77,6 +96,7 @@ from .reduce import max, mean, min, sum
 from .registry import OPS, OpDef, get, make, register
 from .scan import cumsum, prod, scan
 from .special import erf, log1p
+from .topk import topk
 from .windows import windows
 
 __all__ = [
@@ -93,6 +113,8 @@ __all__ = [
     "global_avg_pool2d", "flatten", "argmax", "argmin", "windows",
     "sin", "cos", "floor", "ceil", "round", "sign", "reciprocal", "clip", "logical_and",
     "logical_or", "logical_xor", "logical_not", "expand", "cumsum", "prod", "scan",
+    "atan", "tan", "asin", "acos", "sinh", "cosh", "asinh", "acosh", "atanh", "einsum",
+    "topk", "bitcast",
 ]
 
 

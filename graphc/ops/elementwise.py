@@ -105,6 +105,10 @@ _define("sin", 1, _floating, np.sin, lambda n, g: [g * cos(n.inputs[0])],
         lambda s, n, x: s.sin(x), cost=COSTLY)
 _define("cos", 1, _floating, np.cos, lambda n, g: [-(g * sin(n.inputs[0]))],
         lambda s, n, x: s.cos(x), cost=COSTLY)
+_define("atan", 1, _floating, np.arctan,
+        lambda n, g: [g / (1.0 + n.inputs[0] * n.inputs[0])],
+        lambda s, n, x: s.atan(x), cost=COSTLY,
+        doc="the inverse tangent, in (-pi/2, pi/2); the gradient is 1 / (1 + x**2)")
 
 
 def _float_or(fn):
@@ -165,6 +169,21 @@ def _cast_attrs(inputs, attrs):
 
 _define("cast", 1, _cast_rule, _ref_cast, _cast_vjp, lambda s, n, x: s.cast(x, n.dtype),
         attrs=("dtype",), check_attrs=_cast_attrs)
+
+
+
+def _bitcast_rule(name, inputs, attrs):
+    src, dst = inputs[0].dtype, attrs["dtype"]
+    if D.is_bool(src) or D.is_bool(dst) or np.dtype(src).itemsize != np.dtype(dst).itemsize:
+        raise DTypeError(f"bitcast: {src} -> {dst}: needs two dtypes of one width (float32 <-> "
+                         "int32, float64 <-> int64)")
+    return dst
+
+
+_define("bitcast", 1, _bitcast_rule, lambda x, dtype: np.array(x, order="C").view(dtype),
+        _no_grad, lambda s, n, x: s.bitcast(x, n.dtype), attrs=("dtype",),
+        check_attrs=lambda inputs, attrs: {"dtype": A.dtype("bitcast", "dtype", attrs["dtype"])},
+        doc="the bits of x read as another dtype of the same width; no gradient")
 
 # ----------------------------------------------------------------- binary ops
 
@@ -335,6 +354,16 @@ def cast(x, dtype) -> Node:
     return make("cast", (x,), {"dtype": dt})
 
 
+def bitcast(x, dtype) -> Node:
+    """The bits of ``x`` reinterpreted as ``dtype`` (numpy's ``x.view(dtype)``,
+    ONNX BitCast): float32 <-> int32, float64 <-> int64. No gradient."""
+    x = as_node(x, opname="bitcast")
+    dt = D.as_dtype(dtype, "bitcast")
+    if x.dtype == dt:
+        return x
+    return make("bitcast", (x,), {"dtype": dt})
+
+
 def _unary_numeric(name):
     def f(x) -> Node:
         return make(name, (as_node(x, opname=name),))
@@ -372,6 +401,7 @@ abs = _unary_numeric("abs")  # noqa: A001 - numpy's name
 exp = _unary_float("exp")
 sin = _unary_float("sin")
 cos = _unary_float("cos")
+atan = _unary_float("atan")
 floor = _unary_numeric("floor")
 ceil = _unary_numeric("ceil")
 round = _unary_numeric("round")  # noqa: A001 - numpy's name

@@ -401,6 +401,10 @@ class ScalarBuilder:
         self._float(a, "cos")
         return vecmath.cos(self, a) if self.vector_math else self._intrinsic("llvm.cos", a)
 
+    def atan(self, a):
+        self._float(a, "atan")
+        return vecmath.atan(self, a) if self.vector_math else self._intrinsic("llvm.atan", a)
+
     def pow(self, a, b):
         self._same(a, b, "pow")
         if D.is_float(a.dtype):

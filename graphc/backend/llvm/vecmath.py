@@ -1,4 +1,4 @@
-"""Vectorizable math functions: exp, log, tanh, sigmoid, float32 pow, sin and cos.
+"""Vectorizable math functions: exp, log, tanh, sigmoid, float32 pow, sin, cos and atan.
 
 A libm call (``expf``, ``tanh``…) inside a loop stops LLVM's loop vectorizer,
 and LLVM's ``llvm.exp.*`` intrinsics become exactly such calls. The functions
@@ -41,7 +41,8 @@ float64 pow stays ``llvm.pow`` (see :func:`has_pow`).
 
 sin and cos reduce by ``n * pi/2`` (Cody-Waite below ``2**28``, Payne-Hanek in
 64-bit integer lanes above) and evaluate fdlibm's kernels in float64; see the
-section "sin, cos" below and docs/ops.md.
+section "sin, cos" below and docs/ops.md. atan is Cephes' rational
+approximation after reducing ``|x|`` to ``[-0.42, 0.66]`` (section "atan").
 
 Accuracy (max error against the correctly rounded result, measured by
 ``tests/test_vecmath.py`` over random bit patterns, ranges and boundaries,
@@ -584,3 +585,41 @@ def sin(s, x):
 def cos(s, x):
     """cos(x), within about 1 ulp for every finite x; inf/NaN -> NaN."""
     return _sincos(s, x, True)
+
+
+# ------------------------------------------------------------------ atan
+# Cephes' atan (S. L. Moshier, atan.c): |x| > tan(3 pi/8): pi/2 + atan(-1/|x|);
+# |x| > 0.66: pi/4 + atan((|x| - 1) / (|x| + 1)); then t + t z P(z)/Q(z), z = t**2,
+# with the part of pi/2 (pi/4) below float64's precision added back last. Always in
+# float64 (float32 inputs are widened and the result rounded once: 0.5 ulp); about
+# 1 ulp in float64. The reduction is one division num/den chosen by selects.
+_ATAN_P = (-6.485021904942025371773E1, -1.228866684490136173410E2,
+           -7.500855792314704667340E1, -1.615753718733365076637E1,
+           -8.750608600031904122785E-1)                      # P(z), lowest degree first
+_ATAN_Q = (1.945506571482613964425E2, 4.853903996359136964868E2, 4.328810604912902668951E2,
+           1.650270098316988542046E2, 2.485846490142306297962E1, 1.0)
+_ATAN_T3P8 = 2.41421356237309504880                         # tan(3 pi / 8)
+_ATAN_MOREBITS = 6.123233995736765886130E-17                # pi/2 - float64(pi/2)
+
+
+def atan(s, x):
+    """atan(x): odd, atan(±0) = ±0, atan(±inf) = ±pi/2, NaN -> NaN; tiny x -> x."""
+    _consts(x)
+    f64 = D.float64
+    xd = s.cast(x, f64) if x.dtype != f64 else x
+    a = s.abs(xd)
+    big = a > _ATAN_T3P8
+    mid = s.and_(s.not_(big), a > 0.66)
+    one = s.const(1.0, f64)
+    num = s.select(big, s.const(-1.0, f64), s.select(mid, a - 1.0, a))
+    den = s.select(big, a, s.select(mid, a + 1.0, one))
+    t = num / den
+    zero = s.const(0.0, f64)
+    base = s.select(big, s.const(np.pi / 2, f64), s.select(mid, s.const(np.pi / 4, f64), zero))
+    more = s.select(big, s.const(_ATAN_MOREBITS, f64),
+                    s.select(mid, s.const(_ATAN_MOREBITS / 2, f64), zero))
+    z = t * t
+    r = s.fmuladd(t, z * _horner(s, z, _ATAN_P) / _horner(s, z, _ATAN_Q), t)
+    res = base + (r + more)
+    res = s.copysign(res, xd)
+    return s.cast(res, x.dtype) if x.dtype != f64 else res
