@@ -521,3 +521,22 @@ def test_a_row_sum_read_at_other_rows_is_not_added_to_its_row_kernel(case):
         got = gc.compile(outs, [x, w], opt_level=3, threads=threads, cache=False)(xv, wv)
         for g, ref in zip(got, want):
             np.testing.assert_array_equal(g, ref)
+
+
+def test_a_loop_output_in_place_of_its_kernels_gemm_result_verifies():
+    # -x (stored for cumsum, an opaque op) merged into the GEMM kernel of
+    # -(w @ x), which shares the input x; the memory plan wrote -x in place
+    # of w @ x, which dies in that kernel's epilogue loop (sound: the loop
+    # reads it at the index it writes), but the plan's verifier took the
+    # kernel's writes in graph order, -x before the GEMM's, and refused the
+    # plan with a PlanError at opt_level 3 (found by tests/test_fusion_fuzz.py)
+    x = gc.placeholder((4, 4), "float64", name="x")
+    w = gc.placeholder((4, 4), "float64", name="w")
+    outs = [gc.cumsum(-x, axis=0), -(w @ x)]
+    xv = np.arange(16.0).reshape(4, 4) % 5 - 2
+    wv = np.arange(16.0).reshape(4, 4) % 3 - 1
+    want = gc.compile(outs, [x, w], backend="interp")(xv, wv)
+    for threads in (1, 2):
+        got = gc.compile(outs, [x, w], opt_level=3, threads=threads, cache=False)(xv, wv)
+        for g, ref in zip(got, want):
+            np.testing.assert_array_equal(g, ref)
