@@ -14,7 +14,8 @@ interpreter bit for bit, at opt_level 1, 2 and 3, and with two threads.
 Default run: 120 graphs (derandomized by the ``graphc-ci`` profile), and 60 of
 the wide grammar (``wide_graphs``: non-square shapes, matmuls, slices, pads,
 reshapes, cumsum, several outputs, parameters with ``updates=``);
-``python -m pytest -m slow tests/test_fusion_fuzz.py`` runs 3000 and 2000.
+and 6 over inputs large enough for two threads to split kernels;
+``python -m pytest -m slow tests/test_fusion_fuzz.py`` runs 3000, 2000 and 300.
 """
 from __future__ import annotations
 
@@ -108,13 +109,14 @@ LIMIT = 2.0 ** 40     # every value's bound: its sums stay exact far below 2**53
 
 
 class _Pool:
-    """The values built so far, each with a bound on its magnitude."""
+    """The values built so far, each with a bound on its magnitude (values
+    larger than ``cap`` elements are dropped)."""
 
-    def __init__(self):
-        self.vals = []        # (node, bound)
+    def __init__(self, cap):
+        self.vals, self.cap = [], cap       # (node, bound)
 
     def add(self, n, bound):
-        if bound <= LIMIT and 0 < n.size <= 64:
+        if bound <= LIMIT and 0 < n.size <= self.cap:
             self.vals.append((n, bound))
 
     def shaped(self, shape):
@@ -223,7 +225,7 @@ def _wide_op(draw, pool, m, bm, ints):
             o.shape[a] == S[a] for a in range(nd) if a != axis)]
         o, bo = draw(st.sampled_from(cands))        # (m itself is one)
         pool.add(gc.concatenate([m, o] if draw(st.booleans()) else [o, m], axis=axis), max(bm, bo))
-    elif kind == "pad":
+    elif kind == "pad" and m.size <= pool.cap // 4:
         widths = tuple((draw(st.integers(0, 1)), draw(st.integers(0, 1))) for _ in S)
         value = draw(st.sampled_from([0.0, 0.0, 1.0]))
         pool.add(gc.pad(m, widths, value=value), max(bm, abs(value)))
@@ -232,7 +234,7 @@ def _wide_op(draw, pool, m, bm, ints):
         pool.add(gc.reshape(m, shape), bm)
     elif kind == "expand":
         pool.add(gc.expand_dims(m, draw(st.sampled_from([0, 1]))), bm)
-    elif kind == "bcast_to":
+    elif kind == "bcast_to" and m.size <= pool.cap // 4:
         k = draw(st.integers(2, 4))
         if draw(st.booleans()):
             pool.add(gc.broadcast_to(m, (k, S[0])), bm)
@@ -257,11 +259,16 @@ class WideCase:
                 f"parameters: {[v.tolist() for v in self.starts]})")
 
 
+SMALL = [(4, 4), (3, 4), (4, 5)]
+# large enough for two threads to split loops, GEMMs and scalar reductions
+BIG = [(256, 512), (384, 256)]
+
+
 @st.composite
-def wide_graphs(draw, max_ops=10):
+def wide_graphs(draw, max_ops=10, shapes=SMALL, cap=64):
     """A random graph over (R, C) inputs (square or not), of every op family
     fusion treats differently, with parameters updated in some."""
-    R, C = draw(st.sampled_from([(4, 4), (3, 4), (4, 5)]))
+    R, C = draw(st.sampled_from(shapes))
     rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
     x = gc.placeholder((R, C), "float64", name="x")
     w = gc.placeholder((R, C), "float64", name="w")
@@ -273,7 +280,7 @@ def wide_graphs(draw, max_ops=10):
         shape = draw(st.sampled_from([(R, C), (C, C), (C,)]))
         starts.append(rng.integers(-2, 3, shape).astype(np.float64))
         params.append(gc.parameter(starts[-1].copy(), name=f"p{k}"))
-    pool = _Pool()
+    pool = _Pool(cap)
     for i in inputs + params:
         pool.add(i, 2.0)
     ints = inputs + params
@@ -322,4 +329,17 @@ def test_wide_fused_graphs_equal_the_interpreter_exactly(case):
 @settings(LONG, max_examples=2000)
 @given(wide_graphs(max_ops=16))
 def test_wide_fused_graphs_equal_the_interpreter_exactly_long(case):
+    _check_wide(case)
+
+
+@settings(max_examples=6, deadline=None)
+@given(wide_graphs(max_ops=8, shapes=BIG, cap=1 << 18))
+def test_wide_fused_graphs_split_across_threads_equal_the_interpreter_exactly(case):
+    _check_wide(case)
+
+
+@pytest.mark.slow
+@settings(LONG, max_examples=300)
+@given(wide_graphs(max_ops=12, shapes=BIG, cap=1 << 18))
+def test_wide_fused_graphs_split_across_threads_equal_the_interpreter_exactly_long(case):
     _check_wide(case)
