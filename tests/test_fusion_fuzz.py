@@ -83,11 +83,21 @@ def graphs(draw, max_ops=8):
     return outs, [x, w], values
 
 
+def _other(values):
+    """Other values in [-2, 2], different at every element: a call with them
+    first leaves the arena and the memory numpy reuses for the outputs
+    holding wrong values, so a kernel that reads a value before it is
+    written (this call's) cannot pass by reading the last call's."""
+    return [(v + 3) % 5 - 2 for v in values]
+
+
 def _check(case):
     outs, inputs, values = case
     want = gc.compile(outs, inputs, backend="interp")(*values)
     for level, threads in ((1, 1), (2, 1), (3, 1), (3, 2)):
-        got = gc.compile(outs, inputs, opt_level=level, threads=threads, cache=False)(*values)
+        f = gc.compile(outs, inputs, opt_level=level, threads=threads, cache=False)
+        f(*_other(values))
+        got = f(*values)
         for g, r in zip(got, want):
             np.testing.assert_array_equal(g, r, err_msg=f"opt_level={level}, threads={threads}")
 
@@ -146,7 +156,8 @@ def _wide_op(draw, pool, m, bm, ints):
     if nd == 1:
         kinds += ["expand", "bcast_to"]
     if nd == 2:
-        kinds += ["keep", "keep", "bcast", "bcast", "transpose", "matmul", "matmul", "mul"]
+        kinds += ["keep", "keep", "bcast", "bcast", "transpose", "matmul", "matmul", "mul",
+                  "outer"]
     kind = draw(st.sampled_from(kinds))
     if kind == "reduce":
         op = draw(st.sampled_from([gc.sum, gc.sum, gc.max, gc.min]))
@@ -216,6 +227,18 @@ def _wide_op(draw, pool, m, bm, ints):
             if epi == "reduce":
                 axis = draw(st.sampled_from([-1, 0, None]))
                 pool.add(gc.sum(y, axis=axis), by * (y.size if axis is None else y.shape[axis]))
+    elif kind == "outer":
+        # a 3-d value m[a, b] op v[c], reduced at once over one of its axes:
+        # a reduction of a (R, C) result over indices of its own
+        vecs = [(v, b) for v, b in pool.vals if v.ndim == 1 and v.size * m.size <= 4 * pool.cap]
+        if vecs:
+            v, bv = draw(st.sampled_from(vecs))
+            t = gc.add(gc.reshape(m, S + (1,)), gc.reshape(v, (1, 1, v.size))) \
+                if draw(st.booleans()) else gc.reshape(m, S + (1,)) * gc.reshape(v, (1, 1, v.size))
+            bt = max(bm + bv, bm * bv)
+            axis = draw(st.sampled_from([-1, -1, 0, 1]))
+            op = draw(st.sampled_from([gc.sum, gc.sum, gc.max]))
+            pool.add(op(t, axis=axis), bt * (t.shape[axis] if op is gc.sum else 1))
     elif kind == "slice":
         key = tuple(_slice_key(draw, d) for d in S)
         pool.add(m[key], bm)
@@ -301,9 +324,12 @@ def wide_graphs(draw, max_ops=10, shapes=SMALL, cap=64):
 
 
 def _run(case, **options):
+    f = gc.compile(case.outs, case.inputs, updates=case.updates or None, **options)
+    for p, v in zip(case.params, case.starts):
+        p.value = _other([v])[0]
+    f(*_other(case.values))
     for p, v in zip(case.params, case.starts):
         p.value = v.copy()
-    f = gc.compile(case.outs, case.inputs, updates=case.updates or None, **options)
     got = f(*case.values)
     return list(got), [p.value.copy() for p in case.params]
 

@@ -540,3 +540,25 @@ def test_a_loop_output_in_place_of_its_kernels_gemm_result_verifies():
         got = gc.compile(outs, [x, w], opt_level=3, threads=threads, cache=False)(xv, wv)
         for g, ref in zip(got, want):
             np.testing.assert_array_equal(g, ref)
+
+
+@pytest.mark.parametrize("opt_level", [2, 3])
+def test_a_reduction_evaluated_inline_reading_a_row_sum_at_every_row_is_not_fused(opt_level):
+    # r3[a, b] = sum_c (x[a, b] + h[c]), with h = sum(x, -1), is a reduction
+    # over an axis of its own, evaluated inline in a kernel over (4, 4); the
+    # row step fused h into that kernel's row loop (its check of who reads h
+    # at which row followed only elementwise values), so row a read h[c] for
+    # rows not reduced yet. The first call with other values leaves stale
+    # row sums in the buffers, which a second call's wrong reads would find
+    # (found while widening tests/test_fusion_fuzz.py)
+    x = gc.placeholder((4, 4), "float64", name="x")
+    h = gc.sum(x, axis=-1)
+    u = x - gc.reshape(h, (4, 1))
+    r3 = gc.sum(gc.reshape(x, (4, 4, 1)) + gc.reshape(h, (1, 1, 4)), axis=-1)
+    xv = np.arange(16.0).reshape(4, 4) % 5 - 2
+    for outs in ([u, r3], [r3, u], [u + r3], [u, r3, h]):
+        want = gc.compile(outs, [x], backend="interp")(xv)
+        f = gc.compile(outs, [x], opt_level=opt_level, cache=False)
+        f(-xv)
+        for g, ref in zip(f(xv), want):
+            np.testing.assert_array_equal(g, ref)

@@ -67,7 +67,11 @@ class Merging:
         want = want + (0,) * (r.ndim - split)
         full = tuple(("o", k) for k in range(split)) + tuple(
             ("i", k) for k in range(len(D) - split))
-        starts = [(n, full) for n in c.roots if n.shape == D and self.kind[n.id] == "ew"]
+        staged = {x.id for x in c.hoisted} | {x.id for x in c.accum}
+        # every value the loop evaluates at its index: elementwise roots and
+        # reductions evaluated inline (each over indices of its own)
+        starts = [(n, full) for n in c.roots if n.shape == D and n.id not in staged and
+                  self.kind[n.id] in ("ew", "reduce")]
         starts += [(h.inputs[0], full) for h in c.hoisted]
         # an accumulation reads its input at the loop index (of the outer
         # loops, for a value over them), after the row's reductions
