@@ -562,3 +562,18 @@ def test_a_reduction_evaluated_inline_reading_a_row_sum_at_every_row_is_not_fuse
         f(-xv)
         for g, ref in zip(f(xv), want):
             np.testing.assert_array_equal(g, ref)
+
+
+def test_a_consumer_of_an_accumulation_is_not_sunk_into_the_kernel_accumulating_it():
+    # s = sum(n, 0, keepdims) is accumulated by the GEMM kernel computing
+    # n = -(a @ b); the mask n > n - s, read by another kernel, was sunk into
+    # that kernel (which can free s then), where s is complete only after the
+    # loop: "fusion bug: kernel reads its own accumulation" at opt_level 3
+    # (found by tests/test_fusion_fuzz.py's wide grammar)
+    x = gc.placeholder((3, 4), "float64", name="x")
+    m = (-x) @ gc.transpose(x)
+    n = -m
+    out = gc.where(n > n - gc.sum(n, axis=0, keepdims=True), m, n)
+    xv = np.arange(12.0).reshape(3, 4) % 5 - 2
+    want = gc.compile(out, [x], backend="interp")(xv)
+    np.testing.assert_array_equal(gc.compile(out, [x], opt_level=3, cache=False)(xv), want)

@@ -381,6 +381,8 @@ class Merging:
                 if any(x != k1.gid and x != k2.gid for x in rs):
                     continue          # someone else needs X anyway
                 X = self.by_id[xid]
+                if any(a is X for a in k1.accum):
+                    continue          # complete only after k1's loop: nothing can use it there
                 comp = self._sinkable(k1, k2, xid)
                 if not comp:
                     continue
