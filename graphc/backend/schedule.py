@@ -356,7 +356,10 @@ def verify_plan(plan: Plan, deep: bool = False) -> None:
                         "(an update must run after every reader of the old value)")
             fail(s, f"reads {name(n)} at {loc}, which holds another value by then "
                     f"(written by kernel {by})")
-        for n, loc in s.writes:
+        staged = s.kernel.staged()
+        # in the order the kernel makes them: its staged values (the GEMM's
+        # result, before the loop that may reuse its memory) first
+        for n, loc in sorted(s.writes, key=lambda w: w[0].id not in staged):
             kind, off = loc
             if kind == "slot":
                 if off in readonly or off >= lay.count:

@@ -22,7 +22,6 @@ from .common import as_node, constant, is_int
 from .elementwise import bitwise_and, bitwise_or, cast, not_equal, where
 from .movement import reshape, transpose
 from .reduce import sum as _sum
-from .scan import scan
 
 
 def _before(a, b, largest, floating):
@@ -69,11 +68,6 @@ def topk(x, k, axis: int = -1, largest: bool = True) -> tuple[Node, Node]:
     tie = bitwise_and(bitwise_and(~j_first, ~_before(xi, xj, big, fl)), j < i)
     ahead = bitwise_or(j_first, tie)                         # element j is ahead of element i
     rank = _sum(ahead, axis=-1)                              # (..., n): a permutation of 0..n-1
-    # a barrier: without it the gradient of the values compiled at opt_level 3 is wrong
-    # (an open bug: tests/test_regressions.py, test_gradient_of_values_picked_by_rank,
-    # xfail); scan(0, b) is b, and a scan reads its input from memory, so rank is
-    # stored in a kernel of its own before the picks read it
-    rank = scan(constant(np.int64(0)), rank, -1)
     r = constant(np.arange(k, dtype=np.int64).reshape(k, 1))
     pick = reshape(rank, lead + (1, n)) == r                 # (..., k, n): one True per row
     values = cast(_sum(where(pick, xj, 0), axis=-1), x.dtype)

@@ -18,11 +18,14 @@ from .fusion_graph import _Group
 
 class _RowView:
     """What :meth:`Merging._walk_row_reads` reads of a kernel: its domain and
-    members, and its row reductions (here a standalone one, as if hoisted)."""
-    __slots__ = ("domain", "members", "roots", "hoisted")
+    members, the values it evaluates in its loop (``roots``), its row
+    reductions and its accumulations: here only what a step would add to a
+    kernel (a reduction hoisted or accumulated, values computed early)."""
+    __slots__ = ("domain", "members", "roots", "hoisted", "accum")
 
-    def __init__(self, domain, members, hoisted):
-        self.domain, self.members, self.roots, self.hoisted = domain, members, [], hoisted
+    def __init__(self, domain, members, roots=(), hoisted=(), accum=()):
+        self.domain, self.members = domain, members
+        self.roots, self.hoisted, self.accum = list(roots), list(hoisted), list(accum)
 
 
 class Merging:
@@ -64,8 +67,16 @@ class Merging:
         want = want + (0,) * (r.ndim - split)
         full = tuple(("o", k) for k in range(split)) + tuple(
             ("i", k) for k in range(len(D) - split))
-        starts = [(n, full) for n in c.roots if n.shape == D and self.kind[n.id] == "ew"]
+        staged = {x.id for x in c.hoisted} | {x.id for x in c.accum}
+        # every value the loop evaluates at its index: elementwise roots and
+        # reductions evaluated inline (each over indices of its own)
+        starts = [(n, full) for n in c.roots if n.shape == D and n.id not in staged and
+                  self.kind[n.id] in ("ew", "reduce")]
         starts += [(h.inputs[0], full) for h in c.hoisted]
+        # an accumulation reads its input at the loop index (of the outer
+        # loops, for a value over them), after the row's reductions
+        starts += [(a.inputs[0], full if a.inputs[0].shape == D else full[:split])
+                   for a in c.accum]
         starts.append((r.inputs[0], full))
         seen = set()
         fresh = [0]
@@ -82,16 +93,21 @@ class Merging:
                     starts.append((i, iidx))
         return True
 
-    def _reads_only_current_rows(self, r: Node, g: _Group, D: tuple, c: _Group,
-                                 split: int) -> bool:
-        """Would the row reduction ``r`` (alone in ``g``, reducing over ``D``'s
-        trailing axes) read each of row kernel ``c``'s reductions only at
-        the row being computed, once it joined ``c`` (and read c's values
-        inline)? (``y[a] = sum_b r1[b] * x[a, b]`` reads every row of
-        ``r1``: inside r1's row loop, rows after ``a`` are not reduced
-        yet.)"""
-        view = _RowView(D, g.members | c.members, [r])
-        return all(self._walk_row_reads(view, h, split) for h in c.hoisted)
+    def _rows_stay_current(self, c: _Group, members: set, roots=(), hoisted=(),
+                           accum=()) -> bool:
+        """Would each row reduction of kernel ``c`` still be read only at the
+        row being computed once c also evaluates ``roots`` in its loop,
+        hoists ``hoisted`` and accumulates ``accum`` (computing ``members``
+        inline)? The check of every step that adds work to a row kernel
+        other than by merging two kernels (:meth:`_hoist_ok` checks those):
+        a row reduction joining it (``y[a] = sum_b r1[b] * x[a, b]`` reads
+        every row of ``r1``: inside r1's row loop, rows after ``a`` are not
+        reduced yet), an accumulation (``sum(x + r1[None, :], 0)``), a
+        consumer sunk into it (``transpose(x - r1[:, None]) > 0``)."""
+        if not c.hoisted:
+            return True
+        view = _RowView(c.domain, members | c.members, roots, hoisted, accum)
+        return all(self._walk_row_reads(view, h, c.split) for h in c.hoisted)
 
     def _readers_of(self, vid) -> list:
         """The live groups that read value ``vid``, in gid order."""
@@ -153,7 +169,7 @@ class Merging:
                 c = self.groups[gid]
                 if c is not g and c.alive and c.is_loop and c.matmul is None and \
                         self._row_reads_ok(c, r, split) and \
-                        self._reads_only_current_rows(r, g, D, c, split) and \
+                        self._rows_stay_current(c, g.members, hoisted=[r]) and \
                         self.can_merge(c, g):
                     g.hoisted = [r]
                     self.merge(c, g)
@@ -337,7 +353,8 @@ class Merging:
                     continue          # nothing to share: no reason to merge
                 if rg & ({a.id for a in c.accum} | self._inline_reductions(c)):
                     continue          # g would read an unfinished accumulation of c
-                if self.can_merge(c, g) and not self._read_inside(c, r):
+                if self.can_merge(c, g) and not self._read_inside(c, r) and \
+                        self._rows_stay_current(c, g.members, accum=[r]):
                     g.accum = [r]
                     self.merge(c, g)
                     break
@@ -364,6 +381,8 @@ class Merging:
                 if any(x != k1.gid and x != k2.gid for x in rs):
                     continue          # someone else needs X anyway
                 X = self.by_id[xid]
+                if any(a is X for a in k1.accum):
+                    continue          # complete only after k1's loop: nothing can use it there
                 comp = self._sinkable(k1, k2, xid)
                 if not comp:
                     continue
@@ -376,6 +395,8 @@ class Merging:
                     continue
                 if sum(b.size * b.dtype.itemsize for b in boundary) >= X.size * X.dtype.itemsize:
                     continue
+                if not self._rows_stay_current(k1, comp, roots=boundary):
+                    continue          # a boundary value reads a row reduction at another row
                 for b in boundary:
                     k1.roots.append(b)
                     self.group_of[b.id] = k1
