@@ -12,6 +12,11 @@ from fuzzcase import F64, I64, MAX_SIZE, ND_ULPS, B, _bcast, _finish, _round, is
 
 import graphc as gc
 
+# functions fuzzed on inputs clipped into (lo, hi), where their slope is at most the third
+_DOMAIN = {"tan": (-1.2, 1.2, 8.0), "asin": (-0.8, 0.8, 1.7), "acos": (-0.8, 0.8, 1.7),
+           "atanh": (-0.8, 0.8, 2.8), "acosh": (1.2, 50.0, 1.5), "sinh": (-20.0, 20.0, None),
+           "cosh": (-20.0, 20.0, None)}
+
 
 class ElementwiseOps:
     def positive(self, a):
@@ -291,13 +296,17 @@ class ElementwiseOps:
     # -- ops that newer graphc versions add (used when present) ---------------
     def op_special(self):
         names = [n for n in ("erf", "log1p", "sin", "cos", "cumsum", "scan", "reciprocal",
-                             "clip", "expand", "prod") if hasattr(gc, n)]
+                             "clip", "expand", "prod", "atan", "asinh", "einsum") if hasattr(gc, n)]
         if self.mode == "value":      # piecewise constant: no finite differences
-            names += [n for n in ("floor", "ceil", "round", "sign", "logical_and")
-                      if hasattr(gc, n)]
+            names += [n for n in ("floor", "ceil", "round", "sign", "logical_and", "topk",
+                                  "bitcast", *_DOMAIN) if hasattr(gc, n)]
         if not names:
             return None
         name = self.choice(names)
+        if name in ("atan", "asinh") or name in _DOMAIN:
+            return self._smooth_unary(name)
+        if name in ("einsum", "topk", "bitcast"):
+            return getattr(self, f"_{name}")()
         if name in ("floor", "ceil", "round", "sign"):
             return self._rounding(name)
         if name in ("cumsum", "scan"):
@@ -327,6 +336,74 @@ class ElementwiseOps:
                 err = np.where(1 + x > 2 * ea, ea / np.abs(1 + x), np.inf) + ND_ULPS * u * np.abs(out)
         node = getattr(gc, name)(a.node)
         return self.add(node, out, _finish(out, err, ea), f"gc.{name}({a.name})", [a])
+
+    def _smooth_unary(self, name):
+        """atan, asinh (Lipschitz 1 everywhere) and the functions of _DOMAIN on
+        inputs clipped into an interval where their slope is at most
+        ``bound`` (value mode): the error is the input's times the slope,
+        plus a few ulps of the result."""
+        a = self.pick(self.numeric, make=self.numeric_leaf)
+        if a.dtype == B:
+            return None
+        node, src = a.node, a.name
+        x = a.val if is_float(a.dtype) else a.val.astype(F64)
+        ea = np.broadcast_to(a.err, a.shape)
+        slope = 1.0
+        if name in _DOMAIN:
+            lo, hi, slope = _DOMAIN[name]
+            node = gc.clip(gc.cast(node, x.dtype.name) if not is_float(a.dtype) else node, lo, hi)
+            src = f"gc.clip({src}, {lo}, {hi})"
+            with np.errstate(all="ignore"):
+                x = np.clip(x, lo, hi)
+            if name in ("sinh", "cosh"):
+                slope = np.cosh(np.minimum(np.abs(x.astype(np.float64)) + ea, 30.0))
+        u = unit(x.dtype)
+        with np.errstate(all="ignore"):
+            out = getattr(np, {"asin": "arcsin", "acos": "arccos", "atan": "arctan",
+                               "asinh": "arcsinh", "acosh": "arccosh", "atanh": "arctanh"}
+                          .get(name, name))(x.astype(np.float64)).astype(x.dtype)
+            err = slope * ea + 2 * ND_ULPS * u * np.abs(out) + 4 * u
+        return self.add(getattr(gc, name)(node), out, _finish(out, err, ea), f"gc.{name}({src})",
+                        [a])
+
+    def _einsum(self):
+        """Exact einsums: a transpose, a diagonal, an outer axis insertion."""
+        a = self.pick(make=self.leaf)
+        if len(a.shape) != 2 or a.dtype == B:
+            return None
+        e = np.broadcast_to(a.err, a.shape)
+        eq = self.choice(["ij->ji", "ij->ij", "ii->i"])
+        if eq == "ii->i" and a.shape[0] != a.shape[1]:
+            eq = "ij->ji"
+        out, err = np.einsum(eq, a.val), np.einsum(eq, e)
+        return self.add(gc.einsum(eq, a.node), out, err, f"gc.einsum({eq!r}, {a.name})", [a])
+
+    def _topk(self):
+        """The k largest (or smallest) values along the last axis: an order
+        statistic moves by at most the largest error of its row."""
+        a = self.pick(self.numeric, make=self.numeric_leaf)
+        if a.dtype == B or not a.shape or a.shape[-1] == 0 or not np.all(np.isfinite(a.val)):
+            return None
+        k = self.integer(1, a.shape[-1])
+        largest = self.flip(2)
+        srt = np.sort(a.val, axis=-1)
+        out = (np.flip(srt, -1) if largest else srt)[..., :k]
+        ea = np.broadcast_to(a.err, a.shape)
+        err = np.broadcast_to(np.max(ea, axis=-1, keepdims=True), out.shape) if ea.size else 0
+        return self.add(gc.topk(a.node, k, -1, largest)[0], out, err,
+                        f"gc.topk({a.name}, {k}, -1, {largest})[0]", [a])
+
+    def _bitcast(self):
+        """float32 <-> int32, float64 <-> int64 bits, of exactly known values."""
+        a = self.pick(self.numeric, make=self.numeric_leaf)
+        to = {np.dtype(np.float32): "int32", np.dtype(np.int32): "float32",
+              np.dtype(np.float64): "int64", np.dtype(np.int64): "float64"}.get(a.dtype)
+        if to is None or np.any(np.broadcast_to(a.err, a.shape) != 0):
+            return None
+        out = np.ascontiguousarray(a.val).view(to)
+        if is_float(out.dtype) and not np.all(np.isfinite(out)):
+            return None                # NaN payloads: numpy and graphc may differ
+        return self.add(gc.bitcast(a.node, to), out, 0, f"gc.bitcast({a.name}, {to!r})", [a])
 
     def _rounding(self, name):
         """floor, ceil, round (ties to even) and sign: exact, where the input's
