@@ -216,28 +216,7 @@ def fast_call(native, graph: Graph, out_specs: list, single: bool, override=None
     n = len(specs)
     ndarray, empty = np.ndarray, np.empty
     outs = tuple(out_specs)
-    if override is not None:
-        k = next(i for i, p in enumerate(params) if p is override)
-        before, after = tuple(params[:k]), tuple(params[k + 1:])
-
-        def run_with(args, value):
-            if len(args) != n:
-                return SLOW
-            for v, (dt, shape) in zip(args, specs):
-                if type(v) is not ndarray or v.dtype != dt or v.shape != shape or not v.flags.carray:
-                    return SLOW
-            try:
-                arena = local.arena
-            except AttributeError:
-                return SLOW
-            results = [empty(shape, dt) for shape, dt in outs]
-            status = call((*args, *map(values, before), value, *map(values, after), *consts,
-                           *results, arena))
-            if status:
-                raise RuntimeCheckError(errors[status - 1])
-            return results[0] if single else tuple(results)
-        return run_with
-    if n == 1 and single:           # the commonest form, without the loops
+    if n == 1 and single and override is None:      # the commonest form, without the loops
         (dt, shape), = specs
         (oshape, odt), = outs
 
@@ -258,7 +237,10 @@ def fast_call(native, graph: Graph, out_specs: list, single: bool, override=None
             return out
         return run1
 
-    def run(args):
+    k = None if override is None else next(i for i, p in enumerate(params) if p is override)
+    before, after = (params, ()) if k is None else (tuple(params[:k]), tuple(params[k + 1:]))
+
+    def run(args, value=None):
         if len(args) != n:
             return SLOW
         for v, (dt, shape) in zip(args, specs):
@@ -269,7 +251,9 @@ def fast_call(native, graph: Graph, out_specs: list, single: bool, override=None
         except AttributeError:
             return SLOW
         results = [empty(shape, dt) for shape, dt in outs]
-        status = call((*args, *map(values, params), *consts, *results, arena))
+        pv = map(values, params) if k is None else (*map(values, before), value,
+                                                    *map(values, after))
+        status = call((*args, *pv, *consts, *results, arena))
         if status:
             raise RuntimeCheckError(errors[status - 1])
         return results[0] if single else tuple(results)
