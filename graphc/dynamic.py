@@ -27,6 +27,7 @@ import warnings
 import numpy as np
 
 from .errors import InputError, PaddedBatchWarning, ShapeError, user_stacklevel
+from .ir.dim import DEFAULT_MAX
 from .runtime import SLOW, _describe, bind_inputs, check_array
 
 PADDED_WARN = 4          # a call of fewer than bound / PADDED_WARN rows warns (once per function)
@@ -122,7 +123,7 @@ class DynamicCall:
         warnings.warn(f"a call with {n} rows of the symbolic dim {dim.name!r} computed all "
                       f"{bound} rows of its bound (the padding is masked, so the result is "
                       f"right, but it costs a full batch); give the dim a tighter bound, "
-                      f"gc.Dim({dim.name!r}, max=...) (None in a shape means {bound} rows). "
+                      f"gc.Dim({dim.name!r}, max=...) (None in a shape means {DEFAULT_MAX} rows). "
                       "Shown once per compiled function", PaddedBatchWarning,
                       stacklevel=user_stacklevel())
 

@@ -10,6 +10,9 @@ import pytest
 import graphc as gc
 from graphc import nn
 
+# small batches of a symbolic dim warn that they cost the bound (tests/test_dynamic.py checks it)
+pytestmark = pytest.mark.filterwarnings("ignore::graphc.PaddedBatchWarning")
+
 
 def test_traces_once_per_signature_and_matches_numpy():
     @gc.function
