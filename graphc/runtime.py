@@ -168,7 +168,7 @@ class NativeCall:
         """Run on checked ``inputs`` into ``outputs``; ``override`` (node id ->
         array) gives some parameters another value for this call only (a
         symbolic batch's size: dynamic.py), leaving theirs untouched."""
-        values = list(map(self._values, self.params))
+        values = map(self._values, self.params)
         if override:
             values = [override.get(p.id, v) for p, v in zip(self.params, values)]
         if self._call is not None:

@@ -16,7 +16,6 @@ from .elementwise import (
     bitwise_and,
     bitwise_or,
     bitwise_xor,
-    cast,
     cos,
     div,
     exp,
@@ -30,7 +29,7 @@ from .elementwise import (
     where,
 )
 from .movement import broadcast_to
-from .special import log1p
+from .special import _float_arg, log1p
 
 
 def reciprocal(x) -> Node:
@@ -123,15 +122,6 @@ _LN2 = 0.6931471805599453
 _BIG = 2.0 ** 28        # above it sqrt(x*x +- 1) is x in float64: log(2x) directly
 
 
-def _float(name, x) -> Node:
-    x = as_node(x, opname=name)
-    if D.is_int(x.dtype):
-        x = cast(x, D.float64)
-    elif D.is_bool(x.dtype):
-        raise DTypeError(f"{name}: bool operand; cast it to a float first")
-    return x
-
-
 def _odd(x, f) -> Node:
     """f(|x|) with the sign of x; f(±0) = ±0 (x itself there: the gradient at 0 is 1,
     which is f'(0) for sinh and asinh)."""
@@ -142,21 +132,21 @@ def _odd(x, f) -> Node:
 
 def tan(x) -> Node:
     """``sin(x) / cos(x)``."""
-    x = _float("tan", x)
+    x = _float_arg("tan", x)
     return sin(x) / cos(x)
 
 
 def asin(x) -> Node:
     """The inverse sine, ``atan(x / sqrt((1 - x)(1 + x)))`` (no cancellation near ±1;
     ``x / 0 = ±inf`` gives ±pi/2 at ±1); NaN outside [-1, 1]."""
-    x = _float("asin", x)
+    x = _float_arg("asin", x)
     return atan(x / sqrt((1.0 - x) * (1.0 + x)))
 
 
 def acos(x) -> Node:
     """The inverse cosine, ``2 atan(sqrt((1 - x) / (1 + x)))`` (``acos(-1) = pi``);
     NaN outside [-1, 1]."""
-    x = _float("acos", x)
+    x = _float_arg("acos", x)
     return atan(sqrt((1.0 - x) / (1.0 + x))) * 2.0
 
 
@@ -176,12 +166,12 @@ def sinh(x) -> Node:
     """The hyperbolic sine: a series below |x| = 0.5 (relative accuracy for tiny x),
     ``(e**|x| - e**-|x|) / 2`` above, with ``e**|x|`` as ``h * h``, ``h = e**(|x|/2)``
     (finite up to where sinh itself overflows)."""
-    return _odd(_float("sinh", x), _sinh_abs)
+    return _odd(_float_arg("sinh", x), _sinh_abs)
 
 
 def cosh(x) -> Node:
     """The hyperbolic cosine, ``(e**|x| + e**-|x|) / 2`` with ``e**|x| = h * h``."""
-    x = _float("cosh", x)
+    x = _float_arg("cosh", x)
     h = exp(where(x < 0, -x, x) * 0.5)
     return (h * 0.5) * h + 0.5 / (h * h)
 
@@ -193,13 +183,13 @@ def asinh(x) -> Node:
         s = minimum(a, _BIG)
         small = log1p(s + s * s / (sqrt(s * s + 1.0) + 1.0))
         return where(a > _BIG, log(maximum(a, _BIG)) + _LN2, small)
-    return _odd(_float("asinh", x), f)
+    return _odd(_float_arg("asinh", x), f)
 
 
 def acosh(x) -> Node:
     """The inverse hyperbolic cosine, ``log1p(t + sqrt(2t + t**2))`` with ``t = x - 1``
     (accurate near 1), ``log(2x)`` above 2**28; NaN below 1."""
-    x = _float("acosh", x)
+    x = _float_arg("acosh", x)
     t = minimum(x, _BIG) - 1.0
     small = log1p(t + sqrt(t * 2.0 + t * t))
     y = where(x > _BIG, log(maximum(x, _BIG)) + _LN2, small)
@@ -209,5 +199,5 @@ def acosh(x) -> Node:
 def atanh(x) -> Node:
     """The inverse hyperbolic tangent, ``(log1p(x) - log1p(-x)) / 2``; ±inf at ±1,
     NaN outside [-1, 1]."""
-    x = _float("atanh", x)
+    x = _float_arg("atanh", x)
     return (log1p(x) - log1p(-x)) * 0.5
