@@ -35,6 +35,7 @@ LAYERS = [
     # builder, vector math, loop nests, the host CPU's facts): no graph, no
     # op knowledge
     ("codegen", ["graphc.backend.llvm.scalar", "graphc.backend.llvm.vecmath",
+                 "graphc.backend.llvm.vecmath_trig",
                  "graphc.backend.llvm.loops", "graphc.backend.llvm.host"]),
     ("ops", ["graphc.ops"]),
     # the kernel plan: what the planning passes produce and the emitter reads

@@ -14,7 +14,7 @@ from llvmlite import ir
 
 from ...errors import GraphcError
 from ...ir import dtypes as D
-from . import vecmath
+from . import vecmath, vecmath_trig
 
 I1 = ir.IntType(1)
 I8 = ir.IntType(8)
@@ -395,15 +395,15 @@ class ScalarBuilder:
     # for large arguments); llvm.sin/llvm.cos (libm calls) without vector_math
     def sin(self, a):
         self._float(a, "sin")
-        return vecmath.sin(self, a) if self.vector_math else self._intrinsic("llvm.sin", a)
+        return vecmath_trig.sin(self, a) if self.vector_math else self._intrinsic("llvm.sin", a)
 
     def cos(self, a):
         self._float(a, "cos")
-        return vecmath.cos(self, a) if self.vector_math else self._intrinsic("llvm.cos", a)
+        return vecmath_trig.cos(self, a) if self.vector_math else self._intrinsic("llvm.cos", a)
 
     def atan(self, a):
         self._float(a, "atan")
-        return vecmath.atan(self, a) if self.vector_math else self._intrinsic("llvm.atan", a)
+        return vecmath_trig.atan(self, a) if self.vector_math else self._intrinsic("llvm.atan", a)
 
     def pow(self, a, b):
         self._same(a, b, "pow")
