@@ -15,7 +15,7 @@ fuzzes 4000 + 1000 + 2500 random graphs: ``python -m pytest -m slow
 tests/test_fuzz.py``.
 
 A failure prints the shrunk case as a runnable program; every one found
-became a test in tests/test_regressions.py.
+became a test in tests/test_regressions.py (or test_regressions_fusion.py).
 """
 from __future__ import annotations
 
